@@ -1,0 +1,115 @@
+"""The metrics registry: a scripted workload on a fake clock gives hand-computed numbers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from fakeai.metrics import MetricsRegistry
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def registry(clock: FakeClock) -> MetricsRegistry:
+    return MetricsRegistry(window_seconds=5.0, clock=clock, wall_clock=lambda: 1_700_000_000.0)
+
+
+def test_scripted_workload_gives_exact_snapshot(registry: MetricsRegistry, clock: FakeClock) -> None:
+    clock.now += 10.0  # up for longer than one window: rates divide by 5 s
+    chat = "/v1/chat/completions"
+    registry.record(chat, 0.1, 200, prompt_tokens=10, completion_tokens=20)
+    registry.record(chat, 0.2, 200, prompt_tokens=30, completion_tokens=40)
+    registry.record(chat, 0.3, 500, prompt_tokens=5)
+    registry.record(chat, 0.4, 429, prompt_tokens=5)
+    registry.stream_started()
+    registry.stream_started()
+    registry.record(chat, 2.0, 200, 8, 100, ttft=0.05, stream_completed=True)
+    registry.record(chat, 1.0, 200, 8, 10, ttft=0.15, stream_completed=False)
+    registry.record("/v1/embeddings", 0.01, 200, prompt_tokens=7)
+
+    snap = registry.snapshot()
+    ep = snap.endpoints[chat]
+    assert ep.requests_total == 6
+    assert ep.latency.count == 6
+    assert ep.latency.rate == pytest.approx(6 / 5)
+    assert ep.latency.min == 0.1 and ep.latency.max == 2.0
+    assert ep.latency.avg == pytest.approx(4.0 / 6)
+    # sorted: .1 .2 .3 .4 1 2 -> p50 at h=2.5 is (.3+.4)/2; p90 at h=4.5 is (1+2)/2; p99 at h=4.95
+    assert ep.latency.p50 == pytest.approx(0.35)
+    assert ep.latency.p90 == pytest.approx(1.5)
+    assert ep.latency.p99 == pytest.approx(1.95)
+    assert ep.errors.count == 2 and ep.errors_total == {429: 1, 500: 1}
+    assert ep.errors.rate == pytest.approx(2 / 5)
+    assert ep.prompt_tokens_total == 66 and ep.completion_tokens_total == 170
+    assert ep.completion_tokens.sum_rate == pytest.approx(170 / 5)
+    assert ep.latency_sum == pytest.approx(4.0)
+
+    streaming = snap.streaming
+    assert (streaming.active_streams, streaming.completed_streams, streaming.failed_streams) == (0, 1, 1)
+    assert streaming.completion_rate == 0.5
+    assert streaming.ttft.count == 2 and streaming.ttft.avg == pytest.approx(0.1)
+    assert streaming.ttft_sum == pytest.approx(0.2) and streaming.ttft_count == 2
+    assert sorted([streaming.tokens_per_second.min, streaming.tokens_per_second.max]) == [10.0, 50.0]
+
+    assert list(snap.endpoints) == [chat, "/v1/embeddings"]
+    assert snap.totals.requests_per_second == pytest.approx(7 / 5)
+    assert snap.totals.errors_per_second == pytest.approx(2 / 5)
+    assert snap.totals.error_ratio == pytest.approx(2 / 7)
+    assert snap.totals.average_latency_seconds == pytest.approx(4.01 / 7)
+    assert snap.timestamp == 1_700_000_000.0 and snap.uptime_seconds == 10.0
+    assert snap.dropped_samples == 0
+
+
+def test_a_fresh_server_divides_by_its_uptime(registry: MetricsRegistry, clock: FakeClock) -> None:
+    clock.now += 2.0
+    for _ in range(10):
+        registry.record("/v1/completions", 0.01, 200)
+    assert registry.snapshot().endpoints["/v1/completions"].latency.rate == 5.0
+
+
+def test_windowed_values_expire_while_totals_stay(registry: MetricsRegistry, clock: FakeClock) -> None:
+    clock.now += 10.0
+    registry.record("/v1/completions", 0.5, 503)
+    clock.now += 5.0
+    snap = registry.snapshot()
+    ep = snap.endpoints["/v1/completions"]
+    assert ep.latency.count == 0 and ep.latency.rate == 0.0 and math.isnan(ep.latency.p99)
+    assert ep.requests_total == 1 and ep.errors_total == {503: 1}
+    assert snap.totals.error_ratio == 0.0 and snap.totals.average_latency_seconds == 0.0
+
+
+def test_active_streams_count_open_streams(registry: MetricsRegistry) -> None:
+    registry.stream_started()
+    registry.stream_started()
+    registry.record("/v1/chat/completions", 0.1, 200, 1, 1, ttft=0.01, stream_completed=True)
+    snap = registry.snapshot()
+    assert snap.streaming.active_streams == 1 and snap.streaming.completed_streams == 1
+
+
+def test_the_cap_drops_and_reports(clock: FakeClock) -> None:
+    registry = MetricsRegistry(window_seconds=5.0, max_samples=3, clock=clock)
+    for _ in range(5):
+        registry.record("/v1/embeddings", 0.01, 200)
+    snap = registry.snapshot()
+    # latency, prompt and completion token windows each dropped 2; totals lose nothing
+    assert snap.dropped_samples == 6
+    assert snap.endpoints["/v1/embeddings"].requests_total == 5
+
+
+def test_snapshot_is_immutable(registry: MetricsRegistry) -> None:
+    snap = registry.snapshot()
+    with pytest.raises(AttributeError):
+        snap.uptime_seconds = 1.0  # type: ignore[misc]
