@@ -1,0 +1,3 @@
+from fakeai.cli import main
+
+raise SystemExit(main())
