@@ -1,35 +1,54 @@
-"""Wires fakeai together: ``create_app(settings)`` returns the Litestar application."""
+"""Wires fakeai together: ``create_app(settings)`` returns the Litestar application.
+
+Nothing is built at import time: each call makes its own metrics registry and engine, so
+two apps (or two tests) never share state.
+"""
 
 from __future__ import annotations
 
-import time
+from litestar import Litestar, Router
 
-import msgspec
-from litestar import Litestar, get
-
+from fakeai.api.auth import api_key_guard
+from fakeai.api.chat import chat_completions_handler
+from fakeai.api.completions import completions_handler
+from fakeai.api.embeddings import embeddings_handler
+from fakeai.api.engine import Engine
+from fakeai.api.errors import EXCEPTION_HANDLERS
+from fakeai.api.health import health
+from fakeai.api.models import model_handlers
+from fakeai.api.recording import Recorder
 from fakeai.config import Settings, settings_from_env
 from fakeai.metrics import MetricsRegistry
 
 __all__ = ("create_app", "create_app_from_env")
 
 
-class Health(msgspec.Struct, kw_only=True, frozen=True):
-    status: str
-    timestamp: float
-
-
-@get("/health", sync_to_thread=False)
-def health() -> Health:
-    return Health(status="healthy", timestamp=time.time())
-
-
 def create_app(settings: Settings | None = None) -> Litestar:
-    """A new application with its own metrics registry; nothing is shared between apps."""
+    """A new application with its own metrics registry and simulated model."""
     settings = settings or Settings()
     registry = MetricsRegistry(window_seconds=settings.window_seconds, max_samples=settings.max_window_samples)
-    app = Litestar(route_handlers=[health], openapi_config=None)
+    engine = Engine(settings)
+    v1 = Router(
+        path="/",
+        route_handlers=[
+            chat_completions_handler(engine, registry),
+            completions_handler(engine, registry),
+            embeddings_handler(engine, registry, settings.embedding_dimensions),
+            *model_handlers(engine),
+        ],
+        guards=[api_key_guard(settings.api_keys)] if settings.api_keys else None,
+    )
+    app = Litestar(
+        route_handlers=[v1, health],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_max_body_size=settings.max_request_bytes,
+        openapi_config=None,
+        logging_config=None,
+    )
+    app.asgi_handler = Recorder(app.asgi_handler, registry)
     app.state.settings = settings
     app.state.metrics = registry
+    app.state.engine = engine
     return app
 
 

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Literal, get_args, get_origin
 
 from fakeai.config import SettingsError, describe_settings, env_name, settings_from_env
 
@@ -14,6 +15,14 @@ __all__ = ("main",)
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _metavar(base: object) -> str:
+    if get_origin(base) is tuple:
+        return "LIST"
+    if get_origin(base) is Literal:
+        return "{" + ",".join(map(str, get_args(base))) + "}"
+    return getattr(base, "__name__", "VALUE").upper()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,13 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start the server. Every flag can also be set as an environment variable.",
     )
     for name, base, default, description in describe_settings():
-        shown = ",".join(default) if isinstance(default, tuple) else default
+        shown = ",".join(default) if isinstance(default, tuple) else str(default).lower()
+        text = f"{description} (env {env_name(name)}; default {shown or 'none'})"
+        switch = {"nargs": "?", "const": "true"} if base is bool else {}  # `--zero-latency` alone means true
         serve.add_argument(
-            _flag(name),
-            dest=name,
-            metavar=base.__name__.upper() if isinstance(base, type) else "VALUE",
-            default=None,
-            help=f"{description} (env {env_name(name)}; default {shown})",
+            _flag(name), dest=name, metavar=_metavar(base), default=None, help=text.replace("%", "%%"), **switch
         )
     return parser
 
@@ -55,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         factory=True,
         host=settings.host,
         port=settings.port,
+        workers=settings.workers,
         log_level=settings.log_level,
         loop="uvloop",
         http="httptools",

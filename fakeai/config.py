@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Annotated, Any, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 import msgspec
 from msgspec import Meta
@@ -24,23 +24,95 @@ class SettingsError(ValueError):
     """A setting has a value of the wrong type or outside its range."""
 
 
+def _setting(description: str, **constraints: Any) -> Meta:
+    return Meta(description=description, **constraints)
+
+
+ERROR_KINDS = ("rate_limit", "server_error", "service_unavailable", "context_length")
+"""Errors fakeai can inject: 429 with Retry-After, 500, 503, and a 400 context-length error."""
+
+ROUTING_POLICIES = ("kv-aware", "round-robin", "random", "least-loaded")
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """fakeai's configuration."""
 
-    host: Annotated[str, Meta(description="Address to bind.")] = "127.0.0.1"
-    port: Annotated[int, Meta(ge=0, le=65535, description="TCP port to listen on (0 picks a free one).")] = 8000
-    log_level: Annotated[str, Meta(description="uvicorn log level: critical, error, warning, info, debug.")] = (
-        "info"
+    # -- server ----------------------------------------------------------------------------
+    host: Annotated[str, _setting("Address to bind.")] = "127.0.0.1"
+    port: Annotated[int, _setting("TCP port to listen on (0 picks a free one).", ge=0, le=65535)] = 8000
+    workers: Annotated[int, _setting("Worker processes.", ge=1, le=64)] = 1
+    log_level: Annotated[
+        Literal["critical", "error", "warning", "info", "debug", "trace"], _setting("Server log level.")
+    ] = "info"
+    max_request_bytes: Annotated[
+        int, _setting("Largest request body accepted, in bytes; larger ones get 413.", ge=1024)
+    ] = 10_000_000
+    api_keys: Annotated[
+        tuple[str, ...],
+        _setting("API keys accepted as `Authorization: Bearer <key>` on /v1 (comma-separated); empty: no auth."),
+    ] = ()
+
+    # -- models and answers ----------------------------------------------------------------
+    models: Annotated[tuple[str, ...], _setting("Model ids served (comma-separated).")] = (
+        "openai/gpt-oss-120b",
+        "openai/gpt-oss-20b",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "text-embedding-3-small",
     )
-    window_seconds: Annotated[
-        float, Meta(gt=0, le=3600, description="Length of the sliding metrics window, in seconds.")
-    ] = 5.0
+    accept_any_model: Annotated[bool, _setting("Serve any model name instead of 404 for unknown ones.")] = False
+    max_context_tokens: Annotated[
+        int, _setting("Context length: prompt plus max_tokens beyond it is a 400.", ge=16)
+    ] = 131_072
+    answer_tokens_mean: Annotated[
+        float, _setting("Mean answer length in tokens when max_tokens does not end it first.", gt=0)
+    ] = 64.0
+    answer_tokens_stddev: Annotated[float, _setting("Standard deviation of the answer length.", ge=0)] = 24.0
+    answer_tokens_max: Annotated[
+        int, _setting("Longest answer when the request sets no max_tokens.", ge=1)
+    ] = 256
+    embedding_dimensions: Annotated[
+        int, _setting("Embedding size when the request sets no dimensions.", ge=1, le=16384)
+    ] = 1536
+    seed: Annotated[int, _setting("Seed of every random choice (answers, jitter, errors).")] = 0
+
+    # -- latency -------------------------------------------------------------------------
+    ttft_ms: Annotated[float, _setting("Time to first token before prefill, in ms.", ge=0)] = 50.0
+    prefill_ms_per_token: Annotated[
+        float, _setting("Extra time to first token per uncached prompt token, in ms.", ge=0)
+    ] = 0.02
+    ttft_jitter: Annotated[
+        float, _setting("Relative jitter of the time to first token (0.1 = up to +-10%).", ge=0, le=1)
+    ] = 0.1
+    itl_ms: Annotated[float, _setting("Inter-token latency, in ms.", ge=0)] = 10.0
+    itl_jitter: Annotated[float, _setting("Relative jitter of the inter-token latency.", ge=0, le=1)] = 0.1
+    load_slowdown: Annotated[
+        float,
+        _setting("Latency grows by this fraction for every other request in flight (0: no slowdown).", ge=0),
+    ] = 0.0
+    zero_latency: Annotated[bool, _setting("Send everything at once: no TTFT, no inter-token wait.")] = False
+
+    # -- error injection -----------------------------------------------------------------
+    error_rate: Annotated[
+        float, _setting("Fraction of API requests answered with an injected error.", ge=0, le=1)
+    ] = 0.0
+    error_kinds: Annotated[
+        tuple[Literal["rate_limit", "server_error", "service_unavailable", "context_length"], ...],
+        _setting("Injected error kinds, picked evenly (comma-separated)."),
+    ] = ERROR_KINDS
+    fail_first: Annotated[int, _setting("Fail the first N API requests (kinds in turn).", ge=0)] = 0
+    stream_error_rate: Annotated[
+        float, _setting("Fraction of streams that end with an error event midway.", ge=0, le=1)
+    ] = 0.0
+    retry_after_seconds: Annotated[int, _setting("Retry-After of injected 429 and 503 errors.", ge=0)] = 1
+
+    # -- metrics -------------------------------------------------------------------------
+    window_seconds: Annotated[float, _setting("Length of the sliding metrics window, in seconds.", gt=0, le=3600)] = 5.0
     max_window_samples: Annotated[
         int,
-        Meta(
+        _setting(
+            "Samples each sliding window holds at most; beyond it the oldest are dropped and counted "
+            "(the default covers 100k requests/s over a 5 s window).",
             ge=1,
-            description="Samples each sliding window holds at most; beyond it the oldest are dropped "
-            "and counted (the default covers 100k requests/s over a 5 s window).",
         ),
     ] = 1_000_000
 
@@ -76,27 +148,20 @@ def env_name(field: str) -> str:
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Settings from ``FAKEAI_*`` variables, with ``overrides`` (e.g. CLI flags) on top."""
+    """Settings from ``FAKEAI_*`` variables, with ``overrides`` (e.g. CLI flags) on top.
+
+    Values may be text (as in the environment): numbers and booleans (``1``, ``true``, ``0``,
+    ``false``) are converted; lists are comma-separated.
+    """
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for name, base, _, _ in describe_settings():
-        raw = environ.get(env_name(name))
-        if raw is not None:
-            values[name] = _parse_text(base, raw, env_name(name))
-    values.update({k: v for k, v in overrides.items() if v is not None})
+        raw = overrides.get(name)
+        if raw is None:
+            raw = environ.get(env_name(name))
+        if raw is None:
+            continue
+        if isinstance(raw, str) and get_origin(base) is tuple:
+            raw = tuple(part.strip() for part in raw.split(",") if part.strip())
+        values[name] = raw
     return _validated(values)
-
-
-def _parse_text(base: Any, raw: str, source: str) -> Any:
-    """Text from an environment variable or flag, converted to the field's type."""
-    try:
-        if base is bool:
-            lowered = raw.strip().lower()
-            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError(raw)
-            return lowered in ("1", "true", "yes", "on")
-        if get_origin(base) is tuple or base is tuple:
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
-        return msgspec.json.decode(raw) if base in (int, float) else raw
-    except (ValueError, msgspec.DecodeError):
-        raise SettingsError(f"{source}: cannot read {raw!r} as {getattr(base, '__name__', base)}") from None

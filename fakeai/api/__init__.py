@@ -1,0 +1,1 @@
+"""The HTTP API: OpenAI-compatible endpoints, their schemas, errors and recording."""

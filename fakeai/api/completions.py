@@ -1,0 +1,96 @@
+"""``POST /v1/completions`` (the legacy text completions API)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.handlers import HTTPRouteHandler
+
+from fakeai.api.errors import APIError
+from fakeai.api.generation import answer, read_request
+from fakeai.api.schemas import Completion, CompletionChoice, CompletionRequest, Usage
+from fakeai.api.streaming import COMPLETION_CHUNKS
+from fakeai.simulation.tokens import count_tokens
+
+if TYPE_CHECKING:
+    from fakeai.api.engine import Engine, Plan
+    from fakeai.metrics import MetricsRegistry
+
+__all__ = ("completions_handler", "prompt_parts")
+
+
+def prompt_parts(prompt: str | list[Any], field: str) -> list[str | list[int]]:
+    """The prompts of a request: texts or token-id lists, never a mix (400 otherwise)."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if all(isinstance(item, int) for item in prompt):
+        return [prompt]
+    if all(isinstance(item, str) for item in prompt) or all(isinstance(item, list) for item in prompt):
+        return prompt
+    raise APIError(
+        400,
+        f"'{field}' must be a string, a list of strings, a list of token ids or a list of token-id lists, "
+        "not a mix of them.",
+        param=field,
+        code="invalid_value",
+    )
+
+
+def prompt_tokens_of(part: str | list[int]) -> int:
+    return count_tokens(part) if isinstance(part, str) else len(part)
+
+
+def completions_handler(engine: Engine, registry: MetricsRegistry) -> HTTPRouteHandler:
+    decode = msgspec.json.Decoder(CompletionRequest).decode
+    encode = msgspec.json.Encoder().encode
+
+    @post("/v1/completions", status_code=200)
+    async def create_completion(request: Request[Any, Any, Any]) -> Response[Any]:
+        body, exchange = await read_request(request, decode)
+        engine.check_model(body.model)
+        parts = prompt_parts(body.prompt, "prompt")
+        if len(parts) > 1:
+            raise APIError(
+                400, "fakeai answers one prompt per request; send the prompts separately.", param="prompt"
+            )
+        injected = engine.injected_error()
+        if injected is not None:
+            raise injected
+        prompt = parts[0]
+        prompt_tokens = prompt_tokens_of(prompt)
+        echo = prompt if (body.echo and isinstance(prompt, str) and not body.stream) else ""
+
+        def render(plan: Plan, usage: Usage) -> bytes:
+            choices = [
+                CompletionChoice(index=index, text=echo + engine.choice_text(choice), finish_reason=choice.finish_reason)
+                for index, choice in enumerate(plan.choices)
+            ]
+            return encode(Completion(id=plan.id, created=plan.created, model=plan.model, choices=choices, usage=usage))
+
+        plan = engine.plan(
+            id_prefix="cmpl",
+            model=body.model,
+            prompt_tokens=prompt_tokens,
+            uncached_prompt_tokens=prompt_tokens,
+            n=body.n,
+            max_tokens=body.max_tokens,
+            min_tokens=body.min_tokens,
+            ignore_eos=body.ignore_eos,
+            stop=body.stop,
+            seed=body.seed,
+            stream=body.stream,
+        )
+        return await answer(
+            engine=engine,
+            registry=registry,
+            exchange=exchange,
+            plan=plan,
+            stream=body.stream,
+            include_usage=bool(body.stream_options and body.stream_options.include_usage),
+            chunks=COMPLETION_CHUNKS,
+            render=render,
+        )
+
+    return create_completion

@@ -1,0 +1,196 @@
+"""The simulated model: from a parsed request to a plan of what to send and when.
+
+``Engine`` owns the simulation parts configured by the settings (text, answer lengths,
+latency, injected errors) and the random source they draw from. It counts the requests in
+flight (for the latency model's load factor); every plan it makes is released exactly once
+by the recorder when the request ends, whatever the path out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import time
+
+import msgspec
+
+from fakeai.api.errors import APIError
+from fakeai.config import Settings
+from fakeai.simulation.answers import AnswerLength
+from fakeai.simulation.errors import ErrorInjector, InjectedError
+from fakeai.simulation.latency import LatencyModel
+from fakeai.simulation.text import TextSource
+from fakeai.simulation.tokens import CHARS_PER_TOKEN
+
+__all__ = ("Choice", "Engine", "Plan")
+
+
+class Choice(msgspec.Struct, kw_only=True):
+    """One generated answer: ``tokens`` tokens of the text from token ``start``.
+
+    When a stop sequence cut the answer mid-token, ``partial`` is the text of its last
+    (shorter) token, counted in ``tokens``.
+    """
+
+    start: int
+    tokens: int
+    finish_reason: str
+    partial: str | None = None
+
+
+class Plan(msgspec.Struct, kw_only=True):
+    """Everything a handler needs to answer one generation request."""
+
+    id: str
+    created: int
+    model: str
+    prompt_tokens: int
+    choices: list[Choice]
+    offsets: list[float]
+    """Seconds after arrival at which token ``i`` of every choice is due."""
+    stream_break: int | None = None
+    """Tokens sent (per choice) before an injected mid-stream error, if one was drawn."""
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(choice.tokens for choice in self.choices)
+
+
+class Engine:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.text = TextSource()
+        self.models = tuple(settings.models)
+        self._known_models = frozenset(settings.models)
+        self._accept_any_model = settings.accept_any_model
+        self.latency = LatencyModel(
+            ttft_ms=settings.ttft_ms,
+            prefill_ms_per_token=settings.prefill_ms_per_token,
+            ttft_jitter=settings.ttft_jitter,
+            itl_ms=settings.itl_ms,
+            itl_jitter=settings.itl_jitter,
+            load_slowdown=settings.load_slowdown,
+            zero_latency=settings.zero_latency,
+        )
+        self.lengths = AnswerLength(
+            mean=settings.answer_tokens_mean, stddev=settings.answer_tokens_stddev, maximum=settings.answer_tokens_max
+        )
+        self.errors = ErrorInjector(
+            rate=settings.error_rate,
+            kinds=tuple(settings.error_kinds),
+            fail_first=settings.fail_first,
+            stream_rate=settings.stream_error_rate,
+            seed=settings.seed,
+        )
+        self.max_context_tokens = settings.max_context_tokens
+        self._rng = random.Random(settings.seed)
+        self._ids = itertools.count()
+        self._id_prefix = os.urandom(6).hex()
+        self.in_flight = 0
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def check_model(self, model: str) -> None:
+        if model not in self._known_models and not self._accept_any_model:
+            raise APIError(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                param="model",
+                code="model_not_found",
+            )
+
+    def injected_error(self) -> APIError | None:
+        """The error this request is answered with, if error injection picks one."""
+        if not self.errors.active:
+            return None
+        picked = self.errors.pick()
+        return None if picked is None else self.as_api_error(picked)
+
+    def as_api_error(self, error: InjectedError) -> APIError:
+        headers = {"Retry-After": str(self.settings.retry_after_seconds)} if error.retry_after else None
+        return APIError(
+            error.status, error.message, type=error.type, param=error.param, code=error.code, headers=headers
+        )
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}-{self._id_prefix}{next(self._ids):x}"
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def plan(
+        self,
+        *,
+        id_prefix: str,
+        model: str,
+        prompt_tokens: int,
+        uncached_prompt_tokens: int,
+        n: int,
+        max_tokens: int | None,
+        min_tokens: int,
+        ignore_eos: bool,
+        stop: str | list[str] | None,
+        seed: int | None,
+        stream: bool,
+    ) -> Plan:
+        """Draw the answer of one request; the caller must call ``release`` when it ends."""
+        if prompt_tokens + (max_tokens or 0) > self.max_context_tokens:
+            requested = prompt_tokens + (max_tokens or 0)
+            raise APIError(
+                400,
+                f"This model's maximum context length is {self.max_context_tokens} tokens. However, you "
+                f"requested {requested} tokens ({prompt_tokens} in the messages, {max_tokens or 0} in the "
+                "completion). Please reduce the length of the messages or completion.",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        rng = self._rng if seed is None else random.Random(seed)
+        stops = [stop] if isinstance(stop, str) else [s for s in (stop or ()) if s]
+        choices = []
+        for _ in range(n):
+            tokens, finish_reason = self.lengths.draw(rng, max_tokens, min_tokens, ignore_eos)
+            choice = Choice(start=self.text.start(rng), tokens=tokens, finish_reason=finish_reason)
+            if stops and not ignore_eos:
+                self._apply_stops(choice, stops)
+            choices.append(choice)
+        self.in_flight += 1
+        longest = max(choice.tokens for choice in choices)
+        offsets = self.latency.token_offsets(rng, longest, uncached_prompt_tokens, self.in_flight)
+        stream_break = self.errors.stream_break(longest) if stream and self.errors.active else None
+        return Plan(
+            id=self.new_id(id_prefix),
+            created=int(time.time()),
+            model=model,
+            prompt_tokens=prompt_tokens,
+            choices=choices,
+            offsets=offsets,
+            stream_break=stream_break,
+        )
+
+    def prefill_seconds(self, prompt_tokens: int) -> float:
+        """How long reading ``prompt_tokens`` takes (an embedding request's whole latency)."""
+        return self.latency.ttft(self._rng, prompt_tokens, self.in_flight + 1)
+
+    def release(self) -> None:
+        self.in_flight -= 1
+
+    def _apply_stops(self, choice: Choice, stops: list[str]) -> None:
+        text = self.text.text(choice.start, choice.tokens)
+        cut = min((index for index in (text.find(s) for s in stops) if index >= 0), default=-1)
+        if cut < 0:
+            return
+        full, rest = divmod(cut, CHARS_PER_TOKEN)
+        choice.tokens = full + (1 if rest else 0)
+        choice.partial = text[full * CHARS_PER_TOKEN : cut] if rest else None
+        choice.finish_reason = "stop"
+
+    def choice_text(self, choice: Choice) -> str:
+        if choice.partial is None:
+            return self.text.text(choice.start, choice.tokens)
+        return self.text.text(choice.start, choice.tokens - 1) + choice.partial
+
+    def token_json(self, choice: Choice, index: int) -> bytes:
+        """Token ``index`` of ``choice`` as a JSON string literal."""
+        if choice.partial is not None and index == choice.tokens - 1:
+            return msgspec.json.encode(choice.partial)
+        return self.text.token_json(choice.start, index)

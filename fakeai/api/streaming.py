@@ -1,0 +1,132 @@
+"""Server-sent events for chat and completions, sent when the latency model says.
+
+Chunks are assembled from pre-encoded bytes (the chunk's constant head, the token as a JSON
+literal, the constant tail), so a token costs a few byte concatenations. Every token due by
+the time the generator wakes goes out in one body write; with zero latency a whole answer is
+one write. The event order follows OpenAI: the first chunk of each choice carries the role
+and its first token, each choice ends with a chunk carrying its ``finish_reason``, then the
+usage chunk (when ``stream_options.include_usage`` asks for it, with empty ``choices``),
+then ``data: [DONE]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import msgspec
+
+from fakeai.api.engine import Engine, Plan
+from fakeai.api.recording import Exchange
+from fakeai.api.schemas import ErrorBody, Usage
+
+__all__ = ("CHAT_CHUNKS", "COMPLETION_CHUNKS", "ChunkFormat", "sse_events")
+
+_encode = msgspec.json.encode
+DONE = b"data: [DONE]\n\n"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class ChunkFormat:
+    """How one endpoint's chunks look: object name and the choice's token field."""
+
+    def __init__(self, object_name: str, first_token: bytes, token: bytes, finish: bytes) -> None:
+        self.object_name = object_name
+        self._first_token = first_token
+        self._token = token
+        self._finish = finish
+
+    def templates(self, plan: Plan) -> _Templates:
+        head = b'data: {"id":%s,"object":"%s","created":%d,"model":%s,"choices":[' % (
+            _encode(plan.id),
+            self.object_name.encode(),
+            plan.created,
+            _encode(plan.model),
+        )
+        return _Templates(self, head, len(plan.choices))
+
+
+class _Templates:
+    __slots__ = ("finish", "first", "token")
+
+    def __init__(self, fmt: ChunkFormat, head: bytes, choices: int) -> None:
+        self.first = [head + fmt._first_token % index for index in range(choices)]
+        self.token = [head + fmt._token % index for index in range(choices)]
+        self.finish = [head + fmt._finish % index for index in range(choices)]
+
+
+CHAT_CHUNKS = ChunkFormat(
+    "chat.completion.chunk",
+    first_token=b'{"index":%d,"delta":{"role":"assistant","content":',
+    token=b'{"index":%d,"delta":{"content":',
+    finish=b'{"index":%d,"delta":{},"finish_reason":',
+)
+COMPLETION_CHUNKS = ChunkFormat(
+    "text_completion",
+    first_token=b'{"index":%d,"text":',
+    token=b'{"index":%d,"text":',
+    finish=b'{"index":%d,"text":"","finish_reason":',
+)
+_TOKEN_TAIL = b"}}]}\n\n"
+_COMPLETION_TOKEN_TAIL = b"}]}\n\n"
+_FINISH_TAIL = b"}]}\n\n"
+
+
+async def sse_events(
+    engine: Engine,
+    plan: Plan,
+    exchange: Exchange,
+    fmt: ChunkFormat,
+    clock: Callable[[], float],
+    include_usage: bool,
+    usage: Callable[[int], Usage],
+) -> AsyncIterator[bytes]:
+    """The body of a streamed answer; keeps ``exchange.completion_tokens`` at the tokens sent."""
+    templates = fmt.templates(plan)
+    token_tail = _TOKEN_TAIL if fmt is CHAT_CHUNKS else _COMPLETION_TOKEN_TAIL
+    choices = plan.choices
+    offsets = plan.offsets
+    started = exchange.started
+    stream_break = plan.stream_break
+    total = len(offsets)
+    sent = 0
+    index = 0
+    batch: list[bytes] = []
+    for number, choice in enumerate(choices):
+        if choice.tokens == 0:  # a stop sequence at the very start
+            batch.append(templates.finish[number] + b'"%s"' % choice.finish_reason.encode() + _FINISH_TAIL)
+    while True:
+        if index < total:
+            wait = started + offsets[index] - clock()
+            if wait > 0.0:
+                await asyncio.sleep(wait)
+                continue
+            elapsed = clock() - started
+            while index < total and offsets[index] <= elapsed:
+                if index == stream_break:
+                    exchange.completion_tokens = sent
+                    error = engine.as_api_error(engine.errors.stream_error)
+                    exchange.failure_status = error.status
+                    batch.append(b"data: " + _encode(ErrorBody(error=error.detail)) + b"\n\n")
+                    yield b"".join(batch)
+                    return
+                for number, choice in enumerate(choices):
+                    if index < choice.tokens:
+                        prefix = templates.first[number] if index == 0 else templates.token[number]
+                        batch.append(prefix + engine.token_json(choice, index) + token_tail)
+                        sent += 1
+                        if index == choice.tokens - 1:
+                            reason = b'"%s"' % choice.finish_reason.encode()
+                            batch.append(templates.finish[number] + reason + _FINISH_TAIL)
+                index += 1
+        exchange.completion_tokens = sent
+        if index >= total:
+            if include_usage:
+                batch.append(b'data: {"id":%s,"object":"%s","created":%d,"model":%s,"choices":[],"usage":%s}\n\n' % (
+                    _encode(plan.id), fmt.object_name.encode(), plan.created, _encode(plan.model), _encode(usage(sent))
+                ))
+            batch.append(DONE)
+            yield b"".join(batch)
+            return
+        yield b"".join(batch)
+        batch = []

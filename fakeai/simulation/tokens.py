@@ -1,0 +1,47 @@
+"""fakeai's tokenizer approximation: one token per four characters.
+
+Real BPE tokenizers average about four characters of English text per token, so fakeai
+counts ``ceil(len(text) / 4)`` tokens in a text and treats characters ``4i .. 4i+3`` as
+token ``i``. It costs O(1) to count, needs no vocabulary, and is self-consistent: every
+answer fakeai generates is made of 4-character pieces, so re-counting an answer gives its
+``completion_tokens`` exactly.
+
+A chat request is rendered into one prompt text (a simple chat template) before counting,
+so the count includes the role markers, as a real chat template's tokens are counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = ("CHARS_PER_TOKEN", "IMAGE_TOKENS", "count_tokens", "render_chat")
+
+CHARS_PER_TOKEN = 4
+IMAGE_TOKENS = 85
+"""Tokens an image part counts for (OpenAI's low-detail cost)."""
+
+_IMAGE_PLACEHOLDER = "<image>".ljust(IMAGE_TOKENS * CHARS_PER_TOKEN, ".")
+
+
+def count_tokens(text: str) -> int:
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
+def _content_text(content: object) -> str:
+    """A message's content as text: a string, or the text of its parts (images as placeholders)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    pieces = []
+    for part in content:  # type: ignore[attr-defined]
+        text = getattr(part, "text", None)
+        pieces.append(text if text is not None else _IMAGE_PLACEHOLDER)
+    return "".join(pieces)
+
+
+def render_chat(messages: Iterable[object]) -> str:
+    """The prompt a chat template would produce: ``<|role|>\\ncontent\\n`` per message."""
+    rendered = [f"<|{message.role}|>\n{_content_text(message.content)}\n" for message in messages]  # type: ignore[attr-defined]
+    rendered.append("<|assistant|>\n")
+    return "".join(rendered)

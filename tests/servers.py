@@ -1,0 +1,98 @@
+"""Real servers for tests: uvicorn on a free loopback port, stopped when the test ends."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+
+import httpx
+import uvicorn
+
+from fakeai.app import create_app
+from fakeai.config import Settings
+
+STARTUP_SECONDS = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def eventually(condition, what: str, seconds: float = 5.0) -> None:
+    """Wait until the server has finished what the client already saw end (e.g. recording it)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not so after {seconds} s")
+        time.sleep(0.005)
+
+
+def _wait_until(ready, what: str) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not become ready in {STARTUP_SECONDS} s")
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def running_app(settings: Settings | None = None) -> Iterator[tuple[str, object]]:
+    """``(base_url, app)`` of ``create_app(settings)`` served by uvicorn in a thread."""
+    app = create_app(settings or Settings())
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=free_port(), loop="uvloop", http="httptools", log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="fakeai-test-server", daemon=True)
+    thread.start()
+    try:
+        _wait_until(lambda: server.started or not thread.is_alive(), "uvicorn")
+        if not server.started:
+            raise RuntimeError("uvicorn exited during start-up")
+        yield f"http://127.0.0.1:{config.port}", app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def running_cli(*flags: str, env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """The base URL of ``python -m fakeai serve`` started as a user would, with ``flags``."""
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FAKEAI_")}
+    environment.update(env or {})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fakeai", "serve", "--host", "127.0.0.1", "--port", str(port), *flags],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"fakeai serve exited: {process.stdout.read().decode()}")  # type: ignore[union-attr]
+        try:
+            return httpx.get(base_url + "/health", timeout=0.5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        _wait_until(ready, "fakeai serve")
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()  # type: ignore[union-attr]
