@@ -67,6 +67,7 @@ def error_response(error: APIError) -> Response[bytes]:
 
 
 _MSGSPEC_PATH = re.compile(r" - at `\$\.?(.*)`$")
+_MISSING_FIELD = re.compile(r"^Object missing required field `(.*)`")
 
 
 def invalid_body(exc: msgspec.DecodeError) -> APIError:
@@ -74,14 +75,15 @@ def invalid_body(exc: msgspec.DecodeError) -> APIError:
     message = str(exc)
     if not isinstance(exc, msgspec.ValidationError):
         return APIError(400, f"We could not parse the JSON body of your request: {message}.", code="invalid_json")
-    match = _MSGSPEC_PATH.search(message)
-    param = match.group(1) if match else None
-    if match:
-        message = message[: match.start()]
-        if message.startswith("Object missing required field"):
-            param = message.rsplit("`", 2)[-2]
-    location = f" ('{param}')" if param else ""
-    return APIError(400, f"Invalid request{location}: {message}.", param=param or None, code="invalid_value")
+    at = _MSGSPEC_PATH.search(message)
+    if at:
+        message = message[: at.start()]
+    path = at.group(1) if at else ""
+    missing = _MISSING_FIELD.match(message)
+    if missing:
+        path = f"{path}.{missing.group(1)}" if path else missing.group(1)
+    location = f" ('{path}')" if path else ""
+    return APIError(400, f"Invalid request{location}: {message}.", param=path or None, code="invalid_value")
 
 
 def _handle_api_error(_: Request, exc: APIError) -> Response[bytes]:
