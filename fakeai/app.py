@@ -31,9 +31,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     v1 = Router(
         path="/",
         route_handlers=[
-            chat_completions_handler(engine, registry),
-            completions_handler(engine, registry),
-            embeddings_handler(engine, registry, settings.embedding_dimensions),
+            chat_completions_handler(engine, registry, settings.max_request_bytes),
+            completions_handler(engine, registry, settings.max_request_bytes),
+            embeddings_handler(engine, registry, settings.embedding_dimensions, settings.max_request_bytes),
             *model_handlers(engine),
         ],
         guards=[api_key_guard(settings.api_keys)] if settings.api_keys else None,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
-from litestar import Request, Response, post
-from litestar.handlers import HTTPRouteHandler
+from litestar import asgi
+from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.generation import answer, read_request
 from fakeai.api.schemas import AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionRequest, Usage
@@ -14,13 +14,15 @@ from fakeai.api.streaming import CHAT_CHUNKS
 from fakeai.simulation.tokens import count_tokens, render_chat
 
 if TYPE_CHECKING:
+    from litestar.types import Receive, Scope, Send
+
     from fakeai.api.engine import Engine, Plan
     from fakeai.metrics import MetricsRegistry
 
 __all__ = ("chat_completions_handler",)
 
 
-def chat_completions_handler(engine: Engine, registry: MetricsRegistry) -> HTTPRouteHandler:
+def chat_completions_handler(engine: Engine, registry: MetricsRegistry, max_body_bytes: int) -> ASGIRouteHandler:
     decode = msgspec.json.Decoder(ChatCompletionRequest).decode
     encode = msgspec.json.Encoder().encode
 
@@ -35,9 +37,9 @@ def chat_completions_handler(engine: Engine, registry: MetricsRegistry) -> HTTPR
         ]
         return encode(ChatCompletion(id=plan.id, created=plan.created, model=plan.model, choices=choices, usage=usage))
 
-    @post("/v1/chat/completions", status_code=200)
-    async def create_chat_completion(request: Request[Any, Any, Any]) -> Response[Any]:
-        body, exchange = await read_request(request, decode)
+    @asgi("/v1/chat/completions", copy_scope=False)
+    async def create_chat_completion(scope: Scope, receive: Receive, send: Send) -> None:
+        body, exchange = await read_request(scope, receive, decode, max_body_bytes)
         engine.check_model(body.model)
         injected = engine.injected_error()
         if injected is not None:
@@ -56,7 +58,9 @@ def chat_completions_handler(engine: Engine, registry: MetricsRegistry) -> HTTPR
             seed=body.seed,
             stream=body.stream,
         )
-        return await answer(
+        await answer(
+            send,
+            receive,
             engine=engine,
             registry=registry,
             exchange=exchange,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import Request, Response, post
-from litestar.handlers import HTTPRouteHandler
+from litestar import asgi
+from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.errors import APIError
 from fakeai.api.generation import answer, read_request
@@ -15,6 +15,8 @@ from fakeai.api.streaming import COMPLETION_CHUNKS
 from fakeai.simulation.tokens import count_tokens
 
 if TYPE_CHECKING:
+    from litestar.types import Receive, Scope, Send
+
     from fakeai.api.engine import Engine, Plan
     from fakeai.metrics import MetricsRegistry
 
@@ -42,13 +44,13 @@ def prompt_tokens_of(part: str | list[int]) -> int:
     return count_tokens(part) if isinstance(part, str) else len(part)
 
 
-def completions_handler(engine: Engine, registry: MetricsRegistry) -> HTTPRouteHandler:
+def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_bytes: int) -> ASGIRouteHandler:
     decode = msgspec.json.Decoder(CompletionRequest).decode
     encode = msgspec.json.Encoder().encode
 
-    @post("/v1/completions", status_code=200)
-    async def create_completion(request: Request[Any, Any, Any]) -> Response[Any]:
-        body, exchange = await read_request(request, decode)
+    @asgi("/v1/completions", copy_scope=False)
+    async def create_completion(scope: Scope, receive: Receive, send: Send) -> None:
+        body, exchange = await read_request(scope, receive, decode, max_body_bytes)
         engine.check_model(body.model)
         parts = prompt_parts(body.prompt, "prompt")
         if len(parts) > 1:
@@ -82,7 +84,9 @@ def completions_handler(engine: Engine, registry: MetricsRegistry) -> HTTPRouteH
             seed=body.seed,
             stream=body.stream,
         )
-        return await answer(
+        await answer(
+            send,
+            receive,
             engine=engine,
             registry=registry,
             exchange=exchange,

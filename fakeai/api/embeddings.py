@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import base64
 from array import array
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
-from litestar import MediaType, Request, Response, post
-from litestar.handlers import HTTPRouteHandler
+from litestar import asgi
+from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.completions import prompt_parts, prompt_tokens_of
 from fakeai.api.generation import read_request
+from fakeai.api.responses import send_json
 from fakeai.api.schemas import Embedding, EmbeddingList, EmbeddingRequest, Usage
 from fakeai.simulation.embeddings import embed, pack_float32
 
 if TYPE_CHECKING:
+    from litestar.types import Receive, Scope, Send
+
     from fakeai.api.engine import Engine
     from fakeai.metrics import MetricsRegistry
 
@@ -27,13 +30,15 @@ def _key(part: str | list[int]) -> bytes:
     return part.encode() if isinstance(part, str) else b"ids:" + array("q", part).tobytes()
 
 
-def embeddings_handler(engine: Engine, registry: MetricsRegistry, default_dimensions: int) -> HTTPRouteHandler:
+def embeddings_handler(
+    engine: Engine, registry: MetricsRegistry, default_dimensions: int, max_body_bytes: int
+) -> ASGIRouteHandler:
     decode = msgspec.json.Decoder(EmbeddingRequest).decode
     encode = msgspec.json.Encoder().encode
 
-    @post("/v1/embeddings", status_code=200)
-    async def create_embeddings(request: Request[Any, Any, Any]) -> Response[Any]:
-        body, exchange = await read_request(request, decode)
+    @asgi("/v1/embeddings", copy_scope=False)
+    async def create_embeddings(scope: Scope, receive: Receive, send: Send) -> None:
+        body, exchange = await read_request(scope, receive, decode, max_body_bytes)
         engine.check_model(body.model)
         parts = prompt_parts(body.input, "input")
         injected = engine.injected_error()
@@ -53,6 +58,6 @@ def embeddings_handler(engine: Engine, registry: MetricsRegistry, default_dimens
         if wait > 0.0:
             await asyncio.sleep(wait)
         usage = Usage(prompt_tokens=tokens, total_tokens=tokens)
-        return Response(encode(EmbeddingList(data=data, model=body.model, usage=usage)), media_type=MediaType.JSON)
+        await send_json(send, encode(EmbeddingList(data=data, model=body.model, usage=usage)))
 
     return create_embeddings

@@ -1,4 +1,4 @@
-"""What chat and completions share: reading the body, admitting the request, answering.
+"""What chat, completions and embeddings share: reading the body, and answering.
 
 A plain answer is sent whole when its last token is due (TTFT + (n - 1) inter-token
 latencies after arrival); a streamed one is handed to ``streaming.sse_events``.
@@ -11,17 +11,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import MediaType, Response
-from litestar.exceptions import InternalServerException
-from litestar.response import Stream
+from litestar.exceptions import MethodNotAllowedException
 
 from fakeai.api.errors import APIError, invalid_body
 from fakeai.api.recording import EXCHANGE_KEY, Exchange
+from fakeai.api.responses import send_event_stream, send_json
 from fakeai.api.schemas import Usage
-from fakeai.api.streaming import SSE_HEADERS, ChunkFormat, sse_events
+from fakeai.api.streaming import ChunkFormat, sse_events
 
 if TYPE_CHECKING:
-    from litestar import Request
+    from litestar.types import Receive, Scope, Send
 
     from fakeai.api.engine import Engine, Plan
     from fakeai.metrics import MetricsRegistry
@@ -29,16 +28,43 @@ if TYPE_CHECKING:
 __all__ = ("answer", "read_request")
 
 
-async def read_request(request: Request, decode: Callable[[bytes], Any]) -> tuple[Any, Exchange]:
-    """The decoded body (400 with the field named if it is wrong) and the request's exchange."""
-    try:
-        body = await request.body()
-    except InternalServerException:  # the client went away while sending the body
-        raise APIError(400, "The request body was not received in full.", code="incomplete_body") from None
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise _too_large(limit)
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise APIError(400, "The request body was not received in full.", code="incomplete_body")
+        body = message.get("body", b"")
+        size += len(body)
+        if size > limit:
+            raise _too_large(limit)
+        if not message.get("more_body", False):
+            if not chunks:
+                return body
+            chunks.append(body)
+            return b"".join(chunks)
+        chunks.append(body)
+
+
+def _too_large(limit: int) -> APIError:
+    return APIError(413, f"The request body is larger than {limit} bytes.", code="request_too_large")
+
+
+async def read_request(
+    scope: Scope, receive: Receive, decode: Callable[[bytes], Any], limit: int
+) -> tuple[Any, Exchange]:
+    """The decoded POST body (400 naming the field if it is wrong) and the request's exchange."""
+    if scope["method"] != "POST":  # type: ignore[typeddict-item]
+        raise MethodNotAllowedException(headers={"Allow": "POST"})
+    body = await _read_body(scope, receive, limit)
     if not body:
         raise APIError(400, "The request needs a JSON body.", code="missing_body")
     try:
-        return decode(body), request.scope[EXCHANGE_KEY]  # type: ignore[literal-required]
+        return decode(body), scope[EXCHANGE_KEY]  # type: ignore[literal-required]
     except msgspec.DecodeError as exc:
         raise invalid_body(exc) from None
 
@@ -52,6 +78,8 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
 
 
 async def answer(
+    send: Send,
+    receive: Receive,
     *,
     engine: Engine,
     registry: MetricsRegistry,
@@ -61,8 +89,8 @@ async def answer(
     include_usage: bool,
     chunks: ChunkFormat,
     render: Callable[[Plan, Usage], bytes],
-) -> Response[Any]:
-    """The response to a planned generation request: whole when due, or as a stream."""
+) -> None:
+    """Send the answer to a planned generation request: whole when due, or as a stream."""
     exchange.release = engine.release
     exchange.prompt_tokens = plan.prompt_tokens
     clock = registry.clock
@@ -70,19 +98,13 @@ async def answer(
         exchange.stream = True
         registry.stream_started()
         events = sse_events(
-            engine,
-            plan,
-            exchange,
-            chunks,
-            clock,
-            include_usage,
-            lambda sent: _usage(plan.prompt_tokens, sent),
+            engine, plan, exchange, chunks, clock, include_usage, lambda sent: _usage(plan.prompt_tokens, sent)
         )
-        return Stream(events, media_type="text/event-stream", headers=SSE_HEADERS)
+        await send_event_stream(send, receive, events)
+        return
     exchange.completion_tokens = plan.completion_tokens
     if plan.offsets:
         wait = exchange.started + plan.offsets[-1] - clock()
         if wait > 0.0:
             await asyncio.sleep(wait)
-    body = render(plan, _usage(plan.prompt_tokens, plan.completion_tokens))
-    return Response(body, media_type=MediaType.JSON)
+    await send_json(send, render(plan, _usage(plan.prompt_tokens, plan.completion_tokens)))

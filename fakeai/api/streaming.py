@@ -24,7 +24,6 @@ __all__ = ("CHAT_CHUNKS", "COMPLETION_CHUNKS", "ChunkFormat", "sse_events")
 
 _encode = msgspec.json.encode
 DONE = b"data: [DONE]\n\n"
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class ChunkFormat:

@@ -1,0 +1,90 @@
+"""Baseline servers measured beside fakeai in the same run.
+
+* ``minimal_litestar``: the least a Litestar + msgspec chat route can do: decode the request
+  into a Struct and return a fixed chat completion of the same size as fakeai's answer.
+* ``bare_asgi``: no framework at all: the Python ceiling on uvicorn.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Litestar, post
+
+ANSWER = "The lighthouse keeper climbed the spiral stairs an hour before dusk, as he had "  # 16 tokens x 4 chars
+ANSWER = ANSWER[:64]
+
+
+class Message(msgspec.Struct):
+    role: str
+    content: str
+
+
+class ChatRequest(msgspec.Struct):
+    model: str
+    messages: list[Message]
+    max_tokens: int | None = None
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(msgspec.Struct):
+    role: str
+    content: str
+
+
+class Choice(msgspec.Struct):
+    index: int
+    message: AssistantMessage
+    finish_reason: str
+
+
+class ChatCompletion(msgspec.Struct):
+    object: str
+    id: str
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+
+
+def minimal_litestar() -> Litestar:
+    @post("/v1/chat/completions", status_code=200)
+    async def chat(data: ChatRequest) -> ChatCompletion:
+        return ChatCompletion(
+            object="chat.completion",
+            id="chatcmpl-0",
+            created=0,
+            model=data.model,
+            choices=[Choice(index=0, message=AssistantMessage(role="assistant", content=ANSWER), finish_reason="length")],
+            usage=Usage(prompt_tokens=7, completion_tokens=16, total_tokens=23),
+        )
+
+    return Litestar(route_handlers=[chat], openapi_config=None, logging_config=None)
+
+
+_BARE_BODY = msgspec.json.encode(
+    {
+        "object": "chat.completion",
+        "id": "chatcmpl-0",
+        "created": 0,
+        "model": "openai/gpt-oss-120b",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 16, "total_tokens": 23},
+    }
+)
+_BARE_HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(_BARE_BODY)).encode())]
+
+
+async def bare_asgi(scope, receive, send) -> None:
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": _BARE_HEADERS})
+    await send({"type": "http.response.body", "body": _BARE_BODY})

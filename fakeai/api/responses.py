@@ -1,0 +1,73 @@
+"""The two ways a generation endpoint answers, as plain ASGI: a JSON body, or an event stream.
+
+Both bypass Litestar's generic response machinery (header containers, background tasks,
+cookies), which cost more than everything fakeai itself does per request. Errors are still
+raised as exceptions before anything is sent, so Litestar's exception handlers format them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from litestar.types import Receive, Send
+
+__all__ = ("send_event_stream", "send_json")
+
+_JSON_HEADERS = (b"content-type", b"application/json")
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+async def send_json(send: Send, body: bytes, status: int = 200) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [_JSON_HEADERS, (b"content-length", b"%d" % len(body))],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def send_event_stream(send: Send, receive: Receive, events: AsyncGenerator[bytes, None]) -> None:
+    """Send ``events`` as server-sent events until they end or the client goes away.
+
+    A disconnect cancels the wait for the next event at once (not at the next token), the
+    body is then left unfinished (so the recorder sees a failed stream) and the generator
+    is closed here, deterministically, so nothing it holds outlives the request.
+    """
+    await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+    task = asyncio.current_task()
+    gone = False
+
+    def on_disconnect(_: asyncio.Future[None]) -> None:
+        nonlocal gone
+        gone = True
+        task.cancel()  # type: ignore[union-attr]
+
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    watcher.add_done_callback(on_disconnect)
+    try:
+        async for chunk in events:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        watcher.remove_done_callback(on_disconnect)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        task.uncancel()  # type: ignore[union-attr]
+    finally:
+        watcher.remove_done_callback(on_disconnect)
+        watcher.cancel()
+        await events.aclose()
