@@ -9,6 +9,7 @@ concurrent streams, cheap enough to measure thousands of streams from one core.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import re
@@ -158,3 +159,109 @@ def stream_timings(base_url: str, body: bytes, concurrency: int, stagger: float 
         if events:
             results.append((events[0] - stream.sent_at, [b - a for a, b in zip(events, events[1:])]))
     return results
+
+
+# -- an open-loop, fixed-rate load generator -------------------------------------------------
+
+
+class _KeepAlive(asyncio.Protocol):
+    """One keep-alive connection with at most one request in flight."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+        self.buffer = b""
+        self.expected = -1
+        self.scheduled = 0.0
+        self.waiter: asyncio.Future[float] | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+
+    def connection_lost(self, exc) -> None:  # type: ignore[override]
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.expected < 0:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            header = self.buffer[:end].lower()
+            length = int(header.split(b"content-length:")[1].split(b"\r\n")[0])
+            self.expected = end + 4 + length
+        if len(self.buffer) >= self.expected and self.waiter is not None:
+            self.buffer, self.expected = b"", -1
+            waiter, self.waiter = self.waiter, None
+            waiter.set_result(time.perf_counter() - self.scheduled)
+
+
+async def _fixed_rate(host: str, port: int, request: bytes, rate: float, seconds: float, connections: int) -> dict:
+    loop = asyncio.get_running_loop()
+    # First in, first out, so every connection stays busy enough that the server's
+    # keep-alive timeout never closes it under our feet.
+    idle: collections.deque[_KeepAlive] = collections.deque()
+    for _ in range(connections):
+        _, protocol = await loop.create_connection(_KeepAlive, host, port)
+        idle.append(protocol)  # type: ignore[arg-type]
+    latencies: list[float] = []
+    backlog: list[float] = []  # scheduled times waiting for a free connection
+    pending: set[asyncio.Future[float]] = set()
+
+    def release(conn: _KeepAlive, future: asyncio.Future[float]) -> None:
+        pending.discard(future)
+        latencies.append(future.result())
+        if backlog:
+            fire(conn, backlog.pop(0))
+        else:
+            idle.append(conn)
+
+    def fire(conn: _KeepAlive, scheduled: float) -> None:
+        conn.scheduled = scheduled
+        conn.waiter = future = loop.create_future()
+        pending.add(future)
+        future.add_done_callback(lambda f: release(conn, f))
+        conn.transport.write(request)  # type: ignore[union-attr]
+
+    start = time.perf_counter()
+    total = int(rate * seconds)
+    for index in range(total):
+        scheduled = start + index / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        while idle and idle[0].closed.done():
+            idle.popleft()
+        if idle:
+            fire(idle.popleft(), scheduled)
+        else:
+            backlog.append(scheduled)
+    while pending or backlog:
+        await asyncio.sleep(0.01)
+    for conn in idle:
+        conn.transport.close()  # type: ignore[union-attr]
+    await asyncio.wait_for(asyncio.gather(*(conn.closed for conn in idle)), 10)
+    if len(idle) != connections:
+        raise RuntimeError(f"{connections - len(idle)} connections were closed by the server during the run")
+    ordered = sorted(latencies)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
+    return {"requests": len(ordered), "achieved_rps": len(ordered) / (time.perf_counter() - start),
+            "p50_ms": pick(0.5), "p99_ms": pick(0.99), "p999_ms": pick(0.999), "max_ms": ordered[-1] * 1000}
+
+
+def fixed_rate(base_url: str, body: bytes, rate: float, seconds: float = 10, connections: int = 128,
+               path: str = "/v1/chat/completions") -> dict:
+    """Latency percentiles at ``rate`` requests/s, timed from when each request was due."""
+    import uvloop
+
+    host, port = base_url.removeprefix("http://").split(":")
+    request = (
+        b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (path.encode(), host.encode(), len(body), body)
+    )
+    os.sched_setaffinity(0, {int(LOAD_CPU)})
+    try:
+        return uvloop.run(_fixed_rate(host, int(port), request, rate, seconds, connections))
+    finally:
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))

@@ -87,3 +87,12 @@ def test_timing_fidelity(concurrency: int) -> None:
         "itl_abs_error_p99": _quantile([abs(e) for e in itl_errors], 0.99),
         "tokens_per_second": concurrency * 50 / 1.08,
     }
+
+
+def test_p99_at_half_the_maximum_rate() -> None:
+    """Open-loop load at half of wrk's maximum; latency counted from each request's due time."""
+    with harness.server(harness.fakeai_command("--zero-latency")) as url:
+        harness.wrk(url, CHAT_BODY, seconds=2)
+        maximum = harness.wrk(url, CHAT_BODY, seconds=SECONDS)["rps"]
+        result = harness.fixed_rate(url, CHAT_BODY.encode(), rate=maximum / 2, seconds=SECONDS)
+    RESULTS["half_max_rate"] = {"max_rps": maximum, **result}

@@ -6,6 +6,8 @@ two apps (or two tests) never share state.
 
 from __future__ import annotations
 
+import gc
+
 from litestar import Litestar, Router
 
 from fakeai.api.auth import api_key_guard
@@ -21,6 +23,16 @@ from fakeai.config import Settings, settings_from_env
 from fakeai.metrics import MetricsRegistry
 
 __all__ = ("create_app", "create_app_from_env")
+
+
+def _freeze_startup_heap() -> None:
+    """Move everything built at start-up out of the garbage collector's sight.
+
+    Later collections then walk only per-request objects, so their pauses stay short
+    (they showed as late tokens under load). See ``gc.freeze``.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -44,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_max_body_size=settings.max_request_bytes,
         openapi_config=None,
         logging_config=None,
+        on_startup=[_freeze_startup_heap],
     )
     app.asgi_handler = Recorder(app.asgi_handler, registry)
     app.state.settings = settings
