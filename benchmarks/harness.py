@@ -34,16 +34,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class Running(str):
+    """A running server's base URL, with its process id."""
+
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the server has used so far."""
+        with open(f"/proc/{self.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def server(command: Sequence[str], *, env: dict[str, str] | None = None, ready_path: str = "/health",
-           ready_method: str = "GET") -> Iterator[str]:
+           ready_method: str = "GET") -> Iterator[Running]:
     """Run ``command`` (with ``{port}`` filled in) pinned to ``SERVER_CPU``; yields its base URL."""
     port = free_port()
     argv = ["taskset", "-c", SERVER_CPU, *(part.format(port=port) for part in command)]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FAKEAI_")}
     environment.update(env or {})
     process = subprocess.Popen(argv, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = Running(f"http://127.0.0.1:{port}")
+    base_url.pid = process.pid  # taskset execs the server in place: same pid
     deadline = time.monotonic() + 60
     try:
         while True:

@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """A new application with its own metrics registry and simulated model."""
     settings = settings or Settings()
     registry = MetricsRegistry(window_seconds=settings.window_seconds, max_samples=settings.max_window_samples)
-    engine = Engine(settings)
+    engine = Engine(settings, registry.clock)
     v1 = Router(
         path="/",
         route_handlers=[
@@ -56,7 +56,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_max_body_size=settings.max_request_bytes,
         openapi_config=None,
         logging_config=None,
-        on_startup=[_freeze_startup_heap],
+        on_startup=[engine.start, _freeze_startup_heap],
+        on_shutdown=[engine.stop],
     )
     app.asgi_handler = Recorder(app.asgi_handler, registry)
     app.state.settings = settings

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from array import array
 from typing import TYPE_CHECKING
@@ -54,9 +53,7 @@ def embeddings_handler(
                 base64.b64encode(pack_float32(vector)).decode() if body.encoding_format == "base64" else vector
             )
             data.append(Embedding(index=index, embedding=value))
-        wait = exchange.started + engine.prefill_seconds(tokens) - registry.clock()
-        if wait > 0.0:
-            await asyncio.sleep(wait)
+        await engine.pacer.wait_until(exchange.started + engine.prefill_seconds(tokens))
         usage = Usage(prompt_tokens=tokens, total_tokens=tokens)
         await send_json(send, encode(EmbeddingList(data=data, model=body.model, usage=usage)))
 

@@ -12,10 +12,12 @@ import itertools
 import os
 import random
 import time
+from collections.abc import Callable
 
 import msgspec
 
 from fakeai.api.errors import APIError
+from fakeai.api.pacing import SleepPacer, TimerfdPacer, new_pacer
 from fakeai.config import Settings
 from fakeai.simulation.answers import AnswerLength
 from fakeai.simulation.errors import ErrorInjector, InjectedError
@@ -58,8 +60,11 @@ class Plan(msgspec.Struct, kw_only=True):
 
 
 class Engine:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float]) -> None:
         self.settings = settings
+        self.clock = clock
+        self.pacer: TimerfdPacer | SleepPacer = SleepPacer(clock)
+        """Wakes waiting answers at their deadlines; the precise one is set at start-up."""
         self.text = TextSource()
         self.models = tuple(settings.models)
         self._known_models = frozenset(settings.models)
@@ -88,6 +93,14 @@ class Engine:
         self._ids = itertools.count()
         self._id_prefix = os.urandom(6).hex()
         self.in_flight = 0
+
+    def start(self) -> None:
+        """Called on the running event loop at start-up."""
+        self.pacer = new_pacer(self.clock)
+
+    def stop(self) -> None:
+        self.pacer.close()
+        self.pacer = SleepPacer(self.clock)
 
     # -- admission ---------------------------------------------------------------------------
 

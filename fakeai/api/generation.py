@@ -6,7 +6,6 @@ latencies after arrival); a streamed one is handed to ``streaming.sse_events``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -103,8 +102,6 @@ async def answer(
         await send_event_stream(send, receive, events)
         return
     exchange.completion_tokens = plan.completion_tokens
-    if plan.offsets:
-        wait = exchange.started + plan.offsets[-1] - clock()
-        if wait > 0.0:
-            await asyncio.sleep(wait)
+    if plan.offsets and clock() < exchange.started + plan.offsets[-1]:
+        await engine.pacer.wait_until(exchange.started + plan.offsets[-1])
     await send_json(send, render(plan, _usage(plan.prompt_tokens, plan.completion_tokens)))

@@ -11,7 +11,6 @@ then ``data: [DONE]``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import msgspec
@@ -96,9 +95,9 @@ async def sse_events(
             batch.append(templates.finish[number] + b'"%s"' % choice.finish_reason.encode() + _FINISH_TAIL)
     while True:
         if index < total:
-            wait = started + offsets[index] - clock()
-            if wait > 0.0:
-                await asyncio.sleep(wait)
+            deadline = started + offsets[index]
+            if clock() < deadline:
+                await engine.pacer.wait_until(deadline)
                 continue
             elapsed = clock() - started
             while index < total and offsets[index] <= elapsed:

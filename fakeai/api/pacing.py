@@ -1,0 +1,116 @@
+"""Waking streams at their tokens' deadlines with sub-millisecond precision.
+
+libuv (under uvloop) keeps timers in whole milliseconds, so ``asyncio.sleep`` wakes up to a
+millisecond off: more than the inter-token error fakeai promises. ``TimerfdPacer`` keeps
+all deadlines of the event loop in one heap and arms a Linux ``timerfd`` (nanosecond
+resolution, CLOCK_MONOTONIC: the clock of ``time.monotonic``) for the earliest; when it
+fires, every due waiter is woken. Elsewhere ``SleepPacer`` falls back to ``asyncio.sleep``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import heapq
+import itertools
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+
+__all__ = ("SleepPacer", "TimerfdPacer", "new_pacer")
+
+_CLOCK_MONOTONIC = 1
+_TFD_NONBLOCK = 0o4000
+_TFD_CLOEXEC = 0o2000000
+_TFD_TIMER_ABSTIME = 1
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+class SleepPacer:
+    """Deadlines by ``asyncio.sleep`` (millisecond precision under uvloop)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+
+    async def wait_until(self, deadline: float) -> None:
+        wait = deadline - self._clock()
+        if wait > 0.0:
+            await asyncio.sleep(wait)
+
+    def close(self) -> None:
+        pass
+
+
+class TimerfdPacer:
+    """Deadlines on ``time.monotonic`` by one timerfd per event loop (Linux)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, libc: ctypes.CDLL) -> None:
+        self._loop = loop
+        self._settime = libc.timerfd_settime
+        self._fd = libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
+        if self._fd < 0:
+            raise OSError(ctypes.get_errno(), "timerfd_create failed")
+        self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._armed = math.inf
+        self._spec = _Itimerspec()
+        loop.add_reader(self._fd, self._fire)
+
+    def wait_until(self, deadline: float) -> asyncio.Future[None]:
+        future = self._loop.create_future()
+        if deadline <= time.monotonic():
+            future.set_result(None)
+            return future
+        heapq.heappush(self._heap, (deadline, next(self._order), future))
+        if deadline < self._armed:
+            self._arm(deadline)
+        return future
+
+    def _arm(self, deadline: float) -> None:
+        self._armed = deadline
+        seconds, fraction = divmod(deadline, 1.0)
+        value = self._spec.it_value
+        value.tv_sec, value.tv_nsec = int(seconds), max(int(fraction * 1e9), 1)
+        self._settime(self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(self._spec), None)
+
+    def _fire(self) -> None:
+        try:
+            os.read(self._fd, 8)
+        except BlockingIOError:
+            pass
+        heap = self._heap
+        now = time.monotonic()
+        while heap and heap[0][0] <= now:
+            future = heapq.heappop(heap)[2]
+            if not future.done():  # a waiter whose client left was cancelled
+                future.set_result(None)
+        if heap:
+            self._arm(heap[0][0])
+        else:
+            self._armed = math.inf
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._fd)
+        os.close(self._fd)
+        for _, _, future in self._heap:
+            future.cancel()
+        self._heap.clear()
+
+
+def new_pacer(clock: Callable[[], float]) -> TimerfdPacer | SleepPacer:
+    """The precise pacer where it works (Linux, deadlines on ``time.monotonic``)."""
+    if sys.platform == "linux" and clock is time.monotonic:
+        try:
+            return TimerfdPacer(asyncio.get_running_loop(), ctypes.CDLL(None, use_errno=True))
+        except (OSError, AttributeError, NotImplementedError):
+            pass
+    return SleepPacer(clock)
