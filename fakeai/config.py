@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 import msgspec
 from msgspec import Meta
 
-__all__ = ("ENV_PREFIX", "Settings", "SettingsError", "describe_settings", "settings_from_env")
+__all__ = ("ENV_PREFIX", "Settings", "SettingsError", "describe_settings", "settings_from_env", "settings_table")
 
 ENV_PREFIX = "FAKEAI_"
 
@@ -40,7 +40,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # -- server ----------------------------------------------------------------------------
     host: Annotated[str, _setting("Address to bind.")] = "127.0.0.1"
     port: Annotated[int, _setting("TCP port to listen on (0 picks a free one).", ge=0, le=65535)] = 8000
-    workers: Annotated[int, _setting("Worker processes.", ge=1, le=64)] = 1
+    workers: Annotated[
+        int, _setting("Worker processes (for now each keeps its own metrics; see Limitations).", ge=1, le=64)
+    ] = 1
     log_level: Annotated[
         Literal["critical", "error", "warning", "info", "debug", "trace"], _setting("Server log level.")
     ] = "info"
@@ -165,3 +167,13 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any
             raw = tuple(part.strip() for part in raw.split(",") if part.strip())
         values[name] = raw
     return _validated(values)
+
+
+def settings_table() -> str:
+    """The README's settings table, in Markdown (a test keeps the README equal to it)."""
+    rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
+    for name, _, default, description in describe_settings():
+        shown = ",".join(default) if isinstance(default, tuple) else str(default).lower()
+        flag = "--" + name.replace("_", "-")
+        rows.append(f"| `{flag}` | `{env_name(name)}` | {f'`{shown}`' if shown else '(none)'} | {description} |")
+    return "\n".join(rows) + "\n"

@@ -41,3 +41,12 @@ def test_the_app_factory_reads_the_environment(monkeypatch: pytest.MonkeyPatch) 
     app = create_app_from_env()
     assert app.state.metrics.window_seconds == 3.0
     assert app.state.settings == Settings(window_seconds=3.0)
+
+
+def test_the_readme_settings_table_is_the_generated_one() -> None:
+    from pathlib import Path
+
+    from fakeai.config import settings_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert settings_table() in readme, "regenerate the README table with fakeai.config.settings_table()"

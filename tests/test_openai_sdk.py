@@ -127,3 +127,12 @@ def test_injected_mid_stream_error_is_raised_by_the_sdk() -> None:
         snapshot = registry.snapshot()
         assert (snapshot.streaming.failed_streams, snapshot.streaming.completed_streams) == (1, 0)
         assert snapshot.endpoints["/v1/chat/completions"].errors_total == {500: 1}
+
+
+def test_completions_answers_several_prompts_in_one_response(client: openai.OpenAI) -> None:
+    reply = client.completions.create(
+        model=MODEL, prompt=["First", "Second"], n=2, max_tokens=3, echo=True, extra_body={"ignore_eos": True}
+    )
+    assert [choice.index for choice in reply.choices] == [0, 1, 2, 3]
+    assert [choice.text[:5] for choice in reply.choices] == ["First", "First", "Secon", "Secon"]
+    assert reply.usage.completion_tokens == 12 and reply.usage.prompt_tokens == 2 + 2

@@ -52,21 +52,24 @@ def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_byte
     async def create_completion(scope: Scope, receive: Receive, send: Send) -> None:
         body, exchange = await read_request(scope, receive, decode, max_body_bytes)
         engine.check_model(body.model)
-        parts = prompt_parts(body.prompt, "prompt")
-        if len(parts) > 1:
-            raise APIError(
-                400, "fakeai answers one prompt per request; send the prompts separately.", param="prompt"
-            )
+        prompts = prompt_parts(body.prompt, "prompt")
         injected = engine.injected_error()
         if injected is not None:
             raise injected
-        prompt = parts[0]
-        prompt_tokens = prompt_tokens_of(prompt)
-        echo = prompt if (body.echo and isinstance(prompt, str) and not body.stream) else ""
+        # Several prompts are answered in one response: choice i * n + j is answer j to
+        # prompt i, as OpenAI numbers them. The context limit applies to the longest prompt.
+        tokens_per_prompt = [prompt_tokens_of(prompt) for prompt in prompts]
+        echoes = [
+            prompt if (body.echo and isinstance(prompt, str) and not body.stream) else "" for prompt in prompts
+        ]
 
         def render(plan: Plan, usage: Usage) -> bytes:
             choices = [
-                CompletionChoice(index=index, text=echo + engine.choice_text(choice), finish_reason=choice.finish_reason)
+                CompletionChoice(
+                    index=index,
+                    text=echoes[index // body.n] + engine.choice_text(choice),
+                    finish_reason=choice.finish_reason,
+                )
                 for index, choice in enumerate(plan.choices)
             ]
             return encode(Completion(id=plan.id, created=plan.created, model=plan.model, choices=choices, usage=usage))
@@ -74,9 +77,10 @@ def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_byte
         plan = engine.plan(
             id_prefix="cmpl",
             model=body.model,
-            prompt_tokens=prompt_tokens,
-            uncached_prompt_tokens=prompt_tokens,
-            n=body.n,
+            prompt_tokens=sum(tokens_per_prompt),
+            uncached_prompt_tokens=max(tokens_per_prompt),
+            context_tokens=max(tokens_per_prompt),
+            n=body.n * len(prompts),
             max_tokens=body.max_tokens,
             min_tokens=body.min_tokens,
             ignore_eos=body.ignore_eos,

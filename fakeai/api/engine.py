@@ -139,6 +139,7 @@ class Engine:
         prompt_tokens: int,
         uncached_prompt_tokens: int,
         n: int,
+        context_tokens: int | None = None,
         max_tokens: int | None,
         min_tokens: int,
         ignore_eos: bool,
@@ -146,13 +147,18 @@ class Engine:
         seed: int | None,
         stream: bool,
     ) -> Plan:
-        """Draw the answer of one request; the caller must call ``release`` when it ends."""
-        if prompt_tokens + (max_tokens or 0) > self.max_context_tokens:
-            requested = prompt_tokens + (max_tokens or 0)
+        """Draw the answer of one request; the caller must call ``release`` when it ends.
+
+        ``context_tokens`` is the prompt length checked against the context limit, when it
+        differs from ``prompt_tokens`` (several prompts answered at once).
+        """
+        context = prompt_tokens if context_tokens is None else context_tokens
+        if context + (max_tokens or 0) > self.max_context_tokens:
+            requested = context + (max_tokens or 0)
             raise APIError(
                 400,
                 f"This model's maximum context length is {self.max_context_tokens} tokens. However, you "
-                f"requested {requested} tokens ({prompt_tokens} in the messages, {max_tokens or 0} in the "
+                f"requested {requested} tokens ({context} in the messages, {max_tokens or 0} in the "
                 "completion). Please reduce the length of the messages or completion.",
                 param="messages",
                 code="context_length_exceeded",
