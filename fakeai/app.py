@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """A new application with its own metrics registry and simulated model."""
     settings = settings or Settings()
     registry = MetricsRegistry(window_seconds=settings.window_seconds, max_samples=settings.max_window_samples)
-    engine = Engine(settings, registry.clock)
+    engine = Engine(settings, registry.clock, lambda: registry.in_flight)
     v1 = Router(
         path="/",
         route_handlers=[

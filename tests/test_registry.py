@@ -55,19 +55,22 @@ def test_scripted_workload_gives_exact_snapshot(registry: MetricsRegistry, clock
     assert ep.errors.rate == pytest.approx(2 / 5)
     assert ep.prompt_tokens_total == 66 and ep.completion_tokens_total == 170
     assert ep.completion_tokens.sum_rate == pytest.approx(170 / 5)
-    assert ep.latency_sum == pytest.approx(4.0)
+    assert ep.duration_histogram.sum == pytest.approx(4.0) and ep.duration_histogram.count == 6
 
     streaming = snap.streaming
     assert (streaming.active_streams, streaming.completed_streams, streaming.failed_streams) == (0, 1, 1)
     assert streaming.completion_rate == 0.5
     assert streaming.ttft.count == 2 and streaming.ttft.avg == pytest.approx(0.1)
-    assert streaming.ttft_sum == pytest.approx(0.2) and streaming.ttft_count == 2
+    assert streaming.ttft_histogram.sum == pytest.approx(0.2) and streaming.ttft_histogram.count == 2
+    # mean inter-token latency per stream: (2.0 - 0.05) / 99 and (1.0 - 0.15) / 9
+    assert sorted([streaming.itl.min, streaming.itl.max]) == pytest.approx([1.95 / 99, 0.85 / 9])
     assert sorted([streaming.tokens_per_second.min, streaming.tokens_per_second.max]) == [10.0, 50.0]
 
     assert list(snap.endpoints) == [chat, "/v1/embeddings"]
     assert snap.totals.requests_per_second == pytest.approx(7 / 5)
     assert snap.totals.errors_per_second == pytest.approx(2 / 5)
-    assert snap.totals.error_ratio == pytest.approx(2 / 7)
+    assert snap.totals.error_rate_percentage == pytest.approx(200 / 7)
+    assert snap.totals.health == "unhealthy"
     assert snap.totals.average_latency_seconds == pytest.approx(4.01 / 7)
     assert snap.timestamp == 1_700_000_000.0 and snap.uptime_seconds == 10.0
     assert snap.dropped_samples == 0
@@ -88,7 +91,8 @@ def test_windowed_values_expire_while_totals_stay(registry: MetricsRegistry, clo
     ep = snap.endpoints["/v1/completions"]
     assert ep.latency.count == 0 and ep.latency.rate == 0.0 and math.isnan(ep.latency.p99)
     assert ep.requests_total == 1 and ep.errors_total == {503: 1}
-    assert snap.totals.error_ratio == 0.0 and snap.totals.average_latency_seconds == 0.0
+    assert snap.totals.error_rate_percentage == 0.0 and snap.totals.average_latency_seconds == 0.0
+    assert snap.totals.health == "healthy"
 
 
 def test_active_streams_count_open_streams(registry: MetricsRegistry) -> None:
@@ -113,3 +117,26 @@ def test_snapshot_is_immutable(registry: MetricsRegistry) -> None:
     snap = registry.snapshot()
     with pytest.raises(AttributeError):
         snap.uptime_seconds = 1.0  # type: ignore[misc]
+
+
+def test_histograms_are_cumulative_with_inclusive_upper_bounds(registry: MetricsRegistry) -> None:
+    for duration in (0.0001, 0.00010001, 0.3, 500.0):
+        registry.record("/v1/embeddings", duration, 200)
+    histogram = registry.snapshot().endpoints["/v1/embeddings"].duration_histogram
+    assert histogram.bounds[0] == 0.0001 and histogram.cumulative[0] == 1, "le is inclusive"
+    assert histogram.cumulative[1] == 2
+    assert histogram.cumulative[histogram.bounds.index(0.3)] == 3
+    assert histogram.cumulative[-2] == 3 and histogram.cumulative[-1] == histogram.count == 4
+
+
+def test_models_count_running_requests_and_finish_reasons(registry: MetricsRegistry) -> None:
+    registry.request_started("m")
+    registry.request_started("m")
+    assert registry.in_flight == 2 and registry.snapshot().models["m"].running == 2
+    registry.record("/v1/completions", 0.5, 200, 3, 4, model="m", finish_reason="length")
+    registry.record("/v1/completions", 0.5, 503, 3, model="m")
+    model = registry.snapshot().models["m"]
+    assert model.running == 0 and registry.in_flight == 0
+    assert model.success_total == {"length": 1}, "failed requests are not successes"
+    assert (model.prompt_tokens_total, model.generation_tokens_total) == (6, 4)
+    assert model.e2e_histogram.count == 1

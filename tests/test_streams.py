@@ -12,7 +12,7 @@ MODEL = "openai/gpt-oss-120b"
 
 def test_client_disconnect_mid_stream_is_a_failed_stream_and_leaks_nothing() -> None:
     with running_app(Settings(ttft_ms=5, itl_ms=20, ttft_jitter=0, itl_jitter=0)) as (base_url, app):
-        registry, engine = app.state.metrics, app.state.engine
+        registry = app.state.metrics
         body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 200,
                 "ignore_eos": True, "stream": True}
         with httpx.Client(timeout=10) as client:
@@ -25,7 +25,8 @@ def test_client_disconnect_mid_stream_is_a_failed_stream_and_leaks_nothing() -> 
         snapshot = registry.snapshot()
         assert (snapshot.streaming.failed_streams, snapshot.streaming.completed_streams) == (1, 0)
         assert snapshot.endpoints["/v1/chat/completions"].errors_total == {499: 1}
-        assert engine.in_flight == 0
+        assert registry.in_flight == 0 and snapshot.models[MODEL].running == 0
+        assert snapshot.models[MODEL].success_total == {"abort": 1}
         sent = snapshot.endpoints["/v1/chat/completions"].completion_tokens_total
         assert 1 <= sent < 200, "only the tokens sent before the disconnect are counted"
 
@@ -48,4 +49,4 @@ def test_completed_stream_records_ttft_and_tokens_per_second() -> None:
         duration = 0.030 + 19 * 0.005
         assert streaming.tokens_per_second.p50 <= 20 / duration
         assert streaming.tokens_per_second.p50 > 20 / (duration + 0.02)
-        assert streaming.active_streams == 0 and app.state.engine.in_flight == 0
+        assert streaming.active_streams == 0 and registry.in_flight == 0

@@ -8,7 +8,7 @@ import msgspec
 from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
-from fakeai.api.generation import answer, read_request
+from fakeai.api.generation import admit, answer, read_request
 from fakeai.api.schemas import AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionRequest, Usage
 from fakeai.api.streaming import CHAT_CHUNKS
 from fakeai.simulation.tokens import count_tokens, render_chat
@@ -44,6 +44,7 @@ def chat_completions_handler(engine: Engine, registry: MetricsRegistry, max_body
         injected = engine.injected_error()
         if injected is not None:
             raise injected
+        admit(registry, exchange, body.model)
         prompt_tokens = count_tokens(render_chat(body.messages))
         plan = engine.plan(
             id_prefix="chatcmpl",

@@ -9,7 +9,7 @@ from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.errors import APIError
-from fakeai.api.generation import answer, read_request
+from fakeai.api.generation import admit, answer, read_request
 from fakeai.api.schemas import Completion, CompletionChoice, CompletionRequest, Usage
 from fakeai.api.streaming import COMPLETION_CHUNKS
 from fakeai.simulation.tokens import count_tokens
@@ -56,6 +56,7 @@ def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_byte
         injected = engine.injected_error()
         if injected is not None:
             raise injected
+        admit(registry, exchange, body.model)
         # Several prompts are answered in one response: choice i * n + j is answer j to
         # prompt i, as OpenAI numbers them. The context limit applies to the longest prompt.
         tokens_per_prompt = [prompt_tokens_of(prompt) for prompt in prompts]

@@ -11,7 +11,7 @@ from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.completions import prompt_parts, prompt_tokens_of
-from fakeai.api.generation import read_request
+from fakeai.api.generation import admit, read_request
 from fakeai.api.responses import send_json
 from fakeai.api.schemas import Embedding, EmbeddingList, EmbeddingRequest, Usage
 from fakeai.simulation.embeddings import embed, pack_float32
@@ -43,6 +43,8 @@ def embeddings_handler(
         injected = engine.injected_error()
         if injected is not None:
             raise injected
+        admit(registry, exchange, body.model)
+        exchange.finish_reason = "stop"
         dimensions = body.dimensions or default_dimensions
         tokens = sum(prompt_tokens_of(part) for part in parts)
         exchange.prompt_tokens = tokens

@@ -1,9 +1,8 @@
 """The simulated model: from a parsed request to a plan of what to send and when.
 
 ``Engine`` owns the simulation parts configured by the settings (text, answer lengths,
-latency, injected errors) and the random source they draw from. It counts the requests in
-flight (for the latency model's load factor); every plan it makes is released exactly once
-by the recorder when the request ends, whatever the path out.
+latency, injected errors) and the random source they draw from. The number of requests in
+flight (the latency model's load) is the metrics registry's, read through ``in_flight``.
 """
 
 from __future__ import annotations
@@ -60,9 +59,10 @@ class Plan(msgspec.Struct, kw_only=True):
 
 
 class Engine:
-    def __init__(self, settings: Settings, clock: Callable[[], float]) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float], in_flight: Callable[[], int]) -> None:
         self.settings = settings
         self.clock = clock
+        self._in_flight = in_flight
         self.pacer: TimerfdPacer | SleepPacer = SleepPacer(clock)
         """Wakes waiting answers at their deadlines; the precise one is set at start-up."""
         self.text = TextSource()
@@ -92,7 +92,6 @@ class Engine:
         self._rng = random.Random(settings.seed)
         self._ids = itertools.count()
         self._id_prefix = os.urandom(6).hex()
-        self.in_flight = 0
 
     def start(self) -> None:
         """Called on the running event loop at start-up."""
@@ -147,7 +146,7 @@ class Engine:
         seed: int | None,
         stream: bool,
     ) -> Plan:
-        """Draw the answer of one request; the caller must call ``release`` when it ends.
+        """Draw the answer of one request.
 
         ``context_tokens`` is the prompt length checked against the context limit, when it
         differs from ``prompt_tokens`` (several prompts answered at once).
@@ -172,9 +171,8 @@ class Engine:
             if stops and not ignore_eos:
                 self._apply_stops(choice, stops)
             choices.append(choice)
-        self.in_flight += 1
         longest = max(choice.tokens for choice in choices)
-        offsets = self.latency.token_offsets(rng, longest, uncached_prompt_tokens, self.in_flight)
+        offsets = self.latency.token_offsets(rng, longest, uncached_prompt_tokens, self._in_flight())
         stream_break = self.errors.stream_break(longest) if stream and self.errors.active else None
         return Plan(
             id=self.new_id(id_prefix),
@@ -188,10 +186,7 @@ class Engine:
 
     def prefill_seconds(self, prompt_tokens: int) -> float:
         """How long reading ``prompt_tokens`` takes (an embedding request's whole latency)."""
-        return self.latency.ttft(self._rng, prompt_tokens, self.in_flight + 1)
-
-    def release(self) -> None:
-        self.in_flight -= 1
+        return self.latency.ttft(self._rng, prompt_tokens, self._in_flight())
 
     def _apply_stops(self, choice: Choice, stops: list[str]) -> None:
         text = self.text.text(choice.start, choice.tokens)

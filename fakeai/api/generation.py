@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from fakeai.api.engine import Engine, Plan
     from fakeai.metrics import MetricsRegistry
 
-__all__ = ("answer", "read_request")
+__all__ = ("admit", "answer", "read_request")
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
@@ -68,6 +68,12 @@ async def read_request(
         raise invalid_body(exc) from None
 
 
+def admit(registry: MetricsRegistry, exchange: Exchange, model: str) -> None:
+    """Count the request as running for ``model`` until the recorder records its end."""
+    registry.request_started(model)
+    exchange.model = model
+
+
 def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
     return Usage(
         prompt_tokens=prompt_tokens,
@@ -90,8 +96,8 @@ async def answer(
     render: Callable[[Plan, Usage], bytes],
 ) -> None:
     """Send the answer to a planned generation request: whole when due, or as a stream."""
-    exchange.release = engine.release
     exchange.prompt_tokens = plan.prompt_tokens
+    exchange.finish_reason = plan.choices[0].finish_reason
     clock = registry.clock
     if stream:
         exchange.stream = True

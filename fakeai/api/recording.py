@@ -10,7 +10,6 @@ status 499 and, if it was a stream, as a failed stream.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -30,7 +29,15 @@ UNMATCHED_ENDPOINT = "unmatched"
 class Exchange:
     """What a handler reports about the request it serves."""
 
-    __slots__ = ("completion_tokens", "failure_status", "prompt_tokens", "release", "started", "stream")
+    __slots__ = (
+        "completion_tokens",
+        "failure_status",
+        "finish_reason",
+        "model",
+        "prompt_tokens",
+        "started",
+        "stream",
+    )
 
     def __init__(self, started: float) -> None:
         self.started = started
@@ -41,8 +48,10 @@ class Exchange:
         """Set by a handler that answers with a stream (and has called ``stream_started``)."""
         self.failure_status: int | None = None
         """Status to record for a stream that failed after its 200 was sent."""
-        self.release: Callable[[], None] | None = None
-        """Called once when the request ends, whatever the path out."""
+        self.model: str | None = None
+        """Set once ``registry.request_started(model)`` was called for this request."""
+        self.finish_reason: str | None = None
+        """Why the (first) answer ended, once it is sent."""
 
 
 class Recorder:
@@ -78,8 +87,6 @@ class Recorder:
         try:
             await self.app(scope, receive, watching_send)
         finally:
-            if exchange.release is not None:
-                exchange.release()
             self._record(scope, exchange, started, status, first_body_at, finished_at)
 
     def _record(
@@ -95,6 +102,9 @@ class Recorder:
         elif exchange.failure_status is not None:
             status = exchange.failure_status
         stream = exchange.stream
+        finish_reason = exchange.finish_reason if status < 400 else None
+        if not completed and exchange.model is not None:
+            finish_reason = "abort"
         self.registry.record(
             scope.get("path_template", UNMATCHED_ENDPOINT),  # type: ignore[arg-type]
             finished_at - started,
@@ -103,4 +113,6 @@ class Recorder:
             exchange.completion_tokens,
             ttft=(first_body_at - started) if stream and first_body_at else None,
             stream_completed=(completed and exchange.failure_status is None) if stream else None,
+            model=exchange.model,
+            finish_reason=finish_reason,
         )

@@ -1,14 +1,26 @@
 """Recording and reading fakeai's metrics."""
 
 from fakeai.metrics.registry import QUANTILES, MetricsRegistry
-from fakeai.metrics.snapshot import EndpointSnapshot, MetricsSnapshot, StreamingSnapshot, Totals, WindowStats
+from fakeai.metrics.health import health_status
+from fakeai.metrics.instruments import HistogramSnapshot
+from fakeai.metrics.snapshot import (
+    EndpointSnapshot,
+    MetricsSnapshot,
+    ModelSnapshot,
+    StreamingSnapshot,
+    Totals,
+    WindowStats,
+)
 
 __all__ = (
     "QUANTILES",
     "EndpointSnapshot",
+    "HistogramSnapshot",
     "MetricsRegistry",
     "MetricsSnapshot",
+    "ModelSnapshot",
     "StreamingSnapshot",
     "Totals",
     "WindowStats",
+    "health_status",
 )

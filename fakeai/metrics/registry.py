@@ -1,8 +1,10 @@
 """The metrics registry: where requests are recorded and snapshots are taken.
 
 One registry per app, injected where it is needed; nothing here is global. The request path
-calls ``record`` once per finished request (and ``stream_started`` when a stream opens); a
-scrape calls ``snapshot`` once and hands the result to an exporter.
+calls ``request_started`` when a request is admitted, ``stream_started`` when a stream
+opens, and ``record`` once when the request ends; a scrape calls ``snapshot`` once and hands
+the result to an exporter. Every metric fakeai reports is defined here and in
+``snapshot.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,16 @@ import math
 import time
 from collections.abc import Callable
 
-from fakeai.metrics.snapshot import EndpointSnapshot, MetricsSnapshot, StreamingSnapshot, Totals, WindowStats
+from fakeai.metrics.health import health_status
+from fakeai.metrics.instruments import DURATION_BUCKETS, INTER_TOKEN_BUCKETS, TOKEN_COUNT_BUCKETS, Histogram
+from fakeai.metrics.snapshot import (
+    EndpointSnapshot,
+    MetricsSnapshot,
+    ModelSnapshot,
+    StreamingSnapshot,
+    Totals,
+    WindowStats,
+)
 from fakeai.window import DEFAULT_MAX_SAMPLES, KERNEL, SlidingWindow
 
 __all__ = ("QUANTILES", "MetricsRegistry")
@@ -27,12 +38,14 @@ class _Endpoint:
 
     __slots__ = (
         "completion_tokens",
+        "completion_tokens_histogram",
         "completion_tokens_total",
+        "duration_histogram",
         "errors",
         "errors_total",
         "latency",
-        "latency_sum",
         "prompt_tokens",
+        "prompt_tokens_histogram",
         "prompt_tokens_total",
         "requests_total",
     )
@@ -44,9 +57,38 @@ class _Endpoint:
         self.completion_tokens = new_window()
         self.requests_total = 0
         self.errors_total: dict[int, int] = {}
-        self.latency_sum = 0.0
         self.prompt_tokens_total = 0
         self.completion_tokens_total = 0
+        self.duration_histogram = Histogram(DURATION_BUCKETS)
+        self.prompt_tokens_histogram = Histogram(TOKEN_COUNT_BUCKETS)
+        self.completion_tokens_histogram = Histogram(TOKEN_COUNT_BUCKETS)
+
+
+class _Model:
+    """What vLLM reports per ``model_name``."""
+
+    __slots__ = (
+        "e2e",
+        "generation_tokens",
+        "generation_tokens_total",
+        "itl",
+        "prompt_tokens",
+        "prompt_tokens_total",
+        "running",
+        "success_total",
+        "ttft",
+    )
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.prompt_tokens_total = 0
+        self.generation_tokens_total = 0
+        self.success_total: dict[str, int] = {}
+        self.ttft = Histogram(DURATION_BUCKETS)
+        self.itl = Histogram(INTER_TOKEN_BUCKETS)
+        self.e2e = Histogram(DURATION_BUCKETS)
+        self.prompt_tokens = Histogram(TOKEN_COUNT_BUCKETS)
+        self.generation_tokens = Histogram(TOKEN_COUNT_BUCKETS)
 
 
 class MetricsRegistry:
@@ -74,13 +116,16 @@ class MetricsRegistry:
         self._wall_clock = wall_clock
         self.started_at = clock()
         self._endpoints: dict[str, _Endpoint] = {}
+        self._models: dict[str, _Model] = {}
         self._ttft = self._new_window()
         self._tokens_per_second = self._new_window()
+        self._itl = self._new_window()
+        self._ttft_histogram = Histogram(DURATION_BUCKETS)
+        self._itl_histogram = Histogram(INTER_TOKEN_BUCKETS)
+        self._in_flight = 0
         self._active_streams = 0
         self._completed_streams = 0
         self._failed_streams = 0
-        self._ttft_sum = 0.0
-        self._ttft_count = 0
 
     def _new_window(self) -> SlidingWindow:
         return SlidingWindow(self.window_seconds, self.max_samples)
@@ -89,7 +134,20 @@ class MetricsRegistry:
     def clock(self) -> Clock:
         return self._clock
 
+    @property
+    def in_flight(self) -> int:
+        """API requests admitted and not yet ended."""
+        return self._in_flight
+
     # -- the request path ------------------------------------------------------------------
+
+    def request_started(self, model: str) -> None:
+        """An API request for ``model`` was admitted; ``record(model=...)`` ends it."""
+        stats = self._models.get(model)
+        if stats is None:
+            stats = self._models[model] = _Model()
+        stats.running += 1
+        self._in_flight += 1
 
     def stream_started(self) -> None:
         """A stream opened; ``record`` with ``stream_completed`` set closes it."""
@@ -104,18 +162,23 @@ class MetricsRegistry:
         completion_tokens: int = 0,
         ttft: float | None = None,
         stream_completed: bool | None = None,
+        model: str | None = None,
+        finish_reason: str | None = None,
     ) -> None:
         """Record one finished request.
 
         Args:
             endpoint: The route path (a bounded set, never the raw URL).
             duration: Seconds from arrival until the last byte was sent.
-            status: HTTP status sent; 400 and above count as errors.
+            status: HTTP status recorded; 400 and above count as errors.
             prompt_tokens: Prompt tokens of the request.
             completion_tokens: Completion tokens sent.
             ttft: Seconds from arrival until the first token was sent, if one was.
             stream_completed: ``None`` for a plain response; for a stream opened with
                 ``stream_started``, whether it finished (True) or ended early (False).
+            model: The model of a request admitted with ``request_started``.
+            finish_reason: Why a successful generation ended (``stop``, ``length``), or
+                ``abort`` when the client left.
         """
         now = self._clock()
         metrics = self._endpoints.get(endpoint)
@@ -124,17 +187,23 @@ class MetricsRegistry:
         metrics.latency.record(now, duration)
         metrics.prompt_tokens.record(now, prompt_tokens)
         metrics.completion_tokens.record(now, completion_tokens)
+        metrics.duration_histogram.observe(duration)
+        metrics.prompt_tokens_histogram.observe(prompt_tokens)
+        metrics.completion_tokens_histogram.observe(completion_tokens)
         metrics.requests_total += 1
-        metrics.latency_sum += duration
         metrics.prompt_tokens_total += prompt_tokens
         metrics.completion_tokens_total += completion_tokens
         if status >= 400:
             metrics.errors.record(now, duration)
             metrics.errors_total[status] = metrics.errors_total.get(status, 0) + 1
+        itl = None
         if ttft is not None:
             self._ttft.record(now, ttft)
-            self._ttft_sum += ttft
-            self._ttft_count += 1
+            self._ttft_histogram.observe(ttft)
+            if completion_tokens > 1:
+                itl = (duration - ttft) / (completion_tokens - 1)
+                self._itl.record(now, itl)
+                self._itl_histogram.observe(itl)
         if stream_completed is not None:
             self._active_streams -= 1
             if stream_completed:
@@ -143,6 +212,21 @@ class MetricsRegistry:
                 self._failed_streams += 1
             if duration > 0.0 and completion_tokens:
                 self._tokens_per_second.record(now, completion_tokens / duration)
+        if model is not None:
+            self._in_flight -= 1
+            stats = self._models[model]
+            stats.running -= 1
+            stats.prompt_tokens_total += prompt_tokens
+            stats.generation_tokens_total += completion_tokens
+            if finish_reason is not None:
+                stats.success_total[finish_reason] = stats.success_total.get(finish_reason, 0) + 1
+                stats.e2e.observe(duration)
+                stats.prompt_tokens.observe(prompt_tokens)
+                stats.generation_tokens.observe(completion_tokens)
+                if ttft is not None:
+                    stats.ttft.observe(ttft)
+                if itl is not None:
+                    stats.itl.observe(itl)
 
     # -- the scrape path -------------------------------------------------------------------
 
@@ -151,9 +235,8 @@ class MetricsRegistry:
         divisor = min(self.window_seconds, now - self.started_at)
         return 1.0 / divisor if divisor > 0.0 else 0.0
 
-    def _stats(self, window: SlidingWindow, now: float) -> WindowStats:
+    def _stats(self, window: SlidingWindow, now: float, per_second: float) -> WindowStats:
         count, total, low, high, (p50, p90, p99) = window.summary(now, QUANTILES)
-        per_second = self._per_second(now)
         return WindowStats(
             count=count,
             rate=count * per_second,
@@ -170,55 +253,76 @@ class MetricsRegistry:
     def snapshot(self) -> MetricsSnapshot:
         """Everything, computed once, at one instant."""
         now = self._clock()
+        per_second = self._per_second(now)
         endpoints = {}
         requests = errors = 0
         latency_total = 0.0
         for path, metrics in sorted(self._endpoints.items()):
-            latency = self._stats(metrics.latency, now)
-            failed = self._stats(metrics.errors, now)
+            latency = self._stats(metrics.latency, now, per_second)
+            failed = self._stats(metrics.errors, now, per_second)
             endpoints[path] = EndpointSnapshot(
                 latency=latency,
                 errors=failed,
-                prompt_tokens=self._stats(metrics.prompt_tokens, now),
-                completion_tokens=self._stats(metrics.completion_tokens, now),
+                prompt_tokens=self._stats(metrics.prompt_tokens, now, per_second),
+                completion_tokens=self._stats(metrics.completion_tokens, now, per_second),
                 requests_total=metrics.requests_total,
                 errors_total=dict(sorted(metrics.errors_total.items())),
-                latency_sum=metrics.latency_sum,
                 prompt_tokens_total=metrics.prompt_tokens_total,
                 completion_tokens_total=metrics.completion_tokens_total,
+                duration_histogram=metrics.duration_histogram.snapshot(),
+                prompt_tokens_histogram=metrics.prompt_tokens_histogram.snapshot(),
+                completion_tokens_histogram=metrics.completion_tokens_histogram.snapshot(),
             )
             requests += latency.count
             errors += failed.count
             latency_total += latency.sum
-        per_second = self._per_second(now)
         ended = self._completed_streams + self._failed_streams
+        error_rate_percentage = 100.0 * errors / requests if requests else 0.0
         return MetricsSnapshot(
             timestamp=self._wall_clock(),
             uptime_seconds=now - self.started_at,
             window_seconds=self.window_seconds,
             kernel=self.kernel,
             dropped_samples=self._dropped_samples(),
+            in_flight=self._in_flight,
             endpoints=endpoints,
+            models={name: self._model_snapshot(stats) for name, stats in sorted(self._models.items())},
             streaming=StreamingSnapshot(
                 active_streams=self._active_streams,
                 completed_streams=self._completed_streams,
                 failed_streams=self._failed_streams,
                 completion_rate=self._completed_streams / ended if ended else math.nan,
-                ttft=self._stats(self._ttft, now),
-                tokens_per_second=self._stats(self._tokens_per_second, now),
-                ttft_sum=self._ttft_sum,
-                ttft_count=self._ttft_count,
+                ttft=self._stats(self._ttft, now, per_second),
+                tokens_per_second=self._stats(self._tokens_per_second, now, per_second),
+                itl=self._stats(self._itl, now, per_second),
+                ttft_histogram=self._ttft_histogram.snapshot(),
+                itl_histogram=self._itl_histogram.snapshot(),
             ),
             totals=Totals(
                 requests_per_second=requests * per_second,
                 errors_per_second=errors * per_second,
-                error_ratio=errors / requests if requests else 0.0,
+                error_rate_percentage=error_rate_percentage,
                 average_latency_seconds=latency_total / requests if requests else 0.0,
+                health=health_status(error_rate_percentage),
             ),
         )
 
+    @staticmethod
+    def _model_snapshot(stats: _Model) -> ModelSnapshot:
+        return ModelSnapshot(
+            running=stats.running,
+            prompt_tokens_total=stats.prompt_tokens_total,
+            generation_tokens_total=stats.generation_tokens_total,
+            success_total=dict(sorted(stats.success_total.items())),
+            ttft_histogram=stats.ttft.snapshot(),
+            itl_histogram=stats.itl.snapshot(),
+            e2e_histogram=stats.e2e.snapshot(),
+            prompt_tokens_histogram=stats.prompt_tokens.snapshot(),
+            generation_tokens_histogram=stats.generation_tokens.snapshot(),
+        )
+
     def _dropped_samples(self) -> int:
-        windows = [self._ttft, self._tokens_per_second]
+        windows = [self._ttft, self._tokens_per_second, self._itl]
         for metrics in self._endpoints.values():
             windows += (metrics.latency, metrics.errors, metrics.prompt_tokens, metrics.completion_tokens)
         return sum(window.dropped for window in windows)

@@ -4,14 +4,23 @@ Every exporter (JSON, Prometheus, CSV, health, dashboard) renders one ``MetricsS
 none of them reads the registry or computes a statistic of its own, so they cannot disagree.
 
 Units: durations in seconds, rates per second, token counts in tokens. Statistics of an
-empty window are NaN (exporters decide how to show "no data").
+empty window are NaN (each exporter decides how to show "no data").
 """
 
 from __future__ import annotations
 
 import msgspec
 
-__all__ = ("EndpointSnapshot", "MetricsSnapshot", "StreamingSnapshot", "Totals", "WindowStats")
+from fakeai.metrics.instruments import HistogramSnapshot
+
+__all__ = (
+    "EndpointSnapshot",
+    "MetricsSnapshot",
+    "ModelSnapshot",
+    "StreamingSnapshot",
+    "Totals",
+    "WindowStats",
+)
 
 
 class WindowStats(msgspec.Struct, kw_only=True, frozen=True):
@@ -34,7 +43,7 @@ class WindowStats(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class EndpointSnapshot(msgspec.Struct, kw_only=True, frozen=True):
-    """One API endpoint (its route path, e.g. ``/v1/chat/completions``)."""
+    """One endpoint (its route path, e.g. ``/v1/chat/completions``, or ``unmatched``)."""
 
     latency: WindowStats
     """Finished requests' durations (until the last byte); its count/rate are the request rate."""
@@ -48,14 +57,16 @@ class EndpointSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     """Finished requests since start."""
     errors_total: dict[int, int]
     """Failed requests since start, by HTTP status."""
-    latency_sum: float
-    """Sum of all finished requests' durations since start, in seconds."""
     prompt_tokens_total: int
     completion_tokens_total: int
+    duration_histogram: HistogramSnapshot
+    """Request durations since start; its ``sum`` and ``count`` are the summaries' too."""
+    prompt_tokens_histogram: HistogramSnapshot
+    completion_tokens_histogram: HistogramSnapshot
 
 
 class StreamingSnapshot(msgspec.Struct, kw_only=True, frozen=True):
-    """Server-sent-event streams."""
+    """Server-sent-event streams, all endpoints together."""
 
     active_streams: int
     completed_streams: int
@@ -68,9 +79,27 @@ class StreamingSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     """Time to first token: from the request's arrival until its first token was sent."""
     tokens_per_second: WindowStats
     """Per finished stream: completion tokens / the stream's duration."""
-    ttft_sum: float
-    """Sum of all TTFTs since start (with ``ttft_count`` for a Prometheus summary)."""
-    ttft_count: int
+    itl: WindowStats
+    """Per finished stream of 2+ tokens: its mean inter-token latency,
+    (duration - TTFT) / (tokens - 1)."""
+    ttft_histogram: HistogramSnapshot
+    itl_histogram: HistogramSnapshot
+
+
+class ModelSnapshot(msgspec.Struct, kw_only=True, frozen=True):
+    """One model, as vLLM reports it (``model_name``)."""
+
+    running: int
+    """Requests for this model in flight now."""
+    prompt_tokens_total: int
+    generation_tokens_total: int
+    success_total: dict[str, int]
+    """Finished requests by finish reason (``stop``, ``length``, ``abort``)."""
+    ttft_histogram: HistogramSnapshot
+    itl_histogram: HistogramSnapshot
+    e2e_histogram: HistogramSnapshot
+    prompt_tokens_histogram: HistogramSnapshot
+    generation_tokens_histogram: HistogramSnapshot
 
 
 class Totals(msgspec.Struct, kw_only=True, frozen=True):
@@ -78,10 +107,12 @@ class Totals(msgspec.Struct, kw_only=True, frozen=True):
 
     requests_per_second: float
     errors_per_second: float
-    error_ratio: float
-    """Failed / finished requests in the window (0..1); 0.0 with no requests."""
+    error_rate_percentage: float
+    """Failed / finished requests in the window, in percent; 0.0 with no requests."""
     average_latency_seconds: float
     """Mean duration of the finished requests in the window; 0.0 with no requests."""
+    health: str
+    """``healthy``, ``degraded`` or ``unhealthy``: see ``fakeai.metrics.health``."""
 
 
 class MetricsSnapshot(msgspec.Struct, kw_only=True, frozen=True):
@@ -93,6 +124,9 @@ class MetricsSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     """The sliding-window implementation in use: ``compiled`` or ``python``."""
     dropped_samples: int
     """Samples discarded because a window was full (0 unless the cap was reached)."""
+    in_flight: int
+    """API requests being served now."""
     endpoints: dict[str, EndpointSnapshot]
+    models: dict[str, ModelSnapshot]
     streaming: StreamingSnapshot
     totals: Totals
