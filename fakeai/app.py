@@ -7,6 +7,8 @@ two apps (or two tests) never share state.
 from __future__ import annotations
 
 import gc
+import time
+from collections.abc import Callable
 
 from litestar import Litestar, Router
 
@@ -16,8 +18,8 @@ from fakeai.api.completions import completions_handler
 from fakeai.api.embeddings import embeddings_handler
 from fakeai.api.engine import Engine
 from fakeai.api.errors import EXCEPTION_HANDLERS
-from fakeai.api.health import health
 from fakeai.api.models import model_handlers
+from fakeai.api.monitoring import monitoring_handlers
 from fakeai.api.recording import Recorder
 from fakeai.config import Settings, settings_from_env
 from fakeai.metrics import MetricsRegistry
@@ -35,10 +37,26 @@ def _freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    """A new application with its own metrics registry and simulated model."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
+) -> Litestar:
+    """A new application with its own metrics registry and simulated model.
+
+    Args:
+        settings: The configuration; defaults throughout when omitted.
+        clock: Monotonic seconds for the metrics windows and token deadlines (tests inject one).
+        wall_clock: Unix seconds that stamp snapshots.
+    """
     settings = settings or Settings()
-    registry = MetricsRegistry(window_seconds=settings.window_seconds, max_samples=settings.max_window_samples)
+    registry = MetricsRegistry(
+        window_seconds=settings.window_seconds,
+        max_samples=settings.max_window_samples,
+        clock=clock,
+        wall_clock=wall_clock,
+    )
     engine = Engine(settings, registry.clock, lambda: registry.in_flight)
     v1 = Router(
         path="/",
@@ -51,7 +69,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         guards=[api_key_guard(settings.api_keys)] if settings.api_keys else None,
     )
     app = Litestar(
-        route_handlers=[v1, health],
+        route_handlers=[v1, *monitoring_handlers(registry, settings.metrics_format)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=settings.max_request_bytes,
         openapi_config=None,
@@ -59,7 +77,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_startup=[engine.start, _freeze_startup_heap],
         on_shutdown=[engine.stop],
     )
-    app.asgi_handler = Recorder(app.asgi_handler, registry)
+    app.asgi_handler = Recorder(
+        app.asgi_handler,
+        registry,
+        record_monitoring=settings.record_monitoring,
+        enabled=settings.record_metrics,
+    )
     app.state.settings = settings
     app.state.metrics = registry
     app.state.engine = engine

@@ -108,6 +108,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     retry_after_seconds: Annotated[int, _setting("Retry-After of injected 429 and 503 errors.", ge=0)] = 1
 
     # -- metrics -------------------------------------------------------------------------
+    metrics_format: Annotated[
+        Literal["json", "prometheus"],
+        _setting("What GET /metrics sends a client that states no preference (Accept: */* or none)."),
+    ] = "json"
+    record_monitoring: Annotated[
+        bool, _setting("Count requests to the monitoring endpoints (/metrics, /health, ...) as traffic.")
+    ] = False
+    record_metrics: Annotated[
+        bool, _setting("Record requests in the metrics at all (off only to measure what recording costs).")
+    ] = True
     window_seconds: Annotated[float, _setting("Length of the sliding metrics window, in seconds.", gt=0, le=3600)] = 5.0
     max_window_samples: Annotated[
         int,

@@ -70,8 +70,9 @@ async def read_request(
 
 def admit(registry: MetricsRegistry, exchange: Exchange, model: str) -> None:
     """Count the request as running for ``model`` until the recorder records its end."""
-    registry.request_started(model)
-    exchange.model = model
+    if exchange.recording:
+        registry.request_started(model)
+        exchange.model = model
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
@@ -101,7 +102,8 @@ async def answer(
     clock = registry.clock
     if stream:
         exchange.stream = True
-        registry.stream_started()
+        if exchange.recording:
+            registry.stream_started()
         events = sse_events(
             engine, plan, exchange, chunks, clock, include_usage, lambda sent: _usage(plan.prompt_tokens, sent)
         )

@@ -35,12 +35,15 @@ class Exchange:
         "finish_reason",
         "model",
         "prompt_tokens",
+        "recording",
         "started",
         "stream",
     )
 
-    def __init__(self, started: float) -> None:
+    def __init__(self, started: float, recording: bool = True) -> None:
         self.started = started
+        self.recording = recording
+        """False when metrics recording is switched off: handlers then tell the registry nothing."""
         """Arrival time on the registry's clock: token deadlines count from here."""
         self.prompt_tokens = 0
         self.completion_tokens = 0
@@ -57,10 +60,14 @@ class Exchange:
 class Recorder:
     """ASGI middleware around the Litestar handler; see the module docstring."""
 
-    def __init__(self, app: ASGIApp, registry: MetricsRegistry, *, record_monitoring: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, registry: MetricsRegistry, *, record_monitoring: bool = False, enabled: bool = True
+    ) -> None:
         self.app = app
         self.registry = registry
         self.record_monitoring = record_monitoring
+        self.enabled = enabled
+        """Off only to measure what recording costs: requests are then served, not recorded."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,6 +75,10 @@ class Recorder:
             return
         clock = self.registry.clock
         started = clock()
+        if not self.enabled:
+            scope[EXCHANGE_KEY] = Exchange(started, recording=False)  # type: ignore[literal-required]
+            await self.app(scope, receive, send)
+            return
         exchange = Exchange(started)
         scope[EXCHANGE_KEY] = exchange  # type: ignore[literal-required]
         status = 500

@@ -126,6 +126,8 @@ class MetricsRegistry:
         self._active_streams = 0
         self._completed_streams = 0
         self._failed_streams = 0
+        self._tokens_per_second_sum = 0.0
+        self._tokens_per_second_count = 0
 
     def _new_window(self) -> SlidingWindow:
         return SlidingWindow(self.window_seconds, self.max_samples)
@@ -211,7 +213,10 @@ class MetricsRegistry:
             else:
                 self._failed_streams += 1
             if duration > 0.0 and completion_tokens:
-                self._tokens_per_second.record(now, completion_tokens / duration)
+                tokens_per_second = completion_tokens / duration
+                self._tokens_per_second.record(now, tokens_per_second)
+                self._tokens_per_second_sum += tokens_per_second
+                self._tokens_per_second_count += 1
         if model is not None:
             self._in_flight -= 1
             stats = self._models[model]
@@ -295,6 +300,8 @@ class MetricsRegistry:
                 ttft=self._stats(self._ttft, now, per_second),
                 tokens_per_second=self._stats(self._tokens_per_second, now, per_second),
                 itl=self._stats(self._itl, now, per_second),
+                tokens_per_second_sum=self._tokens_per_second_sum,
+                tokens_per_second_count=self._tokens_per_second_count,
                 ttft_histogram=self._ttft_histogram.snapshot(),
                 itl_histogram=self._itl_histogram.snapshot(),
             ),

@@ -82,6 +82,9 @@ class StreamingSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     itl: WindowStats
     """Per finished stream of 2+ tokens: its mean inter-token latency,
     (duration - TTFT) / (tokens - 1)."""
+    tokens_per_second_sum: float
+    """Sum of every finished stream's tokens per second since start (a summary's ``_sum``)."""
+    tokens_per_second_count: int
     ttft_histogram: HistogramSnapshot
     itl_histogram: HistogramSnapshot
 

@@ -1,0 +1,133 @@
+"""The monitoring endpoints: every format renders one snapshot taken for the request.
+
+``GET /metrics`` negotiates: a client preferring ``application/openmetrics-text`` or
+``text/plain`` (a Prometheus server) gets Prometheus text, anyone else (curl, browsers,
+``Accept: */*``) the seed's JSON, or Prometheus text when ``--metrics-format prometheus``.
+``/metrics/prometheus`` and ``/prometheus/metrics`` (TensorRT-LLM's path, which AIPerf
+probes) always send Prometheus text: OpenMetrics 1.0 when the client asks for it, text
+0.0.4 otherwise. Every endpoint answers HEAD with the headers GET would send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from litestar import asgi
+from litestar.exceptions import MethodNotAllowedException
+from litestar.handlers import ASGIRouteHandler
+
+from fakeai.exporters import (
+    OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
+    render_csv,
+    render_detailed_health,
+    render_health,
+    render_json,
+    render_prometheus,
+)
+
+if TYPE_CHECKING:
+    from litestar.types import Receive, Scope, Send
+
+    from fakeai.metrics import MetricsRegistry, MetricsSnapshot
+
+__all__ = ("choose_format", "monitoring_handlers")
+
+JSON_CONTENT_TYPE = "application/json"
+CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
+CSV_FILENAME = "fakeai-metrics.csv"
+
+Renderer = Callable[["MetricsSnapshot"], tuple[bytes, str]]
+
+
+def _preferences(accept: str) -> dict[str, float]:
+    """Media type -> q from an Accept header (the highest q where a type repeats)."""
+    preferences: dict[str, float] = {}
+    for part in accept.split(","):
+        media, *parameters = part.split(";")
+        quality = 1.0
+        for parameter in parameters:
+            key, _, value = parameter.strip().partition("=")
+            if key.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        media = media.strip().lower()
+        if media:
+            preferences[media] = max(preferences.get(media, 0.0), quality)
+    return preferences
+
+
+def choose_format(accept: str | None, default: str) -> str:
+    """``json``, ``openmetrics`` or ``text`` for an Accept header; ``default`` when it is silent.
+
+    Only types the client names count as a preference; a wildcard leaves the choice to
+    ``default`` (``json`` or ``prometheus``, the latter meaning text 0.0.4).
+    """
+    fallback = "text" if default == "prometheus" else "json"
+    if not accept:
+        return fallback
+    preferences = _preferences(accept)
+    named = {
+        "openmetrics": preferences.get("application/openmetrics-text", 0.0),
+        "text": preferences.get("text/plain", 0.0),
+        "json": preferences.get("application/json", 0.0),
+    }
+    best = max(named.values())
+    wildcard = max(preferences.get("*/*", 0.0), preferences.get("text/*", 0.0), preferences.get("application/*", 0.0))
+    if best <= 0.0 or best < wildcard:
+        return fallback
+    return next(name for name, quality in named.items() if quality == best)  # ties: openmetrics, text, json
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _prometheus(snapshot: MetricsSnapshot, accept: str | None) -> tuple[bytes, str]:
+    if choose_format(accept, "prometheus") == "openmetrics":
+        return render_prometheus(snapshot, openmetrics=True), OPENMETRICS_CONTENT_TYPE
+    return render_prometheus(snapshot), TEXT_CONTENT_TYPE
+
+
+def monitoring_handlers(registry: MetricsRegistry, metrics_format: str) -> list[ASGIRouteHandler]:
+    def endpoint(path: str | list[str], render: Callable[[MetricsSnapshot, str | None], tuple[bytes, str]],
+                 extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> ASGIRouteHandler:
+        @asgi(path, copy_scope=False, opt={"monitoring": True})
+        async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+            method = scope["method"]  # type: ignore[typeddict-item]
+            if method not in ("GET", "HEAD"):
+                raise MethodNotAllowedException(headers={"Allow": "GET, HEAD"})
+            body, content_type = render(registry.snapshot(), _header(scope, b"accept"))
+            headers = [
+                (b"content-type", content_type.encode()),
+                (b"content-length", b"%d" % len(body)),
+                (b"cache-control", b"no-store"),
+                *extra_headers,
+            ]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+        return handler
+
+    def negotiated(snapshot: MetricsSnapshot, accept: str | None) -> tuple[bytes, str]:
+        chosen = choose_format(accept, metrics_format)
+        if chosen == "json":
+            return render_json(snapshot), JSON_CONTENT_TYPE
+        if chosen == "openmetrics":
+            return render_prometheus(snapshot, openmetrics=True), OPENMETRICS_CONTENT_TYPE
+        return render_prometheus(snapshot), TEXT_CONTENT_TYPE
+
+    attachment = (b"content-disposition", f'attachment; filename="{CSV_FILENAME}"'.encode())
+    return [
+        endpoint("/metrics", negotiated, ((b"vary", b"Accept"),)),
+        endpoint(["/metrics/prometheus", "/prometheus/metrics"], _prometheus),
+        endpoint("/metrics/csv", lambda snapshot, _: (render_csv(snapshot), CSV_CONTENT_TYPE), (attachment,)),
+        endpoint("/health", lambda snapshot, _: (render_health(snapshot), JSON_CONTENT_TYPE)),
+        endpoint("/health/detailed", lambda snapshot, _: (render_detailed_health(snapshot), JSON_CONTENT_TYPE)),
+    ]

@@ -1,0 +1,48 @@
+"""``GET /health`` and ``GET /health/detailed``: the seed's shapes, from the snapshot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from fakeai.exporters._values import shown
+from fakeai.metrics import MetricsSnapshot
+
+__all__ = ("render_detailed_health", "render_health")
+
+_encode = msgspec.json.Encoder().encode
+
+
+def render_health(snapshot: MetricsSnapshot) -> bytes:
+    return _encode({"status": snapshot.totals.health, "timestamp": snapshot.timestamp})
+
+
+def detailed_health_document(snapshot: MetricsSnapshot) -> dict[str, Any]:
+    totals = snapshot.totals
+    return {
+        "status": totals.health,
+        "timestamp": snapshot.timestamp,
+        "uptime_seconds": snapshot.uptime_seconds,
+        "metrics_summary": {
+            "total_requests_per_second": totals.requests_per_second,
+            "total_errors_per_second": totals.errors_per_second,
+            "error_rate_percentage": totals.error_rate_percentage,
+            "average_latency_seconds": totals.average_latency_seconds,
+            "active_streams": snapshot.streaming.active_streams,
+        },
+        "endpoints": {
+            path: {
+                "requests_per_second": ep.latency.rate,
+                "latency_p50_ms": shown(ep.latency.p50) * 1000.0,
+                "latency_p99_ms": shown(ep.latency.p99) * 1000.0,
+            }
+            for path, ep in snapshot.endpoints.items()
+        },
+        "kernel": snapshot.kernel,
+        "window_seconds": snapshot.window_seconds,
+    }
+
+
+def render_detailed_health(snapshot: MetricsSnapshot) -> bytes:
+    return _encode(detailed_health_document(snapshot))
