@@ -99,8 +99,10 @@ async def sse_events(
             if clock() < deadline:
                 await engine.pacer.wait_until(deadline)
                 continue
-            elapsed = clock() - started
-            while index < total and offsets[index] <= elapsed:
+            # Due means the same comparison as the wait above (absolute deadlines), so a
+            # deadline that has been reached is always sent: never a wait of zero forever.
+            now = clock()
+            while index < total and started + offsets[index] <= now:
                 if index == stream_break:
                     exchange.completion_tokens = sent
                     error = engine.as_api_error(engine.errors.stream_error)
