@@ -121,7 +121,7 @@ cdef void _select_ranks(
     double* values, Py_ssize_t n, double minimum, double maximum,
     Py_ssize_t* ranks, Py_ssize_t nr, double* out, double* candidates, Py_ssize_t* counts
 ) noexcept nogil:
-    """Fill ``out[i]`` with the value of rank ``ranks[i]`` (ascending ranks) of ``values``.
+    """Fill ``out[i]`` with the value of rank ``ranks[i]`` of ``values``.
 
     Bucket selection: the order keys between ``minimum`` and ``maximum`` are cut into
     ``_BUCKETS`` equal ranges; one pass counts each bucket, a second copies only the buckets
@@ -139,10 +139,14 @@ cdef void _select_ranks(
         wanted_bucket[b] = 0
     for i in range(n):
         counts[(_order_key(values[i]) - low_key) >> shift] += 1
-    # Walk the cumulative counts once to find each wanted rank's bucket.
+    # Walk the cumulative counts to find each wanted rank's bucket. Ranks come in pairs
+    # (below, above) of ascending quantiles, so a repeated quantile steps back: restart then.
     b = 0
     seen = 0
     for r in range(nr):
+        if ranks[r] < seen:
+            b = 0
+            seen = 0
         while seen + counts[b] <= ranks[r]:
             seen += counts[b]
             b += 1
@@ -447,3 +451,66 @@ cdef class SlidingWindow:
         finally:
             PyMem_Free(wanted)
             PyMem_Free(order)
+
+
+# ---------------------------------------------------------------------------------------
+# The histogram
+# ---------------------------------------------------------------------------------------
+
+cdef class Histogram:
+    """Observation counts per bucket, as ``fakeai._window_py.Histogram`` (the reference)."""
+
+    cdef double* _bounds
+    cdef unsigned long long* _counts
+    cdef Py_ssize_t _size
+    cdef double _sum
+    cdef tuple _bounds_tuple
+
+    def __cinit__(self, bounds):
+        cdef Py_ssize_t i
+        values = tuple(float(bound) for bound in bounds)
+        if not values or any(not isfinite(b) for b in values) or list(values) != sorted(set(values)):
+            raise ValueError("histogram bounds must be finite and strictly increasing")
+        self._size = len(values)
+        self._bounds = <double*>PyMem_Malloc(self._size * sizeof(double))
+        self._counts = <unsigned long long*>PyMem_Malloc((self._size + 1) * sizeof(unsigned long long))
+        if self._bounds == NULL or self._counts == NULL:
+            raise MemoryError()
+        for i in range(self._size):
+            self._bounds[i] = values[i]
+        for i in range(self._size + 1):
+            self._counts[i] = 0
+        self._sum = 0.0
+        self._bounds_tuple = values
+
+    def __dealloc__(self):
+        PyMem_Free(self._bounds)
+        PyMem_Free(self._counts)
+
+    @property
+    def bounds(self):
+        return self._bounds_tuple
+
+    def observe(self, double value):
+        if value != value:
+            raise ValueError("value must not be NaN")
+        # Binary search for the first bound >= value (the reference scans; same bucket).
+        cdef Py_ssize_t low = 0, high = self._size, middle
+        while low < high:
+            middle = (low + high) >> 1
+            if self._bounds[middle] < value:
+                low = middle + 1
+            else:
+                high = middle
+        self._counts[low] += 1
+        self._sum += value
+
+    def state(self):
+        """``(cumulative counts, sum, count)``; the last cumulative count is +Inf's (= count)."""
+        cdef unsigned long long running = 0
+        cdef Py_ssize_t i
+        cumulative = []
+        for i in range(self._size + 1):
+            running += self._counts[i]
+            cumulative.append(running)
+        return tuple(cumulative), self._sum, running

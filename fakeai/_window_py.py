@@ -33,7 +33,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 
-__all__ = ("DEFAULT_MAX_SAMPLES", "SlidingWindow")
+__all__ = ("DEFAULT_MAX_SAMPLES", "Histogram", "SlidingWindow")
 
 #: Enough for 100k samples per second over the default 5 s window, with headroom.
 DEFAULT_MAX_SAMPLES = 1_000_000
@@ -167,3 +167,44 @@ class SlidingWindow:
         """``(count, sum, min, max, quantiles)`` in one pass: what a snapshot needs."""
         quantiles = self.quantiles(now, qs)
         return (self.count(now), self.sum(now), self.min(now), self.max(now), quantiles)
+
+
+class Histogram:
+    """Observation counts per bucket; bucket ``i`` holds values ``<= bounds[i]`` (and above the
+    previous bound), the last one everything above the highest bound (+Inf). NaN is rejected.
+    """
+
+    __slots__ = ("_bounds", "_counts", "_sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        bounds = tuple(float(bound) for bound in bounds)
+        if not bounds or any(not math.isfinite(b) for b in bounds) or list(bounds) != sorted(set(bounds)):
+            raise ValueError("histogram bounds must be finite and strictly increasing")
+        self._bounds = bounds
+        self._counts = [0] * (len(bounds) + 1)
+        self._sum = 0.0
+
+    @property
+    def bounds(self) -> tuple[float, ...]:
+        return self._bounds
+
+    def observe(self, value: float) -> None:
+        value = float(value)
+        if math.isnan(value):
+            raise ValueError("value must not be NaN")
+        index = 0
+        for bound in self._bounds:  # the first bound at or above the value (bisect_left)
+            if value <= bound:
+                break
+            index += 1
+        self._counts[index] += 1
+        self._sum += value
+
+    def state(self) -> tuple[tuple[int, ...], float, int]:
+        """``(cumulative counts, sum, count)``; the last cumulative count is +Inf's (= count)."""
+        running = 0
+        cumulative = []
+        for count in self._counts:
+            running += count
+            cumulative.append(running)
+        return tuple(cumulative), self._sum, running

@@ -1,4 +1,4 @@
-"""The sliding window in use: the compiled kernel, or its pure-Python twin.
+"""The sliding window and histogram in use: the compiled kernel, or its pure-Python twin.
 
 The compiled ``fakeai._window`` is used unless ``FAKEAI_NO_EXTENSIONS`` is set to a
 non-empty value other than ``0``, or the extension is not built. ``KERNEL`` names the one
@@ -10,20 +10,20 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-__all__ = ("DEFAULT_MAX_SAMPLES", "KERNEL", "NO_EXTENSIONS", "SlidingWindow")
+__all__ = ("DEFAULT_MAX_SAMPLES", "KERNEL", "NO_EXTENSIONS", "Histogram", "SlidingWindow")
 
 NO_EXTENSIONS = os.environ.get("FAKEAI_NO_EXTENSIONS", "") not in ("", "0")
 
 if TYPE_CHECKING or NO_EXTENSIONS:
-    from fakeai._window_py import DEFAULT_MAX_SAMPLES, SlidingWindow
+    from fakeai._window_py import DEFAULT_MAX_SAMPLES, Histogram, SlidingWindow
 
     KERNEL = "python"
 else:
     try:
-        from fakeai._window import DEFAULT_MAX_SAMPLES, SlidingWindow
+        from fakeai._window import DEFAULT_MAX_SAMPLES, Histogram, SlidingWindow
 
         KERNEL = "compiled"
     except ImportError:  # pragma: no cover - depends on whether the extension was built
-        from fakeai._window_py import DEFAULT_MAX_SAMPLES, SlidingWindow
+        from fakeai._window_py import DEFAULT_MAX_SAMPLES, Histogram, SlidingWindow
 
         KERNEL = "python"

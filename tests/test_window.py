@@ -208,3 +208,48 @@ def test_quantiles_equal_numpy_linear(kernel, data: list[float], qs: list[float]
     got = window.quantiles(0.0, qs)
     with np.errstate(all="ignore"):
         assert all(_same(float(e), g) for e, g in zip(expected, got)), (expected, got)
+
+
+def test_repeated_quantiles_on_a_large_window(kernel) -> None:
+    # Regression: the compiled bucket selection once walked past a repeated quantile's ranks.
+    window = kernel.SlidingWindow(5.0)
+    window.record(0.0, -1.0)
+    for _ in range(4096):
+        window.record(0.0, 0.0)
+    assert window.quantiles(0.0, (0.0, 0.0, 0.5, 0.0)) == (-1.0, -1.0, 0.0, -1.0)
+
+
+# -- the histogram ---------------------------------------------------------------------------
+
+
+def test_histogram_buckets_have_inclusive_upper_bounds(kernel) -> None:
+    histogram = kernel.Histogram((1.0, 2.0, 5.0))
+    for value in (0.5, 1.0, 1.5, 2.0, 5.0, 5.1, math.inf, -3.0):
+        histogram.observe(value)
+    cumulative, total, count = histogram.state()
+    assert cumulative == (3, 5, 6, 8) and count == 8 and total == math.inf
+    with pytest.raises(ValueError, match="NaN"):
+        histogram.observe(math.nan)
+
+
+@pytest.mark.parametrize("bounds", [(), (2.0, 1.0), (1.0, 1.0), (1.0, math.inf)])
+def test_histogram_refuses_bad_bounds(kernel, bounds) -> None:
+    with pytest.raises(ValueError, match="strictly increasing"):
+        kernel.Histogram(bounds)
+
+
+@pytest.mark.skipif(NO_EXTENSIONS, reason="FAKEAI_NO_EXTENSIONS=1: only the Python twin is under test")
+@settings(max_examples=200, deadline=None)
+@given(
+    bounds=st.lists(st.floats(min_value=-1e6, max_value=1e6), min_size=1, max_size=30, unique=True).map(sorted),
+    observed=st.lists(st.floats(allow_nan=False), max_size=200),
+)
+def test_compiled_histogram_matches_the_reference(bounds: list[float], observed: list[float]) -> None:
+    from fakeai import _window
+
+    compiled, reference = _window.Histogram(bounds), _window_py.Histogram(bounds)
+    for value in observed:
+        compiled.observe(value)
+        reference.observe(value)
+    assert _same(compiled.state(), reference.state())
+    assert compiled.bounds == reference.bounds == tuple(bounds)

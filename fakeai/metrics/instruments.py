@@ -1,15 +1,15 @@
 """Cumulative instruments beside the sliding windows: histograms with named bucket sets.
 
-A ``Histogram`` counts observations per bucket (not cumulatively: one increment per
-observation); the cumulative ``le`` counts Prometheus wants are computed once per scrape
-in ``snapshot()``. Bucket bounds are upper bounds, inclusive, as Prometheus defines them.
+A ``Histogram`` (from the kernel, compiled or its twin) counts observations per bucket, one
+increment per observation; the cumulative ``le`` counts Prometheus wants are computed once
+per scrape. Bucket bounds are upper bounds, inclusive, as Prometheus defines them.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
-
 import msgspec
+
+from fakeai.window import Histogram
 
 __all__ = (
     "DURATION_BUCKETS",
@@ -17,6 +17,7 @@ __all__ = (
     "TOKEN_COUNT_BUCKETS",
     "Histogram",
     "HistogramSnapshot",
+    "histogram_snapshot",
 )
 
 DURATION_BUCKETS = (
@@ -48,24 +49,6 @@ class HistogramSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     count: int
 
 
-class Histogram:
-    __slots__ = ("_bounds", "_counts", "_sum")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        if list(bounds) != sorted(set(bounds)):
-            raise ValueError("histogram bounds must be strictly increasing")
-        self._bounds = bounds
-        self._counts = [0] * (len(bounds) + 1)
-        self._sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self._counts[bisect_left(self._bounds, value)] += 1
-        self._sum += value
-
-    def snapshot(self) -> HistogramSnapshot:
-        running = 0
-        cumulative = []
-        for count in self._counts:
-            running += count
-            cumulative.append(running)
-        return HistogramSnapshot(bounds=self._bounds, cumulative=tuple(cumulative), sum=self._sum, count=running)
+def histogram_snapshot(histogram: Histogram) -> HistogramSnapshot:
+    cumulative, total, count = histogram.state()
+    return HistogramSnapshot(bounds=histogram.bounds, cumulative=cumulative, sum=total, count=count)

@@ -14,7 +14,13 @@ import time
 from collections.abc import Callable
 
 from fakeai.metrics.health import health_status
-from fakeai.metrics.instruments import DURATION_BUCKETS, INTER_TOKEN_BUCKETS, TOKEN_COUNT_BUCKETS, Histogram
+from fakeai.metrics.instruments import (
+    DURATION_BUCKETS,
+    INTER_TOKEN_BUCKETS,
+    TOKEN_COUNT_BUCKETS,
+    Histogram,
+    histogram_snapshot,
+)
 from fakeai.metrics.snapshot import (
     EndpointSnapshot,
     MetricsSnapshot,
@@ -274,9 +280,9 @@ class MetricsRegistry:
                 errors_total=dict(sorted(metrics.errors_total.items())),
                 prompt_tokens_total=metrics.prompt_tokens_total,
                 completion_tokens_total=metrics.completion_tokens_total,
-                duration_histogram=metrics.duration_histogram.snapshot(),
-                prompt_tokens_histogram=metrics.prompt_tokens_histogram.snapshot(),
-                completion_tokens_histogram=metrics.completion_tokens_histogram.snapshot(),
+                duration_histogram=histogram_snapshot(metrics.duration_histogram),
+                prompt_tokens_histogram=histogram_snapshot(metrics.prompt_tokens_histogram),
+                completion_tokens_histogram=histogram_snapshot(metrics.completion_tokens_histogram),
             )
             requests += latency.count
             errors += failed.count
@@ -302,8 +308,8 @@ class MetricsRegistry:
                 itl=self._stats(self._itl, now, per_second),
                 tokens_per_second_sum=self._tokens_per_second_sum,
                 tokens_per_second_count=self._tokens_per_second_count,
-                ttft_histogram=self._ttft_histogram.snapshot(),
-                itl_histogram=self._itl_histogram.snapshot(),
+                ttft_histogram=histogram_snapshot(self._ttft_histogram),
+                itl_histogram=histogram_snapshot(self._itl_histogram),
             ),
             totals=Totals(
                 requests_per_second=requests * per_second,
@@ -321,11 +327,11 @@ class MetricsRegistry:
             prompt_tokens_total=stats.prompt_tokens_total,
             generation_tokens_total=stats.generation_tokens_total,
             success_total=dict(sorted(stats.success_total.items())),
-            ttft_histogram=stats.ttft.snapshot(),
-            itl_histogram=stats.itl.snapshot(),
-            e2e_histogram=stats.e2e.snapshot(),
-            prompt_tokens_histogram=stats.prompt_tokens.snapshot(),
-            generation_tokens_histogram=stats.generation_tokens.snapshot(),
+            ttft_histogram=histogram_snapshot(stats.ttft),
+            itl_histogram=histogram_snapshot(stats.itl),
+            e2e_histogram=histogram_snapshot(stats.e2e),
+            prompt_tokens_histogram=histogram_snapshot(stats.prompt_tokens),
+            generation_tokens_histogram=histogram_snapshot(stats.generation_tokens),
         )
 
     def _dropped_samples(self) -> int:
