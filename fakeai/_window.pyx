@@ -299,9 +299,14 @@ cdef class SlidingWindow:
             raise ValueError(f"timestamp must be a finite number, got {timestamp!r}")
         if not isfinite(value):
             raise ValueError(f"value must be a finite number, got {value!r}")
+        self._push(timestamp, value)
+
+    cdef int _push(self, double timestamp, double value) except -1:
+        """``record`` without the checks, for callers that have made them."""
         if timestamp < self._newest:
             timestamp = self._newest
         self._newest = timestamp
+        self._drop_older_than(timestamp - self._window_seconds)
         if self._size == self._capacity:
             if self._capacity < self._max_samples:
                 self._grow()
@@ -317,17 +322,20 @@ cdef class SlidingWindow:
         self._ring[tail].timestamp = timestamp
         self._ring[tail].value = value
         self._size += 1
+        return 0
 
     cdef int _expire(self, double now) except -1:
         if not isfinite(now):
             raise ValueError(f"now must be a finite number, got {now!r}")
-        cdef double horizon = now - self._window_seconds
+        self._drop_older_than(now - self._window_seconds)
+        return 0
+
+    cdef inline void _drop_older_than(self, double horizon) noexcept:
         while self._size and self._ring[self._head].timestamp <= horizon:
             self._head += 1
             if self._head == self._capacity:
                 self._head = 0
             self._size -= 1
-        return 0
 
     def expire(self, double now):
         self._expire(now)
@@ -494,6 +502,9 @@ cdef class Histogram:
     def observe(self, double value):
         if value != value:
             raise ValueError("value must not be NaN")
+        self._observe(value)
+
+    cdef void _observe(self, double value) noexcept:
         # Binary search for the first bound >= value (the reference scans; same bucket).
         cdef Py_ssize_t low = 0, high = self._size, middle
         while low < high:
@@ -514,3 +525,111 @@ cdef class Histogram:
             running += self._counts[i]
             cumulative.append(running)
         return tuple(cumulative), self._sum, running
+
+
+# ---------------------------------------------------------------------------------------
+# Series: everything one request adds, in one call (see the reference for the semantics)
+# ---------------------------------------------------------------------------------------
+
+cdef class ModelSeries:
+    """What one model records per finished request; see ``_window_py.ModelSeries``."""
+
+    cdef readonly long long running
+    cdef readonly unsigned long long prompt_tokens_total
+    cdef readonly unsigned long long generation_tokens_total
+    cdef readonly dict success_total
+    cdef readonly Histogram ttft
+    cdef readonly Histogram itl
+    cdef readonly Histogram e2e
+    cdef readonly Histogram prompt_tokens
+    cdef readonly Histogram generation_tokens
+
+    def __init__(self, duration_bounds, token_bounds, inter_token_bounds):
+        self.success_total = {}
+        self.ttft = Histogram(duration_bounds)
+        self.itl = Histogram(inter_token_bounds)
+        self.e2e = Histogram(duration_bounds)
+        self.prompt_tokens = Histogram(token_bounds)
+        self.generation_tokens = Histogram(token_bounds)
+
+    def started(self):
+        self.running += 1
+
+    def record(self, double duration, long long prompt_tokens, long long generation_tokens, double ttft,
+               double itl, finish_reason):
+        self._record(duration, prompt_tokens, generation_tokens, ttft, itl, finish_reason)
+
+    cdef int _record(self, double duration, long long prompt_tokens, long long generation_tokens, double ttft,
+                     double itl, object finish_reason) except -1:
+        if prompt_tokens < 0:
+            raise ValueError(f"prompt_tokens must not be negative, got {prompt_tokens!r}")
+        if generation_tokens < 0:
+            raise ValueError(f"generation_tokens must not be negative, got {generation_tokens!r}")
+        self.running -= 1
+        self.prompt_tokens_total += prompt_tokens
+        self.generation_tokens_total += generation_tokens
+        if finish_reason is None:
+            return 0
+        self.success_total[finish_reason] = self.success_total.get(finish_reason, 0) + 1
+        if duration != duration:
+            raise ValueError("duration must not be NaN")
+        self.e2e._observe(duration)
+        self.prompt_tokens._observe(<double>prompt_tokens)
+        self.generation_tokens._observe(<double>generation_tokens)
+        if ttft == ttft:
+            self.ttft._observe(ttft)
+        if itl == itl:
+            self.itl._observe(itl)
+        return 0
+
+
+cdef class RequestSeries:
+    """What one endpoint records per finished request; see ``_window_py.RequestSeries``."""
+
+    cdef readonly SlidingWindow latency
+    cdef readonly SlidingWindow errors
+    cdef readonly SlidingWindow prompt_tokens
+    cdef readonly SlidingWindow completion_tokens
+    cdef readonly Histogram duration_histogram
+    cdef readonly Histogram prompt_tokens_histogram
+    cdef readonly Histogram completion_tokens_histogram
+    cdef readonly unsigned long long requests_total
+    cdef readonly unsigned long long prompt_tokens_total
+    cdef readonly unsigned long long completion_tokens_total
+    cdef readonly dict errors_total
+
+    def __init__(self, double window_seconds, Py_ssize_t max_samples, duration_bounds, token_bounds):
+        self.latency = SlidingWindow(window_seconds, max_samples)
+        self.errors = SlidingWindow(window_seconds, max_samples)
+        self.prompt_tokens = SlidingWindow(window_seconds, max_samples)
+        self.completion_tokens = SlidingWindow(window_seconds, max_samples)
+        self.duration_histogram = Histogram(duration_bounds)
+        self.prompt_tokens_histogram = Histogram(token_bounds)
+        self.completion_tokens_histogram = Histogram(token_bounds)
+        self.errors_total = {}
+
+    def record(self, double now, double duration, int status, long long prompt_tokens, long long completion_tokens,
+               ModelSeries model=None, double ttft=NAN, double itl=NAN, finish_reason=None):
+        """One finished request; with ``model``, also ``model.record(...)`` for it."""
+        if prompt_tokens < 0:
+            raise ValueError(f"prompt_tokens must not be negative, got {prompt_tokens!r}")
+        if completion_tokens < 0:
+            raise ValueError(f"completion_tokens must not be negative, got {completion_tokens!r}")
+        if not isfinite(now):
+            raise ValueError(f"now must be a finite number, got {now!r}")
+        if not isfinite(duration):
+            raise ValueError(f"duration must be a finite number, got {duration!r}")
+        self.latency._push(now, duration)
+        self.prompt_tokens._push(now, <double>prompt_tokens)
+        self.completion_tokens._push(now, <double>completion_tokens)
+        self.duration_histogram._observe(duration)
+        self.prompt_tokens_histogram._observe(<double>prompt_tokens)
+        self.completion_tokens_histogram._observe(<double>completion_tokens)
+        self.requests_total += 1
+        self.prompt_tokens_total += prompt_tokens
+        self.completion_tokens_total += completion_tokens
+        if status >= 400:
+            self.errors._push(now, duration)
+            self.errors_total[status] = self.errors_total.get(status, 0) + 1
+        if model is not None:
+            model._record(duration, prompt_tokens, completion_tokens, ttft, itl, finish_reason)

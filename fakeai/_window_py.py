@@ -11,6 +11,8 @@ Semantics
   with ``timestamp > now - window_seconds``; a sample exactly ``window_seconds`` old has
   left the window.
 * Expiry is permanent: reading with an earlier ``now`` never brings expired samples back.
+  Recording a sample at ``timestamp`` also expires what is a window older than it, so a
+  window that is written but never read stays window-sized.
 * Timestamps are kept in order. A timestamp earlier than the newest recorded one (a clock
   that went backwards) is recorded as the newest one.
 * NaN or infinite timestamps and values are rejected with ``ValueError``.
@@ -33,7 +35,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 
-__all__ = ("DEFAULT_MAX_SAMPLES", "Histogram", "SlidingWindow")
+__all__ = ("DEFAULT_MAX_SAMPLES", "Histogram", "ModelSeries", "RequestSeries", "SlidingWindow")
 
 #: Enough for 100k samples per second over the default 5 s window, with headroom.
 DEFAULT_MAX_SAMPLES = 1_000_000
@@ -109,13 +111,16 @@ class SlidingWindow:
         if timestamp < self._newest:
             timestamp = self._newest
         self._newest = timestamp
+        self._drop_older_than(timestamp - self._window_seconds)
         if len(self._samples) == self._max_samples:
             self._samples.popleft()
             self._dropped += 1
         self._samples.append((timestamp, value))
 
     def expire(self, now: float) -> None:
-        horizon = _check_finite("now", now) - self._window_seconds
+        self._drop_older_than(_check_finite("now", now) - self._window_seconds)
+
+    def _drop_older_than(self, horizon: float) -> None:
         samples = self._samples
         while samples and samples[0][0] <= horizon:
             samples.popleft()
@@ -208,3 +213,148 @@ class Histogram:
             running += count
             cumulative.append(running)
         return tuple(cumulative), self._sum, running
+
+
+# -- series: everything one request adds, in one call ---------------------------------------
+
+
+def _check_count(name: str, value: int) -> int:
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {value!r}")
+    return int(value)
+
+
+class RequestSeries:
+    """What one endpoint records per finished request: four windows, three histograms, totals.
+
+    ``record`` adds the request's duration to ``latency`` (and to ``errors`` when the status
+    is 400 or more), its token counts to ``prompt_tokens`` and ``completion_tokens``, observes
+    the three histograms and advances the cumulative counters, all at timestamp ``now``.
+    """
+
+    __slots__ = (
+        "completion_tokens",
+        "completion_tokens_histogram",
+        "completion_tokens_total",
+        "duration_histogram",
+        "errors",
+        "errors_total",
+        "latency",
+        "prompt_tokens",
+        "prompt_tokens_histogram",
+        "prompt_tokens_total",
+        "requests_total",
+    )
+
+    def __init__(
+        self,
+        window_seconds: float,
+        max_samples: int,
+        duration_bounds: Sequence[float],
+        token_bounds: Sequence[float],
+    ) -> None:
+        self.latency = SlidingWindow(window_seconds, max_samples)
+        self.errors = SlidingWindow(window_seconds, max_samples)
+        self.prompt_tokens = SlidingWindow(window_seconds, max_samples)
+        self.completion_tokens = SlidingWindow(window_seconds, max_samples)
+        self.duration_histogram = Histogram(duration_bounds)
+        self.prompt_tokens_histogram = Histogram(token_bounds)
+        self.completion_tokens_histogram = Histogram(token_bounds)
+        self.requests_total = 0
+        self.prompt_tokens_total = 0
+        self.completion_tokens_total = 0
+        self.errors_total: dict[int, int] = {}
+
+    def record(
+        self,
+        now: float,
+        duration: float,
+        status: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+        model: ModelSeries | None = None,
+        ttft: float = math.nan,
+        itl: float = math.nan,
+        finish_reason: str | None = None,
+    ) -> None:
+        """One finished request; with ``model``, also ``model.record(...)`` for it."""
+        prompt_tokens = _check_count("prompt_tokens", prompt_tokens)
+        completion_tokens = _check_count("completion_tokens", completion_tokens)
+        _check_finite("now", now)
+        _check_finite("duration", duration)
+        self.latency.record(now, duration)
+        self.prompt_tokens.record(now, prompt_tokens)
+        self.completion_tokens.record(now, completion_tokens)
+        self.duration_histogram.observe(duration)
+        self.prompt_tokens_histogram.observe(prompt_tokens)
+        self.completion_tokens_histogram.observe(completion_tokens)
+        self.requests_total += 1
+        self.prompt_tokens_total += prompt_tokens
+        self.completion_tokens_total += completion_tokens
+        if status >= 400:
+            self.errors.record(now, duration)
+            self.errors_total[status] = self.errors_total.get(status, 0) + 1
+        if model is not None:
+            model.record(duration, prompt_tokens, completion_tokens, ttft, itl, finish_reason)
+
+
+class ModelSeries:
+    """What one model records per finished request, as vLLM reports it per ``model_name``.
+
+    ``started`` counts a request as running; ``record`` ends it, adds its tokens to the
+    totals and, when it succeeded (a ``finish_reason``), counts that reason and observes the
+    end-to-end, token, TTFT and inter-token histograms (NaN TTFT or ITL: not observed).
+    """
+
+    __slots__ = (
+        "e2e",
+        "generation_tokens",
+        "generation_tokens_total",
+        "itl",
+        "prompt_tokens",
+        "prompt_tokens_total",
+        "running",
+        "success_total",
+        "ttft",
+    )
+
+    def __init__(
+        self, duration_bounds: Sequence[float], token_bounds: Sequence[float], inter_token_bounds: Sequence[float]
+    ) -> None:
+        self.running = 0
+        self.prompt_tokens_total = 0
+        self.generation_tokens_total = 0
+        self.success_total: dict[str, int] = {}
+        self.ttft = Histogram(duration_bounds)
+        self.itl = Histogram(inter_token_bounds)
+        self.e2e = Histogram(duration_bounds)
+        self.prompt_tokens = Histogram(token_bounds)
+        self.generation_tokens = Histogram(token_bounds)
+
+    def started(self) -> None:
+        self.running += 1
+
+    def record(
+        self,
+        duration: float,
+        prompt_tokens: int,
+        generation_tokens: int,
+        ttft: float,
+        itl: float,
+        finish_reason: str | None,
+    ) -> None:
+        prompt_tokens = _check_count("prompt_tokens", prompt_tokens)
+        generation_tokens = _check_count("generation_tokens", generation_tokens)
+        self.running -= 1
+        self.prompt_tokens_total += prompt_tokens
+        self.generation_tokens_total += generation_tokens
+        if finish_reason is None:
+            return
+        self.success_total[finish_reason] = self.success_total.get(finish_reason, 0) + 1
+        self.e2e.observe(duration)
+        self.prompt_tokens.observe(prompt_tokens)
+        self.generation_tokens.observe(generation_tokens)
+        if not math.isnan(ttft):
+            self.ttft.observe(ttft)
+        if not math.isnan(itl):
+            self.itl.observe(itl)

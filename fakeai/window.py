@@ -10,20 +10,28 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-__all__ = ("DEFAULT_MAX_SAMPLES", "KERNEL", "NO_EXTENSIONS", "Histogram", "SlidingWindow")
+__all__ = (
+    "DEFAULT_MAX_SAMPLES",
+    "KERNEL",
+    "NO_EXTENSIONS",
+    "Histogram",
+    "ModelSeries",
+    "RequestSeries",
+    "SlidingWindow",
+)
 
 NO_EXTENSIONS = os.environ.get("FAKEAI_NO_EXTENSIONS", "") not in ("", "0")
 
 if TYPE_CHECKING or NO_EXTENSIONS:
-    from fakeai._window_py import DEFAULT_MAX_SAMPLES, Histogram, SlidingWindow
+    from fakeai._window_py import DEFAULT_MAX_SAMPLES, Histogram, ModelSeries, RequestSeries, SlidingWindow
 
     KERNEL = "python"
 else:
     try:
-        from fakeai._window import DEFAULT_MAX_SAMPLES, Histogram, SlidingWindow
+        from fakeai._window import DEFAULT_MAX_SAMPLES, Histogram, ModelSeries, RequestSeries, SlidingWindow
 
         KERNEL = "compiled"
     except ImportError:  # pragma: no cover - depends on whether the extension was built
-        from fakeai._window_py import DEFAULT_MAX_SAMPLES, Histogram, SlidingWindow
+        from fakeai._window_py import DEFAULT_MAX_SAMPLES, Histogram, ModelSeries, RequestSeries, SlidingWindow
 
         KERNEL = "python"

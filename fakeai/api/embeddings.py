@@ -57,6 +57,6 @@ def embeddings_handler(
             data.append(Embedding(index=index, embedding=value))
         await engine.pacer.wait_until(exchange.started + engine.prefill_seconds(tokens))
         usage = Usage(prompt_tokens=tokens, total_tokens=tokens)
-        await send_json(send, encode(EmbeddingList(data=data, model=body.model, usage=usage)))
+        await send_json(exchange, encode(EmbeddingList(data=data, model=body.model, usage=usage)))
 
     return create_embeddings

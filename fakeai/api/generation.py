@@ -107,9 +107,9 @@ async def answer(
         events = sse_events(
             engine, plan, exchange, chunks, clock, include_usage, lambda sent: _usage(plan.prompt_tokens, sent)
         )
-        await send_event_stream(send, receive, events)
+        await send_event_stream(exchange, receive, events)
         return
     exchange.completion_tokens = plan.completion_tokens
     if plan.offsets and clock() < exchange.started + plan.offsets[-1]:
         await engine.pacer.wait_until(exchange.started + plan.offsets[-1])
-    await send_json(send, render(plan, _usage(plan.prompt_tokens, plan.completion_tokens)))
+    await send_json(exchange, render(plan, _usage(plan.prompt_tokens, plan.completion_tokens)))

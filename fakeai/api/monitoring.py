@@ -17,6 +17,7 @@ from litestar import asgi
 from litestar.exceptions import MethodNotAllowedException
 from litestar.handlers import ASGIRouteHandler
 
+from fakeai.api.recording import EXCHANGE_KEY
 from fakeai.exporters import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
@@ -98,8 +99,11 @@ def _prometheus(snapshot: MetricsSnapshot, accept: str | None) -> tuple[bytes, s
 def monitoring_handlers(registry: MetricsRegistry, metrics_format: str) -> list[ASGIRouteHandler]:
     def endpoint(path: str | list[str], render: Callable[[MetricsSnapshot, str | None], tuple[bytes, str]],
                  extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> ASGIRouteHandler:
-        @asgi(path, copy_scope=False, opt={"monitoring": True})
+        @asgi(path, copy_scope=False)
         async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+            exchange = scope.get(EXCHANGE_KEY)
+            if exchange is not None:
+                exchange.monitoring = True
             method = scope["method"]  # type: ignore[typeddict-item]
             if method not in ("GET", "HEAD"):
                 raise MethodNotAllowedException(headers={"Allow": "GET, HEAD"})

@@ -1,16 +1,20 @@
 """Recording at the ASGI level: one ``registry.record`` call per finished request.
 
 ``Recorder`` wraps the whole Litestar ASGI handler, so every request is seen, including
-404s, 405s, 413s and validation errors. It watches the messages sent: the status, the first
-body bytes (a stream's first token) and the last one (the end of the request). Handlers
-tell it what only they know (tokens, whether it is a stream) through the ``Exchange`` in the
-ASGI scope. A response that never sent its last byte (the client went away) is recorded as
-status 499 and, if it was a stream, as a failed stream.
+404s, 405s, 413s and validation errors. What it records comes from the ``Exchange`` it puts
+in the ASGI scope: the status, when the first body bytes (a stream's first token) and the
+last byte were sent, and what only the handler knows (tokens, model, whether it streams).
+fakeai's own senders (``responses.py``) fill the timing in themselves and use the raw
+``send``; any other response (Litestar's errors, the model list) goes through a watching
+``send`` that fills it in. A response that never sent its last byte (the client went away)
+is recorded as status 499 and, if it was a stream, as a failed stream.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from collections.abc import Callable
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,24 +31,40 @@ UNMATCHED_ENDPOINT = "unmatched"
 
 
 class Exchange:
-    """What a handler reports about the request it serves."""
+    """What the recorder learns about one request, from the handler and from the senders."""
 
     __slots__ = (
+        "clock",
         "completion_tokens",
         "failure_status",
         "finish_reason",
+        "finished_at",
+        "first_body_at",
         "model",
+        "monitoring",
         "prompt_tokens",
+        "raw_send",
         "recording",
         "started",
+        "status",
         "stream",
     )
 
-    def __init__(self, started: float, recording: bool = True) -> None:
-        self.started = started
+    def __init__(self, clock: Callable[[], float], raw_send: Send, recording: bool = True) -> None:
+        self.clock = clock
+        self.started = clock()
+        """Arrival time on the registry's clock: token deadlines count from here."""
         self.recording = recording
         """False when metrics recording is switched off: handlers then tell the registry nothing."""
-        """Arrival time on the registry's clock: token deadlines count from here."""
+        self.raw_send = raw_send
+        """The server's own send: fakeai's senders use it and fill in the timing below."""
+        self.status = 500
+        self.first_body_at = 0.0
+        """When the first non-empty body chunk was sent (0.0: not yet)."""
+        self.finished_at = 0.0
+        """When the last body chunk was sent (0.0: never, the client went away)."""
+        self.monitoring = False
+        """Set by the monitoring endpoints: not API traffic, unless asked to record them."""
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.stream = False
@@ -55,6 +75,17 @@ class Exchange:
         """Set once ``registry.request_started(model)`` was called for this request."""
         self.finish_reason: str | None = None
         """Why the (first) answer ended, once it is sent."""
+
+    async def watching_send(self, message: Message) -> None:
+        """``send`` for responses fakeai's own senders do not make: notes status and timing."""
+        await self.raw_send(message)
+        if message["type"] == "http.response.body":
+            if not self.first_body_at and message.get("body"):
+                self.first_body_at = self.clock()
+            if not message.get("more_body", False):
+                self.finished_at = self.clock()
+        elif message["type"] == "http.response.start":
+            self.status = message["status"]
 
 
 class Recorder:
@@ -73,57 +104,46 @@ class Recorder:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        clock = self.registry.clock
-        started = clock()
         if not self.enabled:
-            scope[EXCHANGE_KEY] = Exchange(started, recording=False)  # type: ignore[literal-required]
+            scope[EXCHANGE_KEY] = Exchange(self.registry.clock, send, recording=False)  # type: ignore[literal-required]
             await self.app(scope, receive, send)
             return
-        exchange = Exchange(started)
+        exchange = Exchange(self.registry.clock, send)
         scope[EXCHANGE_KEY] = exchange  # type: ignore[literal-required]
-        status = 500
-        first_body_at = finished_at = 0.0
-
-        async def watching_send(message: Message) -> None:
-            nonlocal status, first_body_at, finished_at
-            await send(message)
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body":
-                if not first_body_at and message.get("body"):
-                    first_body_at = clock()
-                if not message.get("more_body", False):
-                    finished_at = clock()
-
         try:
-            await self.app(scope, receive, watching_send)
+            await self.app(scope, receive, exchange.watching_send)
         finally:
-            self._record(scope, exchange, started, status, first_body_at, finished_at)
+            if not exchange.monitoring or self.record_monitoring:
+                self._record(scope, exchange)
 
-    def _record(
-        self, scope: Scope, exchange: Exchange, started: float, status: int, first_body_at: float, finished_at: float
-    ) -> None:
-        handler = scope.get("route_handler")
-        if handler is not None and handler.opt.get("monitoring") and not self.record_monitoring:
-            return
-        completed = bool(finished_at)
-        if not completed:
+    def _record(self, scope: Scope, exchange: Exchange) -> None:
+        started = exchange.started
+        finished_at = exchange.finished_at
+        model = exchange.model
+        if finished_at == 0.0:  # the last byte never went out: the client went away
+            completed = False
             status = CLIENT_CLOSED_REQUEST
             finished_at = self.registry.clock()
-        elif exchange.failure_status is not None:
-            status = exchange.failure_status
-        stream = exchange.stream
-        finish_reason = exchange.finish_reason if status < 400 else None
-        if not completed and exchange.model is not None:
-            finish_reason = "abort"
+            finish_reason = None if model is None else "abort"
+        else:
+            completed = True
+            status = exchange.status if exchange.failure_status is None else exchange.failure_status
+            finish_reason = exchange.finish_reason if status < 400 else None
+        ttft = stream_completed = None
+        if exchange.stream:
+            if exchange.first_body_at:
+                ttft = exchange.first_body_at - started
+            stream_completed = completed and exchange.failure_status is None
+        # Positional on purpose: this is the per-request hot path.
         self.registry.record(
             scope.get("path_template", UNMATCHED_ENDPOINT),  # type: ignore[arg-type]
             finished_at - started,
             status,
             exchange.prompt_tokens,
             exchange.completion_tokens,
-            ttft=(first_body_at - started) if stream and first_body_at else None,
-            stream_completed=(completed and exchange.failure_status is None) if stream else None,
-            model=exchange.model,
-            finish_reason=finish_reason,
+            ttft,
+            stream_completed,
+            model,
+            finish_reason,
+            finished_at,
         )

@@ -1,8 +1,10 @@
 """The two ways a generation endpoint answers, as plain ASGI: a JSON body, or an event stream.
 
 Both bypass Litestar's generic response machinery (header containers, background tasks,
-cookies), which cost more than everything fakeai itself does per request. Errors are still
-raised as exceptions before anything is sent, so Litestar's exception handlers format them.
+cookies), which cost more than everything fakeai itself does per request, and send through
+the server's raw ``send`` while writing the status and timing into the ``Exchange``
+themselves (no watching wrapper per message). Errors are still raised as exceptions before
+anything is sent, so Litestar's exception handlers format them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from litestar.types import Receive, Send
+    from litestar.types import Receive
+
+    from fakeai.api.recording import Exchange
 
 __all__ = ("send_event_stream", "send_json")
 
@@ -24,7 +28,8 @@ _SSE_HEADERS = [
 ]
 
 
-async def send_json(send: Send, body: bytes, status: int = 200) -> None:
+async def send_json(exchange: Exchange, body: bytes, status: int = 200) -> None:
+    send = exchange.raw_send
     await send(
         {
             "type": "http.response.start",
@@ -32,7 +37,9 @@ async def send_json(send: Send, body: bytes, status: int = 200) -> None:
             "headers": [_JSON_HEADERS, (b"content-length", b"%d" % len(body))],
         }
     )
+    exchange.status = status
     await send({"type": "http.response.body", "body": body, "more_body": False})
+    exchange.first_body_at = exchange.finished_at = exchange.clock()
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -40,14 +47,17 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
-async def send_event_stream(send: Send, receive: Receive, events: AsyncGenerator[bytes, None]) -> None:
+async def send_event_stream(exchange: Exchange, receive: Receive, events: AsyncGenerator[bytes, None]) -> None:
     """Send ``events`` as server-sent events until they end or the client goes away.
 
     A disconnect cancels the wait for the next event at once (not at the next token), the
     body is then left unfinished (so the recorder sees a failed stream) and the generator
     is closed here, deterministically, so nothing it holds outlives the request.
     """
+    send = exchange.raw_send
+    clock = exchange.clock
     await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+    exchange.status = 200
     task = asyncio.current_task()
     gone = False
 
@@ -61,8 +71,11 @@ async def send_event_stream(send: Send, receive: Receive, events: AsyncGenerator
     try:
         async for chunk in events:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if not exchange.first_body_at and chunk:
+                exchange.first_body_at = clock()
         watcher.remove_done_callback(on_disconnect)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        exchange.finished_at = clock()
     except asyncio.CancelledError:
         if not gone:
             raise

@@ -29,72 +29,16 @@ from fakeai.metrics.snapshot import (
     Totals,
     WindowStats,
 )
-from fakeai.window import DEFAULT_MAX_SAMPLES, KERNEL, SlidingWindow
+from fakeai.window import DEFAULT_MAX_SAMPLES, KERNEL, ModelSeries, RequestSeries, SlidingWindow
 
 __all__ = ("QUANTILES", "MetricsRegistry")
+
+_NAN = math.nan
 
 QUANTILES = (0.5, 0.9, 0.99)
 """The quantiles every snapshot reports (p50, p90, p99)."""
 
 Clock = Callable[[], float]
-
-
-class _Endpoint:
-    """Windows and counters of one endpoint."""
-
-    __slots__ = (
-        "completion_tokens",
-        "completion_tokens_histogram",
-        "completion_tokens_total",
-        "duration_histogram",
-        "errors",
-        "errors_total",
-        "latency",
-        "prompt_tokens",
-        "prompt_tokens_histogram",
-        "prompt_tokens_total",
-        "requests_total",
-    )
-
-    def __init__(self, new_window: Callable[[], SlidingWindow]) -> None:
-        self.latency = new_window()
-        self.errors = new_window()
-        self.prompt_tokens = new_window()
-        self.completion_tokens = new_window()
-        self.requests_total = 0
-        self.errors_total: dict[int, int] = {}
-        self.prompt_tokens_total = 0
-        self.completion_tokens_total = 0
-        self.duration_histogram = Histogram(DURATION_BUCKETS)
-        self.prompt_tokens_histogram = Histogram(TOKEN_COUNT_BUCKETS)
-        self.completion_tokens_histogram = Histogram(TOKEN_COUNT_BUCKETS)
-
-
-class _Model:
-    """What vLLM reports per ``model_name``."""
-
-    __slots__ = (
-        "e2e",
-        "generation_tokens",
-        "generation_tokens_total",
-        "itl",
-        "prompt_tokens",
-        "prompt_tokens_total",
-        "running",
-        "success_total",
-        "ttft",
-    )
-
-    def __init__(self) -> None:
-        self.running = 0
-        self.prompt_tokens_total = 0
-        self.generation_tokens_total = 0
-        self.success_total: dict[str, int] = {}
-        self.ttft = Histogram(DURATION_BUCKETS)
-        self.itl = Histogram(INTER_TOKEN_BUCKETS)
-        self.e2e = Histogram(DURATION_BUCKETS)
-        self.prompt_tokens = Histogram(TOKEN_COUNT_BUCKETS)
-        self.generation_tokens = Histogram(TOKEN_COUNT_BUCKETS)
 
 
 class MetricsRegistry:
@@ -121,8 +65,8 @@ class MetricsRegistry:
         self._clock = clock
         self._wall_clock = wall_clock
         self.started_at = clock()
-        self._endpoints: dict[str, _Endpoint] = {}
-        self._models: dict[str, _Model] = {}
+        self._endpoints: dict[str, RequestSeries] = {}
+        self._models: dict[str, ModelSeries] = {}
         self._ttft = self._new_window()
         self._tokens_per_second = self._new_window()
         self._itl = self._new_window()
@@ -153,8 +97,8 @@ class MetricsRegistry:
         """An API request for ``model`` was admitted; ``record(model=...)`` ends it."""
         stats = self._models.get(model)
         if stats is None:
-            stats = self._models[model] = _Model()
-        stats.running += 1
+            stats = self._models[model] = ModelSeries(DURATION_BUCKETS, TOKEN_COUNT_BUCKETS, INTER_TOKEN_BUCKETS)
+        stats.started()
         self._in_flight += 1
 
     def stream_started(self) -> None:
@@ -172,6 +116,7 @@ class MetricsRegistry:
         stream_completed: bool | None = None,
         model: str | None = None,
         finish_reason: str | None = None,
+        now: float | None = None,
     ) -> None:
         """Record one finished request.
 
@@ -187,24 +132,16 @@ class MetricsRegistry:
             model: The model of a request admitted with ``request_started``.
             finish_reason: Why a successful generation ended (``stop``, ``length``), or
                 ``abort`` when the client left.
+            now: When it ended, on the registry's clock (``None``: read the clock now).
         """
-        now = self._clock()
-        metrics = self._endpoints.get(endpoint)
-        if metrics is None:
-            metrics = self._endpoints[endpoint] = _Endpoint(self._new_window)
-        metrics.latency.record(now, duration)
-        metrics.prompt_tokens.record(now, prompt_tokens)
-        metrics.completion_tokens.record(now, completion_tokens)
-        metrics.duration_histogram.observe(duration)
-        metrics.prompt_tokens_histogram.observe(prompt_tokens)
-        metrics.completion_tokens_histogram.observe(completion_tokens)
-        metrics.requests_total += 1
-        metrics.prompt_tokens_total += prompt_tokens
-        metrics.completion_tokens_total += completion_tokens
-        if status >= 400:
-            metrics.errors.record(now, duration)
-            metrics.errors_total[status] = metrics.errors_total.get(status, 0) + 1
-        itl = None
+        if now is None:
+            now = self._clock()
+        series = self._endpoints.get(endpoint)
+        if series is None:
+            series = self._endpoints[endpoint] = RequestSeries(
+                self.window_seconds, self.max_samples, DURATION_BUCKETS, TOKEN_COUNT_BUCKETS
+            )
+        itl = _NAN
         if ttft is not None:
             self._ttft.record(now, ttft)
             self._ttft_histogram.observe(ttft)
@@ -223,21 +160,14 @@ class MetricsRegistry:
                 self._tokens_per_second.record(now, tokens_per_second)
                 self._tokens_per_second_sum += tokens_per_second
                 self._tokens_per_second_count += 1
-        if model is not None:
+        if model is None:
+            series.record(now, duration, status, prompt_tokens, completion_tokens)
+        else:
             self._in_flight -= 1
-            stats = self._models[model]
-            stats.running -= 1
-            stats.prompt_tokens_total += prompt_tokens
-            stats.generation_tokens_total += completion_tokens
-            if finish_reason is not None:
-                stats.success_total[finish_reason] = stats.success_total.get(finish_reason, 0) + 1
-                stats.e2e.observe(duration)
-                stats.prompt_tokens.observe(prompt_tokens)
-                stats.generation_tokens.observe(completion_tokens)
-                if ttft is not None:
-                    stats.ttft.observe(ttft)
-                if itl is not None:
-                    stats.itl.observe(itl)
+            series.record(
+                now, duration, status, prompt_tokens, completion_tokens, self._models[model],
+                _NAN if ttft is None else ttft, itl, finish_reason,
+            )
 
     # -- the scrape path -------------------------------------------------------------------
 
@@ -321,7 +251,7 @@ class MetricsRegistry:
         )
 
     @staticmethod
-    def _model_snapshot(stats: _Model) -> ModelSnapshot:
+    def _model_snapshot(stats: ModelSeries) -> ModelSnapshot:
         return ModelSnapshot(
             running=stats.running,
             prompt_tokens_total=stats.prompt_tokens_total,
