@@ -253,3 +253,64 @@ def test_compiled_histogram_matches_the_reference(bounds: list[float], observed:
         reference.observe(value)
     assert _same(compiled.state(), reference.state())
     assert compiled.bounds == reference.bounds == tuple(bounds)
+
+
+# -- the series ----------------------------------------------------------------------------
+
+request_op = st.tuples(
+    st.floats(min_value=0.0, max_value=3.0),  # clock advance
+    st.floats(min_value=0.0, max_value=100.0),  # duration
+    st.sampled_from([200, 200, 400, 429, 499, 500]),
+    st.integers(min_value=0, max_value=5000),
+    st.integers(min_value=0, max_value=5000),
+    st.one_of(st.none(), st.floats(min_value=0.0, max_value=10.0)),  # ttft
+    st.sampled_from([None, "stop", "length", "abort"]),
+)
+
+
+def _series_state(series, model, now: float) -> tuple:
+    windows = tuple(
+        window.summary(now, (0.5, 0.99))
+        for window in (series.latency, series.errors, series.prompt_tokens, series.completion_tokens)
+    )
+    histograms = tuple(
+        h.state() for h in (series.duration_histogram, series.prompt_tokens_histogram,
+                            series.completion_tokens_histogram, model.ttft, model.itl, model.e2e,
+                            model.prompt_tokens, model.generation_tokens)
+    )
+    counters = (series.requests_total, series.prompt_tokens_total, series.completion_tokens_total,
+                dict(series.errors_total), model.running, model.prompt_tokens_total,
+                model.generation_tokens_total, dict(model.success_total))
+    return windows, histograms, counters
+
+
+@pytest.mark.skipif(NO_EXTENSIONS, reason="FAKEAI_NO_EXTENSIONS=1: only the Python twin is under test")
+@settings(max_examples=150, deadline=None)
+@given(ops=st.lists(request_op, max_size=60))
+def test_compiled_series_match_the_reference(ops: list) -> None:
+    from fakeai import _window
+    from fakeai.metrics.instruments import DURATION_BUCKETS, INTER_TOKEN_BUCKETS, TOKEN_COUNT_BUCKETS
+
+    pairs = []
+    for module in (_window, _window_py):
+        series = module.RequestSeries(5.0, 50, DURATION_BUCKETS, TOKEN_COUNT_BUCKETS)
+        model = module.ModelSeries(DURATION_BUCKETS, TOKEN_COUNT_BUCKETS, INTER_TOKEN_BUCKETS)
+        pairs.append((series, model))
+    now = 0.0
+    for advance, duration, status, prompt, completion, ttft, reason in ops:
+        now += advance
+        itl = math.nan if ttft is None or completion < 2 else (duration - ttft) / (completion - 1)
+        for series, model in pairs:
+            model.started()
+            series.record(now, duration, status, prompt, completion, model,
+                          math.nan if ttft is None else ttft, itl, reason)
+    assert _same(_series_state(*pairs[0], now), _series_state(*pairs[1], now))
+
+
+def test_series_refuse_negative_token_counts(kernel) -> None:
+    from fakeai.metrics.instruments import DURATION_BUCKETS, TOKEN_COUNT_BUCKETS
+
+    series = kernel.RequestSeries(5.0, 10, DURATION_BUCKETS, TOKEN_COUNT_BUCKETS)
+    with pytest.raises(ValueError, match="prompt_tokens must not be negative"):
+        series.record(0.0, 0.1, 200, -1, 0)
+    assert series.requests_total == 0
