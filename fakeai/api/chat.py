@@ -8,7 +8,7 @@ import msgspec
 from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
-from fakeai.api.generation import admit, answer, read_request
+from fakeai.api.generation import admit, generate, read_request
 from fakeai.api.schemas import AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionRequest, Usage
 from fakeai.api.streaming import CHAT_CHUNKS
 from fakeai.simulation.tokens import count_tokens, render_chat
@@ -46,28 +46,16 @@ def chat_completions_handler(engine: Engine, registry: MetricsRegistry, max_body
             raise injected
         admit(registry, exchange, body.model)
         prompt_tokens = count_tokens(render_chat(body.messages))
-        plan = engine.plan(
-            id_prefix="chatcmpl",
-            model=body.model,
-            prompt_tokens=prompt_tokens,
-            uncached_prompt_tokens=prompt_tokens,
-            n=body.n,
-            max_tokens=body.max_completion_tokens or body.max_tokens,
-            min_tokens=body.min_tokens,
-            ignore_eos=body.ignore_eos,
-            stop=body.stop,
-            seed=body.seed,
-            stream=body.stream,
-        )
-        await answer(
-            send,
+        await generate(
             receive,
             engine=engine,
             registry=registry,
             exchange=exchange,
-            plan=plan,
-            stream=body.stream,
-            include_usage=bool(body.stream_options and body.stream_options.include_usage),
+            body=body,
+            id_prefix="chatcmpl",
+            prompt_tokens=prompt_tokens,
+            uncached_prompt_tokens=prompt_tokens,
+            max_tokens=body.max_completion_tokens or body.max_tokens,
             chunks=CHAT_CHUNKS,
             render=render,
         )

@@ -9,7 +9,7 @@ from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.errors import APIError
-from fakeai.api.generation import admit, answer, read_request
+from fakeai.api.generation import admit, generate, read_request
 from fakeai.api.schemas import Completion, CompletionChoice, CompletionRequest, Usage
 from fakeai.api.streaming import COMPLETION_CHUNKS
 from fakeai.simulation.tokens import count_tokens
@@ -75,29 +75,18 @@ def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_byte
             ]
             return encode(Completion(id=plan.id, created=plan.created, model=plan.model, choices=choices, usage=usage))
 
-        plan = engine.plan(
+        await generate(
+            receive,
+            engine=engine,
+            registry=registry,
+            exchange=exchange,
+            body=body,
             id_prefix="cmpl",
-            model=body.model,
             prompt_tokens=sum(tokens_per_prompt),
             uncached_prompt_tokens=max(tokens_per_prompt),
             context_tokens=max(tokens_per_prompt),
             n=body.n * len(prompts),
             max_tokens=body.max_tokens,
-            min_tokens=body.min_tokens,
-            ignore_eos=body.ignore_eos,
-            stop=body.stop,
-            seed=body.seed,
-            stream=body.stream,
-        )
-        await answer(
-            send,
-            receive,
-            engine=engine,
-            registry=registry,
-            exchange=exchange,
-            plan=plan,
-            stream=body.stream,
-            include_usage=bool(body.stream_options and body.stream_options.include_usage),
             chunks=COMPLETION_CHUNKS,
             render=render,
         )

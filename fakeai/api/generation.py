@@ -19,12 +19,12 @@ from fakeai.api.schemas import Usage
 from fakeai.api.streaming import ChunkFormat, sse_events
 
 if TYPE_CHECKING:
-    from litestar.types import Receive, Scope, Send
+    from litestar.types import Receive, Scope
 
     from fakeai.api.engine import Engine, Plan
     from fakeai.metrics import MetricsRegistry
 
-__all__ = ("admit", "answer", "read_request")
+__all__ = ("admit", "generate", "read_request")
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
@@ -83,27 +83,48 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
     )
 
 
-async def answer(
-    send: Send,
+async def generate(
     receive: Receive,
     *,
     engine: Engine,
     registry: MetricsRegistry,
     exchange: Exchange,
-    plan: Plan,
-    stream: bool,
-    include_usage: bool,
+    body: Any,
+    id_prefix: str,
+    prompt_tokens: int,
+    uncached_prompt_tokens: int,
+    max_tokens: int | None,
     chunks: ChunkFormat,
     render: Callable[[Plan, Usage], bytes],
+    n: int | None = None,
+    context_tokens: int | None = None,
 ) -> None:
-    """Send the answer to a planned generation request: whole when due, or as a stream."""
+    """Plan the answer to a chat or completions ``body`` and send it: whole when due, or streamed.
+
+    ``n`` (default ``body.n``) and ``context_tokens`` let completions answer several prompts.
+    """
+    plan = engine.plan(
+        id_prefix=id_prefix,
+        model=body.model,
+        prompt_tokens=prompt_tokens,
+        uncached_prompt_tokens=uncached_prompt_tokens,
+        context_tokens=context_tokens,
+        n=body.n if n is None else n,
+        max_tokens=max_tokens,
+        min_tokens=body.min_tokens,
+        ignore_eos=body.ignore_eos,
+        stop=body.stop,
+        seed=body.seed,
+        stream=body.stream,
+    )
     exchange.prompt_tokens = plan.prompt_tokens
     exchange.finish_reason = plan.choices[0].finish_reason
     clock = registry.clock
-    if stream:
+    if body.stream:
         exchange.stream = True
         if exchange.recording:
             registry.stream_started()
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = sse_events(
             engine, plan, exchange, chunks, clock, include_usage, lambda sent: _usage(plan.prompt_tokens, sent)
         )
