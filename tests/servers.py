@@ -63,9 +63,30 @@ def running_app(settings: Settings | None = None) -> Iterator[tuple[str, object]
         thread.join(timeout=10)
 
 
+class CLIServer(str):
+    """The base URL of a ``fakeai serve`` process, with the process and what it printed."""
+
+    process: subprocess.Popen
+    output: str = ""
+
+    def worker_pids(self) -> list[int]:
+        """uvicorn's worker processes when ``--workers`` > 1 (not multiprocessing's helpers)."""
+        children = f"/proc/{self.process.pid}/task/{self.process.pid}/children"
+        with open(children) as listing:
+            pids = [int(pid) for pid in listing.read().split()]
+        workers = []
+        for pid in pids:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                arguments = cmdline.read()
+            if b"resource_tracker" not in arguments:
+                workers.append(pid)
+        return workers
+
+
 @contextlib.contextmanager
-def running_cli(*flags: str, env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """The base URL of ``python -m fakeai serve`` started as a user would, with ``flags``."""
+def running_cli(*flags: str, env: Mapping[str, str] | None = None) -> Iterator[CLIServer]:
+    """``python -m fakeai serve`` started as a user would, with ``flags``; ``output`` is filled
+    in when it has stopped."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FAKEAI_")}
     environment.update(env or {})
@@ -75,7 +96,8 @@ def running_cli(*flags: str, env: Mapping[str, str] | None = None) -> Iterator[s
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = CLIServer(f"http://127.0.0.1:{port}")
+    base_url.process = process
 
     def ready() -> bool:
         if process.poll() is not None:
@@ -95,4 +117,5 @@ def running_cli(*flags: str, env: Mapping[str, str] | None = None) -> Iterator[s
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        base_url.output = process.stdout.read().decode(errors="replace")  # type: ignore[union-attr]
         process.stdout.close()  # type: ignore[union-attr]

@@ -88,3 +88,13 @@ def test_error_rate_and_mix(rate: float) -> None:
     failed = 400 - statuses[200]
     assert abs(failed / 400 - rate) < 0.08
     assert set(statuses) == {200, 400, 429, 500, 503}
+
+
+def test_workers_log_level_and_window_flags_take_effect() -> None:
+    with running_cli("--workers", "2", "--log-level", "info", "--window-seconds", "7.5") as server:
+        assert len(server.worker_pids()) == 2
+        assert httpx.get(server + "/health/detailed").json()["window_seconds"] == 7.5
+    assert "Application startup complete" in server.output
+    with running_cli("--log-level", "warning") as quiet:
+        httpx.get(quiet + "/health")
+    assert "Application startup complete" not in quiet.output
