@@ -44,7 +44,7 @@ def chat_completions_handler(engine: Engine, registry: MetricsRegistry, max_body
         injected = engine.injected_error()
         if injected is not None:
             raise injected
-        admit(registry, exchange, body.model)
+        admit(registry, exchange, body.model, "/v1/chat/completions")
         prompt_tokens = count_tokens(render_chat(body.messages))
         await generate(
             receive,

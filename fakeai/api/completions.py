@@ -56,7 +56,7 @@ def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_byte
         injected = engine.injected_error()
         if injected is not None:
             raise injected
-        admit(registry, exchange, body.model)
+        admit(registry, exchange, body.model, "/v1/completions")
         # Several prompts are answered in one response: choice i * n + j is answer j to
         # prompt i, as OpenAI numbers them. The context limit applies to the longest prompt.
         tokens_per_prompt = [prompt_tokens_of(prompt) for prompt in prompts]

@@ -43,7 +43,7 @@ def embeddings_handler(
         injected = engine.injected_error()
         if injected is not None:
             raise injected
-        admit(registry, exchange, body.model)
+        admit(registry, exchange, body.model, "/v1/embeddings")
         exchange.finish_reason = "stop"
         dimensions = body.dimensions or default_dimensions
         tokens = sum(prompt_tokens_of(part) for part in parts)

@@ -172,7 +172,7 @@ class Engine:
                 self._apply_stops(choice, stops)
             choices.append(choice)
         longest = max(choice.tokens for choice in choices)
-        offsets = self.latency.token_offsets(rng, longest, uncached_prompt_tokens, self._in_flight())
+        offsets = self.latency.token_offsets(rng, longest, uncached_prompt_tokens, self._load())
         stream_break = self.errors.stream_break(longest) if stream and self.errors.active else None
         return Plan(
             id=self.new_id(id_prefix),
@@ -184,9 +184,13 @@ class Engine:
             stream_break=stream_break,
         )
 
+    def _load(self) -> int:
+        """Requests in flight, read only when the latency model uses them."""
+        return self._in_flight() if self.latency.load_slowdown else 1
+
     def prefill_seconds(self, prompt_tokens: int) -> float:
         """How long reading ``prompt_tokens`` takes (an embedding request's whole latency)."""
-        return self.latency.ttft(self._rng, prompt_tokens, self._in_flight())
+        return self.latency.ttft(self._rng, prompt_tokens, self._load())
 
     def _apply_stops(self, choice: Choice, stops: list[str]) -> None:
         text = self.text.text(choice.start, choice.tokens)

@@ -68,10 +68,11 @@ async def read_request(
         raise invalid_body(exc) from None
 
 
-def admit(registry: MetricsRegistry, exchange: Exchange, model: str) -> None:
+def admit(registry: MetricsRegistry, exchange: Exchange, model: str, endpoint: str) -> None:
     """Count the request as running for ``model`` until the recorder records its end."""
     if exchange.recording:
-        registry.request_started(model)
+        exchange.model_series = registry.request_started(model)
+        exchange.series = registry.endpoint_series(endpoint)
         exchange.model = model
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import math
 from collections.abc import Callable
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
     from fakeai.metrics import MetricsRegistry
+    from fakeai.window import ModelSeries, RequestSeries
 
 __all__ = ("CLIENT_CLOSED_REQUEST", "EXCHANGE_KEY", "UNMATCHED_ENDPOINT", "Exchange", "Recorder")
 
@@ -27,6 +29,7 @@ EXCHANGE_KEY = "fakeai.exchange"
 CLIENT_CLOSED_REQUEST = 499
 """The status recorded for a request whose client disconnected before the end (nginx's)."""
 UNMATCHED_ENDPOINT = "unmatched"
+_NAN = math.nan
 """The endpoint label of requests no route matched (raw paths would be unbounded labels)."""
 
 
@@ -41,10 +44,12 @@ class Exchange:
         "finished_at",
         "first_body_at",
         "model",
+        "model_series",
         "monitoring",
         "prompt_tokens",
         "raw_send",
         "recording",
+        "series",
         "started",
         "status",
         "stream",
@@ -73,6 +78,9 @@ class Exchange:
         """Status to record for a stream that failed after its 200 was sent."""
         self.model: str | None = None
         """Set once ``registry.request_started(model)`` was called for this request."""
+        self.model_series: ModelSeries | None = None
+        self.series: RequestSeries | None = None
+        """The registry's handles for this request's model and endpoint (set with ``model``)."""
         self.finish_reason: str | None = None
         """Why the (first) answer ended, once it is sent."""
 
@@ -129,6 +137,20 @@ class Recorder:
             completed = True
             status = exchange.status if exchange.failure_status is None else exchange.failure_status
             finish_reason = exchange.finish_reason if status < 400 else None
+        if not exchange.stream and exchange.series is not None:
+            # The fast path: what registry.record does for a plain request, in one compiled call.
+            exchange.series.record(
+                finished_at,
+                finished_at - started,
+                status,
+                exchange.prompt_tokens,
+                exchange.completion_tokens,
+                exchange.model_series,
+                _NAN,
+                _NAN,
+                finish_reason,
+            )
+            return
         ttft = stream_completed = None
         if exchange.stream:
             if exchange.first_body_at:

@@ -5,6 +5,11 @@ calls ``request_started`` when a request is admitted, ``stream_started`` when a 
 opens, and ``record`` once when the request ends; a scrape calls ``snapshot`` once and hands
 the result to an exporter. Every metric fakeai reports is defined here and in
 ``snapshot.py``.
+
+The per-endpoint and per-model state are the kernel's compiled ``RequestSeries`` and
+``ModelSeries``. For a plain (not streamed) request, recording straight into the handles
+``endpoint_series`` and ``request_started`` return is exactly what ``record`` does for it,
+in one compiled call: the recorder's fast path.
 """
 
 from __future__ import annotations
@@ -72,7 +77,6 @@ class MetricsRegistry:
         self._itl = self._new_window()
         self._ttft_histogram = Histogram(DURATION_BUCKETS)
         self._itl_histogram = Histogram(INTER_TOKEN_BUCKETS)
-        self._in_flight = 0
         self._active_streams = 0
         self._completed_streams = 0
         self._failed_streams = 0
@@ -89,17 +93,29 @@ class MetricsRegistry:
     @property
     def in_flight(self) -> int:
         """API requests admitted and not yet ended."""
-        return self._in_flight
+        return sum(model.running for model in self._models.values())
 
     # -- the request path ------------------------------------------------------------------
 
-    def request_started(self, model: str) -> None:
-        """An API request for ``model`` was admitted; ``record(model=...)`` ends it."""
+    def request_started(self, model: str) -> ModelSeries:
+        """An API request for ``model`` was admitted; ``record(model=...)`` ends it.
+
+        Returns the model's series, for the recorder's fast path.
+        """
         stats = self._models.get(model)
         if stats is None:
             stats = self._models[model] = ModelSeries(DURATION_BUCKETS, TOKEN_COUNT_BUCKETS, INTER_TOKEN_BUCKETS)
         stats.started()
-        self._in_flight += 1
+        return stats
+
+    def endpoint_series(self, endpoint: str) -> RequestSeries:
+        """The series of ``endpoint`` (created on first use), for the recorder's fast path."""
+        series = self._endpoints.get(endpoint)
+        if series is None:
+            series = self._endpoints[endpoint] = RequestSeries(
+                self.window_seconds, self.max_samples, DURATION_BUCKETS, TOKEN_COUNT_BUCKETS
+            )
+        return series
 
     def stream_started(self) -> None:
         """A stream opened; ``record`` with ``stream_completed`` set closes it."""
@@ -138,9 +154,7 @@ class MetricsRegistry:
             now = self._clock()
         series = self._endpoints.get(endpoint)
         if series is None:
-            series = self._endpoints[endpoint] = RequestSeries(
-                self.window_seconds, self.max_samples, DURATION_BUCKETS, TOKEN_COUNT_BUCKETS
-            )
+            series = self.endpoint_series(endpoint)
         itl = _NAN
         if ttft is not None:
             self._ttft.record(now, ttft)
@@ -163,7 +177,6 @@ class MetricsRegistry:
         if model is None:
             series.record(now, duration, status, prompt_tokens, completion_tokens)
         else:
-            self._in_flight -= 1
             series.record(
                 now, duration, status, prompt_tokens, completion_tokens, self._models[model],
                 _NAN if ttft is None else ttft, itl, finish_reason,
@@ -225,7 +238,7 @@ class MetricsRegistry:
             window_seconds=self.window_seconds,
             kernel=self.kernel,
             dropped_samples=self._dropped_samples(),
-            in_flight=self._in_flight,
+            in_flight=self.in_flight,
             endpoints=endpoints,
             models={name: self._model_snapshot(stats) for name, stats in sorted(self._models.items())},
             streaming=StreamingSnapshot(
