@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import free_port
+from tests.servers import free_port, stop_process
 
 
 class Prometheus:
@@ -69,10 +69,5 @@ def running_prometheus(config: str, rule_files: dict[str, str] | None = None) ->
                 time.sleep(0.1)
             yield Prometheus(base_url)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
             process.stderr.close()  # type: ignore[union-attr]

@@ -20,6 +20,16 @@ from fakeai.config import Settings
 STARTUP_SECONDS = 20.0
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate ``process``, killing it if it does not exit within 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -111,11 +121,6 @@ def running_cli(*flags: str, env: Mapping[str, str] | None = None) -> Iterator[C
         _wait_until(ready, "fakeai serve")
         yield base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         base_url.output = process.stdout.read().decode(errors="replace")  # type: ignore[union-attr]
         process.stdout.close()  # type: ignore[union-attr]
