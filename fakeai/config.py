@@ -31,8 +31,6 @@ def _setting(description: str, **constraints: Any) -> Meta:
 ERROR_KINDS = ("rate_limit", "server_error", "service_unavailable", "context_length")
 """Errors fakeai can inject: 429 with Retry-After, 500, 503, and a 400 context-length error."""
 
-ROUTING_POLICIES = ("kv-aware", "round-robin", "random", "least-loaded")
-
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """fakeai's configuration."""

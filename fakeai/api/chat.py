@@ -40,11 +40,7 @@ def chat_completions_handler(engine: Engine, registry: MetricsRegistry, max_body
     @asgi("/v1/chat/completions", copy_scope=False)
     async def create_chat_completion(scope: Scope, receive: Receive, send: Send) -> None:
         body, exchange = await read_request(scope, receive, decode, max_body_bytes)
-        engine.check_model(body.model)
-        injected = engine.injected_error()
-        if injected is not None:
-            raise injected
-        admit(registry, exchange, body.model, "/v1/chat/completions")
+        admit(engine, registry, exchange, body.model, "/v1/chat/completions")
         prompt_tokens = count_tokens(render_chat(body.messages))
         await generate(
             receive,

@@ -51,12 +51,8 @@ def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_byte
     @asgi("/v1/completions", copy_scope=False)
     async def create_completion(scope: Scope, receive: Receive, send: Send) -> None:
         body, exchange = await read_request(scope, receive, decode, max_body_bytes)
-        engine.check_model(body.model)
         prompts = prompt_parts(body.prompt, "prompt")
-        injected = engine.injected_error()
-        if injected is not None:
-            raise injected
-        admit(registry, exchange, body.model, "/v1/completions")
+        admit(engine, registry, exchange, body.model, "/v1/completions")
         # Several prompts are answered in one response: choice i * n + j is answer j to
         # prompt i, as OpenAI numbers them. The context limit applies to the longest prompt.
         tokens_per_prompt = [prompt_tokens_of(prompt) for prompt in prompts]

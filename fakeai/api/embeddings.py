@@ -38,12 +38,8 @@ def embeddings_handler(
     @asgi("/v1/embeddings", copy_scope=False)
     async def create_embeddings(scope: Scope, receive: Receive, send: Send) -> None:
         body, exchange = await read_request(scope, receive, decode, max_body_bytes)
-        engine.check_model(body.model)
         parts = prompt_parts(body.input, "input")
-        injected = engine.injected_error()
-        if injected is not None:
-            raise injected
-        admit(registry, exchange, body.model, "/v1/embeddings")
+        admit(engine, registry, exchange, body.model, "/v1/embeddings")
         exchange.finish_reason = "stop"
         dimensions = body.dimensions or default_dimensions
         tokens = sum(prompt_tokens_of(part) for part in parts)

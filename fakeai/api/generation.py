@@ -68,8 +68,13 @@ async def read_request(
         raise invalid_body(exc) from None
 
 
-def admit(registry: MetricsRegistry, exchange: Exchange, model: str, endpoint: str) -> None:
-    """Count the request as running for ``model`` until the recorder records its end."""
+def admit(engine: Engine, registry: MetricsRegistry, exchange: Exchange, model: str, endpoint: str) -> None:
+    """Let a request in: 404 for an unknown model, the injected error if one is drawn, then
+    count it as running for ``model`` until the recorder records its end."""
+    engine.check_model(model)
+    injected = engine.injected_error()
+    if injected is not None:
+        raise injected
     if exchange.recording:
         exchange.model_series = registry.request_started(model)
         exchange.series = registry.endpoint_series(endpoint)

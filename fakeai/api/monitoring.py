@@ -39,9 +39,6 @@ JSON_CONTENT_TYPE = "application/json"
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
 CSV_FILENAME = "fakeai-metrics.csv"
 
-Renderer = Callable[["MetricsSnapshot"], tuple[bytes, str]]
-
-
 def _preferences(accept: str) -> dict[str, float]:
     """Media type -> q from an Accept header (the highest q where a type repeats)."""
     preferences: dict[str, float] = {}
