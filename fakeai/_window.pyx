@@ -11,6 +11,7 @@ without the GIL and without building Python objects.
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.math cimport INFINITY, NAN, floor, isfinite
+from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
 cdef extern from "<algorithm>" namespace "std" nogil:
@@ -633,3 +634,35 @@ cdef class RequestSeries:
             self.errors_total[status] = self.errors_total.get(status, 0) + 1
         if model is not None:
             model._record(duration, prompt_tokens, completion_tokens, ttft, itl, finish_reason)
+
+
+# ---------------------------------------------------------------------------------------
+# Prefix-cache block hashing
+# ---------------------------------------------------------------------------------------
+
+cdef uint64_t _HASH_SEED = 0xCBF29CE484222325ULL
+cdef uint64_t _HASH_MULTIPLIER = 0x9E3779B97F4A7C15ULL
+
+
+def block_hashes(const unsigned char[::1] data not None, Py_ssize_t block_bytes):
+    """Chained 64-bit hashes of ``data``'s full blocks; see the twin for the definition."""
+    if block_bytes < 4 or block_bytes % 4:
+        raise ValueError("block_bytes must be a positive multiple of 4")
+    cdef Py_ssize_t blocks = data.shape[0] // block_bytes
+    cdef Py_ssize_t per_block = block_bytes // 4
+    cdef Py_ssize_t block, word_index
+    cdef const unsigned char* cursor
+    cdef uint32_t word
+    cdef uint64_t state = _HASH_SEED
+    cdef list hashes = []
+    if blocks == 0:
+        return hashes
+    cursor = &data[0]
+    for block in range(blocks):
+        for word_index in range(per_block):
+            memcpy(&word, cursor, 4)
+            cursor += 4
+            state = (state ^ word) * _HASH_MULTIPLIER
+            state ^= state >> 29
+        hashes.append(state)
+    return hashes

@@ -32,10 +32,18 @@ Semantics
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
 from collections.abc import Sequence
 
-__all__ = ("DEFAULT_MAX_SAMPLES", "Histogram", "ModelSeries", "RequestSeries", "SlidingWindow")
+__all__ = (
+    "DEFAULT_MAX_SAMPLES",
+    "Histogram",
+    "ModelSeries",
+    "RequestSeries",
+    "SlidingWindow",
+    "block_hashes",
+)
 
 #: Enough for 100k samples per second over the default 5 s window, with headroom.
 DEFAULT_MAX_SAMPLES = 1_000_000
@@ -358,3 +366,38 @@ class ModelSeries:
             self.ttft.observe(ttft)
         if not math.isnan(itl):
             self.itl.observe(itl)
+
+
+# -- prefix-cache block hashing ------------------------------------------------------------
+
+_HASH_SEED = 0xCBF29CE484222325
+_HASH_MULTIPLIER = 0x9E3779B97F4A7C15
+_MASK64 = (1 << 64) - 1
+
+
+def block_hashes(data: bytes, block_bytes: int) -> list[int]:
+    """Chained 64-bit hashes of ``data``'s full blocks of ``block_bytes`` bytes.
+
+    Hash ``i`` depends on every byte of blocks ``0..i`` (the state runs on from block to
+    block), so equal hashes mean equal prefixes, as vLLM's prefix caching requires. The
+    data is read as native-order 32-bit words (``block_bytes`` must be a multiple of 4);
+    per word: ``h = (h ^ word) * M mod 2**64; h ^= h >> 29``. A trailing partial block is
+    not hashed.
+    """
+    if block_bytes < 4 or block_bytes % 4:
+        raise ValueError("block_bytes must be a positive multiple of 4")
+    blocks = len(data) // block_bytes
+    words = array("I")
+    if words.itemsize != 4:  # pragma: no cover - every platform fakeai runs on has 4-byte "I"
+        raise RuntimeError("array('I') is not 32-bit here")
+    words.frombytes(data[: blocks * block_bytes])
+    per_block = block_bytes // 4
+    state = _HASH_SEED
+    multiplier = _HASH_MULTIPLIER
+    hashes = []
+    for position, word in enumerate(words, 1):
+        state = ((state ^ word) * multiplier) & _MASK64
+        state ^= state >> 29
+        if position % per_block == 0:
+            hashes.append(state)
+    return hashes

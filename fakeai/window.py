@@ -1,4 +1,4 @@
-"""The sliding window and histogram in use: the compiled kernel, or its pure-Python twin.
+"""The sliding window, histogram and block hashing in use: the compiled kernel, or its pure-Python twin.
 
 The compiled ``fakeai._window`` is used unless ``FAKEAI_NO_EXTENSIONS`` is set to a
 non-empty value other than ``0``, or the extension is not built. ``KERNEL`` names the one
@@ -18,20 +18,42 @@ __all__ = (
     "ModelSeries",
     "RequestSeries",
     "SlidingWindow",
+    "block_hashes",
 )
 
 NO_EXTENSIONS = os.environ.get("FAKEAI_NO_EXTENSIONS", "") not in ("", "0")
 
 if TYPE_CHECKING or NO_EXTENSIONS:
-    from fakeai._window_py import DEFAULT_MAX_SAMPLES, Histogram, ModelSeries, RequestSeries, SlidingWindow
+    from fakeai._window_py import (
+        DEFAULT_MAX_SAMPLES,
+        Histogram,
+        ModelSeries,
+        RequestSeries,
+        SlidingWindow,
+        block_hashes,
+    )
 
     KERNEL = "python"
 else:
     try:
-        from fakeai._window import DEFAULT_MAX_SAMPLES, Histogram, ModelSeries, RequestSeries, SlidingWindow
+        from fakeai._window import (
+            DEFAULT_MAX_SAMPLES,
+            Histogram,
+            ModelSeries,
+            RequestSeries,
+            SlidingWindow,
+            block_hashes,
+        )
 
         KERNEL = "compiled"
     except ImportError:  # pragma: no cover - depends on whether the extension was built
-        from fakeai._window_py import DEFAULT_MAX_SAMPLES, Histogram, ModelSeries, RequestSeries, SlidingWindow
+        from fakeai._window_py import (
+            DEFAULT_MAX_SAMPLES,
+            Histogram,
+            ModelSeries,
+            RequestSeries,
+            SlidingWindow,
+            block_hashes,
+        )
 
         KERNEL = "python"

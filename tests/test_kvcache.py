@@ -1,10 +1,14 @@
-"""The prefix-cache and router simulation (groundwork for the KV-cache issue), by hand."""
+"""The prefix caches and the router, by hand: hits, misses, evictions and routing decisions."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from fakeai.simulation.kvcache import PrefixCache, Router, block_hashes
+from fakeai._window_py import block_hashes as reference_block_hashes
+from fakeai.simulation.kvcache import KVCacheSimulator, PrefixCache, prompt_blocks
+from fakeai.window import block_hashes
 
 SYSTEM = "S" * (64 * 4)  # a 64-token system prompt: exactly 4 blocks of 16 tokens
 
@@ -13,72 +17,154 @@ def prompt(question: str) -> str:
     return SYSTEM + question
 
 
+def question(letter: str) -> str:
+    return letter * 80  # 20 tokens: one more full block and 4 tokens that are never cached
+
+
 def test_blocks_are_full_and_chained_over_the_prefix() -> None:
-    first = block_hashes(prompt("What is the capital of France, and why is it there? " * 2))
-    second = block_hashes(prompt("How far away is the moon from the earth, on average? " * 2))
-    assert len(first) == (256 + 104) // 64 == 5 and len(second) == 5
+    first = prompt_blocks(prompt(question("a")))
+    second = prompt_blocks(prompt(question("b")))
+    assert len(first) == (256 + 80) // 64 == 5 and len(second) == 5
     assert first[:4] == second[:4], "the shared system prompt gives the same four blocks"
     assert first[4] != second[4]
-    # the same text after a different prefix is a different block
-    assert block_hashes("A" * 64 + "B" * 64)[1] != block_hashes("C" * 64 + "B" * 64)[1]
-    assert block_hashes("x" * 63) == []
+    assert prompt_blocks("A" * 64 + "B" * 64)[1] != prompt_blocks("C" * 64 + "B" * 64)[1], (
+        "the same text after a different prefix is a different block"
+    )
+    assert prompt_blocks("x" * 63) == []
+    assert len(prompt_blocks(list(range(40)))) == 2, "token-id prompts: 16 ids a block"
+    assert len(prompt_blocks("é" * 64)) == 1, "non-ASCII text: still 4 characters a token"
 
 
-def test_shared_prefix_hits_exactly() -> None:
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=600), words=st.integers(min_value=1, max_value=40))
+def test_compiled_block_hashes_equal_the_reference(data: bytes, words: int) -> None:
+    assert block_hashes(data, words * 4) == reference_block_hashes(data, words * 4)
+
+
+def test_a_shared_system_prompt_hits_exactly() -> None:
     cache = PrefixCache(capacity_blocks=100)
-    cached, pinned = cache.acquire(block_hashes(prompt("q1" * 40)))
+    cached, pinned = cache.acquire(prompt_blocks(prompt(question("a"))))
     assert cached == 0 and len(pinned) == 5
     cache.release(pinned)
-    cached, pinned = cache.acquire(block_hashes(prompt("q2" * 40)))
+    cached, pinned = cache.acquire(prompt_blocks(prompt(question("b"))))
     assert cached == 4, "the four system-prompt blocks are reused, the question's block is not"
     cache.release(pinned)
+    assert len(cache) == 6 and cache.evictions == 0 and cache.pinned_blocks() == 0
+
+
+def test_eviction_is_least_recently_used_tail_first() -> None:
+    cache = PrefixCache(capacity_blocks=6)
+    a, b, c = (prompt_blocks(prompt(question(letter))) for letter in "abc")
+    for blocks in (a, b):
+        cache.release(cache.acquire(blocks)[1])
     assert len(cache) == 6 and cache.evictions == 0
+    # c needs one block: the least recently used is a's question block (b's came later, and
+    # the shared system prompt was refreshed by b)
+    cached, pinned = cache.acquire(c)
+    cache.release(pinned)
+    assert cached == 4 and cache.evictions == 1
+    assert a[4] not in cache and b[4] in cache and c[4] in cache and all(block in cache for block in a[:4])
+    # a again: its system prompt is still there, its question block is fetched again, evicting b's
+    cached, pinned = cache.acquire(a)
+    cache.release(pinned)
+    assert cached == 4 and cache.evictions == 2 and b[4] not in cache and len(cache) == 6
 
 
-def test_lru_eviction_never_takes_pinned_blocks_and_respects_capacity() -> None:
+def test_eviction_never_takes_pinned_blocks_and_respects_capacity() -> None:
     cache = PrefixCache(capacity_blocks=3)
-    a = block_hashes("a" * 128)  # 2 blocks
-    b = block_hashes("b" * 64)  # 1 block
-    _, pinned_a = cache.acquire(a)
-    cache.release(pinned_a)
+    a = prompt_blocks("a" * 128)  # 2 blocks
+    b = prompt_blocks("b" * 64)  # 1 block
+    cache.release(cache.acquire(a)[1])
     _, pinned_b = cache.acquire(b)  # b stays pinned (running)
-    c = block_hashes("c" * 128)  # needs 2 blocks: evicts a's two, oldest first, never b
+    c = prompt_blocks("c" * 128)  # needs 2 blocks: evicts a's two, never b
     _, pinned_c = cache.acquire(c)
     assert len(cache) == 3 and cache.evictions == 2
     assert b[0] in cache and all(block in cache for block in c) and not any(block in cache for block in a)
-    d = block_hashes("d" * 64)  # everything pinned: d is not cached, nothing is evicted
+    d = prompt_blocks("d" * 64)  # everything pinned: d is not cached, nothing is evicted
     cached, pinned_d = cache.acquire(d)
     assert (cached, pinned_d) == (0, []) and len(cache) == 3 and cache.evictions == 2
+    assert cache.pinned_blocks() == 3
     for pinned in (pinned_b, pinned_c, pinned_d):
         cache.release(pinned)
-    assert cache.active_requests == 0
+    assert cache.active_requests == 0 and cache.pinned_blocks() == 0
 
 
-def test_kv_aware_sends_a_repeated_prefix_back_to_its_worker() -> None:
-    workers = [PrefixCache(100) for _ in range(4)]
-    router = Router(workers, "kv-aware")
-    first = block_hashes(prompt("first question " * 8))
-    chosen = router.choose(first)
-    _, pinned = workers[chosen].acquire(first)
-    workers[chosen].release(pinned)
-    again = block_hashes(prompt("another question " * 8))
-    assert router.choose(again) == chosen
-    assert router.best_overlap(again) == 4
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(1, 6), st.booleans()), max_size=40),
+       st.integers(1, 12))
+def test_capacity_is_never_exceeded_and_pins_balance(steps, capacity) -> None:
+    """Random prompts from a few shared prefixes, some requests left running a while."""
+    cache = PrefixCache(capacity_blocks=capacity)
+    running = []
+    for prefix, length, keep in steps:
+        _, pinned = cache.acquire(prompt_blocks(chr(65 + prefix) * 64 * length))
+        assert len(cache) <= capacity
+        running.append(pinned)
+        if not keep:
+            cache.release(running.pop(0))
+    for pinned in running:
+        cache.release(pinned)
+    assert cache.pinned_blocks() == 0 and cache.active_requests == 0
 
 
-def test_round_robin_spreads_evenly_and_least_loaded_picks_the_idlest() -> None:
-    workers = [PrefixCache(10) for _ in range(4)]
-    router = Router(workers, "round-robin")
-    assert [router.choose([]) for _ in range(8)] == [0, 1, 2, 3, 0, 1, 2, 3]
-    least = Router(workers, "least-loaded")
-    workers[0].acquire([])
-    workers[1].acquire([])
-    assert least.choose([]) == 2
+def test_kv_aware_sends_a_repeated_prefix_back_to_the_worker_that_holds_it() -> None:
+    sim = KVCacheSimulator(workers=4)
+    tokens = [84]
+    first = sim.route([prompt(question("a"))], tokens)
+    sim.release(first)
+    fresh = sim.route(["X" * 256], [64])  # no overlap anywhere: the emptiest worker
+    sim.release(fresh)
+    assert (first.worker, first.cached_tokens, first.oracle_tokens) == (0, [0], 0)
+    assert fresh.worker == 1
+    for letter in "bcd":
+        again = sim.route([prompt(question(letter))], tokens)
+        sim.release(again)
+        assert (again.worker, again.cached_tokens, again.oracle_tokens) == (0, [64], 64)
 
 
-def test_random_is_seeded_and_unknown_policies_are_refused() -> None:
-    workers = [PrefixCache(10) for _ in range(4)]
-    picks = [Router(workers, "random", seed=3).choose([]) for _ in range(2)]
-    assert picks[0] == picks[1]
+def test_load_outweighs_a_small_overlap() -> None:
+    sim = KVCacheSimulator(workers=2, load_weight=0.5)
+    held = [sim.route([prompt(question(letter))], [84]) for letter in "ab"]  # both on worker 0, running
+    assert [routing.worker for routing in held] == [0, 0]
+    # 4 of 5 blocks cached on worker 0 (0.8) minus its full share of the load (0.5) = 0.3 > 0
+    assert sim.route([prompt(question("c"))], [84]).worker == 0
+    # a 1-in-20-blocks overlap (0.05 - 0.5 x 3/3) loses to the idle worker (0.0)
+    long_prompt = SYSTEM[:64] + "z" * 64 * 19
+    assert sim.route([long_prompt], [320]).worker == 1
+
+
+def test_round_robin_spreads_evenly_and_its_efficiency_shows() -> None:
+    sim = KVCacheSimulator(workers=4, policy="round-robin")
+    routings = [sim.route([prompt(question(letter))], [84]) for letter in "abcdefgh"]
+    assert [r.worker for r in routings] == [0, 1, 2, 3, 0, 1, 2, 3]
+    # the 5th request goes back to worker 0 (holding the system prompt); the 2nd-4th found
+    # nothing where they went although worker 0 had 64 tokens for them
+    assert [r.cached_tokens[0] for r in routings] == [0, 0, 0, 0, 64, 64, 64, 64]
+    assert [r.oracle_tokens for r in routings] == [0] + [64] * 7
+    for routing in routings:
+        sim.release(routing)
+    assert [state[2] for state in sim.worker_state()] == [0, 0, 0, 0]
+
+
+def test_least_loaded_and_random_policies() -> None:
+    sim = KVCacheSimulator(workers=3, policy="least-loaded")
+    running = [sim.route(["q" * 64], [16]) for _ in range(3)]
+    assert [r.worker for r in running] == [0, 1, 2]
+    sim.release(running[1])
+    assert sim.route(["q" * 64], [16]).worker == 1
+    sims = [KVCacheSimulator(policy="random", seed=3) for _ in range(2)]
+    picks = [[sim.route(["x"], [1]).worker for _ in range(20)] for sim in sims]
+    assert picks[0] == picks[1], "seeded"
+    assert len(set(picks[0])) > 1, "and random"
     with pytest.raises(ValueError, match="unknown routing policy"):
-        Router(workers, "fastest")
+        KVCacheSimulator(policy="fastest")
+
+
+def test_several_prompts_are_one_request_on_one_worker() -> None:
+    sim = KVCacheSimulator(workers=2)
+    sim.release(sim.route([prompt(question("a"))], [84]))
+    routing = sim.route([prompt(question("b")), prompt(question("a"))], [84, 84])
+    assert routing.worker == 0 and routing.cached_tokens == [64, 80] and routing.prompt_tokens == 168
+    assert sim.worker_state()[0][2] == 1, "one running request, however many prompts"
+    sim.release(routing)
+    assert sim.worker_state()[0][2] == 0 and sim.workers[0].pinned_blocks() == 0
