@@ -58,6 +58,14 @@ def create_app(
         wall_clock=wall_clock,
     )
     engine = Engine(settings, registry.clock, lambda: registry.in_flight)
+    kv_cache = engine.kv_cache
+    registry.kv_cache.attach(
+        model_name=settings.models[0] if settings.models else "",
+        policy=kv_cache.policy,
+        block_tokens=kv_cache.block_tokens,
+        workers=len(kv_cache.workers),
+        state=kv_cache.worker_state,
+    )
     v1 = Router(
         path="/",
         route_handlers=[
@@ -80,6 +88,7 @@ def create_app(
     app.asgi_handler = Recorder(
         app.asgi_handler,
         registry,
+        engine.kv_cache.release,
         record_monitoring=settings.record_monitoring,
         enabled=settings.record_metrics,
     )

@@ -91,6 +91,25 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     ] = 0.0
     zero_latency: Annotated[bool, _setting("Send everything at once: no TTFT, no inter-token wait.")] = False
 
+    # -- KV cache and routing ----------------------------------------------------------
+    kv_workers: Annotated[
+        int, _setting("Simulated inference workers behind the router, each with its own prefix cache.", ge=1, le=256)
+    ] = 4
+    kv_block_tokens: Annotated[int, _setting("Tokens per prefix-cache block.", ge=1, le=4096)] = 16
+    kv_capacity_blocks: Annotated[
+        int, _setting("Prefix-cache capacity of each worker, in blocks (LRU eviction beyond).", ge=1, le=10_000_000)
+    ] = 16_384
+    routing_policy: Annotated[
+        Literal["kv-aware", "round-robin", "random", "least-loaded"],
+        _setting("How the router picks a worker for each request."),
+    ] = "kv-aware"
+    routing_overlap_weight: Annotated[
+        float, _setting("kv-aware: weight of the cached fraction of the prompt in a worker's score.", ge=0)
+    ] = 1.0
+    routing_load_weight: Annotated[
+        float, _setting("kv-aware: weight of the worker's share of running requests (subtracted).", ge=0)
+    ] = 0.5
+
     # -- error injection -----------------------------------------------------------------
     error_rate: Annotated[
         float, _setting("Fraction of API requests answered with an injected error.", ge=0, le=1)

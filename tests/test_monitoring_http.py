@@ -86,7 +86,7 @@ def test_csv_downloads_as_a_file_with_the_seeds_columns(client) -> None:
         "p50_latency", "p90_latency", "p99_latency",
     )
     assert {row[0] for row in rows[1:]} == {"requests", "responses", "tokens", "errors", "ttft",
-                                            "tokens_per_second", "itl"}
+                                            "tokens_per_second", "itl", "kv_prompt_tokens", "kv_cached_tokens"}
     assert all(len(row) == len(CSV_COLUMNS) for row in rows)
     assert response.text.endswith("\r\n")
 

@@ -41,7 +41,7 @@ def chat_completions_handler(engine: Engine, registry: MetricsRegistry, max_body
     async def create_chat_completion(scope: Scope, receive: Receive, send: Send) -> None:
         body, exchange = await read_request(scope, receive, decode, max_body_bytes)
         admit(engine, registry, exchange, body.model, "/v1/chat/completions")
-        prompt_tokens = count_tokens(render_chat(body.messages))
+        prompt = render_chat(body.messages)
         await generate(
             receive,
             engine=engine,
@@ -49,8 +49,8 @@ def chat_completions_handler(engine: Engine, registry: MetricsRegistry, max_body
             exchange=exchange,
             body=body,
             id_prefix="chatcmpl",
-            prompt_tokens=prompt_tokens,
-            uncached_prompt_tokens=prompt_tokens,
+            prompts=[prompt],
+            tokens_per_prompt=[count_tokens(prompt)],
             max_tokens=body.max_completion_tokens or body.max_tokens,
             chunks=CHAT_CHUNKS,
             render=render,

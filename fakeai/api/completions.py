@@ -54,7 +54,7 @@ def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_byte
         prompts = prompt_parts(body.prompt, "prompt")
         admit(engine, registry, exchange, body.model, "/v1/completions")
         # Several prompts are answered in one response: choice i * n + j is answer j to
-        # prompt i, as OpenAI numbers them. The context limit applies to the longest prompt.
+        # prompt i, as OpenAI numbers them.
         tokens_per_prompt = [prompt_tokens_of(prompt) for prompt in prompts]
         echoes = [
             prompt if (body.echo and isinstance(prompt, str) and not body.stream) else "" for prompt in prompts
@@ -78,9 +78,8 @@ def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_byte
             exchange=exchange,
             body=body,
             id_prefix="cmpl",
-            prompt_tokens=sum(tokens_per_prompt),
-            uncached_prompt_tokens=max(tokens_per_prompt),
-            context_tokens=max(tokens_per_prompt),
+            prompts=prompts,
+            tokens_per_prompt=tokens_per_prompt,
             n=body.n * len(prompts),
             max_tokens=body.max_tokens,
             chunks=COMPLETION_CHUNKS,

@@ -3,6 +3,8 @@
 ``Engine`` owns the simulation parts configured by the settings (text, answer lengths,
 latency, injected errors) and the random source they draw from. The number of requests in
 flight (the latency model's load) is the metrics registry's, read through ``in_flight``.
+``kv_cache`` routes each generation request to a simulated worker and says how much of its
+prompt that worker had cached.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fakeai.api.pacing import SleepPacer, TimerfdPacer, new_pacer
 from fakeai.config import Settings
 from fakeai.simulation.answers import AnswerLength
 from fakeai.simulation.errors import ErrorInjector, InjectedError
+from fakeai.simulation.kvcache import KVCacheSimulator
 from fakeai.simulation.latency import LatencyModel
 from fakeai.simulation.text import TextSource
 from fakeai.simulation.tokens import CHARS_PER_TOKEN
@@ -47,6 +50,8 @@ class Plan(msgspec.Struct, kw_only=True):
     created: int
     model: str
     prompt_tokens: int
+    cached_tokens: int
+    """Prompt tokens the worker had cached (``usage.prompt_tokens_details.cached_tokens``)."""
     choices: list[Choice]
     offsets: list[float]
     """Seconds after arrival at which token ``i`` of every choice is due."""
@@ -88,6 +93,16 @@ class Engine:
             stream_rate=settings.stream_error_rate,
             seed=settings.seed,
         )
+        self.kv_cache = KVCacheSimulator(
+            workers=settings.kv_workers,
+            capacity_blocks=settings.kv_capacity_blocks,
+            block_tokens=settings.kv_block_tokens,
+            policy=settings.routing_policy,
+            overlap_weight=settings.routing_overlap_weight,
+            load_weight=settings.routing_load_weight,
+            seed=settings.seed,
+        )
+        """The simulated workers' prefix caches and the router: prefill skips cached tokens."""
         self.max_context_tokens = settings.max_context_tokens
         self._rng = random.Random(settings.seed)
         self._ids = itertools.count()
@@ -128,6 +143,19 @@ class Engine:
     def new_id(self, prefix: str) -> str:
         return f"{prefix}-{self._id_prefix}{next(self._ids):x}"
 
+    def check_context(self, context_tokens: int, max_tokens: int | None) -> None:
+        """400 when the (longest) prompt plus ``max_tokens`` exceeds the context length."""
+        requested = context_tokens + (max_tokens or 0)
+        if requested > self.max_context_tokens:
+            raise APIError(
+                400,
+                f"This model's maximum context length is {self.max_context_tokens} tokens. However, you "
+                f"requested {requested} tokens ({context_tokens} in the messages, {max_tokens or 0} in the "
+                "completion). Please reduce the length of the messages or completion.",
+                param="messages",
+                code="context_length_exceeded",
+            )
+
     # -- planning ----------------------------------------------------------------------------
 
     def plan(
@@ -136,9 +164,9 @@ class Engine:
         id_prefix: str,
         model: str,
         prompt_tokens: int,
+        cached_tokens: int,
         uncached_prompt_tokens: int,
         n: int,
-        context_tokens: int | None = None,
         max_tokens: int | None,
         min_tokens: int,
         ignore_eos: bool,
@@ -146,22 +174,7 @@ class Engine:
         seed: int | None,
         stream: bool,
     ) -> Plan:
-        """Draw the answer of one request.
-
-        ``context_tokens`` is the prompt length checked against the context limit, when it
-        differs from ``prompt_tokens`` (several prompts answered at once).
-        """
-        context = prompt_tokens if context_tokens is None else context_tokens
-        if context + (max_tokens or 0) > self.max_context_tokens:
-            requested = context + (max_tokens or 0)
-            raise APIError(
-                400,
-                f"This model's maximum context length is {self.max_context_tokens} tokens. However, you "
-                f"requested {requested} tokens ({context} in the messages, {max_tokens or 0} in the "
-                "completion). Please reduce the length of the messages or completion.",
-                param="messages",
-                code="context_length_exceeded",
-            )
+        """Draw the answer of one request (whose context ``check_context`` has accepted)."""
         rng = self._rng if seed is None else random.Random(seed)
         stops = [stop] if isinstance(stop, str) else [s for s in (stop or ()) if s]
         choices = []
@@ -179,6 +192,7 @@ class Engine:
             created=int(time.time()),
             model=model,
             prompt_tokens=prompt_tokens,
+            cached_tokens=cached_tokens,
             choices=choices,
             offsets=offsets,
             stream_break=stream_break,

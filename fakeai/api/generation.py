@@ -15,7 +15,7 @@ from litestar.exceptions import MethodNotAllowedException
 from fakeai.api.errors import APIError, invalid_body
 from fakeai.api.recording import EXCHANGE_KEY, Exchange
 from fakeai.api.responses import send_event_stream, send_json
-from fakeai.api.schemas import Usage
+from fakeai.api.schemas import PromptTokensDetails, Usage
 from fakeai.api.streaming import ChunkFormat, sse_events
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from fakeai.api.engine import Engine, Plan
     from fakeai.metrics import MetricsRegistry
+    from fakeai.simulation.kvcache import Prompt
 
 __all__ = ("admit", "generate", "read_request")
 
@@ -81,12 +82,25 @@ def admit(engine: Engine, registry: MetricsRegistry, exchange: Exchange, model: 
         exchange.model = model
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
+def _usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> Usage:
     return Usage(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         total_tokens=prompt_tokens + completion_tokens,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=cached_tokens),
     )
+
+
+def _route(
+    engine: Engine, registry: MetricsRegistry, exchange: Exchange, prompts: list[Prompt], tokens: list[int]
+) -> list[int]:
+    """Send the request to a simulated worker (the recorder releases it at the end, whatever
+    the outcome); the cached tokens of each prompt."""
+    routing = engine.kv_cache.route(prompts, tokens)
+    exchange.routing = routing
+    if exchange.recording:
+        registry.kv_routed(routing.worker, routing.prompt_tokens, sum(routing.cached_tokens), routing.oracle_tokens)
+    return routing.cached_tokens
 
 
 async def generate(
@@ -97,24 +111,28 @@ async def generate(
     exchange: Exchange,
     body: Any,
     id_prefix: str,
-    prompt_tokens: int,
-    uncached_prompt_tokens: int,
+    prompts: list[Prompt],
+    tokens_per_prompt: list[int],
     max_tokens: int | None,
     chunks: ChunkFormat,
     render: Callable[[Plan, Usage], bytes],
     n: int | None = None,
-    context_tokens: int | None = None,
 ) -> None:
     """Plan the answer to a chat or completions ``body`` and send it: whole when due, or streamed.
 
-    ``n`` (default ``body.n``) and ``context_tokens`` let completions answer several prompts.
+    ``prompts`` are the request's prompt texts (or token-id lists) and their token counts: one
+    for chat, one or more for completions (answered together; ``n`` then counts every answer,
+    the context limit applies to the longest prompt and prefill takes as long as the longest
+    uncached part).
     """
+    engine.check_context(max(tokens_per_prompt), max_tokens)
+    cached = _route(engine, registry, exchange, prompts, tokens_per_prompt)
     plan = engine.plan(
         id_prefix=id_prefix,
         model=body.model,
-        prompt_tokens=prompt_tokens,
-        uncached_prompt_tokens=uncached_prompt_tokens,
-        context_tokens=context_tokens,
+        prompt_tokens=sum(tokens_per_prompt),
+        cached_tokens=sum(cached),
+        uncached_prompt_tokens=max(tokens - hit for tokens, hit in zip(tokens_per_prompt, cached)),
         n=body.n if n is None else n,
         max_tokens=max_tokens,
         min_tokens=body.min_tokens,
@@ -132,11 +150,17 @@ async def generate(
             registry.stream_started()
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = sse_events(
-            engine, plan, exchange, chunks, clock, include_usage, lambda sent: _usage(plan.prompt_tokens, sent)
+            engine,
+            plan,
+            exchange,
+            chunks,
+            clock,
+            include_usage,
+            lambda sent: _usage(plan.prompt_tokens, sent, plan.cached_tokens),
         )
         await send_event_stream(exchange, receive, events)
         return
     exchange.completion_tokens = plan.completion_tokens
     if plan.offsets and clock() < exchange.started + plan.offsets[-1]:
         await engine.pacer.wait_until(exchange.started + plan.offsets[-1])
-    await send_json(exchange, render(plan, _usage(plan.prompt_tokens, plan.completion_tokens)))
+    await send_json(exchange, render(plan, _usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens)))

@@ -25,6 +25,7 @@ from fakeai.exporters import (
     render_detailed_health,
     render_health,
     render_json,
+    render_kv_cache_json,
     render_prometheus,
 )
 
@@ -131,4 +132,6 @@ def monitoring_handlers(registry: MetricsRegistry, metrics_format: str) -> list[
         endpoint("/metrics/csv", lambda snapshot, _: (render_csv(snapshot), CSV_CONTENT_TYPE), (attachment,)),
         endpoint("/health", lambda snapshot, _: (render_health(snapshot), JSON_CONTENT_TYPE)),
         endpoint("/health/detailed", lambda snapshot, _: (render_detailed_health(snapshot), JSON_CONTENT_TYPE)),
+        endpoint(["/kv-cache-metrics", "/kv-cache/metrics"],
+                 lambda snapshot, _: (render_kv_cache_json(snapshot), JSON_CONTENT_TYPE)),
     ]

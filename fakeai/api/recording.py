@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
     from fakeai.metrics import MetricsRegistry
+    from fakeai.simulation.kvcache import Routing
     from fakeai.window import ModelSeries, RequestSeries
 
 __all__ = ("CLIENT_CLOSED_REQUEST", "EXCHANGE_KEY", "UNMATCHED_ENDPOINT", "Exchange", "Recorder")
@@ -49,6 +50,7 @@ class Exchange:
         "prompt_tokens",
         "raw_send",
         "recording",
+        "routing",
         "series",
         "started",
         "status",
@@ -83,6 +85,8 @@ class Exchange:
         """The registry's handles for this request's model and endpoint (set with ``model``)."""
         self.finish_reason: str | None = None
         """Why the (first) answer ended, once it is sent."""
+        self.routing: Routing | None = None
+        """Where the KV-cache router sent the request; released when the request ends."""
 
     async def watching_send(self, message: Message) -> None:
         """``send`` for responses fakeai's own senders do not make: notes status and timing."""
@@ -100,10 +104,18 @@ class Recorder:
     """ASGI middleware around the Litestar handler; see the module docstring."""
 
     def __init__(
-        self, app: ASGIApp, registry: MetricsRegistry, *, record_monitoring: bool = False, enabled: bool = True
+        self,
+        app: ASGIApp,
+        registry: MetricsRegistry,
+        release: Callable[[Routing], None],
+        *,
+        record_monitoring: bool = False,
+        enabled: bool = True,
     ) -> None:
         self.app = app
         self.registry = registry
+        self.release = release
+        """Ends a request's stay on its simulated worker (``KVCacheSimulator.release``)."""
         self.record_monitoring = record_monitoring
         self.enabled = enabled
         """Off only to measure what recording costs: requests are then served, not recorded."""
@@ -122,6 +134,8 @@ class Recorder:
             # collector (pauses of tens of milliseconds under load).
             del scope[EXCHANGE_KEY]  # type: ignore[misc]
             exchange.raw_send = None  # type: ignore[assignment]
+            if exchange.routing is not None:  # every way out: success, error, disconnect
+                self.release(exchange.routing)
             if self.enabled and (not exchange.monitoring or self.record_monitoring):
                 self._record(scope, exchange)
 

@@ -111,7 +111,8 @@ class EmbeddingRequest(_Request, kw_only=True):
 
 
 class PromptTokensDetails(_Response, kw_only=True):
-    cached_tokens: int = 0
+    cached_tokens: int
+    """Prompt tokens the simulated worker had in its prefix cache (always sent, as OpenAI does)."""
 
 
 class Usage(_Response, kw_only=True):

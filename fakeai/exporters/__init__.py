@@ -6,7 +6,7 @@ layout, so JSON, Prometheus, CSV and health always agree.
 
 from fakeai.exporters.csv import CSV_COLUMNS, render_csv
 from fakeai.exporters.health import render_detailed_health, render_health
-from fakeai.exporters.json import render_json
+from fakeai.exporters.json import render_json, render_kv_cache_json
 from fakeai.exporters.prometheus import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render_prometheus
 
 __all__ = (
@@ -17,5 +17,6 @@ __all__ = (
     "render_detailed_health",
     "render_health",
     "render_json",
+    "render_kv_cache_json",
     "render_prometheus",
 )

@@ -2,7 +2,10 @@
 
 Rows, in this order: for each endpoint ``requests``, ``responses``, ``tokens``, ``errors``
 (the JSON sections of the same names, same numbers), then the streaming distributions
-``ttft``, ``tokens_per_second`` and ``itl`` with endpoint ``all``. The ``*_latency``
+``ttft``, ``tokens_per_second`` and ``itl`` with endpoint ``all``, then the prefix caches'
+``kv_prompt_tokens`` and ``kv_cached_tokens`` (endpoint ``all``; rate: tokens looked up /
+found cached per second, so their ratio is the window's hit rate; distribution: per routed
+request, 0 for a miss). The ``*_latency``
 columns hold the row's distribution, whatever its unit (seconds, or tokens for ``tokens``).
 RFC 4180: CRLF line ends, fields quoted when they need it.
 """
@@ -48,4 +51,7 @@ def render_csv(snapshot: MetricsSnapshot) -> bytes:
     for name, stats in (("ttft", streaming.ttft), ("tokens_per_second", streaming.tokens_per_second),
                         ("itl", streaming.itl)):
         writer.writerow(_row(name, STREAMING_ENDPOINT, stats.rate, stats))
+    kv = snapshot.kv_cache
+    writer.writerow(_row("kv_prompt_tokens", STREAMING_ENDPOINT, kv.prompt_tokens.sum_rate, kv.prompt_tokens))
+    writer.writerow(_row("kv_cached_tokens", STREAMING_ENDPOINT, kv.cached_tokens.sum_rate, kv.cached_tokens))
     return out.getvalue().encode()

@@ -20,6 +20,7 @@ def render_health(snapshot: MetricsSnapshot) -> bytes:
 
 def detailed_health_document(snapshot: MetricsSnapshot) -> dict[str, Any]:
     totals = snapshot.totals
+    kv = snapshot.kv_cache
     return {
         "status": totals.health,
         "timestamp": snapshot.timestamp,
@@ -38,6 +39,15 @@ def detailed_health_document(snapshot: MetricsSnapshot) -> dict[str, Any]:
                 "latency_p99_ms": shown(ep.latency.p99) * 1000.0,
             }
             for path, ep in snapshot.endpoints.items()
+        },
+        "kv_cache": {
+            "policy": kv.policy,
+            "cache_hit_rate": shown(kv.window.hit_rate),
+            "cache_miss_rate": shown(kv.window.miss_rate),
+            "router_efficiency": shown(kv.window.router_efficiency),
+            "usage": kv.usage,
+            "evictions": kv.evictions,
+            "active_requests_by_worker": [worker.active_requests for worker in kv.workers],
         },
         "kernel": snapshot.kernel,
         "window_seconds": snapshot.window_seconds,

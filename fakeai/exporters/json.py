@@ -16,7 +16,9 @@ sliding window (``count`` is fakeai's addition: samples in the window):
 Additions: ``prompt_tokens`` (like ``tokens``, for prompts), ``errors_by_status`` and
 ``totals`` (cumulative counts), ``streaming_stats.completion_rate`` and ``.itl`` (mean
 inter-token latency per stream, seconds), ``summary`` (what ``/health/detailed`` reports),
-``models`` (per model, what vLLM reports), and the snapshot's ``timestamp``,
+``models`` (per model, what vLLM reports), ``kv_cache`` and ``smart_routing`` (the simulated
+prefix caches and router: window figures at the top level of each, ``total`` since start;
+``/kv-cache-metrics`` sends just these two), and the snapshot's ``timestamp``,
 ``uptime_seconds``, ``window_seconds``, ``kernel`` and ``dropped_samples``. An empty
 window's statistics are 0.0 with ``count`` 0.
 """
@@ -28,9 +30,9 @@ from typing import Any
 import msgspec
 
 from fakeai.exporters._values import DISTRIBUTION_FIELDS, distribution, shown
-from fakeai.metrics import MetricsSnapshot, WindowStats
+from fakeai.metrics import KVCacheSnapshot, KVReuse, MetricsSnapshot, WindowStats
 
-__all__ = ("render_json", "snapshot_document")
+__all__ = ("kv_cache_document", "render_json", "render_kv_cache_json", "routing_document", "snapshot_document")
 
 _encode = msgspec.json.Encoder().encode
 _ZEROS = dict.fromkeys(DISTRIBUTION_FIELDS, 0.0)
@@ -46,6 +48,74 @@ def _section(stats: WindowStats, rate: float | None = None) -> dict[str, Any]:
 
 def _distribution(stats: WindowStats) -> dict[str, Any]:
     return {**dict(zip(DISTRIBUTION_FIELDS, distribution(stats))), "count": stats.count}
+
+
+def _reuse(reuse: KVReuse) -> dict[str, Any]:
+    return {
+        "requests": reuse.requests,
+        "hit_requests": reuse.hit_requests,
+        "prompt_tokens": reuse.prompt_tokens,
+        "cached_tokens": reuse.cached_tokens,
+        "oracle_cached_tokens": reuse.oracle_cached_tokens,
+        "hit_rate": shown(reuse.hit_rate),
+        "miss_rate": shown(reuse.miss_rate),
+        "request_hit_rate": shown(reuse.request_hit_rate),
+        "average_token_reduction": shown(reuse.average_token_reduction),
+        "router_efficiency": shown(reuse.router_efficiency),
+    }
+
+
+def kv_cache_document(kv: KVCacheSnapshot) -> dict[str, Any]:
+    """The ``kv_cache`` section: reuse over the window (top level) and since start (``total``)."""
+    window = kv.window
+    return {
+        "cache_hit_rate": shown(window.hit_rate),
+        "cache_miss_rate": shown(window.miss_rate),
+        "request_hit_rate": shown(window.request_hit_rate),
+        "average_token_reduction": shown(window.average_token_reduction),
+        "window": _reuse(window),
+        "total": _reuse(kv.total),
+        "block_tokens": kv.block_tokens,
+        "blocks_used": kv.blocks_used,
+        "capacity_blocks": kv.capacity_blocks,
+        "usage": kv.usage,
+        "evictions": kv.evictions,
+    }
+
+
+def routing_document(kv: KVCacheSnapshot) -> dict[str, Any]:
+    """The ``smart_routing`` section: the policy, its efficiency, and each worker."""
+    return {
+        "policy": kv.policy,
+        "router_efficiency": shown(kv.window.router_efficiency),
+        "router_efficiency_total": shown(kv.total.router_efficiency),
+        "workers": [
+            {
+                "worker": index,
+                "blocks_used": worker.blocks_used,
+                "capacity_blocks": worker.capacity_blocks,
+                "usage": worker.usage,
+                "active_requests": worker.active_requests,
+                "requests_routed": worker.requests_routed,
+                "prompt_tokens": worker.prompt_tokens,
+                "cached_tokens": worker.cached_tokens,
+                "evictions": worker.evictions,
+            }
+            for index, worker in enumerate(kv.workers)
+        ],
+    }
+
+
+def render_kv_cache_json(snapshot: MetricsSnapshot) -> bytes:
+    """``GET /kv-cache-metrics``: the KV-cache and smart-routing sections of ``/metrics``."""
+    return _encode(
+        {
+            "kv_cache": kv_cache_document(snapshot.kv_cache),
+            "smart_routing": routing_document(snapshot.kv_cache),
+            "timestamp": snapshot.timestamp,
+            "window_seconds": snapshot.window_seconds,
+        }
+    )
 
 
 def snapshot_document(snapshot: MetricsSnapshot) -> dict[str, Any]:
@@ -104,6 +174,8 @@ def snapshot_document(snapshot: MetricsSnapshot) -> dict[str, Any]:
             }
             for name, model in snapshot.models.items()
         },
+        "kv_cache": kv_cache_document(snapshot.kv_cache),
+        "smart_routing": routing_document(snapshot.kv_cache),
         "timestamp": snapshot.timestamp,
         "uptime_seconds": snapshot.uptime_seconds,
         "window_seconds": snapshot.window_seconds,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from fakeai.metrics import QUANTILES, HistogramSnapshot, MetricsSnapshot, WindowStats
+from fakeai.metrics import QUANTILES, HistogramSnapshot, KVCacheSnapshot, MetricsSnapshot, WindowStats
 
 __all__ = ("OPENMETRICS_CONTENT_TYPE", "TEXT_CONTENT_TYPE", "render_prometheus")
 
@@ -90,6 +90,48 @@ def _summary(stats: WindowStats, total: float, count: int, labels: Labels = ()) 
     samples.append(("_sum", labels, total))
     samples.append(("_count", labels, count))
     return samples
+
+
+def _kv_families(out: _Exposition, kv: KVCacheSnapshot) -> None:
+    workers = [((("worker", str(index)),), worker) for index, worker in enumerate(kv.workers)]
+    total = kv.total
+    out.family("fakeai_kv_cache_requests_total", "counter", "Requests routed to each simulated worker.",
+               [("", labels, worker.requests_routed) for labels, worker in workers])
+    out.family("fakeai_kv_cache_hit_requests_total", "counter",
+               "Requests that found at least one prompt block cached.", [("", (), total.hit_requests)])
+    out.family("fakeai_kv_cache_prompt_tokens_total", "counter", "Prompt tokens looked up in each worker's cache.",
+               [("", labels, worker.prompt_tokens) for labels, worker in workers])
+    out.family("fakeai_kv_cache_cached_tokens_total", "counter",
+               "Prompt tokens found in each worker's cache (not prefilled).",
+               [("", labels, worker.cached_tokens) for labels, worker in workers])
+    out.family("fakeai_kv_cache_oracle_cached_tokens_total", "counter",
+               "Prompt tokens an oracle router (longest cached prefix) would have found cached.",
+               [("", (), total.oracle_cached_tokens)])
+    out.family("fakeai_kv_cache_evictions_total", "counter", "Blocks evicted from each worker's cache.",
+               [("", labels, worker.evictions) for labels, worker in workers])
+    out.family("fakeai_kv_cache_blocks", "gauge", "Blocks held in each worker's cache.",
+               [("", labels, worker.blocks_used) for labels, worker in workers])
+    out.family("fakeai_kv_cache_capacity_blocks", "gauge", "Capacity of each worker's cache, in blocks.",
+               [("", labels, worker.capacity_blocks) for labels, worker in workers])
+    out.family("fakeai_kv_cache_usage_ratio", "gauge", "Blocks held / capacity of each worker's cache (0..1).",
+               [("", labels, worker.usage) for labels, worker in workers])
+    out.family("fakeai_kv_worker_active_requests", "gauge", "Requests running on each simulated worker.",
+               [("", labels, worker.active_requests) for labels, worker in workers])
+    window = kv.window
+    out.family("fakeai_kv_cache_hit_ratio", "gauge",
+               "Cached / looked-up prompt tokens over the sliding window (0..1; NaN with no requests).",
+               [("", (), window.hit_rate)])
+    out.family("fakeai_kv_cache_miss_ratio", "gauge", "1 - fakeai_kv_cache_hit_ratio, over the sliding window.",
+               [("", (), window.miss_rate)])
+    out.family("fakeai_kv_cache_request_hit_ratio", "gauge",
+               "Requests with a cached block / requests routed, over the sliding window (0..1).",
+               [("", (), window.request_hit_rate)])
+    out.family("fakeai_kv_cache_average_token_reduction_tokens", "gauge",
+               "Mean cached (not prefilled) prompt tokens per request over the sliding window.",
+               [("", (), window.average_token_reduction)])
+    out.family("fakeai_kv_router_efficiency_ratio", "gauge",
+               "Cached tokens achieved / an oracle router's, over the sliding window (0..1; 1 when nothing "
+               "was reusable).", [("", (), window.router_efficiency)])
 
 
 def render_prometheus(snapshot: MetricsSnapshot, *, openmetrics: bool = False) -> bytes:
@@ -164,18 +206,23 @@ def render_prometheus(snapshot: MetricsSnapshot, *, openmetrics: bool = False) -
                "1 when the compiled sliding-window kernel is in use, 0 for the pure-Python one.",
                [("", (), int(snapshot.kernel == "compiled"))])
 
+    _kv_families(out, snapshot.kv_cache)
+
     # -- vLLM's drop-in names ---------------------------------------------------------------
     models = [((("model_name", name),), model) for name, model in snapshot.models.items()]
     out.family("vllm:num_requests_running", "gauge", "Requests running now.",
                [("", labels, m.running) for labels, m in models])
     out.family("vllm:num_requests_waiting", "gauge", "Requests waiting to run (fakeai never queues).",
                [("", labels, 0) for labels, m in models])
-    out.family("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage, 0..1.",
-               [("", labels, 0.0) for labels, m in models])
+    kv = snapshot.kv_cache
+    engines = [((("model_name", kv.model_name), ("engine", str(index))), worker)
+               for index, worker in enumerate(kv.workers)]
+    out.family("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage of each simulated worker, 0..1.",
+               [("", labels, worker.usage) for labels, worker in engines])
     out.family("vllm:prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.",
-               [("", labels, m.prompt_tokens_total) for labels, m in models])
+               [("", labels, worker.prompt_tokens) for labels, worker in engines])
     out.family("vllm:prefix_cache_hits_total", "counter", "Prompt tokens found in the prefix cache.",
-               [("", labels, 0) for labels, m in models])
+               [("", labels, worker.cached_tokens) for labels, worker in engines])
     out.family("vllm:prompt_tokens_total", "counter", "Prompt tokens processed.",
                [("", labels, m.prompt_tokens_total) for labels, m in models])
     out.family("vllm:generation_tokens_total", "counter", "Generation tokens sent.",

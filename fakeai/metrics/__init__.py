@@ -5,6 +5,9 @@ from fakeai.metrics.health import health_status
 from fakeai.metrics.instruments import HistogramSnapshot
 from fakeai.metrics.snapshot import (
     EndpointSnapshot,
+    KVCacheSnapshot,
+    KVReuse,
+    KVWorkerSnapshot,
     MetricsSnapshot,
     ModelSnapshot,
     StreamingSnapshot,
@@ -16,6 +19,9 @@ __all__ = (
     "QUANTILES",
     "EndpointSnapshot",
     "HistogramSnapshot",
+    "KVCacheSnapshot",
+    "KVReuse",
+    "KVWorkerSnapshot",
     "MetricsRegistry",
     "MetricsSnapshot",
     "ModelSnapshot",

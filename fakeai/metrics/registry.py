@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from fakeai.metrics.health import health_status
+from fakeai.metrics.kvcache import KVCacheStats
 from fakeai.metrics.instruments import (
     DURATION_BUCKETS,
     INTER_TOKEN_BUCKETS,
@@ -82,6 +83,8 @@ class MetricsRegistry:
         self._failed_streams = 0
         self._tokens_per_second_sum = 0.0
         self._tokens_per_second_count = 0
+        self.kv_cache = KVCacheStats(self.window_seconds, self.max_samples)
+        """Prefix-cache reuse and routing; the app attaches the simulated workers to it."""
 
     def _new_window(self) -> SlidingWindow:
         return SlidingWindow(self.window_seconds, self.max_samples)
@@ -182,6 +185,10 @@ class MetricsRegistry:
                 _NAN if ttft is None else ttft, itl, finish_reason,
             )
 
+    def kv_routed(self, worker: int, prompt_tokens: int, cached_tokens: int, oracle_tokens: int) -> None:
+        """A request was routed to ``worker``: see ``KVCacheStats.routed``."""
+        self.kv_cache.routed(self._clock(), worker, prompt_tokens, cached_tokens, oracle_tokens)
+
     # -- the scrape path -------------------------------------------------------------------
 
     def _per_second(self, now: float) -> float:
@@ -261,6 +268,7 @@ class MetricsRegistry:
                 average_latency_seconds=latency_total / requests if requests else 0.0,
                 health=health_status(error_rate_percentage),
             ),
+            kv_cache=self.kv_cache.snapshot(now, lambda window: self._stats(window, now, per_second)),
         )
 
     @staticmethod
@@ -278,7 +286,7 @@ class MetricsRegistry:
         )
 
     def _dropped_samples(self) -> int:
-        windows = [self._ttft, self._tokens_per_second, self._itl]
+        windows = [self._ttft, self._tokens_per_second, self._itl, *self.kv_cache.windows()]
         for metrics in self._endpoints.values():
             windows += (metrics.latency, metrics.errors, metrics.prompt_tokens, metrics.completion_tokens)
         return sum(window.dropped for window in windows)

@@ -15,6 +15,9 @@ from fakeai.metrics.instruments import HistogramSnapshot
 
 __all__ = (
     "EndpointSnapshot",
+    "KVCacheSnapshot",
+    "KVReuse",
+    "KVWorkerSnapshot",
     "MetricsSnapshot",
     "ModelSnapshot",
     "StreamingSnapshot",
@@ -118,6 +121,71 @@ class Totals(msgspec.Struct, kw_only=True, frozen=True):
     """``healthy``, ``degraded`` or ``unhealthy``: see ``fakeai.metrics.health``."""
 
 
+class KVWorkerSnapshot(msgspec.Struct, kw_only=True, frozen=True):
+    """One simulated inference worker and its prefix cache."""
+
+    blocks_used: int
+    capacity_blocks: int
+    usage: float
+    """blocks_used / capacity_blocks (0..1), vLLM's ``kv_cache_usage_perc``."""
+    active_requests: int
+    """Requests routed to the worker and not yet ended."""
+    requests_routed: int
+    """Requests routed to the worker since start."""
+    prompt_tokens: int
+    """Prompt tokens looked up in its cache since start (vLLM's prefix-cache queries)."""
+    cached_tokens: int
+    """Prompt tokens found in its cache since start (vLLM's prefix-cache hits)."""
+    evictions: int
+    """Blocks evicted since start."""
+
+
+class KVReuse(msgspec.Struct, kw_only=True, frozen=True):
+    """What the prefix caches saved over one period (the sliding window, or since start)."""
+
+    requests: int
+    """Requests routed."""
+    hit_requests: int
+    """Requests with at least one cached block."""
+    prompt_tokens: int
+    cached_tokens: int
+    oracle_cached_tokens: int
+    """Cached tokens an oracle router (always the worker with the longest cached prefix) would
+    have reused for the same requests."""
+    hit_rate: float
+    """cached_tokens / prompt_tokens (token level); NaN with no prompt tokens."""
+    miss_rate: float
+    """1 - hit_rate."""
+    request_hit_rate: float
+    """hit_requests / requests; NaN with no requests."""
+    average_token_reduction: float
+    """Mean cached (not prefilled) tokens per request; NaN with no requests."""
+    router_efficiency: float
+    """cached_tokens / oracle_cached_tokens; 1.0 when nothing was reusable, NaN with no requests."""
+
+
+class KVCacheSnapshot(msgspec.Struct, kw_only=True, frozen=True):
+    """The simulated prefix caches and the router in front of them."""
+
+    model_name: str
+    """The model the workers are labelled with in vLLM's families (the first one served)."""
+    policy: str
+    """The routing policy (``kv-aware``, ``round-robin``, ``random``, ``least-loaded``)."""
+    block_tokens: int
+    workers: list[KVWorkerSnapshot]
+    prompt_tokens: WindowStats
+    """Prompt tokens per routed request over the window; ``sum_rate`` is looked-up tokens per second."""
+    cached_tokens: WindowStats
+    """Cached tokens per routed request (0 for a miss); ``sum_rate`` is cached tokens per second."""
+    window: KVReuse
+    total: KVReuse
+    blocks_used: int
+    capacity_blocks: int
+    usage: float
+    """All workers' blocks used / their capacity (0..1)."""
+    evictions: int
+
+
 class MetricsSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     timestamp: float
     """Wall-clock time of the snapshot (Unix seconds)."""
@@ -133,3 +201,4 @@ class MetricsSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     models: dict[str, ModelSnapshot]
     streaming: StreamingSnapshot
     totals: Totals
+    kv_cache: KVCacheSnapshot
