@@ -40,6 +40,7 @@ __all__ = (
     "DEFAULT_MAX_SAMPLES",
     "Histogram",
     "ModelSeries",
+    "PrefixCache",
     "RequestSeries",
     "SlidingWindow",
     "block_hashes",
@@ -401,3 +402,93 @@ def block_hashes(data: bytes, block_bytes: int) -> list[int]:
         if position % per_block == 0:
             hashes.append(state)
     return hashes
+
+
+# -- the prefix cache of one simulated worker ----------------------------------------------
+
+
+class PrefixCache:
+    """One worker's cache of prefix blocks: LRU over the blocks no running request uses.
+
+    * A block is cached or not; a cached block has ``pins``, the running requests using it.
+    * ``acquire(hashes)`` starts a request: the leading cached blocks are its hits; every block
+      is pinned, missing ones inserted. Inserting into a full cache evicts the least recently
+      released unpinned block; when every block is pinned, the block and those after it are
+      not cached (and not pinned). Returns ``(hits, pinned blocks)``.
+    * ``release(pinned)`` ends it: its blocks are unpinned last to first, so a prompt's tail
+      becomes evictable before its head (vLLM's free-block queue does the same).
+
+    Blocks in use are never evicted and the cache never holds more than ``capacity`` blocks.
+    Each operation is O(blocks in the prompt).
+    """
+
+    def __init__(self, capacity_blocks: int) -> None:
+        if capacity_blocks < 1:
+            raise ValueError("capacity_blocks must be at least 1")
+        self.capacity = int(capacity_blocks)
+        self.evictions = 0
+        self.active_requests = 0
+        self._pins: dict[int, int] = {}  # every cached block -> running requests using it
+        self._free: dict[int, None] = {}  # cached blocks with no pins, least recently released first
+        self._pinned = 0
+
+    def __len__(self) -> int:
+        return len(self._pins)
+
+    def __contains__(self, block: int) -> bool:
+        return block in self._pins
+
+    def pins(self, block: int) -> int:
+        return self._pins.get(block, 0)
+
+    def pinned_blocks(self) -> int:
+        """Blocks some running request is using."""
+        return self._pinned
+
+    def cached_prefix(self, hashes: Sequence[int]) -> int:
+        """How many leading blocks of ``hashes`` are cached (changes nothing)."""
+        pins = self._pins
+        count = 0
+        for block in hashes:
+            if block not in pins:
+                break
+            count += 1
+        return count
+
+    def acquire(self, hashes: Sequence[int]) -> tuple[int, list[int]]:
+        cached = self.cached_prefix(hashes)
+        pins = self._pins
+        free = self._free
+        pinned = []
+        for block in hashes:
+            held = pins.get(block)
+            if held is None:
+                if len(pins) >= self.capacity:
+                    if not free:
+                        break  # every block is in use: this one and the rest stay uncached
+                    victim = next(iter(free))
+                    del free[victim]
+                    del pins[victim]
+                    self.evictions += 1
+                pins[block] = 1
+                self._pinned += 1
+            else:
+                if held == 0:
+                    del free[block]
+                    self._pinned += 1
+                pins[block] = held + 1
+            pinned.append(block)
+        self.active_requests += 1
+        return cached, pinned
+
+    def release(self, pinned: Sequence[int]) -> None:
+        pins = self._pins
+        for block in reversed(pinned):
+            held = pins.get(block)
+            if held is None or held == 0:
+                continue  # not pinned (cannot happen for what acquire returned)
+            pins[block] = held - 1
+            if held == 1:
+                self._free[block] = None
+                self._pinned -= 1
+        self.active_requests -= 1

@@ -1,4 +1,4 @@
-"""The sliding window, histogram and block hashing in use: the compiled kernel, or its pure-Python twin.
+"""The sliding window, histogram, block hashing and prefix cache in use: the compiled kernel, or its pure-Python twin.
 
 The compiled ``fakeai._window`` is used unless ``FAKEAI_NO_EXTENSIONS`` is set to a
 non-empty value other than ``0``, or the extension is not built. ``KERNEL`` names the one
@@ -16,6 +16,7 @@ __all__ = (
     "NO_EXTENSIONS",
     "Histogram",
     "ModelSeries",
+    "PrefixCache",
     "RequestSeries",
     "SlidingWindow",
     "block_hashes",
@@ -28,6 +29,7 @@ if TYPE_CHECKING or NO_EXTENSIONS:
         DEFAULT_MAX_SAMPLES,
         Histogram,
         ModelSeries,
+        PrefixCache,
         RequestSeries,
         SlidingWindow,
         block_hashes,
@@ -40,6 +42,7 @@ else:
             DEFAULT_MAX_SAMPLES,
             Histogram,
             ModelSeries,
+            PrefixCache,
             RequestSeries,
             SlidingWindow,
             block_hashes,
@@ -51,6 +54,7 @@ else:
             DEFAULT_MAX_SAMPLES,
             Histogram,
             ModelSeries,
+            PrefixCache,
             RequestSeries,
             SlidingWindow,
             block_hashes,

@@ -4,11 +4,11 @@
   see ``tokens.py``; a token-id prompt's tokens are its ids); only full blocks are cached, as
   in vLLM. Each block is identified by a hash chained over every earlier block (the
   kernel's ``block_hashes``), so a block matches only together with its whole prefix.
-* Each worker holds at most ``capacity_blocks`` blocks. Blocks a running request uses are
-  pinned; when room is needed the least recently used unpinned block is evicted. A request
-  touches its blocks last-to-first, so of one prompt the tail is evicted before the head
-  (vLLM does the same: the head is what other prompts share). A block that finds no room
-  (everything pinned) is simply not cached.
+* Each worker's ``PrefixCache`` (the kernel's; its twin in ``fakeai._window_py`` says the
+  rules) holds at most ``capacity_blocks`` blocks. Blocks a running request uses are pinned;
+  when room is needed the least recently released unpinned block is evicted, a prompt's tail
+  before its head (vLLM does the same: the head is what other prompts share). A block that
+  finds no room (everything pinned) is simply not cached.
 * ``KVCacheSimulator.route`` picks a worker per request by the policy: ``kv-aware`` (highest
   ``overlap_weight`` x cached fraction of the prompt - ``load_weight`` x the worker's share of
   the running requests; ties go to the worker holding fewer blocks, then the lower index),
@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import random
 from array import array
-from collections import OrderedDict, _count_elements, deque  # type: ignore[attr-defined]
 from collections.abc import Sequence
-from itertools import filterfalse, islice, repeat, takewhile
 
 from fakeai.simulation.tokens import CHARS_PER_TOKEN
-from fakeai.window import block_hashes
+from fakeai.window import PrefixCache, block_hashes
 
 __all__ = ("POLICIES", "KVCacheSimulator", "PrefixCache", "Prompt", "Routing", "prompt_blocks")
 
@@ -49,107 +47,6 @@ def prompt_blocks(prompt: Prompt, block_tokens: int = 16) -> list[int]:
     except OverflowError:  # ids beyond 64 bits are never cached
         return []
     return block_hashes(ids.tobytes(), block_tokens * ids.itemsize)
-
-
-def _consume(iterator: object) -> None:
-    deque(iterator, maxlen=0)  # type: ignore[call-overload]
-
-
-class PrefixCache:
-    """One worker's cache of blocks, LRU, with pinning by running requests.
-
-    The LRU order and the pin counts live apart: an ordered dict of blocks, and a block's pins
-    as (times acquired - times released), two plain counting dicts that pinning and unpinning
-    a prompt's blocks update in one C-level pass each (``collections._count_elements``, what
-    ``Counter.update`` runs).
-    """
-
-    def __init__(self, capacity_blocks: int) -> None:
-        if capacity_blocks < 1:
-            raise ValueError("capacity_blocks must be at least 1")
-        self.capacity = capacity_blocks
-        self._lru: OrderedDict[int, None] = OrderedDict()  # cached blocks, least recent first
-        self._acquired: dict[int, int] = {}  # block -> times a request pinned it
-        self._released: dict[int, int] = {}  # block -> times a request unpinned it
-        self.evictions = 0
-        self.active_requests = 0
-
-    def __len__(self) -> int:
-        return len(self._lru)
-
-    def __contains__(self, block: int) -> bool:
-        return block in self._lru
-
-    def pins(self, block: int) -> int:
-        """Running requests using ``block``."""
-        return self._acquired.get(block, 0) - self._released.get(block, 0)
-
-    def pinned_blocks(self) -> int:
-        """Blocks some running request is using (0 when no request runs)."""
-        pins = self.pins
-        return sum(1 for block in self._lru if pins(block))
-
-    def cached_prefix(self, hashes: Sequence[int]) -> int:
-        """How many leading blocks of ``hashes`` are cached (without touching the LRU order)."""
-        return len(list(takewhile(self._lru.__contains__, hashes)))
-
-    def acquire(self, hashes: Sequence[int]) -> tuple[int, list[int]]:
-        """Start a request: ``(cached leading blocks, blocks pinned for it)``.
-
-        Cached blocks are pinned and refreshed; missing ones are inserted and pinned while
-        room can be made. Pass the pinned list to ``release`` when the request ends.
-        """
-        lru = self._lru
-        cached = self.cached_prefix(hashes)
-        tail = hashes[cached:]
-        present = list(filter(lru.__contains__, tail))
-        acquired = self._acquired
-        _count_elements(acquired, hashes[:cached])  # pinned before making room: never evicted for it
-        _count_elements(acquired, present)
-        missing = len(tail) - len(present)
-        if missing and self._make_room(missing) < missing:
-            _count_elements(self._released, present)
-            tail = self._insert_while_room(tail)
-        elif missing:
-            new = list(filterfalse(lru.__contains__, tail)) if present else tail
-            lru.update(zip(new, repeat(None)))
-            _count_elements(acquired, new)
-        pinned = [*hashes[:cached], *tail]
-        _consume(map(lru.move_to_end, reversed(pinned)))  # the head ends up most recently used
-        self.active_requests += 1
-        return cached, pinned
-
-    def _insert_while_room(self, tail: Sequence[int]) -> list[int]:
-        """The slow path when the cache is full of pinned blocks: insert block by block."""
-        inserted = []
-        for block in tail:
-            if block not in self._lru:
-                if not self._make_room(1):
-                    break  # no room: this block and the ones after it stay uncached
-                self._lru[block] = None
-            _count_elements(self._acquired, (block,))
-            inserted.append(block)
-        return inserted
-
-    def release(self, pinned: Sequence[int]) -> None:
-        """End a request started with ``acquire``: unpin its blocks (they stay cached)."""
-        _count_elements(self._released, pinned)
-        self.active_requests -= 1
-
-    def _make_room(self, blocks: int) -> int:
-        """Evict least recently used unpinned blocks until ``blocks`` more fit (or none is left);
-        returns how many fit."""
-        lru = self._lru
-        needed = len(lru) + blocks - self.capacity
-        if needed > 0:
-            pins = self.pins
-            victims = list(islice((block for block in lru if not pins(block)), needed))
-            for block in victims:
-                del lru[block]
-                self._acquired.pop(block, None)
-                self._released.pop(block, None)
-            self.evictions += len(victims)
-        return min(blocks, self.capacity - len(lru))
 
 
 class Routing:
