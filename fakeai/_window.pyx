@@ -801,3 +801,50 @@ cdef class PrefixCache:
                 self._append(slot)
                 self._pinned -= 1
         self.active_requests -= 1
+
+
+# ---------------------------------------------------------------------------------------
+# Union of windows
+# ---------------------------------------------------------------------------------------
+
+def union(windows, double now):
+    """A new window holding the live samples at ``now`` of every one of ``windows``; see the twin."""
+    cdef list parts = list(windows)
+    cdef Py_ssize_t count = len(parts), total = 0, index, best
+    cdef SlidingWindow window, merged
+    cdef double seconds, timestamp, best_timestamp
+    cdef Sample* sample
+    if count == 0:
+        raise ValueError("union of no windows")
+    seconds = (<SlidingWindow?>parts[0])._window_seconds
+    for index in range(count):
+        window = <SlidingWindow?>parts[index]
+        if window._window_seconds != seconds:
+            raise ValueError("union of windows of different lengths")
+        window._expire(now)
+        total += window._size
+    merged = SlidingWindow(seconds, max(1, total))
+    cdef vector[Py_ssize_t] cursors = vector[Py_ssize_t](count, 0)
+    cdef Py_ssize_t remaining = total, slot
+    while remaining:
+        best = -1
+        best_timestamp = 0.0
+        for index in range(count):
+            window = <SlidingWindow>parts[index]
+            if cursors[index] == window._size:
+                continue
+            slot = window._head + cursors[index]
+            if slot >= window._capacity:
+                slot -= window._capacity
+            timestamp = window._ring[slot].timestamp
+            if best < 0 or timestamp < best_timestamp:
+                best, best_timestamp = index, timestamp
+        window = <SlidingWindow>parts[best]
+        slot = window._head + cursors[best]
+        if slot >= window._capacity:
+            slot -= window._capacity
+        sample = &window._ring[slot]
+        merged._push(sample.timestamp, sample.value)
+        cursors[best] += 1
+        remaining -= 1
+    return merged

@@ -31,10 +31,12 @@ Semantics
 
 from __future__ import annotations
 
+import heapq
 import math
 from array import array
 from collections import deque
 from collections.abc import Sequence
+from operator import itemgetter
 
 __all__ = (
     "DEFAULT_MAX_SAMPLES",
@@ -44,6 +46,7 @@ __all__ = (
     "RequestSeries",
     "SlidingWindow",
     "block_hashes",
+    "union",
 )
 
 #: Enough for 100k samples per second over the default 5 s window, with headroom.
@@ -492,3 +495,22 @@ class PrefixCache:
                 self._free[block] = None
                 self._pinned -= 1
         self.active_requests -= 1
+
+
+def union(windows: Sequence[SlidingWindow], now: float) -> SlidingWindow:
+    """A new window holding the live samples at ``now`` of every one of ``windows``.
+
+    The windows must have the same length. Samples are merged in timestamp order, ties in the
+    order of ``windows`` (so sums add up in a defined order); nothing is dropped.
+    """
+    if not windows:
+        raise ValueError("union of no windows")
+    seconds = windows[0].window_seconds
+    for window in windows:
+        if window.window_seconds != seconds:
+            raise ValueError("union of windows of different lengths")
+        window.expire(now)
+    merged = SlidingWindow(seconds, max(1, sum(len(window) for window in windows)))
+    for timestamp, value in heapq.merge(*(window._samples for window in windows), key=itemgetter(0)):
+        merged.record(timestamp, value)
+    return merged

@@ -20,6 +20,7 @@ __all__ = (
     "RequestSeries",
     "SlidingWindow",
     "block_hashes",
+    "union",
 )
 
 NO_EXTENSIONS = os.environ.get("FAKEAI_NO_EXTENSIONS", "") not in ("", "0")
@@ -33,6 +34,7 @@ if TYPE_CHECKING or NO_EXTENSIONS:
         RequestSeries,
         SlidingWindow,
         block_hashes,
+        union,
     )
 
     KERNEL = "python"
@@ -46,6 +48,7 @@ else:
             RequestSeries,
             SlidingWindow,
             block_hashes,
+            union,
         )
 
         KERNEL = "compiled"
@@ -58,6 +61,7 @@ else:
             RequestSeries,
             SlidingWindow,
             block_hashes,
+            union,
         )
 
         KERNEL = "python"

@@ -314,3 +314,38 @@ def test_series_refuse_negative_token_counts(kernel) -> None:
     with pytest.raises(ValueError, match="prompt_tokens must not be negative"):
         series.record(0.0, 0.1, 200, -1, 0)
     assert series.requests_total == 0
+
+
+# -- union of windows ------------------------------------------------------------------------
+
+
+def test_union_holds_every_live_sample_in_time_order(kernel) -> None:
+    a, b = kernel.SlidingWindow(5.0, 100), kernel.SlidingWindow(5.0, 100)
+    for timestamp, value in ((1.0, 10.0), (3.0, 30.0), (6.5, 65.0)):
+        a.record(timestamp, value)
+    for timestamp, value in ((2.0, 20.0), (6.0, 60.0)):
+        b.record(timestamp, value)
+    merged = kernel.union([a, b], 7.0)  # 1.0 and 2.0 have left a 5 s window at 7.0
+    assert merged.summary(7.0, (0.0, 0.5, 1.0)) == (3, 155.0, 30.0, 65.0, (30.0, 60.0, 65.0))
+    assert (len(a), len(b)) == (2, 1), "the parts expired, and are otherwise untouched"
+    with pytest.raises(ValueError):
+        kernel.union([a, kernel.SlidingWindow(1.0)], 7.0)
+    with pytest.raises(ValueError):
+        kernel.union([], 7.0)
+
+
+@pytest.mark.skipif(NO_EXTENSIONS, reason="FAKEAI_NO_EXTENSIONS=1: only the Python twin is under test")
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.floats(0.0, 2.0), st.floats(-1e6, 1e6)), max_size=80))
+def test_compiled_union_matches_the_reference(records: list) -> None:
+    from fakeai import _window
+
+    results = []
+    for module in (_window, _window_py):
+        windows = [module.SlidingWindow(3.0, 20) for _ in range(4)]
+        now = 0.0
+        for index, advance, value in records:
+            now += advance
+            windows[index].record(now, value)
+        results.append(module.union(windows, now).summary(now, (0.1, 0.5, 0.99)))
+    assert _same(results[0], results[1])

@@ -74,6 +74,11 @@ class KVCacheStats:
 
     def routed(self, now: float, worker: int, prompt_tokens: int, cached_tokens: int, oracle_tokens: int) -> None:
         """A request was routed to ``worker`` and found ``cached_tokens`` of its prompt cached."""
+        if worker >= len(self._routed):  # workers not attached (a bare registry): count them anyway
+            grow = [0] * (worker + 1 - len(self._routed))
+            self._routed += grow
+            self._prompt += grow
+            self._cached += grow
         self._routed[worker] += 1
         self._prompt[worker] += prompt_tokens
         self._cached[worker] += cached_tokens

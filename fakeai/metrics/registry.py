@@ -35,7 +35,7 @@ from fakeai.metrics.snapshot import (
     Totals,
     WindowStats,
 )
-from fakeai.window import DEFAULT_MAX_SAMPLES, KERNEL, ModelSeries, RequestSeries, SlidingWindow
+from fakeai.window import DEFAULT_MAX_SAMPLES, KERNEL, ModelSeries, RequestSeries, SlidingWindow, union
 
 __all__ = ("QUANTILES", "MetricsRegistry")
 
@@ -237,6 +237,11 @@ class MetricsRegistry:
             requests += latency.count
             errors += failed.count
             latency_total += latency.sum
+        all_latency = (
+            self._stats(union([series.latency for series in self._endpoints.values()], now), now, per_second)
+            if self._endpoints
+            else self._stats(self._new_window(), now, per_second)
+        )
         ended = self._completed_streams + self._failed_streams
         error_rate_percentage = 100.0 * errors / requests if requests else 0.0
         return MetricsSnapshot(
@@ -266,6 +271,7 @@ class MetricsRegistry:
                 errors_per_second=errors * per_second,
                 error_rate_percentage=error_rate_percentage,
                 average_latency_seconds=latency_total / requests if requests else 0.0,
+                latency=all_latency,
                 health=health_status(error_rate_percentage),
             ),
             kv_cache=self.kv_cache.snapshot(now, lambda window: self._stats(window, now, per_second)),

@@ -117,6 +117,9 @@ class Totals(msgspec.Struct, kw_only=True, frozen=True):
     """Failed / finished requests in the window, in percent; 0.0 with no requests."""
     average_latency_seconds: float
     """Mean duration of the finished requests in the window; 0.0 with no requests."""
+    latency: WindowStats
+    """Durations of every endpoint's finished requests in the window, together (the union of
+    the samples, so its percentiles are exact, not an average of per-endpoint ones)."""
     health: str
     """``healthy``, ``degraded`` or ``unhealthy``: see ``fakeai.metrics.health``."""
 
