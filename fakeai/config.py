@@ -145,6 +145,22 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         ),
     ] = 1_000_000
 
+    history_seconds: Annotated[
+        float,
+        _setting("How far back GET /metrics/history (and the dashboard's charts) reach, in seconds.", ge=1, le=86_400),
+    ] = 900.0
+    history_interval_seconds: Annotated[
+        float, _setting("Seconds between two points of the metrics history.", ge=0.05, le=3600)
+    ] = 1.0
+    dashboard_refresh_seconds: Annotated[
+        float,
+        _setting("How often the dashboard reloads the metrics, in seconds (the page can change it).", ge=0.5, le=3600),
+    ] = 5.0
+
+    def __post_init__(self) -> None:
+        if self.history_seconds < self.history_interval_seconds:
+            raise ValueError("history_seconds must be at least history_interval_seconds")
+
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and validated."""
         return _validated({**msgspec.structs.asdict(self), **changes})

@@ -28,11 +28,13 @@ from fakeai.exporters import (
     render_kv_cache_json,
     render_prometheus,
 )
+from fakeai.exporters.history import render_history_json
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send
 
     from fakeai.metrics import MetricsRegistry, MetricsSnapshot
+    from fakeai.metrics.history import MetricsHistory
 
 __all__ = ("choose_format", "monitoring_handlers")
 
@@ -94,28 +96,40 @@ def _prometheus(snapshot: MetricsSnapshot, accept: str | None) -> tuple[bytes, s
     return render_prometheus(snapshot), TEXT_CONTENT_TYPE
 
 
-def monitoring_handlers(registry: MetricsRegistry, metrics_format: str) -> list[ASGIRouteHandler]:
-    def endpoint(path: str | list[str], render: Callable[[MetricsSnapshot, str | None], tuple[bytes, str]],
-                 extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> ASGIRouteHandler:
-        @asgi(path, copy_scope=False)
-        async def handler(scope: Scope, receive: Receive, send: Send) -> None:
-            exchange = scope.get(EXCHANGE_KEY)
-            if exchange is not None:
-                exchange.monitoring = True
-            method = scope["method"]  # type: ignore[typeddict-item]
-            if method not in ("GET", "HEAD"):
-                raise MethodNotAllowedException(headers={"Allow": "GET, HEAD"})
-            body, content_type = render(registry.snapshot(), _header(scope, b"accept"))
-            headers = [
-                (b"content-type", content_type.encode()),
-                (b"content-length", b"%d" % len(body)),
-                (b"cache-control", b"no-store"),
-                *extra_headers,
-            ]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+Render = Callable[[str | None], tuple[bytes, str]]
+"""From the request's Accept header (or None) to the body and its content type."""
 
-        return handler
+
+def _endpoint(path: str | list[str], render: Render, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> ASGIRouteHandler:
+    @asgi(path, copy_scope=False)
+    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = scope.get(EXCHANGE_KEY)
+        if exchange is not None:
+            exchange.monitoring = True
+        method = scope["method"]  # type: ignore[typeddict-item]
+        if method not in ("GET", "HEAD"):
+            raise MethodNotAllowedException(headers={"Allow": "GET, HEAD"})
+        body, content_type = render(_header(scope, b"accept"))
+        headers = [
+            (b"content-type", content_type.encode()),
+            (b"content-length", b"%d" % len(body)),
+            (b"cache-control", b"no-store"),
+            *extra_headers,
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+    return handler
+
+
+def monitoring_handlers(
+    registry: MetricsRegistry, metrics_format: str, history: MetricsHistory
+) -> list[ASGIRouteHandler]:
+    def of_snapshot(render: Callable[[MetricsSnapshot, str | None], tuple[bytes, str]]) -> Render:
+        return lambda accept: render(registry.snapshot(), accept)
+
+    def json_of(render: Callable[[MetricsSnapshot], bytes]) -> Render:
+        return lambda _: (render(registry.snapshot()), JSON_CONTENT_TYPE)
 
     def negotiated(snapshot: MetricsSnapshot, accept: str | None) -> tuple[bytes, str]:
         chosen = choose_format(accept, metrics_format)
@@ -127,11 +141,11 @@ def monitoring_handlers(registry: MetricsRegistry, metrics_format: str) -> list[
 
     attachment = (b"content-disposition", f'attachment; filename="{CSV_FILENAME}"'.encode())
     return [
-        endpoint("/metrics", negotiated, ((b"vary", b"Accept"),)),
-        endpoint(["/metrics/prometheus", "/prometheus/metrics"], _prometheus),
-        endpoint("/metrics/csv", lambda snapshot, _: (render_csv(snapshot), CSV_CONTENT_TYPE), (attachment,)),
-        endpoint("/health", lambda snapshot, _: (render_health(snapshot), JSON_CONTENT_TYPE)),
-        endpoint("/health/detailed", lambda snapshot, _: (render_detailed_health(snapshot), JSON_CONTENT_TYPE)),
-        endpoint(["/kv-cache-metrics", "/kv-cache/metrics"],
-                 lambda snapshot, _: (render_kv_cache_json(snapshot), JSON_CONTENT_TYPE)),
+        _endpoint("/metrics", of_snapshot(negotiated), ((b"vary", b"Accept"),)),
+        _endpoint(["/metrics/prometheus", "/prometheus/metrics"], of_snapshot(_prometheus)),
+        _endpoint("/metrics/csv", lambda _: (render_csv(registry.snapshot()), CSV_CONTENT_TYPE), (attachment,)),
+        _endpoint("/metrics/history", lambda _: (render_history_json(history), JSON_CONTENT_TYPE)),
+        _endpoint("/health", json_of(render_health)),
+        _endpoint("/health/detailed", json_of(render_detailed_health)),
+        _endpoint(["/kv-cache-metrics", "/kv-cache/metrics"], json_of(render_kv_cache_json)),
     ]

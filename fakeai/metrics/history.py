@@ -1,0 +1,75 @@
+"""A bounded ring of past snapshots' headline figures, for charts (``GET /metrics/history``).
+
+Each point is picked from one ``MetricsSnapshot`` (nothing is computed here), so a chart of
+the history shows exactly what ``/metrics`` said at that moment. The app adds a point every
+``interval_seconds``; the ring keeps the newest ``ceil(seconds / interval_seconds)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from fakeai.metrics.snapshot import MetricsSnapshot
+
+__all__ = ("HISTORY_FIELDS", "MetricsHistory", "history_point")
+
+HISTORY_FIELDS = (
+    "timestamp",
+    "requests_per_second",
+    "errors_per_second",
+    "error_rate_percentage",
+    "average_latency_seconds",
+    "latency_p50_seconds",
+    "latency_p99_seconds",
+    "ttft_p99_seconds",
+    "completion_tokens_per_second",
+    "active_streams",
+    "requests_in_flight",
+    "kv_cache_hit_rate",
+)
+"""The figures of every point, in order. Units: Unix seconds, per second, percent, seconds,
+tokens per second, counts, and a 0..1 ratio. An empty window's percentile is NaN (null in JSON)."""
+
+
+def history_point(snapshot: MetricsSnapshot) -> tuple[float, ...]:
+    totals = snapshot.totals
+    return (
+        snapshot.timestamp,
+        totals.requests_per_second,
+        totals.errors_per_second,
+        totals.error_rate_percentage,
+        totals.average_latency_seconds,
+        totals.latency.p50,
+        totals.latency.p99,
+        snapshot.streaming.ttft.p99,
+        math.fsum(endpoint.completion_tokens.sum_rate for endpoint in snapshot.endpoints.values()),
+        snapshot.streaming.active_streams,
+        snapshot.in_flight,
+        snapshot.kv_cache.window.hit_rate,
+    )
+
+
+class MetricsHistory:
+    """The newest points, oldest first."""
+
+    def __init__(self, seconds: float, interval_seconds: float) -> None:
+        if interval_seconds <= 0 or seconds < interval_seconds:
+            raise ValueError("the history needs interval_seconds > 0 and seconds >= interval_seconds")
+        self.seconds = float(seconds)
+        self.interval_seconds = float(interval_seconds)
+        self._points: deque[tuple[float, ...]] = deque(maxlen=math.ceil(seconds / interval_seconds))
+
+    @property
+    def capacity(self) -> int:
+        return self._points.maxlen or 0
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    def add(self, snapshot: MetricsSnapshot) -> None:
+        self._points.append(history_point(snapshot))
+
+    def columns(self) -> dict[str, list[float]]:
+        """Field -> its values, oldest first (the layout chart libraries take)."""
+        return {field: [point[index] for point in self._points] for index, field in enumerate(HISTORY_FIELDS)}
