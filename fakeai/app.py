@@ -15,14 +15,17 @@ from litestar import Litestar, Router
 from fakeai.api.auth import api_key_guard
 from fakeai.api.chat import chat_completions_handler
 from fakeai.api.completions import completions_handler
+from fakeai.api.dashboard import dashboard_handlers
 from fakeai.api.embeddings import embeddings_handler
 from fakeai.api.engine import Engine
 from fakeai.api.errors import EXCEPTION_HANDLERS
 from fakeai.api.models import model_handlers
 from fakeai.api.monitoring import monitoring_handlers
 from fakeai.api.recording import Recorder
+from fakeai.api.sampling import HistorySampler
 from fakeai.config import Settings, settings_from_env
 from fakeai.metrics import MetricsRegistry
+from fakeai.metrics.history import MetricsHistory
 
 __all__ = ("create_app", "create_app_from_env")
 
@@ -66,6 +69,8 @@ def create_app(
         workers=len(kv_cache.workers),
         state=kv_cache.worker_state,
     )
+    history = MetricsHistory(settings.history_seconds, settings.history_interval_seconds)
+    sampler = HistorySampler(registry, history)
     v1 = Router(
         path="/",
         route_handlers=[
@@ -77,13 +82,17 @@ def create_app(
         guards=[api_key_guard(settings.api_keys)] if settings.api_keys else None,
     )
     app = Litestar(
-        route_handlers=[v1, *monitoring_handlers(registry, settings.metrics_format)],
+        route_handlers=[
+            v1,
+            *monitoring_handlers(registry, settings.metrics_format, history),
+            *dashboard_handlers(settings.dashboard_refresh_seconds),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=settings.max_request_bytes,
         openapi_config=None,
         logging_config=None,
-        on_startup=[engine.start, _freeze_startup_heap],
-        on_shutdown=[engine.stop],
+        on_startup=[engine.start, sampler.start, _freeze_startup_heap],
+        on_shutdown=[sampler.stop, engine.stop],
     )
     app.asgi_handler = Recorder(
         app.asgi_handler,
@@ -95,6 +104,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = registry
     app.state.engine = engine
+    app.state.history = history
     return app
 
 

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(prometheus)  # promtool and a real Prometheus server
+debian_packages=(prometheus chromium)  # promtool and a real Prometheus server; the dashboard's browser
 if ((${#debian_packages[@]})); then
     missing=()
     for package in "${debian_packages[@]}"; do

@@ -54,11 +54,12 @@ def _wait_until(ready, what: str) -> None:
 
 
 @contextlib.contextmanager
-def running_app(settings: Settings | None = None) -> Iterator[tuple[str, object]]:
-    """``(base_url, app)`` of ``create_app(settings)`` served by uvicorn in a thread."""
+def running_app(settings: Settings | None = None, port: int | None = None) -> Iterator[tuple[str, object]]:
+    """``(base_url, app)`` of ``create_app(settings)`` served by uvicorn in a thread (on ``port``,
+    or a free one)."""
     app = create_app(settings or Settings())
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=free_port(), loop="uvloop", http="httptools", log_level="warning", lifespan="on"
+        app, host="127.0.0.1", port=port or free_port(), loop="uvloop", http="httptools", log_level="warning", lifespan="on"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="fakeai-test-server", daemon=True)
@@ -71,6 +72,20 @@ def running_app(settings: Settings | None = None) -> Iterator[tuple[str, object]
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def wait_until_serving(base_url: str, process: subprocess.Popen) -> None:
+    """Until ``process`` answers ``/health`` (an error with its output if it exits first)."""
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"fakeai serve exited: {process.stdout.read().decode()}")  # type: ignore[union-attr]
+        try:
+            return httpx.get(base_url + "/health", timeout=0.5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    _wait_until(ready, "fakeai serve")
 
 
 class CLIServer(str):
@@ -109,16 +124,8 @@ def running_cli(*flags: str, env: Mapping[str, str] | None = None) -> Iterator[C
     base_url = CLIServer(f"http://127.0.0.1:{port}")
     base_url.process = process
 
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"fakeai serve exited: {process.stdout.read().decode()}")  # type: ignore[union-attr]
-        try:
-            return httpx.get(base_url + "/health", timeout=0.5).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        _wait_until(ready, "fakeai serve")
+        wait_until_serving(base_url, process)
         yield base_url
     finally:
         stop_process(process)
