@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import struct
 from array import array
 from collections import deque
 from collections.abc import Sequence
@@ -40,12 +41,18 @@ from operator import itemgetter
 
 __all__ = (
     "DEFAULT_MAX_SAMPLES",
+    "EndpointCells",
     "Histogram",
+    "MetricsWriter",
+    "ModelCells",
     "ModelSeries",
     "PrefixCache",
+    "Region",
     "RequestSeries",
     "SlidingWindow",
     "block_hashes",
+    "region_bytes",
+    "replay",
     "union",
 )
 
@@ -514,3 +521,430 @@ def union(windows: Sequence[SlidingWindow], now: float) -> SlidingWindow:
     for timestamp, value in heapq.merge(*(window._samples for window in windows), key=itemgetter(0)):
         merged.record(timestamp, value)
     return merged
+
+
+# -- the shared-memory metrics region ------------------------------------------------------
+#
+# One process writes a region; any process reads it. Layout (native byte order):
+#
+#   header   4096 bytes: 64-bit fields at HEADER_FIELDS' offsets
+#   keys     key_capacity entries of 128 bytes: u32 first cell, u32 cells, 120 bytes of name
+#   cells    cell_capacity float64 cells (counters, gauges and histogram blocks)
+#   journal  journal_capacity records of 64 bytes (RECORD), a ring
+#
+# Consistency, with no lock between processes: a key (and its zeroed cells) is written before
+# ``keys_used`` is advanced; cells change only between two increments of ``seq`` (odd while
+# changing), and a reader copies them until it sees the same even ``seq`` before and after;
+# a record is written before ``journal_written`` is advanced, and a reader keeps only the
+# records the writer cannot have overwritten while they were copied.
+
+REGION_MAGIC = 0x314D4941454B4146  # b"FAKEAIM1"
+REGION_VERSION = 1
+HEADER_BYTES = 4096
+HEADER_FIELDS = {
+    "magic": 0,
+    "version": 8,
+    "pid": 16,
+    "seq": 24,
+    "keys_used": 32,
+    "cells_used": 40,
+    "key_capacity": 48,
+    "cell_capacity": 56,
+    "journal_capacity": 64,
+    "journal_written": 72,
+    "dropped": 80,
+    "window_seconds": 88,  # float64
+}
+KEY_BYTES = 128
+KEY_NAME_BYTES = KEY_BYTES - 8
+RECORD = struct.Struct("=ddddIIIHBBIIII")
+"""finished_at, duration, ttft, itl, prompt tokens, completion tokens, endpoint id, status,
+stream (0 plain, 1 completed, 2 failed), flags (1: KV figures present), KV prompt tokens,
+KV cached tokens, KV oracle tokens, KV worker."""
+STREAM_PLAIN, STREAM_COMPLETED, STREAM_FAILED = 0, 1, 2
+_U64 = struct.Struct("=Q")
+_F64 = struct.Struct("=d")
+_KEY_HEAD = struct.Struct("=II")
+
+
+def region_bytes(key_capacity: int, cell_capacity: int, journal_capacity: int) -> int:
+    return HEADER_BYTES + key_capacity * KEY_BYTES + cell_capacity * 8 + journal_capacity * RECORD.size
+
+
+class Region:
+    """A metrics region over ``buffer`` (an mmap or bytearray of ``region_bytes(...)`` bytes).
+
+    ``create=True`` lays out a new, zeroed region owned by ``pid`` (this process writes it);
+    otherwise the region is read as it is (another process may be writing it).
+    """
+
+    def __init__(
+        self,
+        buffer,
+        *,
+        create: bool = False,
+        pid: int = 0,
+        key_capacity: int = 2048,
+        cell_capacity: int = 65536,
+        journal_capacity: int = 65536,
+        window_seconds: float = 5.0,
+    ) -> None:
+        self._buffer = buffer
+        view = memoryview(buffer)
+        if view.readonly:
+            raise ValueError("a region needs a writable buffer (readers copy, they do not write)")
+        self._view = view
+        if create:
+            if len(view) < region_bytes(key_capacity, cell_capacity, journal_capacity):
+                raise ValueError("the buffer is smaller than the region")
+            for name, value in (("version", REGION_VERSION), ("pid", pid), ("key_capacity", key_capacity),
+                                ("cell_capacity", cell_capacity), ("journal_capacity", journal_capacity)):
+                self._put(name, value)
+            _F64.pack_into(view, HEADER_FIELDS["window_seconds"], window_seconds)
+            self._put("magic", REGION_MAGIC)
+        elif self._get("magic") != REGION_MAGIC or self._get("version") != REGION_VERSION:
+            raise ValueError("not a fakeai metrics region of this version")
+        self.pid = self._get("pid")
+        self.key_capacity = self._get("key_capacity")
+        self.cell_capacity = self._get("cell_capacity")
+        self.journal_capacity = self._get("journal_capacity")
+        self.window_seconds = _F64.unpack_from(view, HEADER_FIELDS["window_seconds"])[0]
+        self._keys_at = HEADER_BYTES
+        self._cells_at = self._keys_at + self.key_capacity * KEY_BYTES
+        self._journal_at = self._cells_at + self.cell_capacity * 8
+        self._cells = view[self._cells_at : self._journal_at].cast("d")
+        self._key_index: dict[str, int] = {}
+
+    def _get(self, field: str) -> int:
+        return _U64.unpack_from(self._view, HEADER_FIELDS[field])[0]
+
+    def _put(self, field: str, value: int) -> None:
+        _U64.pack_into(self._view, HEADER_FIELDS[field], value)
+
+    # -- writing (the owning process only) -----------------------------------------------
+
+    def key(self, name: str, cells: int = 1) -> int:
+        """The first cell of ``name`` (``cells`` consecutive cells), allocated on first use."""
+        found = self._key_index.get(name)
+        if found is not None:
+            return found
+        encoded = name.encode()
+        if len(encoded) > KEY_NAME_BYTES:
+            raise ValueError(f"metric key longer than {KEY_NAME_BYTES} bytes: {name!r}")
+        keys_used, cells_used = self._get("keys_used"), self._get("cells_used")
+        if keys_used >= self.key_capacity or cells_used + cells > self.cell_capacity:
+            raise MemoryError("the metrics region is full")
+        entry = self._keys_at + keys_used * KEY_BYTES
+        _KEY_HEAD.pack_into(self._view, entry, cells_used, cells)
+        self._view[entry + 8 : entry + 8 + len(encoded)] = encoded
+        self._put("cells_used", cells_used + cells)
+        self._put("keys_used", keys_used + 1)  # published last
+        self._key_index[name] = cells_used
+        return cells_used
+
+    def add(self, cell: int, value: float) -> None:
+        self._cells[cell] += value
+
+    def set(self, cell: int, value: float) -> None:
+        self._cells[cell] = value
+
+    def begin(self) -> None:
+        self._put("seq", self._get("seq") + 1)
+
+    def end(self) -> None:
+        self._put("seq", self._get("seq") + 1)
+
+    def observe(self, block: int, bounds: Sequence[float], value: float) -> None:
+        """Histogram block: a count per bucket (``len(bounds) + 1``, the last +Inf), then sum, count."""
+        bucket = len(bounds)
+        for index, bound in enumerate(bounds):
+            if value <= bound:
+                bucket = index
+                break
+        cells = self._cells
+        cells[block + bucket] += 1.0
+        cells[block + len(bounds) + 1] += value
+        cells[block + len(bounds) + 2] += 1.0
+
+    def append(self, record: tuple) -> None:
+        """Add a record to the journal (overwriting the oldest once full)."""
+        written = self._get("journal_written")
+        slot = written % self.journal_capacity
+        at = self._journal_at + slot * RECORD.size
+        if written >= self.journal_capacity:
+            finished_at = _F64.unpack_from(self._view, at)[0]
+            if finished_at > record[0] - self.window_seconds:  # overwritten while still in its window
+                self._put("dropped", self._get("dropped") + 1)
+        RECORD.pack_into(self._view, at, *record)
+        self._put("journal_written", written + 1)  # published last
+
+    # -- reading (any process) -----------------------------------------------------------
+
+    def keys(self) -> list[tuple[str, int, int]]:
+        """``(name, first cell, cells)`` of every published key."""
+        result = []
+        for index in range(self._get("keys_used")):
+            entry = self._keys_at + index * KEY_BYTES
+            first, count = _KEY_HEAD.unpack_from(self._view, entry)
+            name = bytes(self._view[entry + 8 : entry + KEY_BYTES]).rstrip(b"\0").decode()
+            result.append((name, first, count))
+        return result
+
+    def cells(self, count: int, attempts: int = 10_000) -> list[float]:
+        """A consistent copy of the first ``count`` cells (no update half applied)."""
+        for _ in range(attempts):
+            before = self._get("seq")
+            if before % 2 == 0:
+                copy = self._cells[:count].tolist()
+                if self._get("seq") == before:
+                    return copy
+        return self._cells[:count].tolist()  # the writer died mid-update: take it as it is
+
+    def seq(self) -> int:
+        return self._get("seq")
+
+    def journal_written(self) -> int:
+        return self._get("journal_written")
+
+    def dropped(self) -> int:
+        return self._get("dropped")
+
+    def replay(self, start: int, endpoints: dict, streaming: tuple, kv: tuple) -> tuple[int, int]:
+        """Journal records from index ``start`` into windows (see ``replay``); ``(the next index
+        to read, records lost)``."""
+        records, first, lost = self.records(start)
+        replay(records, endpoints, streaming, kv)
+        return first + len(records), lost
+
+    def records(self, start: int) -> tuple[list[tuple], int, int]:
+        """``(records from index start on, index of the first returned, lost)``: records the
+        ring no longer holds (or that were overwritten while copied) are ``lost``."""
+        end = self._get("journal_written")
+        first = max(start, end - self.journal_capacity)
+        raw = []
+        for index in range(first, end):
+            at = self._journal_at + (index % self.journal_capacity) * RECORD.size
+            raw.append(bytes(self._view[at : at + RECORD.size]))
+        safe_from = self._get("journal_written") - self.journal_capacity  # what may have been overwritten since
+        skip = max(0, safe_from - first)
+        records = [RECORD.unpack(item) for item in raw[skip:]]
+        return records, first + skip, (first + skip) - start
+
+
+class EndpointCells:
+    """One endpoint's cells in a region: counters, errors by status, three histograms."""
+
+    __slots__ = ("completion", "completion_histogram", "duration_histogram", "errors", "id", "name", "prompt",
+                 "prompt_histogram", "requests", "_region")
+
+    def __init__(self, region: Region, name: str, duration_bounds: Sequence[float], token_bounds: Sequence[float]):
+        self._region = region
+        self.name = name
+        self.requests = region.key(f"c|requests|{name}")
+        self.id = self.requests
+        """The endpoint's id in journal records (unique in its region)."""
+        self.prompt = region.key(f"c|prompt_tokens|{name}")
+        self.completion = region.key(f"c|completion_tokens|{name}")
+        self.duration_histogram = region.key(f"h|duration|{name}", len(duration_bounds) + 3)
+        self.prompt_histogram = region.key(f"h|prompt_tokens|{name}", len(token_bounds) + 3)
+        self.completion_histogram = region.key(f"h|completion_tokens|{name}", len(token_bounds) + 3)
+        self.errors: dict[int, int] = {}
+
+    def error_cell(self, status: int) -> int:
+        cell = self.errors.get(status)
+        if cell is None:
+            cell = self.errors[status] = self._region.key(f"c|errors|{self.name}|{status}")
+        return cell
+
+
+class ModelCells:
+    """One model's cells: running (a gauge), token counters, successes by finish reason, five histograms."""
+
+    __slots__ = ("e2e", "generation", "generation_histogram", "itl", "name", "prompt", "prompt_histogram",
+                 "running", "success", "ttft", "_region")
+
+    def __init__(self, region: Region, name: str, duration_bounds: Sequence[float], token_bounds: Sequence[float],
+                 inter_token_bounds: Sequence[float]):
+        self._region = region
+        self.name = name
+        self.running = region.key(f"g|running|{name}")
+        self.prompt = region.key(f"c|model_prompt_tokens|{name}")
+        self.generation = region.key(f"c|model_generation_tokens|{name}")
+        self.ttft = region.key(f"h|model_ttft|{name}", len(duration_bounds) + 3)
+        self.itl = region.key(f"h|model_itl|{name}", len(inter_token_bounds) + 3)
+        self.e2e = region.key(f"h|model_e2e|{name}", len(duration_bounds) + 3)
+        self.prompt_histogram = region.key(f"h|model_prompt_tokens|{name}", len(token_bounds) + 3)
+        self.generation_histogram = region.key(f"h|model_generation_tokens|{name}", len(token_bounds) + 3)
+        self.success: dict[str, int] = {}
+
+    def success_cell(self, reason: str) -> int:
+        cell = self.success.get(reason)
+        if cell is None:
+            cell = self.success[reason] = self._region.key(f"c|success|{self.name}|{reason}")
+        return cell
+
+
+class MetricsWriter:
+    """What one process records into its region; one call per finished request.
+
+    ``record`` adds, between the two ``seq`` increments: the endpoint's request, token
+    counters, histograms and (status >= 400) errors by status; for a model, the end of a
+    running request, its tokens and, when it succeeded (a finish reason), the reason and
+    the model's histograms (NaN TTFT or ITL: not observed); for a stream (``stream`` 1
+    completed, 2 failed), the end of an active stream, its outcome, TTFT and ITL histograms
+    and tokens per second (when it lasted and sent tokens); for a routed request
+    (``kv_worker`` >= 0), the worker's routed requests, prompt and cached tokens, the hit
+    requests and the oracle's tokens. Then the journal record.
+    """
+
+    def __init__(self, region: Region, duration_bounds: Sequence[float], token_bounds: Sequence[float],
+                 inter_token_bounds: Sequence[float]):
+        self.region = region
+        self.duration_bounds = tuple(duration_bounds)
+        self.token_bounds = tuple(token_bounds)
+        self.inter_token_bounds = tuple(inter_token_bounds)
+        self._endpoints: dict[str, EndpointCells] = {}
+        self._models: dict[str, ModelCells] = {}
+        self._kv: dict[int, tuple[int, ...]] = {}
+        key = region.key
+        self.active_streams = key("g|active_streams")
+        self.completed_streams = key("c|streams|completed")
+        self.failed_streams = key("c|streams|failed")
+        self.tokens_per_second_sum = key("c|stream_tokens_per_second_sum")
+        self.tokens_per_second_count = key("c|stream_tokens_per_second_count")
+        self.stream_ttft = key("h|stream_ttft", len(self.duration_bounds) + 3)
+        self.stream_itl = key("h|stream_itl", len(self.inter_token_bounds) + 3)
+        self.kv_hit_requests = key("c|kv_hit_requests")
+        self.kv_oracle = key("c|kv_oracle_cached_tokens")
+
+    def endpoint(self, name: str) -> EndpointCells:
+        cells = self._endpoints.get(name)
+        if cells is None:
+            cells = self._endpoints[name] = EndpointCells(self.region, name, self.duration_bounds, self.token_bounds)
+        return cells
+
+    def model(self, name: str) -> ModelCells:
+        cells = self._models.get(name)
+        if cells is None:
+            cells = self._models[name] = ModelCells(
+                self.region, name, self.duration_bounds, self.token_bounds, self.inter_token_bounds)
+        return cells
+
+    def kv_worker(self, worker: int) -> tuple[int, ...]:
+        """Cells of a simulated KV worker: routed, prompt, cached (counters); blocks, capacity,
+        active (gauges); evictions (a counter)."""
+        cells = self._kv.get(worker)
+        if cells is None:
+            key = self.region.key
+            cells = self._kv[worker] = tuple(
+                key(f"{kind}|kv_{name}|{worker}") for kind, name in (
+                    ("c", "routed"), ("c", "prompt_tokens"), ("c", "cached_tokens"),
+                    ("g", "blocks"), ("g", "capacity_blocks"), ("g", "active_requests"), ("c", "evictions")))
+        return cells
+
+    def started(self, model: ModelCells) -> None:
+        self.region.add(model.running, 1.0)
+
+    def stream_started(self) -> None:
+        self.region.add(self.active_streams, 1.0)
+
+    def kv_state(self, worker: int, blocks: int, capacity: int, active: int, new_evictions: int) -> None:
+        """A simulated KV worker's state now (gauges) and the evictions since the last call."""
+        cells = self.kv_worker(worker)
+        for cell, value in zip(cells[3:6], (blocks, capacity, active)):
+            self.region.set(cell, float(value))
+        self.region.add(cells[6], float(new_evictions))
+
+    def record(self, now: float, duration: float, status: int, prompt_tokens: int, completion_tokens: int,
+               endpoint: EndpointCells, model: ModelCells | None = None, ttft: float = math.nan,
+               itl: float = math.nan, finish_reason: str | None = None, stream: int = STREAM_PLAIN,
+               kv_worker: int = -1, kv_prompt: int = 0, kv_cached: int = 0, kv_oracle: int = 0) -> None:
+        prompt_tokens = _check_count("prompt_tokens", prompt_tokens)
+        completion_tokens = _check_count("completion_tokens", completion_tokens)
+        _check_finite("now", now)
+        _check_finite("duration", duration)
+        region = self.region
+        add, observe = region.add, region.observe
+        region.begin()
+        add(endpoint.requests, 1.0)
+        add(endpoint.prompt, prompt_tokens)
+        add(endpoint.completion, completion_tokens)
+        observe(endpoint.duration_histogram, self.duration_bounds, duration)
+        observe(endpoint.prompt_histogram, self.token_bounds, prompt_tokens)
+        observe(endpoint.completion_histogram, self.token_bounds, completion_tokens)
+        if status >= 400:
+            add(endpoint.error_cell(status), 1.0)
+        if model is not None:
+            add(model.running, -1.0)
+            add(model.prompt, prompt_tokens)
+            add(model.generation, completion_tokens)
+            if finish_reason is not None:
+                add(model.success_cell(finish_reason), 1.0)
+                observe(model.e2e, self.duration_bounds, duration)
+                observe(model.prompt_histogram, self.token_bounds, prompt_tokens)
+                observe(model.generation_histogram, self.token_bounds, completion_tokens)
+                if not math.isnan(ttft):
+                    observe(model.ttft, self.duration_bounds, ttft)
+                if not math.isnan(itl):
+                    observe(model.itl, self.inter_token_bounds, itl)
+        if stream != STREAM_PLAIN:
+            add(self.active_streams, -1.0)
+            add(self.completed_streams if stream == STREAM_COMPLETED else self.failed_streams, 1.0)
+            if not math.isnan(ttft):
+                observe(self.stream_ttft, self.duration_bounds, ttft)
+            if not math.isnan(itl):
+                observe(self.stream_itl, self.inter_token_bounds, itl)
+            if duration > 0.0 and completion_tokens:
+                add(self.tokens_per_second_sum, completion_tokens / duration)
+                add(self.tokens_per_second_count, 1.0)
+        if kv_worker >= 0:
+            routed, prompt_cell, cached_cell = self.kv_worker(kv_worker)[:3]
+            add(routed, 1.0)
+            add(prompt_cell, kv_prompt)
+            add(cached_cell, kv_cached)
+            if kv_cached:
+                add(self.kv_hit_requests, 1.0)
+            add(self.kv_oracle, kv_oracle)
+        region.end()
+        region.append((now, duration, ttft, itl, prompt_tokens, completion_tokens, endpoint.id, status, stream,
+                       1 if kv_worker >= 0 else 0, kv_prompt, kv_cached, kv_oracle, max(kv_worker, 0)))
+
+
+def replay(records: Sequence[tuple], endpoints: dict[int, tuple[SlidingWindow, ...]], streaming: tuple[SlidingWindow, ...],
+           kv: tuple[SlidingWindow, ...]) -> None:
+    """Journal records into windows, as the registry reads them.
+
+    ``endpoints`` maps an endpoint id to its (latency, errors, prompt tokens, completion tokens)
+    windows; ``streaming`` is (TTFT, tokens per second, ITL); ``kv`` is (prompt tokens,
+    cached tokens, oracle tokens, cached tokens of hits). Per record, at its finish time:
+    the duration, tokens and (status >= 400) the duration as an error; for a stream, its TTFT
+    and ITL when known and its tokens per second when it lasted and sent tokens; for a routed
+    request its KV figures (and its cached tokens again when it hit). A record whose endpoint
+    id is not in ``endpoints`` is skipped.
+    """
+    ttft_window, tps_window, itl_window = streaming
+    kv_prompt_window, kv_cached_window, kv_oracle_window, kv_hit_window = kv
+    for (now, duration, ttft, itl, prompt, completion, endpoint_id, status, stream, flags, kv_prompt, kv_cached,
+         kv_oracle, _) in records:
+        windows = endpoints.get(endpoint_id)
+        if windows is None:
+            continue
+        latency, errors, prompt_window, completion_window = windows
+        latency.record(now, duration)
+        prompt_window.record(now, prompt)
+        completion_window.record(now, completion)
+        if status >= 400:
+            errors.record(now, duration)
+        if stream != STREAM_PLAIN:
+            if not math.isnan(ttft):
+                ttft_window.record(now, ttft)
+            if not math.isnan(itl):
+                itl_window.record(now, itl)
+            if duration > 0.0 and completion:
+                tps_window.record(now, completion / duration)
+        if flags & 1:
+            kv_prompt_window.record(now, kv_prompt)
+            kv_cached_window.record(now, kv_cached)
+            kv_oracle_window.record(now, kv_oracle)
+            if kv_cached:
+                kv_hit_window.record(now, kv_cached)

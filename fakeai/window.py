@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING
 __all__ = (
     "DEFAULT_MAX_SAMPLES",
     "KERNEL",
+    "EndpointCells",
+    "MetricsWriter",
+    "ModelCells",
+    "Region",
     "NO_EXTENSIONS",
     "Histogram",
     "ModelSeries",
@@ -20,6 +24,7 @@ __all__ = (
     "RequestSeries",
     "SlidingWindow",
     "block_hashes",
+    "region_bytes",
     "union",
 )
 
@@ -28,12 +33,17 @@ NO_EXTENSIONS = os.environ.get("FAKEAI_NO_EXTENSIONS", "") not in ("", "0")
 if TYPE_CHECKING or NO_EXTENSIONS:
     from fakeai._window_py import (
         DEFAULT_MAX_SAMPLES,
+        EndpointCells,
         Histogram,
+        MetricsWriter,
+        ModelCells,
         ModelSeries,
         PrefixCache,
+        Region,
         RequestSeries,
         SlidingWindow,
         block_hashes,
+        region_bytes,
         union,
     )
 
@@ -42,12 +52,17 @@ else:
     try:
         from fakeai._window import (
             DEFAULT_MAX_SAMPLES,
+            EndpointCells,
             Histogram,
+            MetricsWriter,
+            ModelCells,
             ModelSeries,
             PrefixCache,
+            Region,
             RequestSeries,
             SlidingWindow,
             block_hashes,
+            region_bytes,
             union,
         )
 
@@ -55,12 +70,17 @@ else:
     except ImportError:  # pragma: no cover - depends on whether the extension was built
         from fakeai._window_py import (
             DEFAULT_MAX_SAMPLES,
+            EndpointCells,
             Histogram,
+            MetricsWriter,
+            ModelCells,
             ModelSeries,
             PrefixCache,
+            Region,
             RequestSeries,
             SlidingWindow,
             block_hashes,
+            region_bytes,
             union,
         )
 
