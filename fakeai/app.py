@@ -25,6 +25,7 @@ from fakeai.api.recording import Recorder
 from fakeai.api.sampling import HistorySampler
 from fakeai.config import Settings, settings_from_env
 from fakeai.metrics import MetricsRegistry
+from fakeai.metrics.regions import claim_slot, shared_counter
 from fakeai.metrics.history import MetricsHistory
 
 __all__ = ("create_app", "create_app_from_env")
@@ -38,6 +39,14 @@ def _freeze_startup_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def kv_worker_ids(settings: Settings, slot: int) -> list[int]:
+    """The simulated KV workers this server process routes among: its share of ``kv_workers``
+    (ids ``slot``, ``slot + workers``, ...), at least one (id ``kv_workers + slot`` if the
+    share is empty)."""
+    ids = list(range(slot, settings.kv_workers, settings.workers))
+    return ids or [settings.kv_workers + slot]
 
 
 def create_app(
@@ -60,15 +69,23 @@ def create_app(
         clock=clock,
         wall_clock=wall_clock,
     )
-    engine = Engine(settings, registry.clock, lambda: registry.in_flight)
+    slot = claim_slot(registry.regions.directory, settings.workers)
+    shared = registry.regions.directory
+    engine = Engine(
+        settings,
+        registry.clock,
+        lambda: registry.in_flight,
+        kv_worker_ids(settings, slot),
+        shared_counter(shared, "requests") if shared is not None and settings.fail_first else None,
+    )
     kv_cache = engine.kv_cache
     registry.kv_cache.attach(
         model_name=settings.models[0] if settings.models else "",
         policy=kv_cache.policy,
         block_tokens=kv_cache.block_tokens,
-        workers=len(kv_cache.workers),
-        state=kv_cache.worker_state,
     )
+    for worker_id in kv_cache.ids:
+        registry.kv_state(worker_id, *kv_cache.state_of(worker_id))
     history = MetricsHistory(settings.history_seconds, settings.history_interval_seconds)
     sampler = HistorySampler(registry, history)
     v1 = Router(
@@ -97,7 +114,7 @@ def create_app(
     app.asgi_handler = Recorder(
         app.asgi_handler,
         registry,
-        engine.kv_cache.release,
+        engine.kv_cache,
         record_monitoring=settings.record_monitoring,
         enabled=settings.record_metrics,
     )

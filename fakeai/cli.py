@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
 import sys
+import tempfile
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal, get_args, get_origin
 
 from fakeai.config import SettingsError, describe_settings, env_name, settings_from_env
+from fakeai.metrics.regions import SHARED_DIR_ENV, pid_alive
+from fakeai.metrics.registry import STARTED_AT_ENV
 
 __all__ = ("main",)
 
@@ -43,6 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_signal(number: int, frame: object) -> None:
+    raise SystemExit(128 + number)
+
+
+def _shared_metrics_dir() -> Path:
+    """A new directory for the worker processes' metrics regions, in shared memory when there
+    is some; directories left by servers that were killed are removed first."""
+    base = Path("/dev/shm")
+    if not (base.is_dir() and os.access(base, os.W_OK)):
+        base = Path(tempfile.gettempdir())
+    for stale in base.glob("fakeai-*-*"):
+        owner = stale.name.split("-")[1]
+        if owner.isdigit() and not pid_alive(int(owner)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"fakeai-{os.getpid()}-", dir=base))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     flags = {name: value for name, value in vars(args).items() if name != "command" and value is not None}
@@ -57,16 +81,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import uvicorn
 
-    uvicorn.run(
-        "fakeai.app:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        loop="uvloop",
-        http="httptools",
-    )
+    # Every worker process records into a region in this directory and reads all of them,
+    # so any worker answers a scrape for the whole server; it goes when the server stops.
+    shared = _shared_metrics_dir()
+    os.environ[SHARED_DIR_ENV] = str(shared)
+    os.environ[STARTED_AT_ENV] = repr(time.monotonic())
+    # uvicorn shuts down on SIGINT/SIGTERM and then raises the signal again for the handler
+    # that was there before it: let that one unwind, so the directory is removed.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, _exit_on_signal)
+    try:
+        uvicorn.run(
+            "fakeai.app:create_app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            loop="uvloop",
+            http="httptools",
+        )
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
     return 0
 
 

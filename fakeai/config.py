@@ -139,11 +139,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     max_window_samples: Annotated[
         int,
         _setting(
-            "Samples each sliding window holds at most; beyond it the oldest are dropped and counted "
-            "(the default covers 100k requests/s over a 5 s window).",
+            "Samples each sliding window (and each worker's journal, 64 bytes a request) holds at most; "
+            "beyond it the oldest are dropped and counted (the default covers 50k requests/s per worker "
+            "over a 5 s window).",
             ge=1,
         ),
-    ] = 1_000_000
+    ] = 262_144
 
     history_seconds: Annotated[
         float,

@@ -33,17 +33,18 @@ def test_points_are_the_snapshots_figures_and_the_ring_is_bounded() -> None:
         registry.record("/v1/chat/completions", duration, status, 10, 20, model="m", finish_reason="stop")
         registry.request_started("m")
         registry.record("/v1/completions", duration / 10, 200, 10, 5, model="m", finish_reason="stop")
-    registry.kv_routed(0, 100, 25, 25)
+    registry.request_started("m")
+    registry.record("/v1/embeddings", 0.0, 200, 100, 0, model="m", finish_reason="stop", kv=(0, 100, 25, 25))
     history.add(registry.snapshot())
     columns = history.columns()
     assert list(columns) == list(HISTORY_FIELDS)
     assert math.isnan(columns["latency_p99_seconds"][0]) and columns["requests_per_second"][0] == 0.0
-    # 8 requests in a 10 s window; the latency percentiles are over both endpoints' samples
-    assert columns["requests_per_second"][1] == pytest.approx(0.8)
-    assert columns["error_rate_percentage"][1] == pytest.approx(12.5)
-    every = sorted([0.1, 0.3, 0.2, 0.4, 0.01, 0.03, 0.02, 0.04])
-    assert columns["latency_p50_seconds"][1] == pytest.approx((every[3] + every[4]) / 2)
-    assert columns["latency_p99_seconds"][1] == pytest.approx(every[6] + (every[7] - every[6]) * 0.93)
+    # 9 requests in a 10 s window; the latency percentiles are over every endpoint's samples
+    assert columns["requests_per_second"][1] == pytest.approx(0.9)
+    assert columns["error_rate_percentage"][1] == pytest.approx(100 / 9)
+    every = sorted([0.1, 0.3, 0.2, 0.4, 0.01, 0.03, 0.02, 0.04, 0.0])
+    assert columns["latency_p50_seconds"][1] == pytest.approx(every[4])
+    assert columns["latency_p99_seconds"][1] == pytest.approx(every[7] + (every[8] - every[7]) * 0.92)
     assert columns["completion_tokens_per_second"][1] == pytest.approx((4 * 20 + 4 * 5) / 10)
     assert columns["kv_cache_hit_rate"][1] == 0.25
     assert columns["timestamp"] == [1_700_000_100.0, 1_700_000_110.0]

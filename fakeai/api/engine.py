@@ -13,7 +13,7 @@ import itertools
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -64,7 +64,14 @@ class Plan(msgspec.Struct, kw_only=True):
 
 
 class Engine:
-    def __init__(self, settings: Settings, clock: Callable[[], float], in_flight: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float],
+        in_flight: Callable[[], int],
+        kv_worker_ids: Sequence[int] | None = None,
+        request_ticket: Callable[[], int] | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self._in_flight = in_flight
@@ -92,9 +99,12 @@ class Engine:
             fail_first=settings.fail_first,
             stream_rate=settings.stream_error_rate,
             seed=settings.seed,
+            ticket=request_ticket,
         )
+        kv_worker_ids = list(range(settings.kv_workers)) if kv_worker_ids is None else list(kv_worker_ids)
         self.kv_cache = KVCacheSimulator(
-            workers=settings.kv_workers,
+            workers=len(kv_worker_ids),
+            ids=kv_worker_ids,
             capacity_blocks=settings.kv_capacity_blocks,
             block_tokens=settings.kv_block_tokens,
             policy=settings.routing_policy,

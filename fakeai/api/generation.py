@@ -99,7 +99,7 @@ def _route(
     routing = engine.kv_cache.route(prompts, tokens)
     exchange.routing = routing
     if exchange.recording:
-        registry.kv_routed(routing.worker, routing.prompt_tokens, sum(routing.cached_tokens), routing.oracle_tokens)
+        registry.kv_state(routing.worker, *engine.kv_cache.state_of(routing.worker))
     return routing.cached_tokens
 
 

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
     from fakeai.metrics import MetricsRegistry
-    from fakeai.simulation.kvcache import Routing
-    from fakeai.window import ModelSeries, RequestSeries
+    from fakeai.simulation.kvcache import KVCacheSimulator, Routing
+    from fakeai.window import EndpointCells, ModelCells
 
 __all__ = ("CLIENT_CLOSED_REQUEST", "EXCHANGE_KEY", "UNMATCHED_ENDPOINT", "Exchange", "Recorder")
 
@@ -80,8 +80,8 @@ class Exchange:
         """Status to record for a stream that failed after its 200 was sent."""
         self.model: str | None = None
         """Set once ``registry.request_started(model)`` was called for this request."""
-        self.model_series: ModelSeries | None = None
-        self.series: RequestSeries | None = None
+        self.model_series: ModelCells | None = None
+        self.series: EndpointCells | None = None
         """The registry's handles for this request's model and endpoint (set with ``model``)."""
         self.finish_reason: str | None = None
         """Why the (first) answer ended, once it is sent."""
@@ -107,15 +107,16 @@ class Recorder:
         self,
         app: ASGIApp,
         registry: MetricsRegistry,
-        release: Callable[[Routing], None],
+        kv_cache: KVCacheSimulator,
         *,
         record_monitoring: bool = False,
         enabled: bool = True,
     ) -> None:
         self.app = app
         self.registry = registry
-        self.release = release
-        """Ends a request's stay on its simulated worker (``KVCacheSimulator.release``)."""
+        self.kv_cache = kv_cache
+        """The simulated workers: a request's worker is released when the request ends."""
+        self._write = registry.writer.record
         self.record_monitoring = record_monitoring
         self.enabled = enabled
         """Off only to measure what recording costs: requests are then served, not recorded."""
@@ -134,8 +135,11 @@ class Recorder:
             # collector (pauses of tens of milliseconds under load).
             del scope[EXCHANGE_KEY]  # type: ignore[misc]
             exchange.raw_send = None  # type: ignore[assignment]
-            if exchange.routing is not None:  # every way out: success, error, disconnect
-                self.release(exchange.routing)
+            routing = exchange.routing
+            if routing is not None:  # every way out: success, error, disconnect
+                self.kv_cache.release(routing)
+                if self.enabled:
+                    self.registry.kv_state(routing.worker, *self.kv_cache.state_of(routing.worker))
             if self.enabled and (not exchange.monitoring or self.record_monitoring):
                 self._record(scope, exchange)
 
@@ -152,19 +156,19 @@ class Recorder:
             completed = True
             status = exchange.status if exchange.failure_status is None else exchange.failure_status
             finish_reason = exchange.finish_reason if status < 400 else None
+        routing = exchange.routing
         if not exchange.stream and exchange.series is not None:
             # The fast path: what registry.record does for a plain request, in one compiled call.
-            exchange.series.record(
-                finished_at,
-                finished_at - started,
-                status,
-                exchange.prompt_tokens,
-                exchange.completion_tokens,
-                exchange.model_series,
-                _NAN,
-                _NAN,
-                finish_reason,
-            )
+            self.registry.request_ended()
+            if routing is None:
+                self._write(finished_at, finished_at - started, status, exchange.prompt_tokens,
+                            exchange.completion_tokens, exchange.series, exchange.model_series, _NAN, _NAN,
+                            finish_reason)
+            else:
+                self._write(finished_at, finished_at - started, status, exchange.prompt_tokens,
+                            exchange.completion_tokens, exchange.series, exchange.model_series, _NAN, _NAN,
+                            finish_reason, 0, routing.worker, routing.prompt_tokens, routing.cached_total,
+                            routing.oracle_tokens)
             return
         ttft = stream_completed = None
         if exchange.stream:
@@ -183,4 +187,6 @@ class Recorder:
             model,
             finish_reason,
             finished_at,
+            None if routing is None else (routing.worker, routing.prompt_tokens, routing.cached_total,
+                                          routing.oracle_tokens),
         )

@@ -49,6 +49,7 @@ def detailed_health_document(snapshot: MetricsSnapshot) -> dict[str, Any]:
             "evictions": kv.evictions,
             "active_requests_by_worker": [worker.active_requests for worker in kv.workers],
         },
+        "processes": snapshot.processes,
         "kernel": snapshot.kernel,
         "window_seconds": snapshot.window_seconds,
     }

@@ -181,6 +181,7 @@ def snapshot_document(snapshot: MetricsSnapshot) -> dict[str, Any]:
         "window_seconds": snapshot.window_seconds,
         "kernel": snapshot.kernel,
         "dropped_samples": snapshot.dropped_samples,
+        "processes": snapshot.processes,
     }
 
 

@@ -202,6 +202,8 @@ def render_prometheus(snapshot: MetricsSnapshot, *, openmetrics: bool = False) -
                [("", (), snapshot.uptime_seconds)])
     out.family("fakeai_window_seconds", "gauge", "Length of the sliding window.",
                [("", (), snapshot.window_seconds)])
+    out.family("fakeai_processes", "gauge", "Server processes (workers) alive whose metrics these are.",
+               [("", (), snapshot.processes)])
     out.family("fakeai_kernel_compiled", "gauge",
                "1 when the compiled sliding-window kernel is in use, 0 for the pure-Python one.",
                [("", (), int(snapshot.kernel == "compiled"))])

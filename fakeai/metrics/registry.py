@@ -1,32 +1,39 @@
 """The metrics registry: where requests are recorded and snapshots are taken.
 
-One registry per app, injected where it is needed; nothing here is global. The request path
-calls ``request_started`` when a request is admitted, ``stream_started`` when a stream
-opens, and ``record`` once when the request ends; a scrape calls ``snapshot`` once and hands
-the result to an exporter. Every metric fakeai reports is defined here and in
+One registry per app (per process), injected where it is needed; nothing here is global.
+The request path calls ``request_started`` when a request is admitted, ``stream_started``
+when a stream opens, and ``record`` once when the request ends; a scrape calls ``snapshot``
+once and hands the result to an exporter. Every metric fakeai reports is defined here and in
 ``snapshot.py``.
 
-The per-endpoint and per-model state are the kernel's compiled ``RequestSeries`` and
-``ModelSeries``. For a plain (not streamed) request, recording straight into the handles
-``endpoint_series`` and ``request_started`` return is exactly what ``record`` does for it,
-in one compiled call: the recorder's fast path.
+Recording writes into this process's region (``regions.py``): counters and histograms in
+place, and one journal record per request, all by the kernel's ``MetricsWriter`` in one
+compiled call. ``endpoint_series`` and ``request_started`` return the writer's handles, so
+the recorder can make that call itself for a plain request (its fast path).
+
+A snapshot reads every region of the server (one, or one per worker process): counters and
+histograms are summed, gauges summed over live processes, and each region's journal is
+replayed into this process's windows of it; a figure over the window is computed on the
+union of every region's samples, so percentiles are exact over all workers.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
+from collections import defaultdict
 from collections.abc import Callable
 
 from fakeai.metrics.health import health_status
-from fakeai.metrics.kvcache import KVCacheStats
 from fakeai.metrics.instruments import (
     DURATION_BUCKETS,
     INTER_TOKEN_BUCKETS,
     TOKEN_COUNT_BUCKETS,
-    Histogram,
-    histogram_snapshot,
+    HistogramSnapshot,
 )
+from fakeai.metrics.kvcache import KVCacheStats
+from fakeai.metrics.regions import DROPPED_KEY, SHARED_DIR_ENV, Regions
 from fakeai.metrics.snapshot import (
     EndpointSnapshot,
     MetricsSnapshot,
@@ -35,26 +42,100 @@ from fakeai.metrics.snapshot import (
     Totals,
     WindowStats,
 )
-from fakeai.window import DEFAULT_MAX_SAMPLES, KERNEL, ModelSeries, RequestSeries, SlidingWindow, union
+from fakeai.window import (
+    DEFAULT_MAX_SAMPLES,
+    KERNEL,
+    EndpointCells,
+    MetricsWriter,
+    ModelCells,
+    SlidingWindow,
+    union,
+)
 
-__all__ = ("QUANTILES", "MetricsRegistry")
+__all__ = ("QUANTILES", "STARTED_AT_ENV", "MetricsRegistry")
 
 _NAN = math.nan
 
 QUANTILES = (0.5, 0.9, 0.99)
 """The quantiles every snapshot reports (p50, p90, p99)."""
 
+STARTED_AT_ENV = "FAKEAI_STARTED_AT"
+"""The server's start on the monotonic clock, set by ``fakeai serve`` for its workers."""
+
+STREAM_PLAIN, STREAM_COMPLETED, STREAM_FAILED = 0, 1, 2
+HISTOGRAM_BOUNDS = {
+    "duration": DURATION_BUCKETS,
+    "prompt_tokens": TOKEN_COUNT_BUCKETS,
+    "completion_tokens": TOKEN_COUNT_BUCKETS,
+    "model_ttft": DURATION_BUCKETS,
+    "model_itl": INTER_TOKEN_BUCKETS,
+    "model_e2e": DURATION_BUCKETS,
+    "model_prompt_tokens": TOKEN_COUNT_BUCKETS,
+    "model_generation_tokens": TOKEN_COUNT_BUCKETS,
+    "stream_ttft": DURATION_BUCKETS,
+    "stream_itl": INTER_TOKEN_BUCKETS,
+}
+"""The bucket bounds of each histogram family in the regions."""
+
 Clock = Callable[[], float]
 
 
+class _Cells:
+    """Every region's cells, added up by key: counters and histograms over all regions,
+    gauges over the regions whose process is alive."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = defaultdict(float)
+        self.blocks: dict[str, list[float]] = {}
+
+    def add(self, keys: list[tuple[str, int, int]], cells: list[float], alive: bool) -> None:
+        values = self.values
+        for name, first, count in keys:
+            kind = name[0]
+            if kind == "h":
+                block = self.blocks.get(name)
+                if block is None:
+                    self.blocks[name] = cells[first : first + count]
+                else:
+                    for offset in range(count):
+                        block[offset] += cells[first + offset]
+            elif kind == "c" or alive:
+                values[name] += cells[first]
+
+    def count(self, name: str) -> int:
+        return int(self.values.get(name, 0.0))
+
+    def labelled(self, prefix: str) -> dict[str, float]:
+        """``{label: value}`` of the keys ``prefix + label``."""
+        return {name[len(prefix) :]: value for name, value in self.values.items() if name.startswith(prefix)}
+
+    def histogram(self, family: str, label: str | None = None) -> HistogramSnapshot:
+        bounds = HISTOGRAM_BOUNDS[family]
+        block = self.blocks.get(f"h|{family}" + ("" if label is None else f"|{label}"))
+        if block is None:
+            block = [0.0] * (len(bounds) + 3)
+        cumulative = []
+        running = 0
+        for count in block[: len(bounds) + 1]:
+            running += int(count)
+            cumulative.append(running)
+        return HistogramSnapshot(
+            bounds=bounds, cumulative=tuple(cumulative), sum=block[len(bounds) + 1], count=int(block[len(bounds) + 2])
+        )
+
+
 class MetricsRegistry:
-    """Sliding windows and cumulative counters of everything fakeai serves.
+    """Recording into this process's region; snapshots of every region of the server.
 
     Args:
         window_seconds: Length of every sliding window.
-        max_samples: Cap of samples per window (the oldest are dropped and counted beyond it).
+        max_samples: Cap of samples per window and of records in each journal (the oldest
+            are dropped and counted beyond it).
         clock: Monotonic seconds; drives the windows and uptime. Injectable for tests.
         wall_clock: Unix seconds; only stamps snapshots.
+        shared_dir: The directory of the server's regions (``None``: read from
+            ``FAKEAI_SHARED_METRICS_DIR``; unset or empty: this process alone).
+        started_at: When the server started on ``clock`` (``None``: ``FAKEAI_STARTED_AT``, or now).
     """
 
     def __init__(
@@ -64,30 +145,28 @@ class MetricsRegistry:
         max_samples: int = DEFAULT_MAX_SAMPLES,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
+        shared_dir: str | None = None,
+        started_at: float | None = None,
     ) -> None:
         self.window_seconds = float(window_seconds)
         self.max_samples = int(max_samples)
         self.kernel = KERNEL
         self._clock = clock
         self._wall_clock = wall_clock
-        self.started_at = clock()
-        self._endpoints: dict[str, RequestSeries] = {}
-        self._models: dict[str, ModelSeries] = {}
-        self._ttft = self._new_window()
-        self._tokens_per_second = self._new_window()
-        self._itl = self._new_window()
-        self._ttft_histogram = Histogram(DURATION_BUCKETS)
-        self._itl_histogram = Histogram(INTER_TOKEN_BUCKETS)
-        self._active_streams = 0
-        self._completed_streams = 0
-        self._failed_streams = 0
-        self._tokens_per_second_sum = 0.0
-        self._tokens_per_second_count = 0
-        self.kv_cache = KVCacheStats(self.window_seconds, self.max_samples)
-        """Prefix-cache reuse and routing; the app attaches the simulated workers to it."""
-
-    def _new_window(self) -> SlidingWindow:
-        return SlidingWindow(self.window_seconds, self.max_samples)
+        if started_at is None:
+            started_at = float(os.environ[STARTED_AT_ENV]) if os.environ.get(STARTED_AT_ENV) else clock()
+        self.started_at = started_at
+        self.regions = Regions(
+            window_seconds=self.window_seconds,
+            max_samples=self.max_samples,
+            directory=os.environ.get(SHARED_DIR_ENV) if shared_dir is None else shared_dir,
+        )
+        self.writer = MetricsWriter(self.regions.own, DURATION_BUCKETS, TOKEN_COUNT_BUCKETS, INTER_TOKEN_BUCKETS)
+        """This process's recording handle (the recorder's fast path calls ``writer.record``)."""
+        self.kv_cache = KVCacheStats()
+        """What the snapshot says about the simulated KV workers besides their counts."""
+        self._evictions_seen: dict[int, int] = {}
+        self._running = 0
 
     @property
     def clock(self) -> Clock:
@@ -95,34 +174,38 @@ class MetricsRegistry:
 
     @property
     def in_flight(self) -> int:
-        """API requests admitted and not yet ended."""
-        return sum(model.running for model in self._models.values())
+        """API requests admitted by this process and not yet ended (the latency model's load)."""
+        return self._running
 
     # -- the request path ------------------------------------------------------------------
 
-    def request_started(self, model: str) -> ModelSeries:
+    def request_started(self, model: str) -> ModelCells:
         """An API request for ``model`` was admitted; ``record(model=...)`` ends it.
 
-        Returns the model's series, for the recorder's fast path.
+        Returns the model's cells, for the recorder's fast path.
         """
-        stats = self._models.get(model)
-        if stats is None:
-            stats = self._models[model] = ModelSeries(DURATION_BUCKETS, TOKEN_COUNT_BUCKETS, INTER_TOKEN_BUCKETS)
-        stats.started()
-        return stats
+        cells = self.writer.model(model)
+        self.writer.started(cells)
+        self._running += 1
+        return cells
 
-    def endpoint_series(self, endpoint: str) -> RequestSeries:
-        """The series of ``endpoint`` (created on first use), for the recorder's fast path."""
-        series = self._endpoints.get(endpoint)
-        if series is None:
-            series = self._endpoints[endpoint] = RequestSeries(
-                self.window_seconds, self.max_samples, DURATION_BUCKETS, TOKEN_COUNT_BUCKETS
-            )
-        return series
+    def endpoint_series(self, endpoint: str) -> EndpointCells:
+        """The cells of ``endpoint`` (made on first use), for the recorder's fast path."""
+        return self.writer.endpoint(endpoint)
 
     def stream_started(self) -> None:
         """A stream opened; ``record`` with ``stream_completed`` set closes it."""
-        self._active_streams += 1
+        self.writer.stream_started()
+
+    def request_ended(self) -> None:
+        """The recorder's fast path ended a request it started with ``request_started``."""
+        self._running -= 1
+
+    def kv_state(self, worker: int, blocks: int, capacity: int, active: int, evictions: int) -> None:
+        """A simulated KV worker's state now (``evictions``: its total since it started)."""
+        seen = self._evictions_seen.get(worker, 0)
+        self._evictions_seen[worker] = evictions
+        self.writer.kv_state(worker, blocks, capacity, active, evictions - seen)
 
     def record(
         self,
@@ -136,6 +219,7 @@ class MetricsRegistry:
         model: str | None = None,
         finish_reason: str | None = None,
         now: float | None = None,
+        kv: tuple[int, int, int, int] | None = None,
     ) -> None:
         """Record one finished request.
 
@@ -152,42 +236,24 @@ class MetricsRegistry:
             finish_reason: Why a successful generation ended (``stop``, ``length``), or
                 ``abort`` when the client left.
             now: When it ended, on the registry's clock (``None``: read the clock now).
+            kv: For a request the KV router placed: (worker, prompt tokens looked up, cached
+                tokens, an oracle's cached tokens).
         """
         if now is None:
             now = self._clock()
-        series = self._endpoints.get(endpoint)
-        if series is None:
-            series = self.endpoint_series(endpoint)
         itl = _NAN
-        if ttft is not None:
-            self._ttft.record(now, ttft)
-            self._ttft_histogram.observe(ttft)
-            if completion_tokens > 1:
-                itl = (duration - ttft) / (completion_tokens - 1)
-                self._itl.record(now, itl)
-                self._itl_histogram.observe(itl)
-        if stream_completed is not None:
-            self._active_streams -= 1
-            if stream_completed:
-                self._completed_streams += 1
-            else:
-                self._failed_streams += 1
-            if duration > 0.0 and completion_tokens:
-                tokens_per_second = completion_tokens / duration
-                self._tokens_per_second.record(now, tokens_per_second)
-                self._tokens_per_second_sum += tokens_per_second
-                self._tokens_per_second_count += 1
-        if model is None:
-            series.record(now, duration, status, prompt_tokens, completion_tokens)
-        else:
-            series.record(
-                now, duration, status, prompt_tokens, completion_tokens, self._models[model],
-                _NAN if ttft is None else ttft, itl, finish_reason,
-            )
-
-    def kv_routed(self, worker: int, prompt_tokens: int, cached_tokens: int, oracle_tokens: int) -> None:
-        """A request was routed to ``worker``: see ``KVCacheStats.routed``."""
-        self.kv_cache.routed(self._clock(), worker, prompt_tokens, cached_tokens, oracle_tokens)
+        if ttft is not None and completion_tokens > 1:
+            itl = (duration - ttft) / (completion_tokens - 1)
+        stream = STREAM_PLAIN if stream_completed is None else (STREAM_COMPLETED if stream_completed else STREAM_FAILED)
+        model_cells = None
+        if model is not None:
+            model_cells = self.writer.model(model)
+            self._running -= 1
+        worker, kv_prompt, kv_cached, kv_oracle = kv if kv is not None else (-1, 0, 0, 0)
+        self.writer.record(
+            now, duration, status, prompt_tokens, completion_tokens, self.writer.endpoint(endpoint), model_cells,
+            _NAN if ttft is None else ttft, itl, finish_reason, stream, worker, kv_prompt, kv_cached, kv_oracle,
+        )
 
     # -- the scrape path -------------------------------------------------------------------
 
@@ -196,7 +262,8 @@ class MetricsRegistry:
         divisor = min(self.window_seconds, now - self.started_at)
         return 1.0 / divisor if divisor > 0.0 else 0.0
 
-    def _stats(self, window: SlidingWindow, now: float, per_second: float) -> WindowStats:
+    def _stats(self, windows: list[SlidingWindow], now: float, per_second: float) -> WindowStats:
+        window = windows[0] if len(windows) == 1 else union(windows, now) if windows else self._empty
         count, total, low, high, (p50, p90, p99) = window.summary(now, QUANTILES)
         return WindowStats(
             count=count,
@@ -211,88 +278,113 @@ class MetricsRegistry:
             p99=p99,
         )
 
+    @property
+    def _empty(self) -> SlidingWindow:
+        return SlidingWindow(self.window_seconds, 1)
+
     def snapshot(self) -> MetricsSnapshot:
-        """Everything, computed once, at one instant."""
+        """Everything, computed once, at one instant, over every process of the server."""
         now = self._clock()
         per_second = self._per_second(now)
+        cells = _Cells()
+        by_endpoint: dict[str, list[tuple[SlidingWindow, ...]]] = defaultdict(list)
+        streaming: list[tuple[SlidingWindow, ...]] = []
+        kv_windows: list[tuple[SlidingWindow, ...]] = []
+        dropped = processes = 0
+        for reader, alive in self.regions.readers(now):
+            processes += alive
+            keys, values = reader.refresh()
+            cells.add(keys, values, alive)
+            for endpoint_id, windows in reader.endpoints.items():
+                by_endpoint[reader.endpoint_names[endpoint_id]].append(windows)
+            streaming.append(reader.streaming)
+            kv_windows.append(reader.kv)
+            dropped += reader.region.dropped() + reader.lost + sum(window.dropped for window in reader.windows())
+        dropped += cells.count(DROPPED_KEY)
+
+        def stats(windows: list[SlidingWindow]) -> WindowStats:
+            return self._stats(windows, now, per_second)
+
         endpoints = {}
         requests = errors = 0
         latency_total = 0.0
-        for path, metrics in sorted(self._endpoints.items()):
-            latency = self._stats(metrics.latency, now, per_second)
-            failed = self._stats(metrics.errors, now, per_second)
+        every_latency: list[SlidingWindow] = []
+        for path in sorted(by_endpoint):
+            parts = by_endpoint[path]
+            latency = stats([part[0] for part in parts])
+            failed = stats([part[1] for part in parts])
+            every_latency += [part[0] for part in parts]
+            duration_histogram = cells.histogram("duration", path)
             endpoints[path] = EndpointSnapshot(
                 latency=latency,
                 errors=failed,
-                prompt_tokens=self._stats(metrics.prompt_tokens, now, per_second),
-                completion_tokens=self._stats(metrics.completion_tokens, now, per_second),
-                requests_total=metrics.requests_total,
-                errors_total=dict(sorted(metrics.errors_total.items())),
-                prompt_tokens_total=metrics.prompt_tokens_total,
-                completion_tokens_total=metrics.completion_tokens_total,
-                duration_histogram=histogram_snapshot(metrics.duration_histogram),
-                prompt_tokens_histogram=histogram_snapshot(metrics.prompt_tokens_histogram),
-                completion_tokens_histogram=histogram_snapshot(metrics.completion_tokens_histogram),
+                prompt_tokens=stats([part[2] for part in parts]),
+                completion_tokens=stats([part[3] for part in parts]),
+                requests_total=cells.count(f"c|requests|{path}"),
+                errors_total={
+                    int(status): int(count)
+                    for status, count in sorted(cells.labelled(f"c|errors|{path}|").items(), key=lambda i: int(i[0]))
+                },
+                prompt_tokens_total=cells.count(f"c|prompt_tokens|{path}"),
+                completion_tokens_total=cells.count(f"c|completion_tokens|{path}"),
+                duration_histogram=duration_histogram,
+                prompt_tokens_histogram=cells.histogram("prompt_tokens", path),
+                completion_tokens_histogram=cells.histogram("completion_tokens", path),
             )
             requests += latency.count
             errors += failed.count
             latency_total += latency.sum
-        all_latency = (
-            self._stats(union([series.latency for series in self._endpoints.values()], now), now, per_second)
-            if self._endpoints
-            else self._stats(self._new_window(), now, per_second)
-        )
-        ended = self._completed_streams + self._failed_streams
+        completed = cells.count("c|streams|completed")
+        failed_streams = cells.count("c|streams|failed")
+        ended = completed + failed_streams
         error_rate_percentage = 100.0 * errors / requests if requests else 0.0
+        models = {name: self._model_snapshot(cells, name) for name in sorted(cells.labelled("c|model_prompt_tokens|"))}
         return MetricsSnapshot(
             timestamp=self._wall_clock(),
             uptime_seconds=now - self.started_at,
             window_seconds=self.window_seconds,
             kernel=self.kernel,
-            dropped_samples=self._dropped_samples(),
-            in_flight=self.in_flight,
+            dropped_samples=dropped,
+            in_flight=sum(model.running for model in models.values()),
+            processes=processes,
             endpoints=endpoints,
-            models={name: self._model_snapshot(stats) for name, stats in sorted(self._models.items())},
+            models=models,
             streaming=StreamingSnapshot(
-                active_streams=self._active_streams,
-                completed_streams=self._completed_streams,
-                failed_streams=self._failed_streams,
-                completion_rate=self._completed_streams / ended if ended else math.nan,
-                ttft=self._stats(self._ttft, now, per_second),
-                tokens_per_second=self._stats(self._tokens_per_second, now, per_second),
-                itl=self._stats(self._itl, now, per_second),
-                tokens_per_second_sum=self._tokens_per_second_sum,
-                tokens_per_second_count=self._tokens_per_second_count,
-                ttft_histogram=histogram_snapshot(self._ttft_histogram),
-                itl_histogram=histogram_snapshot(self._itl_histogram),
+                active_streams=cells.count("g|active_streams"),
+                completed_streams=completed,
+                failed_streams=failed_streams,
+                completion_rate=completed / ended if ended else math.nan,
+                ttft=stats([part[0] for part in streaming]),
+                tokens_per_second=stats([part[1] for part in streaming]),
+                itl=stats([part[2] for part in streaming]),
+                tokens_per_second_sum=cells.values.get("c|stream_tokens_per_second_sum", 0.0),
+                tokens_per_second_count=cells.count("c|stream_tokens_per_second_count"),
+                ttft_histogram=cells.histogram("stream_ttft"),
+                itl_histogram=cells.histogram("stream_itl"),
             ),
             totals=Totals(
                 requests_per_second=requests * per_second,
                 errors_per_second=errors * per_second,
                 error_rate_percentage=error_rate_percentage,
                 average_latency_seconds=latency_total / requests if requests else 0.0,
-                latency=all_latency,
+                latency=stats(every_latency),
                 health=health_status(error_rate_percentage),
             ),
-            kv_cache=self.kv_cache.snapshot(now, lambda window: self._stats(window, now, per_second)),
+            kv_cache=self.kv_cache.snapshot(
+                cells.values, tuple(stats([windows[i] for windows in kv_windows]) for i in range(4))  # type: ignore[arg-type]
+            ),
         )
 
     @staticmethod
-    def _model_snapshot(stats: ModelSeries) -> ModelSnapshot:
+    def _model_snapshot(cells: _Cells, name: str) -> ModelSnapshot:
         return ModelSnapshot(
-            running=stats.running,
-            prompt_tokens_total=stats.prompt_tokens_total,
-            generation_tokens_total=stats.generation_tokens_total,
-            success_total=dict(sorted(stats.success_total.items())),
-            ttft_histogram=histogram_snapshot(stats.ttft),
-            itl_histogram=histogram_snapshot(stats.itl),
-            e2e_histogram=histogram_snapshot(stats.e2e),
-            prompt_tokens_histogram=histogram_snapshot(stats.prompt_tokens),
-            generation_tokens_histogram=histogram_snapshot(stats.generation_tokens),
+            running=cells.count(f"g|running|{name}"),
+            prompt_tokens_total=cells.count(f"c|model_prompt_tokens|{name}"),
+            generation_tokens_total=cells.count(f"c|model_generation_tokens|{name}"),
+            success_total={reason: int(count) for reason, count in sorted(cells.labelled(f"c|success|{name}|").items())},
+            ttft_histogram=cells.histogram("model_ttft", name),
+            itl_histogram=cells.histogram("model_itl", name),
+            e2e_histogram=cells.histogram("model_e2e", name),
+            prompt_tokens_histogram=cells.histogram("model_prompt_tokens", name),
+            generation_tokens_histogram=cells.histogram("model_generation_tokens", name),
         )
-
-    def _dropped_samples(self) -> int:
-        windows = [self._ttft, self._tokens_per_second, self._itl, *self.kv_cache.windows()]
-        for metrics in self._endpoints.values():
-            windows += (metrics.latency, metrics.errors, metrics.prompt_tokens, metrics.completion_tokens)
-        return sum(window.dropped for window in windows)

@@ -200,6 +200,8 @@ class MetricsSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     """Samples discarded because a window was full (0 unless the cap was reached)."""
     in_flight: int
     """API requests being served now."""
+    processes: int
+    """Server processes whose metrics this snapshot covers and that are alive (``--workers``)."""
     endpoints: dict[str, EndpointSnapshot]
     models: dict[str, ModelSnapshot]
     streaming: StreamingSnapshot

@@ -9,6 +9,7 @@ uniformly drawn number of their tokens.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import msgspec
 
@@ -67,7 +68,10 @@ class ErrorInjector:
         fail_first: int = 0,
         stream_rate: float = 0.0,
         seed: int = 0,
+        ticket: Callable[[], int] | None = None,
     ) -> None:
+        """``ticket``, when several processes serve, numbers each request server-wide (0, 1, ...)
+        so that ``fail_first`` fails the server's first requests, not each process's."""
         unknown = set(kinds) - set(ERRORS)
         if unknown:
             raise ValueError(f"unknown error kinds: {sorted(unknown)}; known: {sorted(ERRORS)}")
@@ -75,8 +79,10 @@ class ErrorInjector:
             raise ValueError("error injection needs at least one error kind")
         self._errors = [ERRORS[kind] for kind in kinds]
         self._rate = rate
+        self._fail_first = fail_first
         self._remaining_first = fail_first
         self._served_first = 0
+        self._ticket = ticket
         self._stream_rate = stream_rate
         self._rng = random.Random(seed)
         self.active = bool(rate or fail_first or stream_rate)
@@ -86,10 +92,12 @@ class ErrorInjector:
     def pick(self) -> InjectedError | None:
         """The error this request gets, if any."""
         if self._remaining_first:
-            self._remaining_first -= 1
-            error = self._errors[self._served_first % len(self._errors)]
+            ordinal = self._served_first if self._ticket is None else self._ticket()
             self._served_first += 1
-            return error
+            if ordinal < self._fail_first:
+                self._remaining_first -= 1
+                return self._errors[ordinal % len(self._errors)]
+            self._remaining_first = 0  # the server's first requests have all been served
         if self._rate and self._rng.random() < self._rate:
             return self._rng.choice(self._errors)
         return None

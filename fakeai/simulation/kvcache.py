@@ -52,7 +52,7 @@ def prompt_blocks(prompt: Prompt, block_tokens: int = 16) -> list[int]:
 class Routing:
     """Where one request went and what it reused; hand it back to ``KVCacheSimulator.release``."""
 
-    __slots__ = ("_pinned", "cached_tokens", "oracle_tokens", "prompt_tokens", "worker")
+    __slots__ = ("_pinned", "cached_tokens", "cached_total", "oracle_tokens", "prompt_tokens", "worker")
 
     def __init__(
         self, worker: int, prompt_tokens: int, cached_tokens: list[int], oracle_tokens: int, pinned: list[list[int]]
@@ -62,6 +62,7 @@ class Routing:
         """Prompt tokens looked up (every prompt of the request)."""
         self.cached_tokens = cached_tokens
         """Cached tokens, per prompt: prefill skips them."""
+        self.cached_total = sum(cached_tokens)
         self.oracle_tokens = oracle_tokens
         """The most tokens any worker had cached for these prompts."""
         self._pinned = pinned
@@ -74,6 +75,7 @@ class KVCacheSimulator:
         self,
         *,
         workers: int = 4,
+        ids: Sequence[int] | None = None,
         capacity_blocks: int = 16_384,
         block_tokens: int = 16,
         policy: str = "kv-aware",
@@ -88,6 +90,11 @@ class KVCacheSimulator:
         if block_tokens < 1:
             raise ValueError("block_tokens must be at least 1")
         self.workers = [PrefixCache(capacity_blocks) for _ in range(workers)]
+        self.ids = list(range(workers)) if ids is None else list(ids)
+        """The workers' ids as reported (a server process simulates its share of all workers)."""
+        if len(self.ids) != workers:
+            raise ValueError("one id per worker")
+        self._index = {worker_id: index for index, worker_id in enumerate(self.ids)}
         self.block_tokens = block_tokens
         self.policy = policy
         self.overlap_weight = overlap_weight
@@ -112,11 +119,11 @@ class KVCacheSimulator:
             pinned.append(held)
         chosen.active_requests += 1
         oracle = min(max(overlaps) * block_tokens, sum(prompt_tokens))
-        return Routing(index, sum(prompt_tokens), cached_tokens, oracle, pinned)
+        return Routing(self.ids[index], sum(prompt_tokens), cached_tokens, oracle, pinned)
 
     def release(self, routing: Routing) -> None:
         """The request routed as ``routing`` ended (by any path)."""
-        worker = self.workers[routing.worker]
+        worker = self.workers[self._index[routing.worker]]
         for pinned in routing._pinned:
             worker.release(pinned)
         worker.active_requests += len(routing._pinned) - 1  # one request, however many prompts
@@ -124,6 +131,11 @@ class KVCacheSimulator:
     def worker_state(self) -> list[tuple[int, int, int, int]]:
         """Per worker: ``(blocks held, capacity in blocks, running requests, evictions)``."""
         return [(len(w), w.capacity, w.active_requests, w.evictions) for w in self.workers]
+
+    def state_of(self, worker_id: int) -> tuple[int, int, int, int]:
+        """``worker_state`` of one worker, by its id."""
+        w = self.workers[self._index[worker_id]]
+        return len(w), w.capacity, w.active_requests, w.evictions
 
     def _choose(self, overlaps: list[int], blocks: int) -> int:
         workers = self.workers

@@ -1,0 +1,249 @@
+"""Where each process's metrics live: its own region, and the other processes' regions.
+
+With ``fakeai serve --workers N`` every worker process writes one region file in a directory
+the server owns (``FAKEAI_SHARED_METRICS_DIR``, made by the supervisor in ``/dev/shm`` and
+removed when it exits); any worker reads all of them for a scrape. Without a directory (one
+process, or an app made in a test) the region is anonymous memory and the only one.
+
+Lifecycle of a region file ``<pid>-<token>.region``:
+
+* a worker creates it at start-up (all its pages touched, so its memory is flat from then);
+* a worker that dies leaves it behind: its counts keep counting, its gauges (running
+  requests, open streams) are ignored since nothing runs there any more;
+* once its newest record has left the sliding window, the first reader to notice replaces
+  it, atomically (``rename`` over it), by a compact copy without the journal: counts only.
+  A restarted worker gets a new pid, a new region, and starts from zero: nothing is counted
+  twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import mmap
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fakeai.window import Region, SlidingWindow, region_bytes
+
+__all__ = ("DROPPED_KEY", "SHARED_DIR_ENV", "RegionReader", "Regions", "claim_slot", "pid_alive", "shared_counter")
+
+SHARED_DIR_ENV = "FAKEAI_SHARED_METRICS_DIR"
+"""Set by ``fakeai serve`` for its worker processes; not a user setting."""
+SUFFIX = ".region"
+DROPPED_KEY = "c|dropped_samples"
+"""A compact copy's record of the samples its journal had dropped (the header's count)."""
+KEY_CAPACITY = 4096
+CELL_CAPACITY = 131_072
+MIN_JOURNAL = 1024
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+@dataclass
+class RegionReader:
+    """What this process has read of one region: its journal position and its windows."""
+
+    region: Region
+    window_seconds: float
+    max_samples: int
+    identity: tuple[int, int] = (0, 0)
+    """(device, inode) of the file it was opened from: a replaced file is read anew."""
+    cursor: int = 0
+    lost: int = 0
+    endpoints: dict[int, tuple[SlidingWindow, ...]] = field(default_factory=dict)
+    endpoint_names: dict[int, str] = field(default_factory=dict)
+    streaming: tuple[SlidingWindow, ...] = ()
+    kv: tuple[SlidingWindow, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.streaming = tuple(self._window() for _ in range(3))
+        self.kv = tuple(self._window() for _ in range(4))
+
+    def _window(self) -> SlidingWindow:
+        return SlidingWindow(self.window_seconds, self.max_samples)
+
+    def refresh(self) -> tuple[list[tuple[str, int, int]], list[float]]:
+        """Read what is new: replay the journal into the windows; the keys and a consistent
+        copy of the cells."""
+        keys = self.region.keys()
+        for name, first, _ in keys:
+            if name.startswith("c|requests|") and first not in self.endpoints:
+                self.endpoints[first] = tuple(self._window() for _ in range(4))
+                self.endpoint_names[first] = name.removeprefix("c|requests|")
+        self.cursor, lost = self.region.replay(self.cursor, self.endpoints, self.streaming, self.kv)
+        self.lost += lost
+        used = max((first + count for _, first, count in keys), default=0)
+        return keys, self.region.cells(used)
+
+    def windows(self) -> Iterator[SlidingWindow]:
+        for windows in self.endpoints.values():
+            yield from windows
+        yield from self.streaming
+        yield from self.kv
+
+
+class Regions:
+    """This process's region (written) and every region of the server (read)."""
+
+    def __init__(self, *, window_seconds: float, max_samples: int, directory: str | os.PathLike | None = None,
+                 pid: int | None = None) -> None:
+        self.window_seconds = float(window_seconds)
+        self.max_samples = int(max_samples)
+        self.pid = os.getpid() if pid is None else pid
+        self.directory = Path(directory) if directory else None
+        journal = max(MIN_JOURNAL, self.max_samples)
+        size = region_bytes(KEY_CAPACITY, CELL_CAPACITY, journal)
+        layout = dict(key_capacity=KEY_CAPACITY, cell_capacity=CELL_CAPACITY, journal_capacity=journal,
+                      window_seconds=self.window_seconds)
+        self._readers: dict[str, RegionReader] = {}
+        if self.directory is None:
+            self.path = None
+            buffer = mmap.mmap(-1, size)
+        else:
+            self.path = self.directory / f"{self.pid}-{secrets.token_hex(4)}{SUFFIX}"
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.ftruncate(descriptor, size)
+                buffer = mmap.mmap(descriptor, size)
+            finally:
+                os.close(descriptor)
+            buffer.madvise(mmap.MADV_WILLNEED)
+            for offset in range(0, size, mmap.PAGESIZE):  # touch every page now: memory stays flat later
+                buffer[offset] = 0
+        self.own = Region(buffer, create=True, pid=self.pid, **layout)
+        self._own_reader = RegionReader(self.own, self.window_seconds, self.max_samples)
+
+    def readers(self, now: float) -> list[tuple[RegionReader, bool]]:
+        """Every region's reader, and whether its writer is alive (gauges count only then)."""
+        if self.directory is None:
+            return [(self._own_reader, True)]
+        found = [(self._own_reader, True)]
+        seen = set()
+        for path in sorted(self.directory.glob("*" + SUFFIX)):
+            if path == self.path:
+                continue
+            reader = self._open(path)
+            if reader is None:
+                continue
+            seen.add(path.name)
+            alive = pid_alive(reader.region.pid)
+            if not alive:
+                self._maybe_retire(path, reader, now)
+            found.append((reader, alive))
+        for name in set(self._readers) - seen:  # vanished (the server is stopping)
+            del self._readers[name]
+        return found
+
+    def _open(self, path: Path) -> RegionReader | None:
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            return None
+        identity = (status.st_dev, status.st_ino)
+        reader = self._readers.get(path.name)
+        if reader is not None and reader.identity == identity:
+            return reader
+        try:
+            with open(path, "r+b") as file:
+                buffer = mmap.mmap(file.fileno(), 0)
+            region = Region(buffer)
+        except (FileNotFoundError, ValueError):
+            return None  # gone, or still being created
+        reader = RegionReader(region, self.window_seconds, self.max_samples, identity=identity)
+        self._readers[path.name] = reader
+        return reader
+
+    def _maybe_retire(self, path: Path, reader: RegionReader, now: float) -> None:
+        """Replace a dead worker's region by a copy without its journal, once the journal no
+        longer matters (its newest record has left the window)."""
+        region = reader.region
+        if region.journal_capacity <= 1:
+            return  # already compact
+        written = region.journal_written()
+        if written:
+            newest = region.records(written - 1)[0]
+            if newest and newest[-1][0] > now - self.window_seconds:
+                return
+        claim = path.with_suffix(".retiring")
+        try:
+            descriptor = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            return  # another worker is on it
+        os.close(descriptor)
+        try:
+            keys = region.keys()
+            used = max((first + count for _, first, count in keys), default=0)
+            cells = region.cells(used)
+            compact_path = path.with_suffix(".compact")
+            size = region_bytes(len(keys) + 1, used + 1, 1)
+            with open(compact_path, "w+b") as file:
+                file.truncate(size)
+                buffer = mmap.mmap(file.fileno(), size)
+            compact = Region(buffer, create=True, pid=region.pid, key_capacity=len(keys) + 1,
+                             cell_capacity=used + 1, journal_capacity=1, window_seconds=self.window_seconds)
+            for name, first, count in keys:
+                start = compact.key(name, count)
+                for offset in range(count):
+                    compact.set(start + offset, cells[first + offset])
+            if region.dropped():
+                compact.set(compact.key(DROPPED_KEY), float(region.dropped()))
+            buffer.flush()
+            os.rename(compact_path, path)  # atomic: readers see the old file or the copy, never neither
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(claim)
+
+
+_slot_locks: list[int] = []  # held for the life of the process
+
+
+def claim_slot(directory: str | os.PathLike | None, slots: int) -> int:
+    """This process's slot among the server's ``slots`` worker processes (0 alone).
+
+    A slot is an exclusive ``flock`` on ``slot-<n>.lock``, released by the kernel when the
+    process ends, so a restarted worker takes over the slot of the one that died.
+    """
+    if not directory or slots <= 1:
+        return 0
+    for slot in range(slots):
+        descriptor = os.open(Path(directory) / f"slot-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            continue
+        _slot_locks.append(descriptor)
+        return slot
+    raise RuntimeError(f"more worker processes than the {slots} configured")
+
+
+def shared_counter(directory: str | os.PathLike, name: str):
+    """A function returning 0, 1, 2, ... across every process of the server (a locked file:
+    for rare events only, such as the first requests --fail-first fails)."""
+    path = Path(directory) / f"{name}.counter"
+
+    def next_value() -> int:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            value = int(os.pread(descriptor, 32, 0) or b"0")
+            os.pwrite(descriptor, b"%d" % (value + 1), 0)
+            return value
+        finally:
+            os.close(descriptor)  # releases the lock
+
+    return next_value
