@@ -466,180 +466,6 @@ cdef class SlidingWindow:
 
 
 # ---------------------------------------------------------------------------------------
-# The histogram
-# ---------------------------------------------------------------------------------------
-
-cdef class Histogram:
-    """Observation counts per bucket, as ``fakeai._window_py.Histogram`` (the reference)."""
-
-    cdef double* _bounds
-    cdef unsigned long long* _counts
-    cdef Py_ssize_t _size
-    cdef double _sum
-    cdef tuple _bounds_tuple
-
-    def __cinit__(self, bounds):
-        cdef Py_ssize_t i
-        values = tuple(float(bound) for bound in bounds)
-        if not values or any(not isfinite(b) for b in values) or list(values) != sorted(set(values)):
-            raise ValueError("histogram bounds must be finite and strictly increasing")
-        self._size = len(values)
-        self._bounds = <double*>PyMem_Malloc(self._size * sizeof(double))
-        self._counts = <unsigned long long*>PyMem_Malloc((self._size + 1) * sizeof(unsigned long long))
-        if self._bounds == NULL or self._counts == NULL:
-            raise MemoryError()
-        for i in range(self._size):
-            self._bounds[i] = values[i]
-        for i in range(self._size + 1):
-            self._counts[i] = 0
-        self._sum = 0.0
-        self._bounds_tuple = values
-
-    def __dealloc__(self):
-        PyMem_Free(self._bounds)
-        PyMem_Free(self._counts)
-
-    @property
-    def bounds(self):
-        return self._bounds_tuple
-
-    def observe(self, double value):
-        if value != value:
-            raise ValueError("value must not be NaN")
-        self._observe(value)
-
-    cdef void _observe(self, double value) noexcept:
-        # Binary search for the first bound >= value (the reference scans; same bucket).
-        cdef Py_ssize_t low = 0, high = self._size, middle
-        while low < high:
-            middle = (low + high) >> 1
-            if self._bounds[middle] < value:
-                low = middle + 1
-            else:
-                high = middle
-        self._counts[low] += 1
-        self._sum += value
-
-    def state(self):
-        """``(cumulative counts, sum, count)``; the last cumulative count is +Inf's (= count)."""
-        cdef unsigned long long running = 0
-        cdef Py_ssize_t i
-        cumulative = []
-        for i in range(self._size + 1):
-            running += self._counts[i]
-            cumulative.append(running)
-        return tuple(cumulative), self._sum, running
-
-
-# ---------------------------------------------------------------------------------------
-# Series: everything one request adds, in one call (see the reference for the semantics)
-# ---------------------------------------------------------------------------------------
-
-cdef class ModelSeries:
-    """What one model records per finished request; see ``_window_py.ModelSeries``."""
-
-    cdef readonly long long running
-    cdef readonly unsigned long long prompt_tokens_total
-    cdef readonly unsigned long long generation_tokens_total
-    cdef readonly dict success_total
-    cdef readonly Histogram ttft
-    cdef readonly Histogram itl
-    cdef readonly Histogram e2e
-    cdef readonly Histogram prompt_tokens
-    cdef readonly Histogram generation_tokens
-
-    def __init__(self, duration_bounds, token_bounds, inter_token_bounds):
-        self.success_total = {}
-        self.ttft = Histogram(duration_bounds)
-        self.itl = Histogram(inter_token_bounds)
-        self.e2e = Histogram(duration_bounds)
-        self.prompt_tokens = Histogram(token_bounds)
-        self.generation_tokens = Histogram(token_bounds)
-
-    def started(self):
-        self.running += 1
-
-    def record(self, double duration, long long prompt_tokens, long long generation_tokens, double ttft,
-               double itl, finish_reason):
-        self._record(duration, prompt_tokens, generation_tokens, ttft, itl, finish_reason)
-
-    cdef int _record(self, double duration, long long prompt_tokens, long long generation_tokens, double ttft,
-                     double itl, object finish_reason) except -1:
-        if prompt_tokens < 0:
-            raise ValueError(f"prompt_tokens must not be negative, got {prompt_tokens!r}")
-        if generation_tokens < 0:
-            raise ValueError(f"generation_tokens must not be negative, got {generation_tokens!r}")
-        self.running -= 1
-        self.prompt_tokens_total += prompt_tokens
-        self.generation_tokens_total += generation_tokens
-        if finish_reason is None:
-            return 0
-        self.success_total[finish_reason] = self.success_total.get(finish_reason, 0) + 1
-        if duration != duration:
-            raise ValueError("duration must not be NaN")
-        self.e2e._observe(duration)
-        self.prompt_tokens._observe(<double>prompt_tokens)
-        self.generation_tokens._observe(<double>generation_tokens)
-        if ttft == ttft:
-            self.ttft._observe(ttft)
-        if itl == itl:
-            self.itl._observe(itl)
-        return 0
-
-
-cdef class RequestSeries:
-    """What one endpoint records per finished request; see ``_window_py.RequestSeries``."""
-
-    cdef readonly SlidingWindow latency
-    cdef readonly SlidingWindow errors
-    cdef readonly SlidingWindow prompt_tokens
-    cdef readonly SlidingWindow completion_tokens
-    cdef readonly Histogram duration_histogram
-    cdef readonly Histogram prompt_tokens_histogram
-    cdef readonly Histogram completion_tokens_histogram
-    cdef readonly unsigned long long requests_total
-    cdef readonly unsigned long long prompt_tokens_total
-    cdef readonly unsigned long long completion_tokens_total
-    cdef readonly dict errors_total
-
-    def __init__(self, double window_seconds, Py_ssize_t max_samples, duration_bounds, token_bounds):
-        self.latency = SlidingWindow(window_seconds, max_samples)
-        self.errors = SlidingWindow(window_seconds, max_samples)
-        self.prompt_tokens = SlidingWindow(window_seconds, max_samples)
-        self.completion_tokens = SlidingWindow(window_seconds, max_samples)
-        self.duration_histogram = Histogram(duration_bounds)
-        self.prompt_tokens_histogram = Histogram(token_bounds)
-        self.completion_tokens_histogram = Histogram(token_bounds)
-        self.errors_total = {}
-
-    def record(self, double now, double duration, int status, long long prompt_tokens, long long completion_tokens,
-               ModelSeries model=None, double ttft=NAN, double itl=NAN, finish_reason=None):
-        """One finished request; with ``model``, also ``model.record(...)`` for it."""
-        if prompt_tokens < 0:
-            raise ValueError(f"prompt_tokens must not be negative, got {prompt_tokens!r}")
-        if completion_tokens < 0:
-            raise ValueError(f"completion_tokens must not be negative, got {completion_tokens!r}")
-        if not isfinite(now):
-            raise ValueError(f"now must be a finite number, got {now!r}")
-        if not isfinite(duration):
-            raise ValueError(f"duration must be a finite number, got {duration!r}")
-        self.latency._push(now, duration)
-        self.prompt_tokens._push(now, <double>prompt_tokens)
-        self.completion_tokens._push(now, <double>completion_tokens)
-        self.duration_histogram._observe(duration)
-        self.prompt_tokens_histogram._observe(<double>prompt_tokens)
-        self.completion_tokens_histogram._observe(<double>completion_tokens)
-        self.requests_total += 1
-        self.prompt_tokens_total += prompt_tokens
-        self.completion_tokens_total += completion_tokens
-        if status >= 400:
-            self.errors._push(now, duration)
-            self.errors_total[status] = self.errors_total.get(status, 0) + 1
-        if model is not None:
-            model._record(duration, prompt_tokens, completion_tokens, ttft, itl, finish_reason)
-
-
-# ---------------------------------------------------------------------------------------
 # Prefix-cache block hashing
 # ---------------------------------------------------------------------------------------
 
@@ -868,6 +694,7 @@ cdef extern from *:
     void fakeai_store(unsigned long long* p, unsigned long long v) nogil
     void fakeai_fence() nogil
 
+from fakeai._window_py import _process_alive
 from fakeai._window_py import (
     HEADER_BYTES, HEADER_FIELDS, KEY_BYTES, KEY_NAME_BYTES, RECORD, REGION_MAGIC, REGION_VERSION,
     STREAM_COMPLETED, STREAM_PLAIN, region_bytes,
@@ -1045,24 +872,27 @@ cdef class Region:
             result.append((name, (<unsigned int*>entry)[0], (<unsigned int*>entry)[1]))
         return result
 
-    def cells(self, Py_ssize_t count, Py_ssize_t attempts=10_000):
+    def cells(self):
+        cdef Py_ssize_t count = self.cell_capacity, used = 0, attempts = 0, index
         cdef double* copy = <double*>PyMem_Malloc(max(count, 1) * sizeof(double))
         cdef unsigned long long before
-        cdef Py_ssize_t attempt, index
         if copy == NULL:
             raise MemoryError()
         try:
-            for attempt in range(attempts):
+            while True:
                 before = fakeai_load(&self._header[_SEQ])
-                if before & 1:
-                    continue
-                memcpy(copy, self._cells, count * sizeof(double))
-                fakeai_fence()
-                if fakeai_load(&self._header[_SEQ]) == before:
+                if not before & 1:
+                    used = fakeai_load(&self._header[_CELLS_USED])
+                    memcpy(copy, self._cells, used * sizeof(double))
+                    fakeai_fence()
+                    if fakeai_load(&self._header[_SEQ]) == before:
+                        break
+                attempts += 1
+                if attempts % 1024 == 0 and not _process_alive(self.pid):
+                    used = fakeai_load(&self._header[_CELLS_USED])
+                    memcpy(copy, self._cells, used * sizeof(double))  # died mid-update: as it is
                     break
-            else:
-                memcpy(copy, self._cells, count * sizeof(double))  # the writer died mid-update
-            return [copy[index] for index in range(count)]
+            return [copy[index] for index in range(used)]
         finally:
             PyMem_Free(copy)
 
@@ -1133,7 +963,7 @@ cdef class Region:
                     ttft_window._push(item.finished_at, item.ttft)
                 if item.itl == item.itl:
                     itl_window._push(item.finished_at, item.itl)
-                if item.duration > 0.0 and item.completion_tokens:
+                if item.duration > 0.0 and item.completion_tokens and isfinite(item.completion_tokens / item.duration):
                     tps_window._push(item.finished_at, item.completion_tokens / item.duration)
             if item.flags & 1:
                 kv_prompt_window._push(item.finished_at, item.kv_prompt)
@@ -1373,7 +1203,7 @@ cdef class MetricsWriter:
                 region._observe(self.stream_ttft, self._duration.values, self._duration.size, ttft)
             if itl == itl:
                 region._observe(self.stream_itl, self._inter_token.values, self._inter_token.size, itl)
-            if duration > 0.0 and completion_tokens:
+            if duration > 0.0 and completion_tokens and isfinite(completion_tokens / duration):
                 cells[self.tokens_per_second_sum] += completion_tokens / duration
                 cells[self.tokens_per_second_count] += 1.0
         if kv_cells is not None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import os
 import struct
 from array import array
 from collections import deque
@@ -42,13 +43,10 @@ from operator import itemgetter
 __all__ = (
     "DEFAULT_MAX_SAMPLES",
     "EndpointCells",
-    "Histogram",
     "MetricsWriter",
     "ModelCells",
-    "ModelSeries",
     "PrefixCache",
     "Region",
-    "RequestSeries",
     "SlidingWindow",
     "block_hashes",
     "region_bytes",
@@ -191,192 +189,6 @@ class SlidingWindow:
         """``(count, sum, min, max, quantiles)`` in one pass: what a snapshot needs."""
         quantiles = self.quantiles(now, qs)
         return (self.count(now), self.sum(now), self.min(now), self.max(now), quantiles)
-
-
-class Histogram:
-    """Observation counts per bucket; bucket ``i`` holds values ``<= bounds[i]`` (and above the
-    previous bound), the last one everything above the highest bound (+Inf). NaN is rejected.
-    """
-
-    __slots__ = ("_bounds", "_counts", "_sum")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        bounds = tuple(float(bound) for bound in bounds)
-        if not bounds or any(not math.isfinite(b) for b in bounds) or list(bounds) != sorted(set(bounds)):
-            raise ValueError("histogram bounds must be finite and strictly increasing")
-        self._bounds = bounds
-        self._counts = [0] * (len(bounds) + 1)
-        self._sum = 0.0
-
-    @property
-    def bounds(self) -> tuple[float, ...]:
-        return self._bounds
-
-    def observe(self, value: float) -> None:
-        value = float(value)
-        if math.isnan(value):
-            raise ValueError("value must not be NaN")
-        index = 0
-        for bound in self._bounds:  # the first bound at or above the value (bisect_left)
-            if value <= bound:
-                break
-            index += 1
-        self._counts[index] += 1
-        self._sum += value
-
-    def state(self) -> tuple[tuple[int, ...], float, int]:
-        """``(cumulative counts, sum, count)``; the last cumulative count is +Inf's (= count)."""
-        running = 0
-        cumulative = []
-        for count in self._counts:
-            running += count
-            cumulative.append(running)
-        return tuple(cumulative), self._sum, running
-
-
-# -- series: everything one request adds, in one call ---------------------------------------
-
-
-def _check_count(name: str, value: int) -> int:
-    if value < 0:
-        raise ValueError(f"{name} must not be negative, got {value!r}")
-    return int(value)
-
-
-class RequestSeries:
-    """What one endpoint records per finished request: four windows, three histograms, totals.
-
-    ``record`` adds the request's duration to ``latency`` (and to ``errors`` when the status
-    is 400 or more), its token counts to ``prompt_tokens`` and ``completion_tokens``, observes
-    the three histograms and advances the cumulative counters, all at timestamp ``now``.
-    """
-
-    __slots__ = (
-        "completion_tokens",
-        "completion_tokens_histogram",
-        "completion_tokens_total",
-        "duration_histogram",
-        "errors",
-        "errors_total",
-        "latency",
-        "prompt_tokens",
-        "prompt_tokens_histogram",
-        "prompt_tokens_total",
-        "requests_total",
-    )
-
-    def __init__(
-        self,
-        window_seconds: float,
-        max_samples: int,
-        duration_bounds: Sequence[float],
-        token_bounds: Sequence[float],
-    ) -> None:
-        self.latency = SlidingWindow(window_seconds, max_samples)
-        self.errors = SlidingWindow(window_seconds, max_samples)
-        self.prompt_tokens = SlidingWindow(window_seconds, max_samples)
-        self.completion_tokens = SlidingWindow(window_seconds, max_samples)
-        self.duration_histogram = Histogram(duration_bounds)
-        self.prompt_tokens_histogram = Histogram(token_bounds)
-        self.completion_tokens_histogram = Histogram(token_bounds)
-        self.requests_total = 0
-        self.prompt_tokens_total = 0
-        self.completion_tokens_total = 0
-        self.errors_total: dict[int, int] = {}
-
-    def record(
-        self,
-        now: float,
-        duration: float,
-        status: int,
-        prompt_tokens: int,
-        completion_tokens: int,
-        model: ModelSeries | None = None,
-        ttft: float = math.nan,
-        itl: float = math.nan,
-        finish_reason: str | None = None,
-    ) -> None:
-        """One finished request; with ``model``, also ``model.record(...)`` for it."""
-        prompt_tokens = _check_count("prompt_tokens", prompt_tokens)
-        completion_tokens = _check_count("completion_tokens", completion_tokens)
-        _check_finite("now", now)
-        _check_finite("duration", duration)
-        self.latency.record(now, duration)
-        self.prompt_tokens.record(now, prompt_tokens)
-        self.completion_tokens.record(now, completion_tokens)
-        self.duration_histogram.observe(duration)
-        self.prompt_tokens_histogram.observe(prompt_tokens)
-        self.completion_tokens_histogram.observe(completion_tokens)
-        self.requests_total += 1
-        self.prompt_tokens_total += prompt_tokens
-        self.completion_tokens_total += completion_tokens
-        if status >= 400:
-            self.errors.record(now, duration)
-            self.errors_total[status] = self.errors_total.get(status, 0) + 1
-        if model is not None:
-            model.record(duration, prompt_tokens, completion_tokens, ttft, itl, finish_reason)
-
-
-class ModelSeries:
-    """What one model records per finished request, as vLLM reports it per ``model_name``.
-
-    ``started`` counts a request as running; ``record`` ends it, adds its tokens to the
-    totals and, when it succeeded (a ``finish_reason``), counts that reason and observes the
-    end-to-end, token, TTFT and inter-token histograms (NaN TTFT or ITL: not observed).
-    """
-
-    __slots__ = (
-        "e2e",
-        "generation_tokens",
-        "generation_tokens_total",
-        "itl",
-        "prompt_tokens",
-        "prompt_tokens_total",
-        "running",
-        "success_total",
-        "ttft",
-    )
-
-    def __init__(
-        self, duration_bounds: Sequence[float], token_bounds: Sequence[float], inter_token_bounds: Sequence[float]
-    ) -> None:
-        self.running = 0
-        self.prompt_tokens_total = 0
-        self.generation_tokens_total = 0
-        self.success_total: dict[str, int] = {}
-        self.ttft = Histogram(duration_bounds)
-        self.itl = Histogram(inter_token_bounds)
-        self.e2e = Histogram(duration_bounds)
-        self.prompt_tokens = Histogram(token_bounds)
-        self.generation_tokens = Histogram(token_bounds)
-
-    def started(self) -> None:
-        self.running += 1
-
-    def record(
-        self,
-        duration: float,
-        prompt_tokens: int,
-        generation_tokens: int,
-        ttft: float,
-        itl: float,
-        finish_reason: str | None,
-    ) -> None:
-        prompt_tokens = _check_count("prompt_tokens", prompt_tokens)
-        generation_tokens = _check_count("generation_tokens", generation_tokens)
-        self.running -= 1
-        self.prompt_tokens_total += prompt_tokens
-        self.generation_tokens_total += generation_tokens
-        if finish_reason is None:
-            return
-        self.success_total[finish_reason] = self.success_total.get(finish_reason, 0) + 1
-        self.e2e.observe(duration)
-        self.prompt_tokens.observe(prompt_tokens)
-        self.generation_tokens.observe(generation_tokens)
-        if not math.isnan(ttft):
-            self.ttft.observe(ttft)
-        if not math.isnan(itl):
-            self.itl.observe(itl)
 
 
 # -- prefix-cache block hashing ------------------------------------------------------------
@@ -567,6 +379,16 @@ _F64 = struct.Struct("=d")
 _KEY_HEAD = struct.Struct("=II")
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
 def region_bytes(key_capacity: int, cell_capacity: int, journal_capacity: int) -> int:
     return HEADER_BYTES + key_capacity * KEY_BYTES + cell_capacity * 8 + journal_capacity * RECORD.size
 
@@ -690,15 +512,24 @@ class Region:
             result.append((name, first, count))
         return result
 
-    def cells(self, count: int, attempts: int = 10_000) -> list[float]:
-        """A consistent copy of the first ``count`` cells (no update half applied)."""
-        for _ in range(attempts):
+    def cells(self) -> list[float]:
+        """A consistent copy of the cells allocated so far (no update half applied).
+
+        Retries while the writer is changing them; only a writer that died mid-update (checked
+        every 1024 attempts) gets its cells taken as they are. Read ``keys`` after this: every
+        change in the copy was made after its key was published (ignore keys beyond the copy:
+        their cells were still zero).
+        """
+        attempts = 0
+        while True:
             before = self._get("seq")
             if before % 2 == 0:
-                copy = self._cells[:count].tolist()
+                copy = self._cells[: self._get("cells_used")].tolist()
                 if self._get("seq") == before:
                     return copy
-        return self._cells[:count].tolist()  # the writer died mid-update: take it as it is
+            attempts += 1
+            if attempts % 1024 == 0 and not _process_alive(self.pid):
+                return self._cells[: self._get("cells_used")].tolist()
 
     def seq(self) -> int:
         return self._get("seq")
@@ -729,6 +560,12 @@ class Region:
         skip = max(0, safe_from - first)
         records = [RECORD.unpack(item) for item in raw[skip:]]
         return records, first + skip, (first + skip) - start
+
+
+def _check_count(name: str, value: int) -> int:
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {value!r}")
+    return int(value)
 
 
 class EndpointCells:
@@ -863,6 +700,10 @@ class MetricsWriter:
         completion_tokens = _check_count("completion_tokens", completion_tokens)
         _check_finite("now", now)
         _check_finite("duration", duration)
+        # cells a first-time status, reason or KV worker needs are allocated before the update
+        error_cell = endpoint.error_cell(status) if status >= 400 else None
+        success_cell = model.success_cell(finish_reason) if model is not None and finish_reason is not None else None
+        kv_cells = self.kv_worker(kv_worker) if kv_worker >= 0 else None
         region = self.region
         add, observe = region.add, region.observe
         region.begin()
@@ -872,14 +713,14 @@ class MetricsWriter:
         observe(endpoint.duration_histogram, self.duration_bounds, duration)
         observe(endpoint.prompt_histogram, self.token_bounds, prompt_tokens)
         observe(endpoint.completion_histogram, self.token_bounds, completion_tokens)
-        if status >= 400:
-            add(endpoint.error_cell(status), 1.0)
+        if error_cell is not None:
+            add(error_cell, 1.0)
         if model is not None:
             add(model.running, -1.0)
             add(model.prompt, prompt_tokens)
             add(model.generation, completion_tokens)
-            if finish_reason is not None:
-                add(model.success_cell(finish_reason), 1.0)
+            if success_cell is not None:
+                add(success_cell, 1.0)
                 observe(model.e2e, self.duration_bounds, duration)
                 observe(model.prompt_histogram, self.token_bounds, prompt_tokens)
                 observe(model.generation_histogram, self.token_bounds, completion_tokens)
@@ -894,11 +735,11 @@ class MetricsWriter:
                 observe(self.stream_ttft, self.duration_bounds, ttft)
             if not math.isnan(itl):
                 observe(self.stream_itl, self.inter_token_bounds, itl)
-            if duration > 0.0 and completion_tokens:
+            if duration > 0.0 and completion_tokens and math.isfinite(completion_tokens / duration):
                 add(self.tokens_per_second_sum, completion_tokens / duration)
                 add(self.tokens_per_second_count, 1.0)
-        if kv_worker >= 0:
-            routed, prompt_cell, cached_cell = self.kv_worker(kv_worker)[:3]
+        if kv_cells is not None:
+            routed, prompt_cell, cached_cell = kv_cells[:3]
             add(routed, 1.0)
             add(prompt_cell, kv_prompt)
             add(cached_cell, kv_cached)
@@ -918,7 +759,8 @@ def replay(records: Sequence[tuple], endpoints: dict[int, tuple[SlidingWindow, .
     windows; ``streaming`` is (TTFT, tokens per second, ITL); ``kv`` is (prompt tokens,
     cached tokens, oracle tokens, cached tokens of hits). Per record, at its finish time:
     the duration, tokens and (status >= 400) the duration as an error; for a stream, its TTFT
-    and ITL when known and its tokens per second when it lasted and sent tokens; for a routed
+    and ITL when known and its tokens per second when it lasted and sent tokens (and that is
+    a finite number); for a routed
     request its KV figures (and its cached tokens again when it hit). A record whose endpoint
     id is not in ``endpoints`` is skipped.
     """
@@ -940,7 +782,7 @@ def replay(records: Sequence[tuple], endpoints: dict[int, tuple[SlidingWindow, .
                 ttft_window.record(now, ttft)
             if not math.isnan(itl):
                 itl_window.record(now, itl)
-            if duration > 0.0 and completion:
+            if duration > 0.0 and completion and math.isfinite(completion / duration):
                 tps_window.record(now, completion / duration)
         if flags & 1:
             kv_prompt_window.record(now, kv_prompt)

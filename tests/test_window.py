@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import mmap
+import multiprocessing
+import os
 
 import numpy as np
 import pytest
@@ -173,8 +176,8 @@ def _apply(window, clock: float, op) -> tuple[float, object]:
 
 def _same(a, b) -> bool:
     """Equal, with NaN equal to NaN (an empty window's answer)."""
-    if isinstance(a, tuple):
-        return isinstance(b, tuple) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (tuple, list)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, float) and math.isnan(a):
         return isinstance(b, float) and math.isnan(b)
     return a == b
@@ -219,101 +222,152 @@ def test_repeated_quantiles_on_a_large_window(kernel) -> None:
     assert window.quantiles(0.0, (0.0, 0.0, 0.5, 0.0)) == (-1.0, -1.0, 0.0, -1.0)
 
 
-# -- the histogram ---------------------------------------------------------------------------
+# -- the metrics region --------------------------------------------------------------------
+
+BOUNDS = ((0.1, 1.0, 10.0), (1.0, 10.0), (0.01, 0.1))  # duration, tokens, inter-token
 
 
-def test_histogram_buckets_have_inclusive_upper_bounds(kernel) -> None:
-    histogram = kernel.Histogram((1.0, 2.0, 5.0))
-    for value in (0.5, 1.0, 1.5, 2.0, 5.0, 5.1, math.inf, -3.0):
-        histogram.observe(value)
-    cumulative, total, count = histogram.state()
-    assert cumulative == (3, 5, 6, 8) and count == 8 and total == math.inf
-    with pytest.raises(ValueError, match="NaN"):
-        histogram.observe(math.nan)
+def _region(module, journal: int = 64, window: float = 5.0):
+    buffer = mmap.mmap(-1, _window_py.region_bytes(256, 4096, journal))
+    region = module.Region(buffer, create=True, pid=os.getpid(), key_capacity=256, cell_capacity=4096,
+                           journal_capacity=journal, window_seconds=window)
+    return region, module.MetricsWriter(region, *BOUNDS)
 
 
-@pytest.mark.parametrize("bounds", [(), (2.0, 1.0), (1.0, 1.0), (1.0, math.inf)])
-def test_histogram_refuses_bad_bounds(kernel, bounds) -> None:
-    with pytest.raises(ValueError, match="strictly increasing"):
-        kernel.Histogram(bounds)
+def _cells(region) -> dict[str, list[float]]:
+    cells = region.cells()
+    return {name: cells[first : first + count] for name, first, count in region.keys() if first + count <= len(cells)}
 
 
-@pytest.mark.skipif(NO_EXTENSIONS, reason="FAKEAI_NO_EXTENSIONS=1: only the Python twin is under test")
-@settings(max_examples=200, deadline=None)
-@given(
-    bounds=st.lists(st.floats(min_value=-1e6, max_value=1e6), min_size=1, max_size=30, unique=True).map(sorted),
-    observed=st.lists(st.floats(allow_nan=False), max_size=200),
-)
-def test_compiled_histogram_matches_the_reference(bounds: list[float], observed: list[float]) -> None:
-    from fakeai import _window
-
-    compiled, reference = _window.Histogram(bounds), _window_py.Histogram(bounds)
-    for value in observed:
-        compiled.observe(value)
-        reference.observe(value)
-    assert _same(compiled.state(), reference.state())
-    assert compiled.bounds == reference.bounds == tuple(bounds)
+def test_histogram_blocks_have_inclusive_upper_bounds(kernel) -> None:
+    region, writer = _region(kernel)
+    endpoint = writer.endpoint("/e")
+    for duration in (0.1, 0.5, 1.0, 10.0, 11.0):
+        writer.record(1.0, duration, 200, 0, 0, endpoint)
+    # buckets le=0.1, le=1, le=10, +Inf; then sum and count
+    assert _cells(region)["h|duration|/e"] == [1.0, 2.0, 1.0, 1.0, 22.6, 5.0]
+    assert _cells(region)["c|requests|/e"] == [5.0]
 
 
-# -- the series ----------------------------------------------------------------------------
+def test_the_writer_refuses_what_it_cannot_count(kernel) -> None:
+    region, writer = _region(kernel)
+    endpoint = writer.endpoint("/e")
+    with pytest.raises(ValueError):
+        writer.record(1.0, 0.1, 200, -1, 0, endpoint)
+    with pytest.raises(ValueError):
+        writer.record(math.nan, 0.1, 200, 1, 0, endpoint)
+    assert _cells(region)["c|requests|/e"] == [0.0] and region.journal_written() == 0
 
-request_op = st.tuples(
-    st.floats(min_value=0.0, max_value=3.0),  # clock advance
-    st.floats(min_value=0.0, max_value=100.0),  # duration
+
+def test_a_journal_that_wrapped_reports_what_it_lost(kernel) -> None:
+    region, writer = _region(kernel, journal=4, window=100.0)
+    endpoint = writer.endpoint("/e")
+    for index in range(10):
+        writer.record(float(index), 0.5, 200, 1, 1, endpoint)
+    records, first, lost = region.records(0)
+    assert (len(records), first, lost) == (4, 6, 6)
+    assert region.dropped() == 6, "overwritten while still inside their 100 s window"
+    windows = {endpoint.id: tuple(kernel.SlidingWindow(100.0) for _ in range(4))}
+    extra = (tuple(kernel.SlidingWindow(100.0) for _ in range(3)), tuple(kernel.SlidingWindow(100.0) for _ in range(4)))
+    assert region.replay(2, windows, *extra) == (10, 4)
+    assert len(windows[endpoint.id][0]) == 4
+
+
+writer_op = st.tuples(
+    st.floats(min_value=0.0, max_value=2.0),  # clock advance
+    st.floats(min_value=0.0, max_value=50.0),  # duration
     st.sampled_from([200, 200, 400, 429, 499, 500]),
     st.integers(min_value=0, max_value=5000),
     st.integers(min_value=0, max_value=5000),
-    st.one_of(st.none(), st.floats(min_value=0.0, max_value=10.0)),  # ttft
+    st.sampled_from(["/a", "/b"]),
+    st.sampled_from([None, "x", "y"]),
+    st.sampled_from([0, 1, 2]),  # plain, completed stream, failed stream
+    st.one_of(st.none(), st.floats(min_value=0.0, max_value=5.0)),  # ttft
     st.sampled_from([None, "stop", "length", "abort"]),
+    st.integers(min_value=-1, max_value=2),  # KV worker
+    st.integers(min_value=0, max_value=300),
 )
 
 
-def _series_state(series, model, now: float) -> tuple:
-    windows = tuple(
-        window.summary(now, (0.5, 0.99))
-        for window in (series.latency, series.errors, series.prompt_tokens, series.completion_tokens)
-    )
-    histograms = tuple(
-        h.state() for h in (series.duration_histogram, series.prompt_tokens_histogram,
-                            series.completion_tokens_histogram, model.ttft, model.itl, model.e2e,
-                            model.prompt_tokens, model.generation_tokens)
-    )
-    counters = (series.requests_total, series.prompt_tokens_total, series.completion_tokens_total,
-                dict(series.errors_total), model.running, model.prompt_tokens_total,
-                model.generation_tokens_total, dict(model.success_total))
-    return windows, histograms, counters
-
-
 @pytest.mark.skipif(NO_EXTENSIONS, reason="FAKEAI_NO_EXTENSIONS=1: only the Python twin is under test")
-@settings(max_examples=150, deadline=None)
-@given(ops=st.lists(request_op, max_size=60))
-def test_compiled_series_match_the_reference(ops: list) -> None:
+@settings(max_examples=120, deadline=None)
+@given(ops=st.lists(writer_op, max_size=50))
+def test_compiled_region_matches_the_reference(ops: list) -> None:
     from fakeai import _window
-    from fakeai.metrics.instruments import DURATION_BUCKETS, INTER_TOKEN_BUCKETS, TOKEN_COUNT_BUCKETS
 
-    pairs = []
+    results = []
     for module in (_window, _window_py):
-        series = module.RequestSeries(5.0, 50, DURATION_BUCKETS, TOKEN_COUNT_BUCKETS)
-        model = module.ModelSeries(DURATION_BUCKETS, TOKEN_COUNT_BUCKETS, INTER_TOKEN_BUCKETS)
-        pairs.append((series, model))
-    now = 0.0
-    for advance, duration, status, prompt, completion, ttft, reason in ops:
-        now += advance
-        itl = math.nan if ttft is None or completion < 2 else (duration - ttft) / (completion - 1)
-        for series, model in pairs:
-            model.started()
-            series.record(now, duration, status, prompt, completion, model,
-                          math.nan if ttft is None else ttft, itl, reason)
-    assert _same(_series_state(*pairs[0], now), _series_state(*pairs[1], now))
+        region, writer = _region(module, journal=16)
+        now = 0.0
+        for advance, duration, status, prompt, completion, path, model, stream, ttft, reason, kv, tokens in ops:
+            now += advance
+            cells = writer.model(model) if model else None
+            if cells is not None:
+                writer.started(cells)
+            if stream:
+                writer.stream_started()
+            ttft = math.nan if ttft is None or not stream else ttft
+            itl = (duration - ttft) / (completion - 1) if stream and completion > 1 and not math.isnan(ttft) else math.nan
+            writer.record(now, duration, status, prompt, completion, writer.endpoint(path), cells, ttft, itl,
+                          reason if cells is not None else None, stream, kv, tokens, tokens // 2, tokens // 2)
+            if kv >= 0:
+                writer.kv_state(kv, tokens, 1000, 1, 2)
+        ids = {writer.endpoint(path).id for path in ("/a", "/b")}
+        endpoints = {endpoint_id: tuple(module.SlidingWindow(3.0, 20) for _ in range(4)) for endpoint_id in ids}
+        streaming = tuple(module.SlidingWindow(3.0, 20) for _ in range(3))
+        kv_windows = tuple(module.SlidingWindow(3.0, 20) for _ in range(4))
+        position = region.replay(0, endpoints, streaming, kv_windows)
+        windows = [w.summary(now, (0.5, 0.9)) for group in (*endpoints.values(), streaming, kv_windows) for w in group]
+        results.append((region.keys(), region.cells(), region.dropped(), position, windows))
+    assert _same(results[0], results[1])
 
 
-def test_series_refuse_negative_token_counts(kernel) -> None:
-    from fakeai.metrics.instruments import DURATION_BUCKETS, TOKEN_COUNT_BUCKETS
+def _hammer(region_path: str, records: int) -> None:
+    from fakeai.window import MetricsWriter, Region
 
-    series = kernel.RequestSeries(5.0, 10, DURATION_BUCKETS, TOKEN_COUNT_BUCKETS)
-    with pytest.raises(ValueError, match="prompt_tokens must not be negative"):
-        series.record(0.0, 0.1, 200, -1, 0)
-    assert series.requests_total == 0
+    with open(region_path, "r+b") as file:
+        buffer = mmap.mmap(file.fileno(), 0)
+    region = Region(buffer, create=True, pid=os.getpid(), key_capacity=256, cell_capacity=4096,
+                    journal_capacity=1024, window_seconds=5.0)
+    writer = MetricsWriter(region, *BOUNDS)
+    endpoint = writer.endpoint("/e")
+    for index in range(records):
+        writer.record(float(index), 0.5, 500 if index % 3 == 0 else 200, 2, 3, endpoint)
+
+
+def test_a_reader_never_sees_half_a_request_while_another_process_writes(tmp_path) -> None:
+    """A second process records as fast as it can; every copy this one takes is consistent:
+    as many requests as duration observations, and a third of them errors (rounded up)."""
+    from fakeai.window import Region
+
+    path = tmp_path / "region"
+    with open(path, "w+b") as file:
+        file.truncate(_window_py.region_bytes(256, 4096, 1024))
+        buffer = mmap.mmap(file.fileno(), 0)
+    records = 200_000
+    writer = multiprocessing.get_context("fork").Process(target=_hammer, args=(str(path), records))
+    writer.start()
+    region = None
+    reads = 0
+    while True:
+        done = not writer.is_alive()
+        if region is None:
+            try:
+                region = Region(buffer)  # once the writer has published the layout
+            except ValueError:
+                assert not done, "the writer never created its region"
+                continue
+        cells = _cells(region)
+        if {"c|requests|/e", "c|prompt_tokens|/e", "h|duration|/e"} <= cells.keys():  # keys appear one by one
+            requests = cells["c|requests|/e"][0]
+            assert cells["h|duration|/e"][-1] == requests
+            assert cells["c|prompt_tokens|/e"][0] == 2 * requests
+            assert cells.get("c|errors|/e|500", [0.0])[0] == -(-requests // 3)
+            reads += 1
+        if done:
+            break
+    writer.join()
+    assert writer.exitcode == 0 and requests == records and reads > 1
 
 
 # -- union of windows ------------------------------------------------------------------------

@@ -1,23 +1,19 @@
-"""Cumulative instruments beside the sliding windows: histograms with named bucket sets.
+"""Cumulative histograms beside the sliding windows: their bucket sets and their snapshot.
 
-A ``Histogram`` (from the kernel, compiled or its twin) counts observations per bucket, one
-increment per observation; the cumulative ``le`` counts Prometheus wants are computed once
-per scrape. Bucket bounds are upper bounds, inclusive, as Prometheus defines them.
+A region's histogram block (see the kernel's ``Region.observe``) counts observations per
+bucket; the cumulative ``le`` counts Prometheus wants are computed once per scrape. Bucket
+bounds are upper bounds, inclusive, as Prometheus defines them.
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from fakeai.window import Histogram
-
 __all__ = (
     "DURATION_BUCKETS",
     "INTER_TOKEN_BUCKETS",
     "TOKEN_COUNT_BUCKETS",
-    "Histogram",
     "HistogramSnapshot",
-    "histogram_snapshot",
 )
 
 DURATION_BUCKETS = (
@@ -47,8 +43,3 @@ class HistogramSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     """Observations at or below each bound, then the total (the +Inf bucket): len(bounds) + 1."""
     sum: float
     count: int
-
-
-def histogram_snapshot(histogram: Histogram) -> HistogramSnapshot:
-    cumulative, total, count = histogram.state()
-    return HistogramSnapshot(bounds=histogram.bounds, cumulative=cumulative, sum=total, count=count)

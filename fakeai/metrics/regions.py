@@ -79,15 +79,17 @@ class RegionReader:
     def refresh(self) -> tuple[list[tuple[str, int, int]], list[float]]:
         """Read what is new: replay the journal into the windows; the keys and a consistent
         copy of the cells."""
-        keys = self.region.keys()
+        region = self.region
+        cells = region.cells()
+        # keys after the cells: every change in the copy was made after its key was published
+        keys = [key for key in region.keys() if key[1] + key[2] <= len(cells)]
         for name, first, _ in keys:
             if name.startswith("c|requests|") and first not in self.endpoints:
                 self.endpoints[first] = tuple(self._window() for _ in range(4))
                 self.endpoint_names[first] = name.removeprefix("c|requests|")
-        self.cursor, lost = self.region.replay(self.cursor, self.endpoints, self.streaming, self.kv)
+        self.cursor, lost = region.replay(self.cursor, self.endpoints, self.streaming, self.kv)
         self.lost += lost
-        used = max((first + count for _, first, count in keys), default=0)
-        return keys, self.region.cells(used)
+        return keys, cells
 
     def windows(self) -> Iterator[SlidingWindow]:
         for windows in self.endpoints.values():
@@ -185,9 +187,9 @@ class Regions:
             return  # another worker is on it
         os.close(descriptor)
         try:
-            keys = region.keys()
-            used = max((first + count for _, first, count in keys), default=0)
-            cells = region.cells(used)
+            cells = region.cells()
+            keys = [key for key in region.keys() if key[1] + key[2] <= len(cells)]
+            used = len(cells)
             compact_path = path.with_suffix(".compact")
             size = region_bytes(len(keys) + 1, used + 1, 1)
             with open(compact_path, "w+b") as file:
