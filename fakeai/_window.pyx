@@ -1079,7 +1079,7 @@ cdef class MetricsWriter:
 
     cdef readonly Region region
     cdef _Bounds _duration, _tokens, _inter_token
-    cdef dict _endpoints, _models, _kv
+    cdef dict _endpoints, _models, _kv, _evictions_seen
     cdef readonly Py_ssize_t active_streams, completed_streams, failed_streams
     cdef readonly Py_ssize_t tokens_per_second_sum, tokens_per_second_count, stream_ttft, stream_itl
     cdef readonly Py_ssize_t kv_hit_requests, kv_oracle
@@ -1092,6 +1092,7 @@ cdef class MetricsWriter:
         self._endpoints = {}
         self._models = {}
         self._kv = {}
+        self._evictions_seen = {}
         self.active_streams = region.key("g|active_streams")
         self.completed_streams = region.key("c|streams|completed")
         self.failed_streams = region.key("c|streams|failed")
@@ -1141,21 +1142,42 @@ cdef class MetricsWriter:
     def started(self, ModelCells model):
         self.region._cells[model.running] += 1.0
 
+    def start(self, str model):
+        """``started(model(name))`` in one call; returns the model's cells."""
+        cdef ModelCells cells = self._models.get(model)
+        if cells is None:
+            cells = self.model(model)
+        self.region._cells[cells.running] += 1.0
+        return cells
+
+    def running(self):
+        """Requests running in this process (its models' running cells, summed)."""
+        cdef double total = 0.0
+        cdef ModelCells cells
+        for cells in self._models.values():
+            total += self.region._cells[cells.running]
+        return <long long>total
+
     def stream_started(self):
         self.region._cells[self.active_streams] += 1.0
 
-    def kv_state(self, int worker, long long blocks, long long capacity, long long active, long long new_evictions):
-        cdef tuple cells = self.kv_worker(worker)
+    def kv_state(self, int worker, long long blocks, long long capacity, long long active, long long evictions):
+        cdef tuple cells = self._kv.get(worker)
+        if cells is None:
+            cells = self.kv_worker(worker)
         cdef double* values = self.region._cells
         values[<Py_ssize_t>cells[3]] = blocks
         values[<Py_ssize_t>cells[4]] = capacity
         values[<Py_ssize_t>cells[5]] = active
-        values[<Py_ssize_t>cells[6]] += new_evictions
+        cdef long long seen = self._evictions_seen.get(worker, 0)
+        if evictions != seen:
+            values[<Py_ssize_t>cells[6]] += evictions - seen
+            self._evictions_seen[worker] = evictions
 
     def record(self, double now, double duration, int status, long long prompt_tokens, long long completion_tokens,
                EndpointCells endpoint not None, ModelCells model=None, double ttft=NAN, double itl=NAN,
                finish_reason=None, int stream=0, int kv_worker=-1, long long kv_prompt=0, long long kv_cached=0,
-               long long kv_oracle=0):
+               long long kv_oracle=0, PrefixCache kv_cache=None):
         if prompt_tokens < 0:
             raise ValueError(f"prompt_tokens must not be negative, got {prompt_tokens!r}")
         if completion_tokens < 0:
@@ -1229,3 +1251,22 @@ cdef class MetricsWriter:
         item.kv_oracle = <unsigned int>kv_oracle
         item.kv_worker = <unsigned int>(kv_worker if kv_worker >= 0 else 0)
         region._append(&item)
+        if kv_cache is not None:
+            self._publish(kv_cells, kv_worker, kv_cache)
+
+    cdef void _publish(self, tuple cells, int worker, PrefixCache cache):
+        cdef double* values = self.region._cells
+        values[<Py_ssize_t>cells[3]] = cache._index.size()
+        values[<Py_ssize_t>cells[4]] = cache.capacity
+        values[<Py_ssize_t>cells[5]] = cache.active_requests
+        cdef long long seen = self._evictions_seen.get(worker, 0)
+        if cache.evictions != seen:
+            values[<Py_ssize_t>cells[6]] += cache.evictions - seen
+            self._evictions_seen[worker] = cache.evictions
+
+    def publish(self, int worker, PrefixCache cache not None):
+        """``kv_state`` from the worker's cache itself, in one call."""
+        cdef tuple cells = self._kv.get(worker)
+        if cells is None:
+            cells = self.kv_worker(worker)
+        self._publish(cells, worker, cache)

@@ -631,7 +631,9 @@ class MetricsWriter:
     completed, 2 failed), the end of an active stream, its outcome, TTFT and ITL histograms
     and tokens per second (when it lasted and sent tokens); for a routed request
     (``kv_worker`` >= 0), the worker's routed requests, prompt and cached tokens, the hit
-    requests and the oracle's tokens. Then the journal record.
+    requests and the oracle's tokens. Then the journal record, and (with ``kv_cache``, the
+    worker's prefix cache) the KV worker's state after the request left it, as ``publish``
+    records it.
     """
 
     def __init__(self, region: Region, duration_bounds: Sequence[float], token_bounds: Sequence[float],
@@ -643,6 +645,7 @@ class MetricsWriter:
         self._endpoints: dict[str, EndpointCells] = {}
         self._models: dict[str, ModelCells] = {}
         self._kv: dict[int, tuple[int, ...]] = {}
+        self._evictions_seen: dict[int, int] = {}
         key = region.key
         self.active_streams = key("g|active_streams")
         self.completed_streams = key("c|streams|completed")
@@ -682,20 +685,33 @@ class MetricsWriter:
     def started(self, model: ModelCells) -> None:
         self.region.add(model.running, 1.0)
 
+    def start(self, model: str) -> ModelCells:
+        """``started(model(name))`` in one call; returns the model's cells."""
+        cells = self.model(model)
+        self.started(cells)
+        return cells
+
+    def running(self) -> int:
+        """Requests running in this process (its models' running cells, summed)."""
+        return int(sum(self.region._cells[cells.running] for cells in self._models.values()))
+
     def stream_started(self) -> None:
         self.region.add(self.active_streams, 1.0)
 
-    def kv_state(self, worker: int, blocks: int, capacity: int, active: int, new_evictions: int) -> None:
-        """A simulated KV worker's state now (gauges) and the evictions since the last call."""
+    def kv_state(self, worker: int, blocks: int, capacity: int, active: int, evictions: int) -> None:
+        """A simulated KV worker's state now (gauges) and its evictions so far (the counter
+        advances by the difference to the last call: it keeps counting across restarts)."""
         cells = self.kv_worker(worker)
         for cell, value in zip(cells[3:6], (blocks, capacity, active)):
             self.region.set(cell, float(value))
-        self.region.add(cells[6], float(new_evictions))
+        self.region.add(cells[6], float(evictions - self._evictions_seen.get(worker, 0)))
+        self._evictions_seen[worker] = evictions
 
     def record(self, now: float, duration: float, status: int, prompt_tokens: int, completion_tokens: int,
                endpoint: EndpointCells, model: ModelCells | None = None, ttft: float = math.nan,
                itl: float = math.nan, finish_reason: str | None = None, stream: int = STREAM_PLAIN,
-               kv_worker: int = -1, kv_prompt: int = 0, kv_cached: int = 0, kv_oracle: int = 0) -> None:
+               kv_worker: int = -1, kv_prompt: int = 0, kv_cached: int = 0, kv_oracle: int = 0,
+               kv_cache: PrefixCache | None = None) -> None:
         prompt_tokens = _check_count("prompt_tokens", prompt_tokens)
         completion_tokens = _check_count("completion_tokens", completion_tokens)
         _check_finite("now", now)
@@ -749,6 +765,12 @@ class MetricsWriter:
         region.end()
         region.append((now, duration, ttft, itl, prompt_tokens, completion_tokens, endpoint.id, status, stream,
                        1 if kv_worker >= 0 else 0, kv_prompt, kv_cached, kv_oracle, max(kv_worker, 0)))
+        if kv_cache is not None:  # the worker's state after the request left it
+            self.publish(kv_worker, kv_cache)
+
+    def publish(self, worker: int, cache: PrefixCache) -> None:
+        """``kv_state`` from the worker's cache itself, in one call."""
+        self.kv_state(worker, len(cache), cache.capacity, cache.active_requests, cache.evictions)
 
 
 def replay(records: Sequence[tuple], endpoints: dict[int, tuple[SlidingWindow, ...]], streaming: tuple[SlidingWindow, ...],

@@ -99,7 +99,7 @@ def _route(
     routing = engine.kv_cache.route(prompts, tokens)
     exchange.routing = routing
     if exchange.recording:
-        registry.kv_state(routing.worker, *engine.kv_cache.state_of(routing.worker))
+        registry.kv_publish(routing.worker, routing.cache)
     return routing.cached_tokens
 
 

@@ -138,8 +138,6 @@ class Recorder:
             routing = exchange.routing
             if routing is not None:  # every way out: success, error, disconnect
                 self.kv_cache.release(routing)
-                if self.enabled:
-                    self.registry.kv_state(routing.worker, *self.kv_cache.state_of(routing.worker))
             if self.enabled and (not exchange.monitoring or self.record_monitoring):
                 self._record(scope, exchange)
 
@@ -159,7 +157,6 @@ class Recorder:
         routing = exchange.routing
         if not exchange.stream and exchange.series is not None:
             # The fast path: what registry.record does for a plain request, in one compiled call.
-            self.registry.request_ended()
             if routing is None:
                 self._write(finished_at, finished_at - started, status, exchange.prompt_tokens,
                             exchange.completion_tokens, exchange.series, exchange.model_series, _NAN, _NAN,
@@ -168,7 +165,7 @@ class Recorder:
                 self._write(finished_at, finished_at - started, status, exchange.prompt_tokens,
                             exchange.completion_tokens, exchange.series, exchange.model_series, _NAN, _NAN,
                             finish_reason, 0, routing.worker, routing.prompt_tokens, routing.cached_total,
-                            routing.oracle_tokens)
+                            routing.oracle_tokens, routing.cache)
             return
         ttft = stream_completed = None
         if exchange.stream:
@@ -188,5 +185,5 @@ class Recorder:
             finish_reason,
             finished_at,
             None if routing is None else (routing.worker, routing.prompt_tokens, routing.cached_total,
-                                          routing.oracle_tokens),
+                                          routing.oracle_tokens, routing.cache),
         )

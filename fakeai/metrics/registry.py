@@ -165,8 +165,11 @@ class MetricsRegistry:
         """This process's recording handle (the recorder's fast path calls ``writer.record``)."""
         self.kv_cache = KVCacheStats()
         """What the snapshot says about the simulated KV workers besides their counts."""
-        self._evictions_seen: dict[int, int] = {}
-        self._running = 0
+        self.kv_state = self.writer.kv_state
+        """``kv_state(worker, blocks, capacity, running, evictions so far)``: a simulated KV
+        worker's state, whenever it changes."""
+        self.kv_publish = self.writer.publish
+        """``kv_publish(worker, its prefix cache)``: ``kv_state`` read from the cache itself."""
 
     @property
     def clock(self) -> Clock:
@@ -175,7 +178,7 @@ class MetricsRegistry:
     @property
     def in_flight(self) -> int:
         """API requests admitted by this process and not yet ended (the latency model's load)."""
-        return self._running
+        return self.writer.running()
 
     # -- the request path ------------------------------------------------------------------
 
@@ -184,10 +187,7 @@ class MetricsRegistry:
 
         Returns the model's cells, for the recorder's fast path.
         """
-        cells = self.writer.model(model)
-        self.writer.started(cells)
-        self._running += 1
-        return cells
+        return self.writer.start(model)
 
     def endpoint_series(self, endpoint: str) -> EndpointCells:
         """The cells of ``endpoint`` (made on first use), for the recorder's fast path."""
@@ -197,15 +197,6 @@ class MetricsRegistry:
         """A stream opened; ``record`` with ``stream_completed`` set closes it."""
         self.writer.stream_started()
 
-    def request_ended(self) -> None:
-        """The recorder's fast path ended a request it started with ``request_started``."""
-        self._running -= 1
-
-    def kv_state(self, worker: int, blocks: int, capacity: int, active: int, evictions: int) -> None:
-        """A simulated KV worker's state now (``evictions``: its total since it started)."""
-        seen = self._evictions_seen.get(worker, 0)
-        self._evictions_seen[worker] = evictions
-        self.writer.kv_state(worker, blocks, capacity, active, evictions - seen)
 
     def record(
         self,
@@ -219,7 +210,7 @@ class MetricsRegistry:
         model: str | None = None,
         finish_reason: str | None = None,
         now: float | None = None,
-        kv: tuple[int, int, int, int] | None = None,
+        kv: tuple | None = None,
     ) -> None:
         """Record one finished request.
 
@@ -237,7 +228,8 @@ class MetricsRegistry:
                 ``abort`` when the client left.
             now: When it ended, on the registry's clock (``None``: read the clock now).
             kv: For a request the KV router placed: (worker, prompt tokens looked up, cached
-                tokens, an oracle's cached tokens).
+                tokens, an oracle's cached tokens[, the worker's prefix cache, whose state after
+                the request is published]).
         """
         if now is None:
             now = self._clock()
@@ -245,14 +237,12 @@ class MetricsRegistry:
         if ttft is not None and completion_tokens > 1:
             itl = (duration - ttft) / (completion_tokens - 1)
         stream = STREAM_PLAIN if stream_completed is None else (STREAM_COMPLETED if stream_completed else STREAM_FAILED)
-        model_cells = None
-        if model is not None:
-            model_cells = self.writer.model(model)
-            self._running -= 1
-        worker, kv_prompt, kv_cached, kv_oracle = kv if kv is not None else (-1, 0, 0, 0)
+        model_cells = None if model is None else self.writer.model(model)
+        worker, kv_prompt, kv_cached, kv_oracle = kv[:4] if kv is not None else (-1, 0, 0, 0)
         self.writer.record(
             now, duration, status, prompt_tokens, completion_tokens, self.writer.endpoint(endpoint), model_cells,
             _NAN if ttft is None else ttft, itl, finish_reason, stream, worker, kv_prompt, kv_cached, kv_oracle,
+            kv[4] if kv is not None and len(kv) > 4 else None,
         )
 
     # -- the scrape path -------------------------------------------------------------------

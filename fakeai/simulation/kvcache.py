@@ -52,12 +52,15 @@ def prompt_blocks(prompt: Prompt, block_tokens: int = 16) -> list[int]:
 class Routing:
     """Where one request went and what it reused; hand it back to ``KVCacheSimulator.release``."""
 
-    __slots__ = ("_pinned", "cached_tokens", "cached_total", "oracle_tokens", "prompt_tokens", "worker")
+    __slots__ = ("_pinned", "cache", "cached_tokens", "cached_total", "oracle_tokens", "prompt_tokens", "worker")
 
     def __init__(
-        self, worker: int, prompt_tokens: int, cached_tokens: list[int], oracle_tokens: int, pinned: list[list[int]]
+        self, worker: int, prompt_tokens: int, cached_tokens: list[int], oracle_tokens: int, pinned: list[list[int]],
+        cache: PrefixCache,
     ) -> None:
         self.worker = worker
+        self.cache = cache
+        """The worker's prefix cache (its state is what the metrics publish)."""
         self.prompt_tokens = prompt_tokens
         """Prompt tokens looked up (every prompt of the request)."""
         self.cached_tokens = cached_tokens
@@ -101,29 +104,39 @@ class KVCacheSimulator:
         self.load_weight = load_weight
         self._next = 0
         self._rng = random.Random(seed)
+        self._no_overlap = [0] * workers
 
     def route(self, prompts: Sequence[Prompt], prompt_tokens: Sequence[int]) -> Routing:
         """Send a request with these prompts (and their token counts) to a worker."""
         block_tokens = self.block_tokens
-        hashes = [prompt_blocks(prompt, block_tokens) for prompt in prompts]
         workers = self.workers
-        overlaps = [sum(worker.cached_prefix(blocks) for blocks in hashes) for worker in workers]
-        index = self._choose(overlaps, sum(len(blocks) for blocks in hashes))
+        hashes = [prompt_blocks(prompt, block_tokens) for prompt in prompts]
+        blocks = 0
+        for prompt_hashes in hashes:
+            blocks += len(prompt_hashes)
+        if blocks:
+            overlaps = [0] * len(workers)
+            for index, worker in enumerate(workers):
+                for prompt_hashes in hashes:
+                    overlaps[index] += worker.cached_prefix(prompt_hashes)
+        else:  # nothing to look up (a prompt shorter than a block)
+            overlaps = self._no_overlap
+        index = self._choose(overlaps, blocks)
         chosen = workers[index]
         cached_tokens = []
         pinned = []
-        for blocks, tokens in zip(hashes, prompt_tokens):
-            cached, held = chosen.acquire(blocks)
-            chosen.active_requests -= 1  # one request, however many prompts it has
+        for prompt_hashes, tokens in zip(hashes, prompt_tokens):
+            cached, held = chosen.acquire(prompt_hashes)
             cached_tokens.append(min(cached * block_tokens, tokens))
             pinned.append(held)
-        chosen.active_requests += 1
-        oracle = min(max(overlaps) * block_tokens, sum(prompt_tokens))
-        return Routing(self.ids[index], sum(prompt_tokens), cached_tokens, oracle, pinned)
+        chosen.active_requests -= len(hashes) - 1  # one request, however many prompts it has
+        total = sum(prompt_tokens)
+        oracle = min(max(overlaps) * block_tokens, total) if blocks else 0
+        return Routing(self.ids[index], total, cached_tokens, oracle, pinned, chosen)
 
     def release(self, routing: Routing) -> None:
         """The request routed as ``routing`` ended (by any path)."""
-        worker = self.workers[self._index[routing.worker]]
+        worker = routing.cache
         for pinned in routing._pinned:
             worker.release(pinned)
         worker.active_requests += len(routing._pinned) - 1  # one request, however many prompts
@@ -147,14 +160,19 @@ class KVCacheSimulator:
             return self._rng.randrange(len(workers))
         if self.policy == "least-loaded":
             return min(range(len(workers)), key=lambda i: (workers[i].active_requests, i))
-        total_active = sum(worker.active_requests for worker in workers) or 1
+        # kv-aware: the highest overlap_weight x cached fraction - load_weight x share of the
+        # running requests; ties to the worker holding fewer blocks, then the lower index
+        total_active = 0
+        for worker in workers:
+            total_active += worker.active_requests
+        total_active = total_active or 1
         blocks = blocks or 1
-
-        def rank(i: int) -> tuple[float, int, int]:
-            score = (
-                self.overlap_weight * overlaps[i] / blocks
-                - self.load_weight * workers[i].active_requests / total_active
-            )
-            return (score, -len(workers[i]), -i)
-
-        return max(range(len(workers)), key=rank)
+        overlap_weight, load_weight = self.overlap_weight, self.load_weight
+        best = 0
+        best_rank: tuple[float, int] | None = None
+        for index, worker in enumerate(workers):
+            rank = (overlap_weight * overlaps[index] / blocks - load_weight * worker.active_requests / total_active,
+                    -len(worker))
+            if best_rank is None or rank > best_rank:
+                best, best_rank = index, rank
+        return best
