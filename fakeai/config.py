@@ -39,7 +39,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     host: Annotated[str, _setting("Address to bind.")] = "127.0.0.1"
     port: Annotated[int, _setting("TCP port to listen on (0 picks a free one).", ge=0, le=65535)] = 8000
     workers: Annotated[
-        int, _setting("Worker processes (for now each keeps its own metrics; see Limitations).", ge=1, le=64)
+        int, _setting("Worker processes; every scrape covers all of them (see Several workers).", ge=1, le=64)
     ] = 1
     log_level: Annotated[
         Literal["critical", "error", "warning", "info", "debug", "trace"], _setting("Server log level.")
