@@ -54,14 +54,17 @@ def server(command: Sequence[str], *, env: dict[str, str] | None = None, ready_p
     argv = ["taskset", "-c", SERVER_CPU, *(part.format(port=port) for part in command)]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FAKEAI_")}
     environment.update(env or {})
-    process = subprocess.Popen(argv, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # A file, not a pipe: a server that logs every request would block once a pipe is full.
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(argv, env=environment, stdout=log, stderr=subprocess.STDOUT)
     base_url = Running(f"http://127.0.0.1:{port}")
     base_url.pid = process.pid  # taskset execs the server in place: same pid
     deadline = time.monotonic() + 60
     try:
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"{argv} exited: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                log.seek(0)
+                raise RuntimeError(f"{argv} exited: {log.read().decode(errors='replace')[-2000:]}")
             try:
                 httpx.request(ready_method, base_url + ready_path, timeout=1, json={})
                 break
@@ -77,7 +80,7 @@ def server(command: Sequence[str], *, env: dict[str, str] | None = None, ready_p
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        process.stderr.close()  # type: ignore[union-attr]
+        log.close()
 
 
 def fakeai_command(*flags: str) -> list[str]:
