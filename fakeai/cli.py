@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal, get_args, get_origin
 
 from fakeai.config import SettingsError, describe_settings, env_name, settings_from_env
-from fakeai.metrics.regions import SHARED_DIR_ENV, pid_alive
+from fakeai.metrics.regions import SHARED_DIR_ENV, pid_alive, region_file_bytes
 from fakeai.metrics.registry import STARTED_AT_ENV
 
 __all__ = ("main",)
@@ -54,11 +54,16 @@ def _exit_on_signal(number: int, frame: object) -> None:
     raise SystemExit(128 + number)
 
 
-def _shared_metrics_dir() -> Path:
-    """A new directory for the worker processes' metrics regions, in shared memory when there
-    is some; directories left by servers that were killed are removed first."""
+def _shared_metrics_dir(needed_bytes: int) -> Path:
+    """A new directory for the worker processes' metrics regions: in ``/dev/shm`` when it has
+    room for them (a container's is 64 MB unless given ``--shm-size``), else the temporary
+    directory; directories left by servers that were killed are removed first."""
     base = Path("/dev/shm")
-    if not (base.is_dir() and os.access(base, os.W_OK)):
+    usable = base.is_dir() and os.access(base, os.W_OK)
+    if usable:
+        stats = os.statvfs(base)
+        usable = stats.f_bavail * stats.f_frsize >= needed_bytes * 1.25
+    if not usable:
         base = Path(tempfile.gettempdir())
     for stale in base.glob("fakeai-*-*"):
         owner = stale.name.split("-")[1]
@@ -83,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Every worker process records into a region in this directory and reads all of them,
     # so any worker answers a scrape for the whole server; it goes when the server stops.
-    shared = _shared_metrics_dir()
+    shared = _shared_metrics_dir(settings.workers * region_file_bytes(settings.max_window_samples))
     os.environ[SHARED_DIR_ENV] = str(shared)
     os.environ[STARTED_AT_ENV] = repr(time.monotonic())
     # uvicorn shuts down on SIGINT/SIGTERM and then raises the signal again for the handler

@@ -29,7 +29,16 @@ from pathlib import Path
 
 from fakeai.window import Region, SlidingWindow, region_bytes
 
-__all__ = ("DROPPED_KEY", "SHARED_DIR_ENV", "RegionReader", "Regions", "claim_slot", "pid_alive", "shared_counter")
+__all__ = (
+    "DROPPED_KEY",
+    "SHARED_DIR_ENV",
+    "RegionReader",
+    "Regions",
+    "claim_slot",
+    "pid_alive",
+    "region_file_bytes",
+    "shared_counter",
+)
 
 SHARED_DIR_ENV = "FAKEAI_SHARED_METRICS_DIR"
 """Set by ``fakeai serve`` for its worker processes; not a user setting."""
@@ -39,6 +48,11 @@ DROPPED_KEY = "c|dropped_samples"
 KEY_CAPACITY = 4096
 CELL_CAPACITY = 131_072
 MIN_JOURNAL = 1024
+
+
+def region_file_bytes(max_samples: int) -> int:
+    """The size of one worker's region file."""
+    return region_bytes(KEY_CAPACITY, CELL_CAPACITY, max(MIN_JOURNAL, max_samples))
 
 
 def pid_alive(pid: int) -> bool:
@@ -108,7 +122,7 @@ class Regions:
         self.pid = os.getpid() if pid is None else pid
         self.directory = Path(directory) if directory else None
         journal = max(MIN_JOURNAL, self.max_samples)
-        size = region_bytes(KEY_CAPACITY, CELL_CAPACITY, journal)
+        size = region_file_bytes(self.max_samples)
         layout = dict(key_capacity=KEY_CAPACITY, cell_capacity=CELL_CAPACITY, journal_capacity=journal,
                       window_seconds=self.window_seconds)
         self._readers: dict[str, RegionReader] = {}
