@@ -1,0 +1,125 @@
+"""The pytest plugin: a real fakeai server for your tests (installed with fakeai, entry point ``pytest11``).
+
+Fixtures:
+
+* ``fakeai_server``: a server on a free loopback port for one test, stopped after it. Settings
+  come from ``@pytest.mark.fakeai(ttft_ms=0, error_rate=0.5, models=["my-model"], ...)`` (any
+  setting of ``fakeai.config.Settings``); by default answers come at once (``zero_latency``).
+* ``fakeai_server_factory``: ``factory(**settings)`` starts more servers in one test.
+
+A server has ``base_url`` (``http://127.0.0.1:<port>``), ``openai_base_url`` (with ``/v1``, for
+``OpenAI(base_url=...)``), ``settings``, ``snapshot()`` (what the server saw: a
+``fakeai.metrics.MetricsSnapshot``, computed when called) and ``metrics()`` (the
+``GET /metrics`` JSON document), so a test can assert, say, that its client made three
+streaming requests and no retries::
+
+    @pytest.mark.fakeai(models=["m"])
+    def test_my_client(fakeai_server):
+        run_my_client(base_url=fakeai_server.openai_base_url)
+        seen = fakeai_server.snapshot()
+        assert seen.endpoints["/v1/chat/completions"].requests_total == 3
+        assert seen.streaming.completed_streams == 3
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from fakeai.config import Settings
+    from fakeai.metrics import MetricsSnapshot
+
+__all__ = ("FakeaiServer", "fakeai_server", "fakeai_server_factory")
+
+STARTUP_SECONDS = 30.0
+
+
+class FakeaiServer:
+    """A running fakeai server (uvicorn in a thread of the test process)."""
+
+    def __init__(self, settings: Settings) -> None:
+        import uvicorn
+
+        from fakeai.app import create_app
+
+        self.settings = settings
+        self.app = create_app(settings)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.openai_base_url = self.base_url + "/v1"
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name=f"fakeai-{port}", daemon=True)
+
+    def start(self) -> FakeaiServer:
+        self._thread.start()
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the fakeai server stopped during start-up (see the log above)")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the fakeai server did not start in {STARTUP_SECONDS} s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def snapshot(self) -> MetricsSnapshot:
+        """Everything the server has recorded, now."""
+        return self.app.state.metrics.snapshot()
+
+    def metrics(self) -> dict[str, Any]:
+        """``GET /metrics`` as a dict (the same numbers as ``snapshot``, in the seed's JSON)."""
+        import msgspec
+
+        from fakeai.exporters import render_json
+
+        return msgspec.json.decode(render_json(self.snapshot()))
+
+
+def _settings(overrides: dict[str, Any]) -> Settings:
+    from fakeai.config import Settings
+
+    return Settings().replace(**{"zero_latency": True, **overrides})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "fakeai(**settings): settings of the fakeai_server fixture (any fakeai setting, by name)"
+    )
+
+
+@pytest.fixture
+def fakeai_server_factory() -> Iterator[Callable[..., FakeaiServer]]:
+    """``factory(**settings)``: a started server; every one is stopped after the test."""
+    servers: list[FakeaiServer] = []
+
+    def start(**settings: Any) -> FakeaiServer:
+        server = FakeaiServer(_settings(settings)).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+@pytest.fixture
+def fakeai_server(request: pytest.FixtureRequest, fakeai_server_factory: Callable[..., FakeaiServer]) -> FakeaiServer:
+    """A fakeai server for this test, configured by its ``@pytest.mark.fakeai(...)`` marks."""
+    settings: dict[str, Any] = {}
+    for mark in reversed(list(request.node.iter_markers("fakeai"))):  # the closest mark wins
+        settings.update(mark.kwargs)
+    return fakeai_server_factory(**settings)
