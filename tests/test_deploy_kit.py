@@ -1,0 +1,105 @@
+"""The Prometheus and Grafana kit in deploy/: valid for promtool, every metric it names exists,
+and a real Prometheus loads the rules, evaluates them and answers every dashboard query."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import httpx
+from litestar.testing import TestClient
+
+from fakeai.app import create_app
+from fakeai.config import Settings
+from tests.prometheus_server import running_prometheus
+from tests.servers import running_app
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+RULES = (DEPLOY / "fakeai-rules.yml").read_text()
+DASHBOARD = json.loads((DEPLOY / "grafana" / "fakeai-dashboard.json").read_text())
+PANEL_QUERIES = [target["expr"] for panel in DASHBOARD["panels"] for target in panel["targets"]]
+NAME = re.compile(r"\b(fakeai_[a-z0-9_]+|vllm:[a-z0-9_:]+)")
+MODEL = "openai/gpt-oss-120b"
+
+
+def promtool(*arguments: str) -> subprocess.CompletedProcess:
+    binary = shutil.which("promtool")
+    assert binary, "promtool is missing: scripts/test.sh installs Debian's prometheus package"
+    return subprocess.run([binary, *arguments], capture_output=True, text=True)
+
+
+def test_promtool_accepts_the_config_and_the_rules() -> None:
+    config = promtool("check", "config", str(DEPLOY / "prometheus.yml"))
+    assert config.returncode == 0, config.stdout + config.stderr
+    assert "fakeai-rules.yml" in config.stdout, "the config's rule file was checked too"
+    rules = promtool("check", "rules", str(DEPLOY / "fakeai-rules.yml"))
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+    assert "6 rules found" in rules.stdout
+
+
+def _exposed_names() -> set[str]:
+    """Every series name fakeai can expose (a family's samples, by its type)."""
+    with TestClient(create_app(Settings(zero_latency=True))) as client:
+        client.post("/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
+        text = client.get("/metrics/prometheus").text
+    names = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            names |= {f"{name}{suffix}" for suffix in ("_bucket", "_sum", "_count")} if kind == "histogram" else {name}
+            if kind == "summary":
+                names |= {f"{name}_sum", f"{name}_count"}
+    return names
+
+
+def test_every_metric_the_kit_names_exists() -> None:
+    exposed = _exposed_names()
+    used = {name for text in (RULES, *PANEL_QUERIES) for name in NAME.findall(text)}
+    used -= {name for name in used if name.startswith("fakeai:")}  # recording rules' own names
+    assert used, "the kit queries fakeai's metrics"
+    assert used <= exposed, f"not exposed: {sorted(used - exposed)}"
+    titles = {panel["title"] for panel in DASHBOARD["panels"]}
+    assert {"Request rate by endpoint", "Error ratio", "Request latency p50 / p99", "Time to first token p99",
+            "Inter-token latency p99", "Tokens per second", "KV-cache hit rate", "Active streams"} <= titles
+
+
+def _traffic(base_url: str, stop: threading.Event) -> None:
+    body = {"model": MODEL, "messages": [{"role": "system", "content": "S" * 400}, {"role": "user", "content": "hi"}],
+            "max_tokens": 4, "stream": True}
+    with httpx.Client(timeout=10) as client:
+        while not stop.is_set():
+            with client.stream("POST", base_url + "/v1/chat/completions", json=body) as response:
+                response.read()
+
+
+def test_prometheus_evaluates_the_rules_and_answers_the_dashboard() -> None:
+    """Half the requests fail (unhealthy): the error-ratio rule and its alert follow."""
+    settings = Settings(ttft_ms=2, itl_ms=1, ttft_jitter=0, itl_jitter=0, error_rate=0.5,
+                        error_kinds=("server_error",))
+    with running_app(settings) as (base_url, _):
+        config = (DEPLOY / "prometheus.yml").read_text().replace("localhost:8000", base_url.removeprefix("http://"))
+        config = config.replace("15s", "1s")
+        stop = threading.Event()
+        sender = threading.Thread(target=_traffic, args=(base_url, stop))
+        sender.start()
+        try:
+            with running_prometheus(config, {"fakeai-rules.yml": RULES}) as prometheus:
+                prometheus.wait_for("fakeai:error_ratio:rate1m", lambda r: r and 0.2 < float(r[0]["value"][1]) < 0.8)
+                rules = httpx.get(prometheus.base_url + "/api/v1/rules", timeout=5).json()["data"]["groups"][0]["rules"]
+                assert {rule["name"] for rule in rules} == {
+                    "fakeai:error_ratio:rate1m", "fakeai:request_duration_seconds:p99_rate1m", "FakeaiDegraded",
+                    "FakeaiUnhealthy", "FakeaiHighP99Latency", "FakeaiDown"}
+                assert all(rule["health"] == "ok" for rule in rules), rules
+                prometheus.wait_for('ALERTS{alertname="FakeaiUnhealthy"}',
+                                    lambda r: r and r[0]["metric"]["alertstate"] in ("pending", "firing"))
+                assert prometheus.query('ALERTS{alertname="FakeaiDegraded"}') == []
+                for query in PANEL_QUERIES:
+                    result = prometheus.query(query.replace("$__rate_interval", "1m"))
+                    assert result, f"no data for the dashboard query {query}"
+        finally:
+            stop.set()
+            sender.join()
