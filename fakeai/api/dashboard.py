@@ -10,10 +10,9 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from litestar import asgi
-from litestar.exceptions import MethodNotAllowedException
 from litestar.handlers import ASGIRouteHandler
 
-from fakeai.api.recording import EXCHANGE_KEY
+from fakeai.api.responses import document_method, send_document
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send
@@ -38,29 +37,16 @@ def dashboard_handlers(refresh_seconds: float) -> list[ASGIRouteHandler]:
     page = _read("index.html").replace(b"{{refresh_seconds}}", repr(float(refresh_seconds)).encode())
     assets = {name: (_read(name), content_type) for name, content_type in ASSETS.items()}
 
-    async def respond(scope: Scope, send: Send, body: bytes, content_type: str, cache: bytes) -> None:
-        exchange = scope.get(EXCHANGE_KEY)
-        if exchange is not None:
-            exchange.monitoring = True
-        method = scope["method"]  # type: ignore[typeddict-item]
-        if method not in ("GET", "HEAD"):
-            raise MethodNotAllowedException(headers={"Allow": "GET, HEAD"})
-        headers = [
-            (b"content-type", content_type.encode()),
-            (b"content-length", b"%d" % len(body)),
-            (b"cache-control", cache),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
-
     @asgi("/dashboard", copy_scope=False)
     async def dashboard_page(scope: Scope, receive: Receive, send: Send) -> None:
-        await respond(scope, send, page, "text/html; charset=utf-8", b"no-store")
+        await send_document(send, document_method(scope), page, "text/html; charset=utf-8",
+                            ((b"cache-control", b"no-store"),))
 
     @asgi([f"/dashboard/{name}" for name in assets], copy_scope=False)
     async def dashboard_asset(scope: Scope, receive: Receive, send: Send) -> None:
+        method = document_method(scope)
         body, content_type = assets[scope["path"].removeprefix("/dashboard/")]
         # no-cache: revalidated on every load, so a page served after an upgrade never mixes versions
-        await respond(scope, send, body, content_type, b"no-cache")
+        await send_document(send, method, body, content_type, ((b"cache-control", b"no-cache"),))
 
     return [dashboard_page, dashboard_asset]

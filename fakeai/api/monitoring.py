@@ -14,10 +14,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from litestar import asgi
-from litestar.exceptions import MethodNotAllowedException
 from litestar.handlers import ASGIRouteHandler
 
-from fakeai.api.recording import EXCHANGE_KEY
+from fakeai.api.responses import document_method, send_document
 from fakeai.exporters import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
@@ -103,21 +102,9 @@ Render = Callable[[str | None], tuple[bytes, str]]
 def _endpoint(path: str | list[str], render: Render, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> ASGIRouteHandler:
     @asgi(path, copy_scope=False)
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
-        exchange = scope.get(EXCHANGE_KEY)
-        if exchange is not None:
-            exchange.monitoring = True
-        method = scope["method"]  # type: ignore[typeddict-item]
-        if method not in ("GET", "HEAD"):
-            raise MethodNotAllowedException(headers={"Allow": "GET, HEAD"})
+        method = document_method(scope)
         body, content_type = render(_header(scope, b"accept"))
-        headers = [
-            (b"content-type", content_type.encode()),
-            (b"content-length", b"%d" % len(body)),
-            (b"cache-control", b"no-store"),
-            *extra_headers,
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+        await send_document(send, method, body, content_type, ((b"cache-control", b"no-store"), *extra_headers))
 
     return handler
 

@@ -13,12 +13,16 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
+from litestar.exceptions import MethodNotAllowedException
+
+from fakeai.api.recording import EXCHANGE_KEY
+
 if TYPE_CHECKING:
-    from litestar.types import Receive
+    from litestar.types import Receive, Scope, Send
 
     from fakeai.api.recording import Exchange
 
-__all__ = ("send_event_stream", "send_json")
+__all__ = ("document_method", "send_document", "send_event_stream", "send_json")
 
 _JSON_HEADERS = (b"content-type", b"application/json")
 _SSE_HEADERS = [
@@ -26,6 +30,27 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+
+
+def document_method(scope: Scope) -> str:
+    """For the monitoring endpoints and the dashboard: marks the request as not API traffic
+    and returns its method, GET or HEAD (405 otherwise)."""
+    exchange = scope.get(EXCHANGE_KEY)
+    if exchange is not None:
+        exchange.monitoring = True
+    method = scope["method"]  # type: ignore[typeddict-item]
+    if method not in ("GET", "HEAD"):
+        raise MethodNotAllowedException(headers={"Allow": "GET, HEAD"})
+    return method
+
+
+async def send_document(
+    send: Send, method: str, body: bytes, content_type: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    """A 200 with ``body`` (none for HEAD, with the headers GET would get)."""
+    start = [(b"content-type", content_type.encode()), (b"content-length", b"%d" % len(body)), *headers]
+    await send({"type": "http.response.start", "status": 200, "headers": start})
+    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
 
 
 async def send_json(exchange: Exchange, body: bytes, status: int = 200) -> None:
