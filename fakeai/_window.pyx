@@ -13,7 +13,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.math cimport INFINITY, NAN, floor, isfinite
 from cython.operator cimport dereference as deref
 from libc.stdint cimport uint32_t, uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memmove
 from libcpp.unordered_map cimport unordered_map
 from libcpp.vector cimport vector
 
@@ -905,31 +905,43 @@ cdef class Region:
     def dropped(self):
         return self._header[_DROPPED]
 
-    def records(self, unsigned long long start):
+    cdef Record* _copy_since(self, unsigned long long start, unsigned long long* first_out,
+                             unsigned long long* count_out, unsigned long long* end_out) except NULL:
+        """Copy the records from index ``start`` on that the ring still holds; keep only those
+        the writer cannot have overwritten while they were copied (``*first_out`` is the index
+        of the first kept, ``*count_out`` how many). The caller frees the copy."""
         cdef unsigned long long end = fakeai_load(&self._header[_JOURNAL_WRITTEN])
         cdef unsigned long long capacity = self.journal_capacity
         cdef unsigned long long first = max(start, end - capacity if end > capacity else 0)
         cdef unsigned long long count = end - first if end > first else 0, index, safe_from, skip
         cdef Record* copy = <Record*>PyMem_Malloc(max(count, 1) * sizeof(Record))
-        cdef Record* item
         if copy == NULL:
             raise MemoryError()
+        for index in range(count):
+            memcpy(&copy[index], &self._journal[(first + index) % capacity], sizeof(Record))
+        fakeai_fence()
+        safe_from = fakeai_load(&self._header[_JOURNAL_WRITTEN])
+        safe_from = safe_from - capacity if safe_from > capacity else 0
+        skip = min(safe_from - first if safe_from > first else 0, count)
+        if skip:
+            memmove(copy, copy + skip, (count - skip) * sizeof(Record))
+        first_out[0] = first + skip
+        count_out[0] = count - skip
+        end_out[0] = end
+        return copy
+
+    def records(self, unsigned long long start):
+        cdef unsigned long long first, count, end, index
+        cdef Record* copy = self._copy_since(start, &first, &count, &end)
+        cdef Record* item
         try:
-            for index in range(count):
-                memcpy(&copy[index], &self._journal[(first + index) % capacity], sizeof(Record))
-            fakeai_fence()
-            end = fakeai_load(&self._header[_JOURNAL_WRITTEN])
-            safe_from = end - capacity if end > capacity else 0
-            skip = safe_from - first if safe_from > first else 0
-            if skip > count:
-                skip = count
             records = []
-            for index in range(skip, count):
+            for index in range(count):
                 item = &copy[index]
                 records.append((item.finished_at, item.duration, item.ttft, item.itl, item.prompt_tokens,
                                 item.completion_tokens, item.endpoint_id, item.status, item.stream, item.flags,
                                 item.kv_prompt, item.kv_cached, item.kv_oracle, item.kv_worker))
-            return records, first + skip, (first + skip) - start
+            return records, first, first - start
         finally:
             PyMem_Free(copy)
 
@@ -976,25 +988,11 @@ cdef class Region:
     def replay(self, unsigned long long start, dict endpoints, tuple streaming, tuple kv):
         """Journal records from index ``start`` into windows (see the twin's ``replay``);
         ``(the next index to read, records lost)``."""
-        cdef unsigned long long end = fakeai_load(&self._header[_JOURNAL_WRITTEN])
-        cdef unsigned long long capacity = self.journal_capacity
-        cdef unsigned long long first = max(start, end - capacity if end > capacity else 0)
-        cdef unsigned long long count = end - first if end > first else 0, index, safe_from, skip
-        cdef Record* copy = <Record*>PyMem_Malloc(max(count, 1) * sizeof(Record))
-        if copy == NULL:
-            raise MemoryError()
+        cdef unsigned long long first, count, end
+        cdef Record* copy = self._copy_since(start, &first, &count, &end)
         try:
-            for index in range(count):
-                memcpy(&copy[index], &self._journal[(first + index) % capacity], sizeof(Record))
-            fakeai_fence()
-            safe_from = fakeai_load(&self._header[_JOURNAL_WRITTEN])
-            safe_from = safe_from - capacity if safe_from > capacity else 0
-            skip = safe_from - first if safe_from > first else 0
-            if skip > count:
-                skip = count
-            self._replay(copy + skip, count - skip, endpoints, streaming[0], streaming[1], streaming[2],
-                         kv[0], kv[1], kv[2], kv[3])
-            return end, (first + skip) - start
+            self._replay(copy, count, endpoints, streaming[0], streaming[1], streaming[2], kv[0], kv[1], kv[2], kv[3])
+            return end, first - start
         finally:
             PyMem_Free(copy)
 
