@@ -110,6 +110,12 @@ class KVCacheSimulator:
         """Send a request with these prompts (and their token counts) to a worker."""
         block_tokens = self.block_tokens
         workers = self.workers
+        if len(prompts) == 1 and isinstance(prompts[0], str) and len(prompts[0]) < block_tokens * CHARS_PER_TOKEN:
+            # shorter than one block: nothing to look up or cache, only a worker to pick
+            index = self._choose(self._no_overlap, 0)
+            chosen = workers[index]
+            chosen.active_requests += 1
+            return Routing(self.ids[index], prompt_tokens[0], [0], 0, [], chosen)
         hashes = [prompt_blocks(prompt, block_tokens) for prompt in prompts]
         blocks = 0
         for prompt_hashes in hashes:
@@ -162,6 +168,18 @@ class KVCacheSimulator:
             return min(range(len(workers)), key=lambda i: (workers[i].active_requests, i))
         # kv-aware: the highest overlap_weight x cached fraction - load_weight x share of the
         # running requests; ties to the worker holding fewer blocks, then the lower index
+        if not blocks:  # no overlap anywhere: the least loaded (when load counts), then the emptiest
+            best, best_worker = 0, workers[0]
+            by_load = self.load_weight > 0
+            for index in range(1, len(workers)):
+                worker = workers[index]
+                if by_load and worker.active_requests != best_worker.active_requests:
+                    better = worker.active_requests < best_worker.active_requests
+                else:
+                    better = len(worker) < len(best_worker)
+                if better:
+                    best, best_worker = index, worker
+            return best
         total_active = 0
         for worker in workers:
             total_active += worker.active_requests
