@@ -84,8 +84,8 @@ def create_app(
         policy=kv_cache.policy,
         block_tokens=kv_cache.block_tokens,
     )
-    for worker_id in kv_cache.ids:
-        registry.kv_state(worker_id, *kv_cache.state_of(worker_id))
+    for worker_id, cache in zip(kv_cache.ids, kv_cache.workers):  # every worker shows from the start
+        registry.kv_publish(worker_id, cache)
     history = MetricsHistory(settings.history_seconds, settings.history_interval_seconds)
     sampler = HistorySampler(registry, history)
     v1 = Router(

@@ -3,7 +3,7 @@
 A routed request's figures (its simulated worker, prompt tokens looked up, tokens found
 cached, tokens an oracle would have found) are recorded with the request when it ends (see
 ``MetricsRegistry.record``); the workers' state (blocks held, capacity, running requests,
-evictions) is recorded by ``MetricsRegistry.kv_state`` whenever it changes. This module turns
+evictions) is recorded by ``MetricsRegistry.kv_publish`` whenever it changes. This module turns
 the summed cells and the windows into the snapshot.
 """
 

@@ -165,11 +165,9 @@ class MetricsRegistry:
         """This process's recording handle (the recorder's fast path calls ``writer.record``)."""
         self.kv_cache = KVCacheStats()
         """What the snapshot says about the simulated KV workers besides their counts."""
-        self.kv_state = self.writer.kv_state
-        """``kv_state(worker, blocks, capacity, running, evictions so far)``: a simulated KV
-        worker's state, whenever it changes."""
         self.kv_publish = self.writer.publish
-        """``kv_publish(worker, its prefix cache)``: ``kv_state`` read from the cache itself."""
+        """``kv_publish(worker, its prefix cache)``: a simulated KV worker's state (blocks,
+        capacity, running requests, evictions), whenever it changes."""
 
     @property
     def clock(self) -> Clock:

@@ -151,11 +151,6 @@ class KVCacheSimulator:
         """Per worker: ``(blocks held, capacity in blocks, running requests, evictions)``."""
         return [(len(w), w.capacity, w.active_requests, w.evictions) for w in self.workers]
 
-    def state_of(self, worker_id: int) -> tuple[int, int, int, int]:
-        """``worker_state`` of one worker, by its id."""
-        w = self.workers[self._index[worker_id]]
-        return len(w), w.capacity, w.active_requests, w.evictions
-
     def _choose(self, overlaps: list[int], blocks: int) -> int:
         workers = self.workers
         if self.policy == "round-robin":
