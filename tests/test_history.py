@@ -34,7 +34,7 @@ def test_points_are_the_snapshots_figures_and_the_ring_is_bounded() -> None:
         registry.request_started("m")
         registry.record("/v1/completions", duration / 10, 200, 10, 5, model="m", finish_reason="stop")
     registry.request_started("m")
-    registry.record("/v1/embeddings", 0.0, 200, 100, 0, model="m", finish_reason="stop", kv=(0, 100, 25, 25))
+    registry.record("/v1/embeddings", 0.0, 200, 100, 0, model="m", finish_reason="stop", kv=(0, 100, 25, 25, None))
     history.add(registry.snapshot())
     columns = history.columns()
     assert list(columns) == list(HISTORY_FIELDS)

@@ -226,8 +226,8 @@ class MetricsRegistry:
                 ``abort`` when the client left.
             now: When it ended, on the registry's clock (``None``: read the clock now).
             kv: For a request the KV router placed: (worker, prompt tokens looked up, cached
-                tokens, an oracle's cached tokens[, the worker's prefix cache, whose state after
-                the request is published]).
+                tokens, an oracle's cached tokens, the worker's prefix cache or ``None``); with
+                the cache, the worker's state after the request is published too.
         """
         if now is None:
             now = self._clock()
@@ -236,11 +236,11 @@ class MetricsRegistry:
             itl = (duration - ttft) / (completion_tokens - 1)
         stream = STREAM_PLAIN if stream_completed is None else (STREAM_COMPLETED if stream_completed else STREAM_FAILED)
         model_cells = None if model is None else self.writer.model(model)
-        worker, kv_prompt, kv_cached, kv_oracle = kv[:4] if kv is not None else (-1, 0, 0, 0)
+        worker, kv_prompt, kv_cached, kv_oracle, kv_cache = kv if kv is not None else (-1, 0, 0, 0, None)
         self.writer.record(
             now, duration, status, prompt_tokens, completion_tokens, self.writer.endpoint(endpoint), model_cells,
             _NAN if ttft is None else ttft, itl, finish_reason, stream, worker, kv_prompt, kv_cached, kv_oracle,
-            kv[4] if kv is not None and len(kv) > 4 else None,
+            kv_cache,
         )
 
     # -- the scrape path -------------------------------------------------------------------
