@@ -95,17 +95,26 @@ class CLIServer(str):
     output: str = ""
 
     def worker_pids(self) -> list[int]:
-        """uvicorn's worker processes when ``--workers`` > 1 (not multiprocessing's helpers)."""
+        """uvicorn's living worker processes when ``--workers`` > 1 (spawned, unlike
+        multiprocessing's resource tracker).
+
+        A child listed by the kernel may exit (or be reaped) before its own files are read:
+        a worker that was just killed is then simply not a worker any more. A zombie's
+        ``cmdline`` is empty, so it is not taken for one either.
+        """
         children = f"/proc/{self.process.pid}/task/{self.process.pid}/children"
         with open(children) as listing:
             pids = [int(pid) for pid in listing.read().split()]
-        workers = []
-        for pid in pids:
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                arguments = cmdline.read()
-            if b"resource_tracker" not in arguments:
-                workers.append(pid)
-        return workers
+        return [pid for pid in pids if b"spawn_main" in _command_line(pid)]  # not the resource tracker
+
+
+def _command_line(pid: int) -> bytes:
+    """``pid``'s command line, empty if it has exited (gone, or a zombie not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
 
 
 @contextlib.contextmanager
