@@ -16,6 +16,9 @@ EMBEDDINGS = "/v1/embeddings"
 MODEL = "openai/gpt-oss-120b"
 USER = [{"role": "user", "content": "hi"}]
 INVALID = "invalid_request_error"
+ENDPOINTS = {CHAT: CHAT, COMPLETIONS: COMPLETIONS, EMBEDDINGS: EMBEDDINGS, "/v1/models": "/v1/models",
+             "/v1/models/x": "/v1/models/{model_id}", "/v1/models/gpt-none": "/v1/models/{model_id}"}
+"""The endpoint label each path's requests are recorded under (anything else: ``unmatched``)."""
 
 
 def chat(**fields):
@@ -73,6 +76,14 @@ CASES = [
     ("unknown-model-retrieve", "GET", "/v1/models/gpt-none", None, {}, 404, INVALID, "model"),
     ("oversized-body", "POST", CHAT, chat(messages=[{"role": "user", "content": "x" * 70_000}]), {}, 413, INVALID,
      None),
+    ("deeply-nested-unknown-field", "POST", CHAT, b'{"model": "%s", "messages": [{"role": "user", "content": "hi"}], "extra": %s%s}' % (
+        MODEL.encode(), b"[" * 5000, b"]" * 5000), {}, 400, INVALID, None),
+    ("deeply-nested-in-a-message", "POST", CHAT, b'{"model": "%s", "messages": [{"role": "user", "vendor": %s"x"%s}]}'
+     % (MODEL.encode(), b'{"a":' * 2000, b"}" * 2000), {}, 400, INVALID, None),
+    ("deeply-nested-at-984-levels", "POST", EMBEDDINGS, b'{"model": "text-embedding-3-small", "input": "x", "u": %s1%s}'
+     % (b'{"a":' * 984, b"}" * 984), {}, 400, INVALID, None),
+    ("wrong-method-model", "DELETE", "/v1/models/x", None, {}, 405, INVALID, None),
+    ("prefix-of-models", "GET", "/v1/modelsx", None, {}, 404, INVALID, None),
     ("context-too-long", "POST", COMPLETIONS, {"model": MODEL, "prompt": "x" * 60_000, "max_tokens": 2000}, {}, 400,
      INVALID, "messages"),
 ]
@@ -101,8 +112,16 @@ def test_bad_request_gets_an_openai_error(client, method, path, body, headers, s
     assert error["type"] == error_type and error["message"]
     assert "Traceback" not in response.text
     assert error["param"] == param
-    counted = sum(sum(ep.errors_total.values()) for ep in registry.snapshot().endpoints.values())
-    assert counted == sum(sum(ep.errors_total.values()) for ep in before.endpoints.values()) + 1
+    after = registry.snapshot()
+    grown = {
+        endpoint: figures.errors_total
+        for endpoint, figures in after.endpoints.items()
+        if endpoint not in before.endpoints or figures.errors_total != before.endpoints[endpoint].errors_total
+    }
+    endpoint = ENDPOINTS.get(path, "unmatched")
+    assert list(grown) == [endpoint], "counted under the route it was sent to"
+    was = before.endpoints[endpoint].errors_total if endpoint in before.endpoints else {}
+    assert sum(grown[endpoint].values()) == sum(was.values()) + 1
 
 
 def test_the_table_is_large_enough() -> None:

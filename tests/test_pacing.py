@@ -29,7 +29,9 @@ def test_waiters_wake_in_deadline_order_and_never_early() -> None:
 
     woke = uvloop.run(run())
     assert all(at >= deadline for deadline, at in woke)
-    assert max(at - deadline for deadline, at in woke) < 0.005
+    # Woken by their own deadlines, not by a later event: how late under load is a benchmark's
+    # question (benchmarks/), a missed wake-up is this test's (the next one never comes).
+    assert max(at - deadline for deadline, at in woke) < 0.25
     order = sorted(woke, key=lambda pair: pair[1])
     assert [deadline for deadline, _ in order] == sorted(deadline for deadline, _ in woke)
 
@@ -64,4 +66,4 @@ def test_past_deadlines_return_at_once(pacer_kind: str) -> None:
         pacer.close()
         return time.monotonic() - started
 
-    assert uvloop.run(run()) < 0.005
+    assert uvloop.run(run()) < 0.25  # no timer armed for a deadline already passed (it was 1 s ago)

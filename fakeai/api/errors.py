@@ -19,8 +19,9 @@ from fakeai.api.schemas import ErrorBody, ErrorDetail
 
 if TYPE_CHECKING:
     from litestar import Request
+    from litestar.types import Scope
 
-__all__ = ("EXCEPTION_HANDLERS", "APIError", "error_response", "invalid_body")
+__all__ = ("EXCEPTION_HANDLERS", "APIError", "error_response", "invalid_body", "requested_path")
 
 logger = logging.getLogger("fakeai")
 
@@ -86,6 +87,14 @@ def invalid_body(exc: msgspec.DecodeError) -> APIError:
     return APIError(400, f"Invalid request{location}: {message}.", param=path or None, code="invalid_value")
 
 
+def requested_path(scope: Scope) -> str:
+    """The path the client asked for (a mounted route's ``scope["path"]`` is the rest of it)."""
+    raw = scope.get("raw_path")
+    if raw is None:
+        return scope["path"]
+    return raw.split(b"?", 1)[0].decode("latin-1")
+
+
 def _handle_api_error(_: Request, exc: APIError) -> Response[bytes]:
     return error_response(exc)
 
@@ -93,9 +102,9 @@ def _handle_api_error(_: Request, exc: APIError) -> Response[bytes]:
 def _handle_http_exception(request: Request, exc: HTTPException) -> Response[bytes]:
     status = exc.status_code
     if status == 404:
-        message = f"Invalid URL ({request.method} {request.url.path})"
+        message = f"Invalid URL ({request.method} {requested_path(request.scope)})"
     elif status == 405:
-        message = f"Method {request.method} is not allowed for {request.url.path}"
+        message = f"Method {request.method} is not allowed for {requested_path(request.scope)}"
     else:
         message = str(exc.detail)
     headers = dict(exc.headers) if exc.headers else None

@@ -67,6 +67,11 @@ async def read_request(
         return decode(body), scope[EXCHANGE_KEY]  # type: ignore[literal-required]
     except msgspec.DecodeError as exc:
         raise invalid_body(exc) from None
+    except RecursionError:
+        # msgspec decodes (and skips unknown fields) recursively, counting every level of
+        # nesting against the interpreter's recursion limit: some hundreds of levels, fewer
+        # than 1,000 minus the server's own call depth. No OpenAI request nests like that.
+        raise APIError(400, "The JSON body is nested too deeply.", code="invalid_json") from None
 
 
 def admit(engine: Engine, registry: MetricsRegistry, exchange: Exchange, model: str, endpoint: str) -> None:

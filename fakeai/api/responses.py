@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from fakeai.api.recording import Exchange
 
-__all__ = ("document_method", "send_document", "send_event_stream", "send_json")
+__all__ = ("document_method", "read_method", "send_document", "send_event_stream", "send_json")
 
 _JSON_HEADERS = (b"content-type", b"application/json")
 _SSE_HEADERS = [
@@ -32,16 +32,21 @@ _SSE_HEADERS = [
 ]
 
 
+def read_method(scope: Scope) -> str:
+    """The request's method, GET or HEAD (405 otherwise): for every endpoint that only sends."""
+    method = scope["method"]  # type: ignore[typeddict-item]
+    if method not in ("GET", "HEAD"):
+        raise MethodNotAllowedException(headers={"Allow": "GET, HEAD"})
+    return method
+
+
 def document_method(scope: Scope) -> str:
     """For the monitoring endpoints and the dashboard: marks the request as not API traffic
     and returns its method, GET or HEAD (405 otherwise)."""
     exchange = scope.get(EXCHANGE_KEY)
     if exchange is not None:
         exchange.monitoring = True
-    method = scope["method"]  # type: ignore[typeddict-item]
-    if method not in ("GET", "HEAD"):
-        raise MethodNotAllowedException(headers={"Allow": "GET, HEAD"})
-    return method
+    return read_method(scope)
 
 
 async def send_document(
