@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("fuzz", max_examples=10_000, deadline=None)
+"""The dedicated slow run of the fuzz suite: ``pytest tests/test_fuzz.py --hypothesis-profile=fuzz``."""
 
 from fakeai import _window_py
 from fakeai.window import KERNEL, NO_EXTENSIONS
