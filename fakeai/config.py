@@ -140,6 +140,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     max_prompts_per_request: Annotated[
         int, _setting("Most prompts in one completions request; more is a 400.", ge=1)
     ] = 1024
+    max_prompt_tokens_per_request: Annotated[
+        int,
+        _setting(
+            "Most prompt tokens one request may send, summed over its prompts or inputs (OpenAI's limit for "
+            "embeddings); more is a 400. Routing a prompt costs time in proportion to its tokens.",
+            ge=1,
+        ),
+    ] = 300_000
     max_embedding_inputs_per_request: Annotated[
         int, _setting("Most inputs in one embeddings request (OpenAI's limit); more is a 400.", ge=1)
     ] = 2048

@@ -49,6 +49,7 @@ def chat_completions_handler(engine: Engine, registry: MetricsRegistry, max_body
         prompt_tokens = count_tokens(prompt)
         max_tokens = body.max_completion_tokens or body.max_tokens
         engine.check_context(prompt_tokens, max_tokens)
+        engine.limits.check_prompt_tokens(prompt_tokens, "messages")
         engine.limits.check_generation(
             n=body.n,
             prompts=1,

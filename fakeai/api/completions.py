@@ -61,6 +61,7 @@ def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_byte
         tokens_per_prompt = [prompt_tokens_of(prompt) for prompt in prompts]
         engine.check_model(body.model)
         engine.check_context(max(tokens_per_prompt), body.max_tokens)
+        engine.limits.check_prompt_tokens(sum(tokens_per_prompt), "prompt")
         engine.limits.check_generation(
             n=body.n,
             prompts=len(prompts),

@@ -42,9 +42,10 @@ def embeddings_handler(
         engine.check_model(body.model)
         dimensions = body.dimensions or default_dimensions
         engine.limits.check_embeddings(len(parts), dimensions, dimensions_requested=body.dimensions is not None)
+        tokens = sum(prompt_tokens_of(part) for part in parts)
+        engine.limits.check_prompt_tokens(tokens, "input")
         admit(engine, registry, exchange, body.model, "/v1/embeddings")
         exchange.finish_reason = "stop"
-        tokens = sum(prompt_tokens_of(part) for part in parts)
         exchange.prompt_tokens = tokens
         await engine.pacer.wait_until(exchange.started + engine.prefill_seconds(tokens))
         base64_format = body.encoding_format == "base64"

@@ -18,16 +18,36 @@ __all__ = ("RequestLimits",)
 class RequestLimits:
     """The per-request limits of one server, from its settings."""
 
-    __slots__ = ("default_answer_tokens", "embedding_inputs", "embedding_values", "choices", "prompts", "tokens")
+    __slots__ = (
+        "choices",
+        "default_answer_tokens",
+        "embedding_inputs",
+        "embedding_values",
+        "prompt_tokens",
+        "prompts",
+        "tokens",
+    )
 
     def __init__(self, settings: Settings) -> None:
         self.tokens = settings.max_generated_tokens_per_request
         self.choices = settings.max_choices_per_request
         self.prompts = settings.max_prompts_per_request
+        self.prompt_tokens = settings.max_prompt_tokens_per_request
         self.embedding_inputs = settings.max_embedding_inputs_per_request
         self.embedding_values = settings.max_embedding_values_per_request
         self.default_answer_tokens = settings.answer_tokens_max
         """An answer's length bound when the request sets no max_tokens."""
+
+    def check_prompt_tokens(self, tokens: int, param: str) -> None:
+        """400 when a request's prompts (or inputs) hold more tokens than one request may send."""
+        if tokens > self.prompt_tokens:
+            raise APIError(
+                400,
+                f"This request sends {tokens} prompt tokens; at most {self.prompt_tokens} are allowed per "
+                f"request. Send a shorter '{param}' or split it over several requests.",
+                param=param,
+                code="too_many_prompt_tokens",
+            )
 
     def check_generation(
         self,
