@@ -75,7 +75,7 @@ CASES = [
      {"model": MODEL, "prompt": [f"{i:08d}" * 146 for i in range(1024)], "max_tokens": 1}, 0),
     ("refused: completions 9.6 MB body, 1024 prompts of 2.3k tokens", True, "/v1/completions",
      {"model": MODEL, "prompt": [f"{i:08d}" * 1170 for i in range(1024)], "max_tokens": 1}, 0),
-    ("refused: completions 10 MB body, 4.9M token ids", True, "/v1/completions",
+    ("refused (413): completions 14.7 MB body, 4.9M token ids", True, "/v1/completions",
      {"model": MODEL, "prompt": [1] * 4_900_000, "max_tokens": 1}, 0),
     ("embeddings 2048 inputs x 3072 dimensions, float", True, "/v1/embeddings",
      {"model": EMBEDDING_MODEL, "input": [f"text {i}" for i in range(2048)], "dimensions": 3072}, 0),
