@@ -124,6 +124,42 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     ] = 0.0
     retry_after_seconds: Annotated[int, _setting("Retry-After of injected 429 and 503 errors.", ge=0)] = 1
 
+    # -- limits (bounded work per request) ----------------------------------------------
+    max_generated_tokens_per_request: Annotated[
+        int,
+        _setting(
+            "Most tokens one chat or completions request may ask for: n x max_tokens (answer_tokens_max when "
+            "unset), summed over its prompts, echoed prompts included; more is a 400 (the default allows n = 8 "
+            "at the default context length).",
+            ge=1,
+        ),
+    ] = 1_048_576
+    max_choices_per_request: Annotated[
+        int, _setting("Most answers (n x prompts) one chat or completions request may ask for; more is a 400.", ge=1)
+    ] = 1024
+    max_prompts_per_request: Annotated[
+        int, _setting("Most prompts in one completions request; more is a 400.", ge=1)
+    ] = 1024
+    max_prompt_tokens_per_request: Annotated[
+        int,
+        _setting(
+            "Most prompt tokens one request may send, summed over its prompts or inputs (OpenAI's limit for "
+            "embeddings); more is a 400. Routing a prompt costs time in proportion to its tokens.",
+            ge=1,
+        ),
+    ] = 300_000
+    max_embedding_inputs_per_request: Annotated[
+        int, _setting("Most inputs in one embeddings request (OpenAI's limit); more is a 400.", ge=1)
+    ] = 2048
+    max_embedding_values_per_request: Annotated[
+        int,
+        _setting(
+            "Most numbers (inputs x dimensions) one embeddings request may ask for; more is a 400 (the default "
+            "allows OpenAI's largest request: 2048 inputs of 3072 dimensions).",
+            ge=1,
+        ),
+    ] = 6_291_456
+
     # -- metrics -------------------------------------------------------------------------
     metrics_format: Annotated[
         Literal["json", "prometheus"],

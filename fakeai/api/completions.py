@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -9,7 +10,7 @@ from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.errors import APIError
-from fakeai.api.generation import admit, generate, read_request
+from fakeai.api.generation import admit, answer_parts, generate, read_request
 from fakeai.api.schemas import Completion, CompletionChoice, CompletionRequest, Usage
 from fakeai.api.streaming import COMPLETION_CHUNKS
 from fakeai.simulation.tokens import count_tokens
@@ -52,24 +53,36 @@ def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_byte
     async def create_completion(scope: Scope, receive: Receive, send: Send) -> None:
         body, exchange = await read_request(scope, receive, decode, max_body_bytes)
         prompts = prompt_parts(body.prompt, "prompt")
-        admit(engine, registry, exchange, body.model, "/v1/completions")
-        # Several prompts are answered in one response: choice i * n + j is answer j to
-        # prompt i, as OpenAI numbers them.
-        tokens_per_prompt = [prompt_tokens_of(prompt) for prompt in prompts]
         echoes = [
             prompt if (body.echo and isinstance(prompt, str) and not body.stream) else "" for prompt in prompts
         ]
+        # Several prompts are answered in one response: choice i * n + j is answer j to
+        # prompt i, as OpenAI numbers them. The context limit applies to the longest prompt.
+        tokens_per_prompt = [prompt_tokens_of(prompt) for prompt in prompts]
+        engine.check_model(body.model)
+        engine.check_context(max(tokens_per_prompt), body.max_tokens)
+        engine.limits.check_prompt_tokens(sum(tokens_per_prompt), "prompt")
+        engine.limits.check_generation(
+            n=body.n,
+            prompts=len(prompts),
+            max_tokens=body.max_tokens,
+            echoed_tokens=sum(count_tokens(echo) for echo in echoes),
+        )
+        admit(engine, registry, exchange, body.model, "/v1/completions")
 
-        def render(plan: Plan, usage: Usage) -> bytes:
-            choices = [
-                CompletionChoice(
-                    index=index,
-                    text=echoes[index // body.n] + engine.choice_text(choice),
-                    finish_reason=choice.finish_reason,
+        def render(plan: Plan, usage: Usage) -> Iterator[bytes]:
+            envelope = encode(Completion(id=plan.id, created=plan.created, model=plan.model, choices=[], usage=usage))
+            choices = (
+                encode(
+                    CompletionChoice(
+                        index=index,
+                        text=echoes[index // body.n] + engine.choice_text(choice),
+                        finish_reason=choice.finish_reason,
+                    )
                 )
                 for index, choice in enumerate(plan.choices)
-            ]
-            return encode(Completion(id=plan.id, created=plan.created, model=plan.model, choices=choices, usage=usage))
+            )
+            return answer_parts(envelope, b'"choices"', choices)
 
         await generate(
             receive,

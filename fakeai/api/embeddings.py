@@ -11,9 +11,9 @@ from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.completions import prompt_parts, prompt_tokens_of
-from fakeai.api.generation import admit, read_request
-from fakeai.api.responses import send_json
-from fakeai.api.schemas import Embedding, EmbeddingList, EmbeddingRequest, Usage
+from fakeai.api.generation import admit, answer_parts, read_request
+from fakeai.api.responses import send_json_parts
+from fakeai.api.schemas import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
 from fakeai.simulation.embeddings import embed, pack_float32
 
 if TYPE_CHECKING:
@@ -39,20 +39,26 @@ def embeddings_handler(
     async def create_embeddings(scope: Scope, receive: Receive, send: Send) -> None:
         body, exchange = await read_request(scope, receive, decode, max_body_bytes)
         parts = prompt_parts(body.input, "input")
+        engine.check_model(body.model)
+        dimensions = body.dimensions or default_dimensions
+        engine.limits.check_embeddings(len(parts), dimensions, dimensions_requested=body.dimensions is not None)
+        tokens = sum(prompt_tokens_of(part) for part in parts)
+        engine.limits.check_prompt_tokens(tokens, "input")
         admit(engine, registry, exchange, body.model, "/v1/embeddings")
         exchange.finish_reason = "stop"
-        dimensions = body.dimensions or default_dimensions
-        tokens = sum(prompt_tokens_of(part) for part in parts)
         exchange.prompt_tokens = tokens
-        data = []
-        for index, part in enumerate(parts):
-            vector = embed(_key(part), dimensions)
-            value: list[float] | str = (
-                base64.b64encode(pack_float32(vector)).decode() if body.encoding_format == "base64" else vector
-            )
-            data.append(Embedding(index=index, embedding=value))
         await engine.pacer.wait_until(exchange.started + engine.prefill_seconds(tokens))
-        usage = Usage(prompt_tokens=tokens, total_tokens=tokens)
-        await send_json(exchange, encode(EmbeddingList(data=data, model=body.model, usage=usage)))
+        base64_format = body.encoding_format == "base64"
+
+        def embedding(index: int, part: str | list[int]) -> bytes:
+            vector = embed(_key(part), dimensions)
+            value: list[float] | str = base64.b64encode(pack_float32(vector)).decode() if base64_format else vector
+            return encode(Embedding(index=index, embedding=value))
+
+        envelope = encode(
+            EmbeddingList(data=[], model=body.model, usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens))
+        )
+        items = (embedding(index, part) for index, part in enumerate(parts))
+        await send_json_parts(exchange, receive, answer_parts(envelope, b'"data"', items))
 
     return create_embeddings

@@ -9,6 +9,7 @@ prompt that worker had cached.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import random
@@ -18,6 +19,7 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from fakeai.api.errors import APIError
+from fakeai.api.limits import RequestLimits
 from fakeai.api.pacing import SleepPacer, TimerfdPacer, new_pacer
 from fakeai.config import Settings
 from fakeai.simulation.answers import AnswerLength
@@ -28,6 +30,10 @@ from fakeai.simulation.text import TextSource
 from fakeai.simulation.tokens import CHARS_PER_TOKEN
 
 __all__ = ("Choice", "Engine", "Plan")
+
+OFFSETS_PER_STEP = 4096
+"""Token deadlines drawn between two returns to the event loop (about 2 ms of work): a long
+answer is planned in steps, so planning it never holds up the other requests."""
 
 
 class Choice(msgspec.Struct, kw_only=True):
@@ -114,6 +120,8 @@ class Engine:
         )
         """The simulated workers' prefix caches and the router: prefill skips cached tokens."""
         self.max_context_tokens = settings.max_context_tokens
+        self.limits = RequestLimits(settings)
+        """How much one request may ask for (checked by the handlers before anything else)."""
         self._rng = random.Random(settings.seed)
         self._ids = itertools.count()
         self._id_prefix = os.urandom(6).hex()
@@ -168,7 +176,7 @@ class Engine:
 
     # -- planning ----------------------------------------------------------------------------
 
-    def plan(
+    async def plan(
         self,
         *,
         id_prefix: str,
@@ -184,9 +192,10 @@ class Engine:
         seed: int | None,
         stream: bool,
     ) -> Plan:
-        """Draw the answer of one request (whose context ``check_context`` has accepted)."""
+        """Draw the answer of one request (whose context ``check_context`` has accepted and whose
+        size ``limits`` has), returning to the event loop between steps of a long plan."""
         rng = self._rng if seed is None else random.Random(seed)
-        stops = [stop] if isinstance(stop, str) else [s for s in (stop or ()) if s]
+        stops = [stop] if isinstance(stop, str) else stop
         choices = []
         for _ in range(n):
             tokens, finish_reason = self.lengths.draw(rng, max_tokens, min_tokens, ignore_eos)
@@ -195,7 +204,11 @@ class Engine:
                 self._apply_stops(choice, stops)
             choices.append(choice)
         longest = max(choice.tokens for choice in choices)
-        offsets = self.latency.token_offsets(rng, longest, uncached_prompt_tokens, self._load())
+        load = self._load()
+        offsets = self.latency.token_offsets(rng, min(longest, OFFSETS_PER_STEP), uncached_prompt_tokens, load)
+        while len(offsets) < longest:
+            await asyncio.sleep(0)
+            self.latency.extend_offsets(rng, offsets, min(longest - len(offsets), OFFSETS_PER_STEP), load)
         stream_break = self.errors.stream_break(longest) if stream and self.errors.active else None
         return Plan(
             id=self.new_id(id_prefix),
@@ -217,7 +230,15 @@ class Engine:
         return self.latency.ttft(self._rng, prompt_tokens, self._load())
 
     def _apply_stops(self, choice: Choice, stops: list[str]) -> None:
-        text = self.text.text(choice.start, choice.tokens)
+        """Cut ``choice`` at the first of ``stops`` it contains (the schema refuses empty ones).
+
+        The answer repeats the prose, so a stop sequence that occurs at all first occurs within
+        one period of it (plus the sequence's length): only that much is searched, however
+        long the answer.
+        """
+        longest_stop = max(len(s) for s in stops)
+        searched = min(choice.tokens, self.text.size + -(-longest_stop // CHARS_PER_TOKEN))
+        text = self.text.text(choice.start, searched)
         cut = min((index for index in (text.find(s) for s in stops) if index >= 0), default=-1)
         if cut < 0:
             return

@@ -1,20 +1,21 @@
 """What chat, completions and embeddings share: reading the body, and answering.
 
-A plain answer is sent whole when its last token is due (TTFT + (n - 1) inter-token
-latencies after arrival); a streamed one is handed to ``streaming.sse_events``.
+A plain answer is sent when its last token is due (TTFT + (n - 1) inter-token latencies
+after arrival), made and sent in parts when it is long (``answer_parts``,
+``responses.send_json_parts``); a streamed one is handed to ``streaming.sse_events``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar.exceptions import MethodNotAllowedException
 
 from fakeai.api.errors import APIError, invalid_body
-from fakeai.api.recording import EXCHANGE_KEY, Exchange
-from fakeai.api.responses import send_event_stream, send_json
+from fakeai.api.recording import EXCHANGE_KEY, ClientDisconnected, Exchange
+from fakeai.api.responses import PART_BYTES, send_event_stream, send_json_parts
 from fakeai.api.schemas import PromptTokensDetails, Usage
 from fakeai.api.streaming import ChunkFormat, sse_events
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from fakeai.metrics import MetricsRegistry
     from fakeai.simulation.kvcache import Prompt
 
-__all__ = ("admit", "generate", "read_request")
+__all__ = ("admit", "answer_parts", "generate", "read_request")
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
@@ -36,8 +37,8 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     size = 0
     while True:
         message = await receive()
-        if message["type"] == "http.disconnect":
-            raise APIError(400, "The request body was not received in full.", code="incomplete_body")
+        if message["type"] == "http.disconnect":  # the client left mid-body: no one to answer
+            raise ClientDisconnected
         body = message.get("body", b"")
         size += len(body)
         if size > limit:
@@ -75,9 +76,9 @@ async def read_request(
 
 
 def admit(engine: Engine, registry: MetricsRegistry, exchange: Exchange, model: str, endpoint: str) -> None:
-    """Let a request in: 404 for an unknown model, the injected error if one is drawn, then
+    """Let in a request that passed its checks (``engine.check_model``, then what it asks for:
+    ``engine.check_context``, ``engine.limits``): the injected error if one is drawn, else
     count it as running for ``model`` until the recorder records its end."""
-    engine.check_model(model)
     injected = engine.injected_error()
     if injected is not None:
         raise injected
@@ -120,19 +121,17 @@ async def generate(
     tokens_per_prompt: list[int],
     max_tokens: int | None,
     chunks: ChunkFormat,
-    render: Callable[[Plan, Usage], bytes],
+    render: Callable[[Plan, Usage], Iterator[bytes]],
     n: int | None = None,
 ) -> None:
     """Plan the answer to a chat or completions ``body`` and send it: whole when due, or streamed.
 
     ``prompts`` are the request's prompt texts (or token-id lists) and their token counts: one
     for chat, one or more for completions (answered together; ``n`` then counts every answer,
-    the context limit applies to the longest prompt and prefill takes as long as the longest
-    uncached part).
+    prefill takes as long as the longest uncached part). The request has been admitted.
     """
-    engine.check_context(max(tokens_per_prompt), max_tokens)
     cached = _route(engine, registry, exchange, prompts, tokens_per_prompt)
-    plan = engine.plan(
+    plan = await engine.plan(
         id_prefix=id_prefix,
         model=body.model,
         prompt_tokens=sum(tokens_per_prompt),
@@ -168,4 +167,30 @@ async def generate(
     exchange.completion_tokens = plan.completion_tokens
     if plan.offsets and clock() < exchange.started + plan.offsets[-1]:
         await engine.pacer.wait_until(exchange.started + plan.offsets[-1])
-    await send_json(exchange, render(plan, _usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens)))
+    usage = _usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens)
+    await send_json_parts(exchange, receive, render(plan, usage))
+
+
+def answer_parts(envelope: bytes, field: bytes, items: Iterable[bytes]) -> Iterator[bytes]:
+    """A JSON answer in parts of about ``PART_BYTES`` (the last one shorter).
+
+    ``envelope`` is the answer encoded with an empty list as its ``field`` (e.g.
+    ``b'"choices"'``), ``items`` the encoded elements of that list, made one by one as the
+    parts are asked for. The list's key cannot occur earlier in the envelope: inside a JSON
+    string every quote is escaped.
+    """
+    split = envelope.index(field + b":[]") + len(field) + 2
+    pending = [envelope[:split]]
+    size = split
+    separator = b""
+    for item in items:
+        pending.append(separator)
+        pending.append(item)
+        separator = b","
+        size += len(item) + 1
+        if size >= PART_BYTES:
+            yield b"".join(pending)
+            pending = []
+            size = 0
+    pending.append(envelope[split:])
+    yield b"".join(pending)

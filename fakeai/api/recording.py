@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from fakeai.simulation.kvcache import KVCacheSimulator, Routing
     from fakeai.window import EndpointCells, ModelCells
 
-__all__ = ("CLIENT_CLOSED_REQUEST", "EXCHANGE_KEY", "UNMATCHED_ENDPOINT", "Exchange", "Recorder")
+__all__ = ("CLIENT_CLOSED_REQUEST", "EXCHANGE_KEY", "UNMATCHED_ENDPOINT", "ClientDisconnected", "Exchange", "Recorder")
 
 EXCHANGE_KEY = "fakeai.exchange"
 CLIENT_CLOSED_REQUEST = 499
@@ -32,6 +32,15 @@ CLIENT_CLOSED_REQUEST = 499
 UNMATCHED_ENDPOINT = "unmatched"
 _NAN = math.nan
 """The endpoint label of requests no route matched (raw paths would be unbounded labels)."""
+
+
+class ClientDisconnected(BaseException):
+    """Raised by a handler that learns its client has gone before any answer was started
+    (while reading the request body): nothing is sent, and the recorder records 499.
+
+    A ``BaseException``, like ``asyncio.CancelledError``, so that no exception handler turns
+    it into an error response on its way out to the recorder.
+    """
 
 
 class Exchange:
@@ -129,6 +138,8 @@ class Recorder:
         scope[EXCHANGE_KEY] = exchange  # type: ignore[literal-required]
         try:
             await self.app(scope, receive, exchange.watching_send if self.enabled else send)
+        except ClientDisconnected:
+            pass  # nothing was sent, so finished_at is 0.0: recorded as 499 below
         finally:
             # The exchange holds the server's send, which holds this scope, which holds the
             # exchange: break that cycle now, or every request leaves garbage for the

@@ -10,7 +10,8 @@ anything is sent, so Litestar's exception handlers format them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+import itertools
+from collections.abc import AsyncGenerator, Iterator
 from typing import TYPE_CHECKING
 
 from litestar.exceptions import MethodNotAllowedException
@@ -22,7 +23,12 @@ if TYPE_CHECKING:
 
     from fakeai.api.recording import Exchange
 
-__all__ = ("document_method", "read_method", "send_document", "send_event_stream", "send_json")
+__all__ = (
+    "PART_BYTES", "document_method", "read_method", "send_document", "send_event_stream", "send_json", "send_json_parts"
+)
+
+PART_BYTES = 128 * 1024
+"""Size from which a JSON answer is sent in parts (``send_json_parts``)."""
 
 _JSON_HEADERS = (b"content-type", b"application/json")
 _SSE_HEADERS = [
@@ -70,6 +76,37 @@ async def send_json(exchange: Exchange, body: bytes, status: int = 200) -> None:
     exchange.status = status
     await send({"type": "http.response.body", "body": body, "more_body": False})
     exchange.first_body_at = exchange.finished_at = exchange.clock()
+
+
+async def send_json_parts(exchange: Exchange, receive: Receive, parts: Iterator[bytes]) -> None:
+    """A JSON body made in parts: every part but the last is at least ``PART_BYTES`` long.
+
+    An answer whose first part is shorter is that one part and goes out whole, with a
+    Content-Length. A longer one goes out part by part (chunked), each part made only after
+    the previous one was handed to the server, whose ``send`` waits while the client's socket
+    is full; the event loop serves the other requests between parts. A client that leaves
+    stops the making of the rest (the answer is then unfinished: recorded as 499).
+    """
+    first = next(parts)
+    if len(first) < PART_BYTES:
+        await send_json(exchange, first)
+        return
+    send = exchange.raw_send
+    await send({"type": "http.response.start", "status": 200, "headers": [_JSON_HEADERS]})
+    exchange.status = 200
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        for part in itertools.chain((first,), parts):
+            if gone.done():
+                return
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+            if not exchange.first_body_at:
+                exchange.first_body_at = exchange.clock()
+            await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        exchange.finished_at = exchange.clock()
+    finally:
+        gone.cancel()
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -20,6 +20,7 @@ __all__ = (
     "CompletionRequest",
     "EmbeddingList",
     "EmbeddingRequest",
+    "EmbeddingUsage",
     "ErrorBody",
     "ErrorDetail",
     "Model",
@@ -69,7 +70,10 @@ class ChatMessage(_Request, kw_only=True):
     name: str | None = None
 
 
-Stop = str | Annotated[list[str], Meta(max_length=4)] | None
+StopSequence = Annotated[str, Meta(min_length=1)]
+Stop = StopSequence | Annotated[list[StopSequence], Meta(max_length=4)] | None
+"""Up to 4 stop sequences; an empty one is refused, as vLLM refuses it ("stop cannot contain an
+empty string"), whether alone or in a list."""
 
 
 class _Generation(_Request, kw_only=True):
@@ -116,10 +120,19 @@ class PromptTokensDetails(_Response, kw_only=True):
 
 
 class Usage(_Response, kw_only=True):
+    """A chat or completions answer's usage: ``completion_tokens`` is always sent, 0 too."""
+
     prompt_tokens: int
-    completion_tokens: int = 0
+    completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = None
+
+
+class EmbeddingUsage(_Response, kw_only=True):
+    """An embeddings answer's usage: only prompt and total tokens, as OpenAI sends it."""
+
+    prompt_tokens: int
+    total_tokens: int
 
 
 class AssistantMessage(_Response, kw_only=True):
@@ -163,7 +176,7 @@ class Embedding(_Response, kw_only=True, tag_field="object", tag="embedding"):
 class EmbeddingList(_Response, kw_only=True, tag_field="object", tag="list"):
     data: list[Embedding]
     model: str
-    usage: Usage
+    usage: EmbeddingUsage
 
 
 class Model(_Response, kw_only=True, tag_field="object", tag="model"):

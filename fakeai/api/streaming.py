@@ -1,9 +1,13 @@
 """Server-sent events for chat and completions, sent when the latency model says.
 
 Chunks are assembled from pre-encoded bytes (the chunk's constant head, the token as a JSON
-literal, the constant tail), so a token costs a few byte concatenations. Every token due by
-the time the generator wakes goes out in one body write; with zero latency a whole answer is
-one write. The event order follows OpenAI: the first chunk of each choice carries the role
+literal, the constant tail), so a token costs a few byte concatenations. The tokens due by
+the time the generator wakes go out together, in body writes of at most about
+``BATCH_BYTES``; after a full batch the generator gives the event loop to the other
+requests before making the next, and each write waits while the client's socket is full
+(the ASGI server's ``send`` awaits the transport's drain), so a long answer with zero
+latency is produced at the pace the client reads it, never as one giant buffer. The event
+order follows OpenAI: the first chunk of each choice carries the role
 and its first token, each choice ends with a chunk carrying its ``finish_reason``, then the
 usage chunk (when ``stream_options.include_usage`` asks for it, with empty ``choices``),
 then ``data: [DONE]``.
@@ -11,6 +15,7 @@ then ``data: [DONE]``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import msgspec
@@ -19,7 +24,11 @@ from fakeai.api.engine import Engine, Plan
 from fakeai.api.recording import Exchange
 from fakeai.api.schemas import ErrorBody, Usage
 
-__all__ = ("CHAT_CHUNKS", "COMPLETION_CHUNKS", "ChunkFormat", "sse_events")
+__all__ = ("BATCH_BYTES", "CHAT_CHUNKS", "COMPLETION_CHUNKS", "ChunkFormat", "sse_events")
+
+BATCH_BYTES = 128 * 1024
+"""A body write ends after the first event that brings it to this size (about a
+millisecond of work; the write then holds at most one event more than this)."""
 
 _encode = msgspec.json.encode
 DONE = b"data: [DONE]\n\n"
@@ -83,16 +92,20 @@ async def sse_events(
     templates = fmt.templates(plan)
     token_tail = _TOKEN_TAIL if fmt is CHAT_CHUNKS else _COMPLETION_TOKEN_TAIL
     choices = plan.choices
+    count = len(choices)
     offsets = plan.offsets
     started = exchange.started
     stream_break = plan.stream_break
     total = len(offsets)
     sent = 0
     index = 0
+    number = 0
+    """The next event: token ``index`` of choice ``number`` (a full batch can end mid-index)."""
     batch: list[bytes] = []
-    for number, choice in enumerate(choices):
+    size = 0
+    for position, choice in enumerate(choices):
         if choice.tokens == 0:  # a stop sequence at the very start
-            batch.append(templates.finish[number] + b'"%s"' % choice.finish_reason.encode() + _FINISH_TAIL)
+            batch.append(templates.finish[position] + b'"%s"' % choice.finish_reason.encode() + _FINISH_TAIL)
     while True:
         if index < total:
             deadline = started + offsets[index]
@@ -102,23 +115,29 @@ async def sse_events(
             # Due means the same comparison as the wait above (absolute deadlines), so a
             # deadline that has been reached is always sent: never a wait of zero forever.
             now = clock()
-            while index < total and started + offsets[index] <= now:
-                if index == stream_break:
+            while size < BATCH_BYTES and index < total and started + offsets[index] <= now:
+                if index == stream_break and number == 0:
                     exchange.completion_tokens = sent
                     error = engine.as_api_error(engine.errors.stream_error)
                     exchange.failure_status = error.status
                     batch.append(b"data: " + _encode(ErrorBody(error=error.detail)) + b"\n\n")
                     yield b"".join(batch)
                     return
-                for number, choice in enumerate(choices):
+                while number < count and size < BATCH_BYTES:
+                    choice = choices[number]
                     if index < choice.tokens:
                         prefix = templates.first[number] if index == 0 else templates.token[number]
-                        batch.append(prefix + engine.token_json(choice, index) + token_tail)
+                        event = prefix + engine.token_json(choice, index) + token_tail
+                        batch.append(event)
+                        size += len(event)
                         sent += 1
                         if index == choice.tokens - 1:
                             reason = b'"%s"' % choice.finish_reason.encode()
                             batch.append(templates.finish[number] + reason + _FINISH_TAIL)
-                index += 1
+                    number += 1
+                if number == count:
+                    number = 0
+                    index += 1
         exchange.completion_tokens = sent
         if index >= total:
             if include_usage:
@@ -130,3 +149,6 @@ async def sse_events(
             return
         yield b"".join(batch)
         batch = []
+        if size >= BATCH_BYTES:  # more is due at once: let the other requests run first
+            await asyncio.sleep(0)
+        size = 0

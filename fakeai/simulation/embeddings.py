@@ -14,11 +14,17 @@ from array import array
 __all__ = ("embed", "pack_float32")
 
 
+_SQUARES = [(2 * byte - 255) ** 2 for byte in range(256)]
+"""``(2 * (byte - 127.5)) ** 2``: four times a centred component's square, an integer."""
+
+
 def embed(key: bytes, dimensions: int) -> list[float]:
     raw = hashlib.shake_256(key).digest(dimensions)
-    centred = [byte - 127.5 for byte in raw]
-    norm = math.sqrt(math.fsum(value * value for value in centred))
-    return [value / norm for value in centred]
+    # The sum of squares is an integer over 4 (exact in a float), so this is the correctly
+    # rounded norm, as math.fsum over the centred components would give it.
+    norm = math.sqrt(sum(map(_SQUARES.__getitem__, raw)) / 4)
+    scaled = [(byte - 127.5) / norm for byte in range(256)]
+    return list(map(scaled.__getitem__, raw))
 
 
 def pack_float32(vector: list[float]) -> bytes:

@@ -49,14 +49,20 @@ class LatencyModel(msgspec.Struct, frozen=True, kw_only=True):
         """Seconds from arrival at which each of ``tokens`` tokens is due (empty for none)."""
         if tokens <= 0:
             return []
-        due = self.ttft(rng, uncached_prompt_tokens, in_flight)
-        offsets = [due]
+        offsets = [self.ttft(rng, uncached_prompt_tokens, in_flight)]
+        self.extend_offsets(rng, offsets, tokens - 1, in_flight)
+        return offsets
+
+    def extend_offsets(self, rng: random.Random, offsets: list[float], tokens: int, in_flight: int = 1) -> None:
+        """Append the deadlines of ``tokens`` more tokens to ``offsets`` (which holds at least the
+        first): a long answer's deadlines can be drawn in steps, the same as in one go."""
+        due = offsets[-1]
         if self.zero_latency:
-            return offsets * tokens
-        for _ in range(tokens - 1):
+            offsets.extend([due] * tokens)
+            return
+        for _ in range(tokens):
             due += self.itl(rng, in_flight)
             offsets.append(due)
-        return offsets
 
 
 def _jitter(rng: random.Random, fraction: float) -> float:
