@@ -44,7 +44,7 @@ texts = st.text(max_size=200) | st.sampled_from(["", " ", "\x00", "é" * 50, "<|
 counts = st.sampled_from([0, 1, 2, 4, 8, 16, 100, 128, 129, 4096, 16_384, 16_385, 131_072, 131_073, 10**9, 2**63, -1, -(2**63)])
 floats = st.one_of(st.floats(min_value=0, max_value=1), st.floats(min_value=0, max_value=1),
                    st.sampled_from([0.0, 1.0, 2.0, 2.01, -0.1, 1e308]), st.floats(allow_nan=False))
-token_ids = st.lists(st.integers(min_value=-2, max_value=300_000), max_size=50)
+token_ids = st.lists(st.integers(min_value=-2, max_value=300_000) | st.sampled_from([2**31, 2**63, 2**64]), max_size=50)
 
 
 small = st.integers(min_value=1, max_value=64)

@@ -29,7 +29,8 @@ __all__ = (
 )
 
 PositiveInt = Annotated[int, Meta(ge=1)]
-TokenId = Annotated[int, Meta(ge=0)]
+TokenId = Annotated[int, Meta(ge=0, le=2**31 - 1)]
+"""A token id: no vocabulary comes near 2**31 (larger ones are refused, not overflowed)."""
 TokenIds = Annotated[list[TokenId], Meta(min_length=1)]
 TextsOrTokens = str | Annotated[list[str | TokenId | TokenIds], Meta(min_length=1)]
 """A text, texts, token ids, or lists of token ids (msgspec allows one list type in a union:
