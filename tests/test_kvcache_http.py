@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import socket
 import time
 
 import httpx
@@ -18,6 +20,7 @@ from tests.test_monitoring_exact import JumpingPacer, SimulatedClock
 
 MODEL = "openai/gpt-oss-120b"
 COMPLETIONS = "/v1/completions"
+CHAT, EMBEDDINGS = "/v1/chat/completions", "/v1/embeddings"
 SYSTEM = "S" * 256  # 64 tokens: 4 blocks of 16
 PREFILL_MS = 0.5
 
@@ -190,4 +193,30 @@ def test_a_stream_broken_by_an_injected_error_releases_its_worker() -> None:
         assert app.state.metrics.snapshot().streaming.failed_streams == 3
         workers = client.get(base_url + "/kv-cache-metrics").json()["smart_routing"]["workers"]
         assert [w["active_requests"] for w in workers] == [0, 0, 0, 0] and workers[0]["requests_routed"] == 3
+        assert all(worker.pinned_blocks() == 0 for worker in app.state.engine.kv_cache.workers)
+
+
+@pytest.mark.parametrize("path", [CHAT, COMPLETIONS, EMBEDDINGS])
+def test_a_client_that_leaves_a_plain_request_is_recorded_at_once_and_releases_its_worker(path: str) -> None:
+    """The answer is due in a minute; the client leaves after the server has routed it: the
+    request ends then (499), not when its answer would have been due, and frees its worker."""
+    settings = Settings(ttft_ms=60_000, ttft_jitter=0, max_context_tokens=4096)
+    body = {"model": "text-embedding-3-small", "input": SYSTEM} if path == EMBEDDINGS else (
+        {"model": MODEL, "prompt": SYSTEM, "max_tokens": 3} if path == COMPLETIONS
+        else {"model": MODEL, "messages": [{"role": "user", "content": SYSTEM}], "max_tokens": 3})
+    with running_app(settings) as (base_url, app):
+        registry = app.state.metrics
+        port = int(base_url.rsplit(":", 1)[1])
+        payload = json.dumps(body).encode()
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                         % (path.encode(), len(payload), payload))
+            eventually(lambda: registry.in_flight == 1, "the request was admitted")
+        eventually(lambda: registry.in_flight == 0, "the server saw the client leave", seconds=10)
+        figures = registry.snapshot().endpoints[path]
+        assert figures.requests_total == 1 and figures.errors_total == {499: 1}
+        assert figures.latency.max < 10, "ended when the client left, not when the answer was due"
+        workers = httpx.get(base_url + "/kv-cache-metrics").json()["smart_routing"]["workers"]
+        assert [w["active_requests"] for w in workers] == [0, 0, 0, 0]
+        assert sum(w["requests_routed"] for w in workers) == (0 if path == EMBEDDINGS else 1)
         assert all(worker.pinned_blocks() == 0 for worker in app.state.engine.kv_cache.workers)

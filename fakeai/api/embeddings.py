@@ -12,7 +12,7 @@ from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.completions import prompt_parts, prompt_tokens_of
 from fakeai.api.generation import admit, answer_parts, read_request
-from fakeai.api.responses import send_json_parts
+from fakeai.api.responses import send_json_parts, wait_while_connected
 from fakeai.api.schemas import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
 from fakeai.simulation.embeddings import embed, pack_float32
 
@@ -47,7 +47,9 @@ def embeddings_handler(
         admit(engine, registry, exchange, body.model, "/v1/embeddings")
         exchange.finish_reason = "stop"
         exchange.prompt_tokens = tokens
-        await engine.pacer.wait_until(exchange.started + engine.prefill_seconds(tokens))
+        ready_at = exchange.started + engine.prefill_seconds(tokens)
+        if registry.clock() < ready_at:
+            await wait_while_connected(receive, engine.pacer.wait_until(ready_at))
         base64_format = body.encoding_format == "base64"
 
         def embedding(index: int, part: str | list[int]) -> bytes:

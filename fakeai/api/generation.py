@@ -15,7 +15,7 @@ from litestar.exceptions import MethodNotAllowedException
 
 from fakeai.api.errors import APIError, invalid_body
 from fakeai.api.recording import EXCHANGE_KEY, ClientDisconnected, Exchange
-from fakeai.api.responses import PART_BYTES, send_event_stream, send_json_parts
+from fakeai.api.responses import PART_BYTES, send_event_stream, send_json_parts, wait_while_connected
 from fakeai.api.schemas import PromptTokensDetails, Usage
 from fakeai.api.streaming import ChunkFormat, sse_events
 
@@ -166,7 +166,7 @@ async def generate(
         return
     exchange.completion_tokens = plan.completion_tokens
     if plan.offsets and clock() < exchange.started + plan.offsets[-1]:
-        await engine.pacer.wait_until(exchange.started + plan.offsets[-1])
+        await wait_while_connected(receive, engine.pacer.wait_until(exchange.started + plan.offsets[-1]))
     usage = _usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens)
     await send_json_parts(exchange, receive, render(plan, usage))
 

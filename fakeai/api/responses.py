@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Iterator
 from typing import TYPE_CHECKING
 
 from litestar.exceptions import MethodNotAllowedException
 
-from fakeai.api.recording import EXCHANGE_KEY
+from fakeai.api.recording import EXCHANGE_KEY, ClientDisconnected
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from fakeai.api.recording import Exchange
 
 __all__ = (
-    "PART_BYTES", "document_method", "read_method", "send_document", "send_event_stream", "send_json", "send_json_parts"
+    "PART_BYTES", "document_method", "read_method", "send_document", "send_event_stream", "send_json", "send_json_parts",
+    "wait_while_connected",
 )
 
 PART_BYTES = 128 * 1024
@@ -112,6 +113,31 @@ async def send_json_parts(exchange: Exchange, receive: Receive, parts: Iterator[
 async def _disconnected(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+async def wait_while_connected(receive: Receive, wait: Awaitable[None]) -> None:
+    """Await ``wait`` (the deadline of a plain answer); if the client leaves first, stop at
+    once and raise ``ClientDisconnected`` (recorded as 499; its simulated worker is released)."""
+    task = asyncio.current_task()
+    gone = False
+
+    def on_disconnect(_: asyncio.Future[None]) -> None:
+        nonlocal gone
+        gone = True
+        task.cancel()  # type: ignore[union-attr]
+
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    watcher.add_done_callback(on_disconnect)
+    try:
+        await wait
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        task.uncancel()  # type: ignore[union-attr]
+        raise ClientDisconnected from None
+    finally:
+        watcher.remove_done_callback(on_disconnect)
+        watcher.cancel()
 
 
 async def send_event_stream(exchange: Exchange, receive: Receive, events: AsyncGenerator[bytes, None]) -> None:
