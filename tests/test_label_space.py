@@ -10,6 +10,8 @@ reason, so a first-time one is recorded however many models came before.
 from __future__ import annotations
 
 import collections
+import mmap
+from pathlib import Path
 
 import httpx
 import pytest
@@ -29,6 +31,7 @@ from fakeai.metrics.labels import (
     region_need,
 )
 from fakeai.metrics.regions import CELL_CAPACITY, KEY_CAPACITY
+from fakeai.window import Region
 from tests.servers import eventually, running_cli
 
 CHAT = "/v1/chat/completions"
@@ -44,6 +47,8 @@ HOSTILE = (
     "naïve-模型-🚀",
     "tab\there\r",
     "}{=,",
+    "nul\u0000x",
+    "\u2028line-separator",
 )
 
 
@@ -217,16 +222,19 @@ def test_an_over_long_or_reserved_name_is_served_and_counted_as_other() -> None:
     assert document["label_space"]["other_requests"] == 2
 
 
-def test_a_long_configured_model_keeps_its_own_label() -> None:
-    long_name = "org/" + "very-long-model-name-" * 8  # 172 bytes
-    settings = Settings(models=(long_name,), zero_latency=True, max_model_labels=1)
+def test_configured_models_keep_their_own_labels_beyond_the_budget() -> None:
+    long_name = "org/" + "very-long-model-name-" * 8  # 172 bytes: a key could not hold it
+    configured = (long_name, "b|c", "c")
+    settings = Settings(models=configured, zero_latency=True, accept_any_model=True, max_model_labels=1)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        for _ in range(3):
-            assert client.post(CHAT, json=chat(long_name)).status_code == 200
+        for name in (*configured, long_name, "client-model"):
+            assert client.post(CHAT, json=chat(name)).status_code == 200
         document = client.get("/metrics").json()
         text = client.get("/metrics/prometheus").text
-    assert succeeded(document, long_name) == 3
-    assert prometheus_successes(text) == {long_name: 3.0}
+    expected = {long_name: 2, "b|c": 1, "c": 1, OTHER_MODEL: 1}
+    assert {name: succeeded(document, name) for name in document["models"]} == expected
+    assert prometheus_successes(text) == {name: float(count) for name, count in expected.items()}
+    assert document["label_space"]["model_label_budget"] == 3
 
 
 def test_the_label_space_figures_are_exported_to_prometheus() -> None:
@@ -243,6 +251,13 @@ def test_the_label_space_figures_are_exported_to_prometheus() -> None:
 
 
 # -- several workers -------------------------------------------------------------------------
+
+
+def region_model_labels(path: Path) -> set[str]:
+    """The model labels a worker's region has counted successes under."""
+    with open(path, "r+b") as file:
+        region = Region(mmap.mmap(file.fileno(), 0))
+    return {name.split("|")[2] for name, _, _ in region.keys() if name.startswith("c|success|")}
 
 
 def test_two_workers_agree_on_which_models_have_a_label() -> None:
@@ -267,7 +282,10 @@ def test_two_workers_agree_on_which_models_have_a_label() -> None:
         eventually(lambda: counted(), "every request counted", seconds=10)
         document = counted()
         text = httpx.get(server + "/metrics/prometheus", timeout=10).text
-        assert len(server.worker_pids()) == 2
+        (directory,) = Path("/dev/shm").glob(f"fakeai-{server.process.pid}-*")
+        used = [region_model_labels(path) for path in directory.glob("*.region")]
+    assert len(used) == 2
+    assert all(labels - {"other"} and "other" in labels for labels in used), "both workers served both kinds"
     assert document["processes"] == 2
     assert set(document["models"]) == {*labelled, OTHER_MODEL}
     for name in labelled:
