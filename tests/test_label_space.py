@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from litestar.testing import TestClient
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
 from fakeai.app import create_app
@@ -60,10 +61,10 @@ def succeeded(document: dict, model: str) -> int:
     return sum(document["models"][model]["requests_succeeded"].values())
 
 
-def prometheus_successes(text: str) -> dict[str, float]:
+def prometheus_successes(text: str, parse=text_string_to_metric_families) -> dict[str, float]:
     """``{model_name: requests}`` from ``vllm:request_success_total``, as Prometheus reads it."""
     found: dict[str, float] = collections.defaultdict(float)
-    for family in text_string_to_metric_families(text):
+    for family in parse(text):
         if family.name == "vllm:request_success":
             for sample in family.samples:
                 found[sample.labels["model_name"]] += sample.value
@@ -205,7 +206,7 @@ def test_hostile_model_names_are_served_counted_and_shown_exactly() -> None:
     assert {name: succeeded(document, name) for name in HOSTILE} == dict(sent)
     assert {name: document["models"][name]["requests_running"] for name in HOSTILE} == dict.fromkeys(HOSTILE, 0)
     assert prometheus_successes(text) == {name: float(count) for name, count in sent.items()}
-    assert "# EOF" in openmetrics
+    assert prometheus_successes(openmetrics, parse_openmetrics) == {name: float(n) for name, n in sent.items()}
     assert document["label_space"]["other_requests"] == 0
 
 
@@ -261,23 +262,33 @@ def region_model_labels(path: Path) -> set[str]:
 
 
 def test_two_workers_agree_on_which_models_have_a_label() -> None:
+    """Hostile and 300 more distinct names over two workers: every worker labels a name alike,
+    every request is counted once, and first-time endpoints and statuses are still recorded."""
     budget = 10
-    names = [*HOSTILE, *(f"w-{index}" for index in range(30))]
-    labelled = names[: budget - len(CONFIGURED)]
+    generated = [f"w-{index}" for index in range(300)]
+    labelled = [*HOSTILE, *generated][: budget - len(CONFIGURED)]
     sent = collections.Counter()
+
+    def fresh(method: str, path: str, **kwargs) -> httpx.Response:
+        with httpx.Client(timeout=30, headers={"Connection": "close"}) as client:  # any worker may answer
+            return client.request(method, server + path, **kwargs)
+
     with running_cli("--workers", "2", "--accept-any-model", "--zero-latency",
                      "--max-model-labels", str(budget)) as server:
-        for round_ in range(2):
-            for name in names:
-                with httpx.Client(timeout=30, headers={"Connection": "close"}) as client:
-                    response = client.post(server + CHAT, json=chat(name))
-                assert response.status_code == 200, response.text
-                sent[name] += 1
+        for name in [*HOSTILE, *generated, *HOSTILE, *generated[:20]]:
+            response = fresh("POST", CHAT, json=chat(name))
+            assert response.status_code == 200, response.text
+            assert response.json()["model"] == name
+            sent[name] += 1
+        for _ in range(6):  # first-time endpoints and statuses, after the budget is spent
+            assert fresh("POST", "/v1/embeddings", json={"model": "e", "input": "x"}).status_code == 200
+            assert fresh("GET", "/nowhere").status_code == 404
+            assert fresh("GET", CHAT).status_code == 405
         total = sum(sent.values())
 
         def counted() -> dict:
             document = httpx.get(server + "/metrics", timeout=10).json()
-            return document if document["totals"].get(CHAT, {}).get("requests") == total else {}
+            return document if document["totals"].get(CHAT, {}).get("requests") == total + 6 else {}
 
         eventually(lambda: counted(), "every request counted", seconds=10)
         document = counted()
@@ -290,8 +301,12 @@ def test_two_workers_agree_on_which_models_have_a_label() -> None:
     assert set(document["models"]) == {*labelled, OTHER_MODEL}
     for name in labelled:
         assert succeeded(document, name) == sent[name]
-    others = total - sum(sent[name] for name in labelled)
+    others = total - sum(sent[name] for name in labelled) + 6  # and the embeddings
     assert succeeded(document, OTHER_MODEL) == others
     assert document["label_space"]["other_requests"] == others
     assert document["label_space"]["model_labels"] == budget
+    assert document["label_space"]["unrecorded_figures"] == 0
+    assert document["errors_by_status"][CHAT] == {"405": 6}
+    assert document["errors_by_status"]["unmatched"] == {"404": 6}
+    assert document["totals"]["/v1/embeddings"]["requests"] == 6
     assert prometheus_successes(text) == {**{name: float(sent[name]) for name in labelled}, OTHER_MODEL: others}
