@@ -29,6 +29,7 @@ from fakeai.metrics.labels import (
     MAX_KV_WORKERS,
     MAX_MODEL_LABELS,
     OTHER_MODEL,
+    ModelLabels,
     region_need,
 )
 from fakeai.metrics.regions import CELL_CAPACITY, KEY_CAPACITY
@@ -146,6 +147,33 @@ def test_the_region_need_counts_every_key_the_writer_makes() -> None:
     assert (base_keys, base_cells) == region_need(0, endpoints=0, kv_workers=0)
     assert (len(registry.regions.own.keys()), len(registry.regions.own.cells())) == region_need(
         1, endpoints=1, kv_workers=1)
+
+
+# -- the label table -----------------------------------------------------------------------
+
+
+def test_processes_sharing_a_table_give_every_name_the_same_label(tmp_path) -> None:
+    first = ModelLabels(4, ("c1", "c2"), tmp_path)
+    second = ModelLabels(4, ("c1", "c2"), tmp_path)  # another worker, started later
+    assert [first.label("c1"), second.label("c2")] == [0, 1]
+    assert second.label("x|y") == 2  # the first name anyone sends
+    assert first.label("z") == 3
+    assert first.label("x|y") == 2  # what the other process gave it
+    assert second.label("late") is None and first.label("late") is None  # the table is full
+    assert first.names() == second.names() == ["c1", "c2", "x|y", "z"]
+    assert ModelLabels(4, (), tmp_path).names() == ["c1", "c2", "x|y", "z"]  # a restarted worker
+
+
+def test_a_table_whose_directory_is_gone_counts_new_names_as_other(tmp_path) -> None:
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    labels = ModelLabels(10, ("c",), directory)
+    assert labels.label("kept") == 1
+    (directory / "model-labels.table").unlink()
+    directory.rmdir()  # the server is stopping
+    assert labels.label("new") is None
+    assert labels.label("kept") == 1
+    assert labels.names() == ["c", "kept"]
 
 
 # -- over HTTP -------------------------------------------------------------------------------

@@ -73,7 +73,9 @@ _TABLE = "model-labels.table"
 _LENGTH = struct.Struct("<I")
 
 
-def region_need(model_labels: int, *, endpoints: int = MAX_ENDPOINTS, kv_workers: int = MAX_KV_WORKERS) -> tuple[int, int]:
+def region_need(
+    model_labels: int, *, endpoints: int = MAX_ENDPOINTS, kv_workers: int = MAX_KV_WORKERS
+) -> tuple[int, int]:
     """``(keys, cells)`` a region needs at most for ``model_labels`` model labels (the other
     bucket included), ``endpoints`` endpoints and ``kv_workers`` KV workers, every endpoint
     with every error status and every model with every finish reason.
@@ -142,17 +144,23 @@ class ModelLabels:
         if self.path is None:
             index = self._add(name)
         else:
-            with self._locked() as descriptor:
-                index = self._index.get(name)
-                if index is None and len(self._names) < self.capacity:
-                    index = self._append(descriptor, name)
+            try:
+                with self._locked() as descriptor:
+                    index = self._index.get(name)
+                    if index is None and len(self._names) < self.capacity:
+                        index = self._append(descriptor, name)
+            except OSError:  # the directory is gone (the server is stopping) or full: other, not a failure
+                return None
         self._full = len(self._names) >= self.capacity
         return index
 
     def names(self) -> list[str]:
         """Every labelled name, by index (what the other processes added included)."""
         if self.path is not None and not self._full:
-            descriptor = os.open(self.path, os.O_RDONLY)
+            try:
+                descriptor = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:  # the server is stopping: what was read so far
+                return self._names
             try:
                 self._read(descriptor)
             finally:

@@ -199,7 +199,7 @@ class LabelSpaceSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     model_labels: int
     """Model names that have one (configured ones included, used or not)."""
     other_requests: int
-    """Requests counted under ``__other__`` since start (their model had no label)."""
+    """Requests admitted since start whose model had no label: counted under ``__other__``."""
     unrecorded_figures: int
     """Figures that found no room in a metrics region and were not recorded (0 unless the
     region's arithmetic is wrong: a figure lost is counted here, never a request failed)."""
