@@ -1019,56 +1019,69 @@ cdef class _Bounds:
 cdef class EndpointCells:
     """One endpoint's cells; see ``fakeai._window_py.EndpointCells``."""
 
-    cdef Region _region
+    cdef object _writer
     cdef readonly str name
     cdef readonly Py_ssize_t requests, id, prompt, completion
     cdef readonly Py_ssize_t duration_histogram, prompt_histogram, completion_histogram
     cdef readonly dict errors
+    cdef readonly bint lossy
 
-    def __init__(self, Region region, str name, duration_bounds, token_bounds):
-        self._region = region
+    def __init__(self, writer, str name):
+        self._writer = writer
         self.name = name
-        self.requests = region.key(f"c|requests|{name}")
+        cell = writer.cell
+        self.requests = cell(f"c|requests|{name}")
         self.id = self.requests
-        self.prompt = region.key(f"c|prompt_tokens|{name}")
-        self.completion = region.key(f"c|completion_tokens|{name}")
-        self.duration_histogram = region.key(f"h|duration|{name}", len(duration_bounds) + 3)
-        self.prompt_histogram = region.key(f"h|prompt_tokens|{name}", len(token_bounds) + 3)
-        self.completion_histogram = region.key(f"h|completion_tokens|{name}", len(token_bounds) + 3)
+        self.prompt = cell(f"c|prompt_tokens|{name}")
+        self.completion = cell(f"c|completion_tokens|{name}")
+        self.duration_histogram = cell(f"h|duration|{name}", len(writer.duration_bounds) + 3)
+        self.prompt_histogram = cell(f"h|prompt_tokens|{name}", len(writer.token_bounds) + 3)
+        self.completion_histogram = cell(f"h|completion_tokens|{name}", len(writer.token_bounds) + 3)
         self.errors = {}
+        self.lossy = writer.spill in (self.requests, self.prompt, self.completion, self.duration_histogram,
+                                      self.prompt_histogram, self.completion_histogram)
 
     def error_cell(self, int status):
         cell = self.errors.get(status)
         if cell is None:
-            cell = self.errors[status] = self._region.key(f"c|errors|{self.name}|{status}")
+            cell = self._writer.cell(f"c|errors|{self.name}|{status}")
+            if cell != self._writer.spill:  # no room: tried again (and counted) next time
+                self.errors[status] = cell
         return cell
 
 
 cdef class ModelCells:
     """One model's cells; see ``fakeai._window_py.ModelCells``."""
 
-    cdef Region _region
+    cdef object _writer
     cdef readonly str name
     cdef readonly Py_ssize_t running, prompt, generation, ttft, itl, e2e, prompt_histogram, generation_histogram
     cdef readonly dict success
+    cdef readonly bint lossy
 
-    def __init__(self, Region region, str name, duration_bounds, token_bounds, inter_token_bounds):
-        self._region = region
+    def __init__(self, writer, str name):
+        self._writer = writer
         self.name = name
-        self.running = region.key(f"g|running|{name}")
-        self.prompt = region.key(f"c|model_prompt_tokens|{name}")
-        self.generation = region.key(f"c|model_generation_tokens|{name}")
-        self.ttft = region.key(f"h|model_ttft|{name}", len(duration_bounds) + 3)
-        self.itl = region.key(f"h|model_itl|{name}", len(inter_token_bounds) + 3)
-        self.e2e = region.key(f"h|model_e2e|{name}", len(duration_bounds) + 3)
-        self.prompt_histogram = region.key(f"h|model_prompt_tokens|{name}", len(token_bounds) + 3)
-        self.generation_histogram = region.key(f"h|model_generation_tokens|{name}", len(token_bounds) + 3)
+        cell = writer.cell
+        duration, tokens = len(writer.duration_bounds) + 3, len(writer.token_bounds) + 3
+        self.running = cell(f"g|running|{name}")
+        self.prompt = cell(f"c|model_prompt_tokens|{name}")
+        self.generation = cell(f"c|model_generation_tokens|{name}")
+        self.ttft = cell(f"h|model_ttft|{name}", duration)
+        self.itl = cell(f"h|model_itl|{name}", len(writer.inter_token_bounds) + 3)
+        self.e2e = cell(f"h|model_e2e|{name}", duration)
+        self.prompt_histogram = cell(f"h|model_prompt_tokens|{name}", tokens)
+        self.generation_histogram = cell(f"h|model_generation_tokens|{name}", tokens)
         self.success = {}
+        self.lossy = writer.spill in (self.running, self.prompt, self.generation, self.ttft, self.itl, self.e2e,
+                                      self.prompt_histogram, self.generation_histogram)
 
     def success_cell(self, str reason):
         cell = self.success.get(reason)
         if cell is None:
-            cell = self.success[reason] = self._region.key(f"c|success|{self.name}|{reason}")
+            cell = self._writer.cell(f"c|success|{self.name}|{reason}")
+            if cell != self._writer.spill:
+                self.success[reason] = cell
         return cell
 
 
@@ -1080,7 +1093,7 @@ cdef class MetricsWriter:
     cdef dict _endpoints, _models, _kv, _evictions_seen
     cdef readonly Py_ssize_t active_streams, completed_streams, failed_streams
     cdef readonly Py_ssize_t tokens_per_second_sum, tokens_per_second_count, stream_ttft, stream_itl
-    cdef readonly Py_ssize_t kv_hit_requests, kv_oracle
+    cdef readonly Py_ssize_t kv_hit_requests, kv_oracle, spill, unrecorded
 
     def __init__(self, Region region, duration_bounds, token_bounds, inter_token_bounds):
         self.region = region
@@ -1091,6 +1104,8 @@ cdef class MetricsWriter:
         self._models = {}
         self._kv = {}
         self._evictions_seen = {}
+        self.spill = region.key("s|spill", max(self._duration.size, self._tokens.size, self._inter_token.size) + 3)
+        self.unrecorded = region.key("c|unrecorded_figures")
         self.active_streams = region.key("g|active_streams")
         self.completed_streams = region.key("c|streams|completed")
         self.failed_streams = region.key("c|streams|failed")
@@ -1113,28 +1128,40 @@ cdef class MetricsWriter:
     def inter_token_bounds(self):
         return self._inter_token.bounds
 
+    def cell(self, str name, Py_ssize_t cells=1):
+        """The first cell of key ``name``, or the spill block (counted); see the twin's ``cell``."""
+        try:
+            return self.region.key(name, cells)
+        except (MemoryError, ValueError):
+            self.region._cells[self.unrecorded] += 1.0
+            return self.spill
+
     def endpoint(self, str name):
         cells = self._endpoints.get(name)
         if cells is None:
-            cells = self._endpoints[name] = EndpointCells(self.region, name, self._duration.bounds,
-                                                          self._tokens.bounds)
+            cells = EndpointCells(self, name)
+            if not (<EndpointCells>cells).lossy:  # else made again (and its loss counted) at each use
+                self._endpoints[name] = cells
         return cells
 
     def model(self, str name):
         cells = self._models.get(name)
         if cells is None:
-            cells = self._models[name] = ModelCells(self.region, name, self._duration.bounds, self._tokens.bounds,
-                                                    self._inter_token.bounds)
+            cells = ModelCells(self, name)
+            if not (<ModelCells>cells).lossy:
+                self._models[name] = cells
         return cells
 
     def kv_worker(self, int worker):
         cells = self._kv.get(worker)
         if cells is None:
-            key = self.region.key
-            cells = self._kv[worker] = tuple(
-                key(f"{kind}|kv_{name}|{worker}") for kind, name in (
+            cell = self.cell
+            cells = tuple(
+                cell(f"{kind}|kv_{name}|{worker}") for kind, name in (
                     ("c", "routed"), ("c", "prompt_tokens"), ("c", "cached_tokens"),
                     ("g", "blocks"), ("g", "capacity_blocks"), ("g", "active_requests"), ("c", "evictions")))
+            if self.spill not in cells:
+                self._kv[worker] = cells
         return cells
 
     def started(self, ModelCells model):

@@ -569,55 +569,73 @@ def _check_count(name: str, value: int) -> int:
 
 
 class EndpointCells:
-    """One endpoint's cells in a region: counters, errors by status, three histograms."""
+    """One endpoint's cells in a region: counters, errors by status, three histograms.
 
-    __slots__ = ("completion", "completion_histogram", "duration_histogram", "errors", "id", "name", "prompt",
-                 "prompt_histogram", "requests", "_region")
+    Made by ``writer.endpoint(name)``; a cell the region had no room for is the writer's
+    spill block (``lossy`` is then true, see ``MetricsWriter.cell``).
+    """
 
-    def __init__(self, region: Region, name: str, duration_bounds: Sequence[float], token_bounds: Sequence[float]):
-        self._region = region
+    __slots__ = ("completion", "completion_histogram", "duration_histogram", "errors", "id", "lossy", "name", "prompt",
+                 "prompt_histogram", "requests", "_writer")
+
+    def __init__(self, writer: MetricsWriter, name: str):
+        self._writer = writer
         self.name = name
-        self.requests = region.key(f"c|requests|{name}")
+        cell = writer.cell
+        self.requests = cell(f"c|requests|{name}")
         self.id = self.requests
         """The endpoint's id in journal records (unique in its region)."""
-        self.prompt = region.key(f"c|prompt_tokens|{name}")
-        self.completion = region.key(f"c|completion_tokens|{name}")
-        self.duration_histogram = region.key(f"h|duration|{name}", len(duration_bounds) + 3)
-        self.prompt_histogram = region.key(f"h|prompt_tokens|{name}", len(token_bounds) + 3)
-        self.completion_histogram = region.key(f"h|completion_tokens|{name}", len(token_bounds) + 3)
+        self.prompt = cell(f"c|prompt_tokens|{name}")
+        self.completion = cell(f"c|completion_tokens|{name}")
+        self.duration_histogram = cell(f"h|duration|{name}", len(writer.duration_bounds) + 3)
+        self.prompt_histogram = cell(f"h|prompt_tokens|{name}", len(writer.token_bounds) + 3)
+        self.completion_histogram = cell(f"h|completion_tokens|{name}", len(writer.token_bounds) + 3)
         self.errors: dict[int, int] = {}
+        self.lossy = writer.spill in (self.requests, self.prompt, self.completion, self.duration_histogram,
+                                      self.prompt_histogram, self.completion_histogram)
 
     def error_cell(self, status: int) -> int:
         cell = self.errors.get(status)
         if cell is None:
-            cell = self.errors[status] = self._region.key(f"c|errors|{self.name}|{status}")
+            cell = self._writer.cell(f"c|errors|{self.name}|{status}")
+            if cell != self._writer.spill:  # no room: tried again (and counted) next time
+                self.errors[status] = cell
         return cell
 
 
 class ModelCells:
-    """One model's cells: running (a gauge), token counters, successes by finish reason, five histograms."""
+    """One model's cells: running (a gauge), token counters, successes by finish reason, five histograms.
 
-    __slots__ = ("e2e", "generation", "generation_histogram", "itl", "name", "prompt", "prompt_histogram",
-                 "running", "success", "ttft", "_region")
+    ``name`` is the model's label in its keys (the registry's, never a raw model name: see
+    ``fakeai.metrics.labels``). Made by ``writer.model(name)``; ``lossy`` as for an endpoint.
+    """
 
-    def __init__(self, region: Region, name: str, duration_bounds: Sequence[float], token_bounds: Sequence[float],
-                 inter_token_bounds: Sequence[float]):
-        self._region = region
+    __slots__ = ("e2e", "generation", "generation_histogram", "itl", "lossy", "name", "prompt", "prompt_histogram",
+                 "running", "success", "ttft", "_writer")
+
+    def __init__(self, writer: MetricsWriter, name: str):
+        self._writer = writer
         self.name = name
-        self.running = region.key(f"g|running|{name}")
-        self.prompt = region.key(f"c|model_prompt_tokens|{name}")
-        self.generation = region.key(f"c|model_generation_tokens|{name}")
-        self.ttft = region.key(f"h|model_ttft|{name}", len(duration_bounds) + 3)
-        self.itl = region.key(f"h|model_itl|{name}", len(inter_token_bounds) + 3)
-        self.e2e = region.key(f"h|model_e2e|{name}", len(duration_bounds) + 3)
-        self.prompt_histogram = region.key(f"h|model_prompt_tokens|{name}", len(token_bounds) + 3)
-        self.generation_histogram = region.key(f"h|model_generation_tokens|{name}", len(token_bounds) + 3)
+        cell = writer.cell
+        duration, tokens = len(writer.duration_bounds) + 3, len(writer.token_bounds) + 3
+        self.running = cell(f"g|running|{name}")
+        self.prompt = cell(f"c|model_prompt_tokens|{name}")
+        self.generation = cell(f"c|model_generation_tokens|{name}")
+        self.ttft = cell(f"h|model_ttft|{name}", duration)
+        self.itl = cell(f"h|model_itl|{name}", len(writer.inter_token_bounds) + 3)
+        self.e2e = cell(f"h|model_e2e|{name}", duration)
+        self.prompt_histogram = cell(f"h|model_prompt_tokens|{name}", tokens)
+        self.generation_histogram = cell(f"h|model_generation_tokens|{name}", tokens)
         self.success: dict[str, int] = {}
+        self.lossy = writer.spill in (self.running, self.prompt, self.generation, self.ttft, self.itl, self.e2e,
+                                      self.prompt_histogram, self.generation_histogram)
 
     def success_cell(self, reason: str) -> int:
         cell = self.success.get(reason)
         if cell is None:
-            cell = self.success[reason] = self._region.key(f"c|success|{self.name}|{reason}")
+            cell = self._writer.cell(f"c|success|{self.name}|{reason}")
+            if cell != self._writer.spill:
+                self.success[reason] = cell
         return cell
 
 
@@ -634,6 +652,11 @@ class MetricsWriter:
     requests and the oracle's tokens. Then the journal record, and (with ``kv_cache``, the
     worker's prefix cache) the KV worker's state after the request left it, as ``publish``
     records it.
+
+    Every cell is made by ``cell``: a key the region has no room for (or cannot name) never
+    raises into a request; its figure goes to the spill block ``s|spill`` (written, never
+    read) and ``c|unrecorded_figures`` counts it, each time it is tried. The registry bounds
+    what it asks for so that this does not happen (``fakeai.metrics.labels``).
     """
 
     def __init__(self, region: Region, duration_bounds: Sequence[float], token_bounds: Sequence[float],
@@ -647,6 +670,10 @@ class MetricsWriter:
         self._kv: dict[int, tuple[int, ...]] = {}
         self._evictions_seen: dict[int, int] = {}
         key = region.key
+        self.spill = key("s|spill", max(len(self.duration_bounds), len(self.token_bounds),
+                                        len(self.inter_token_bounds)) + 3)
+        """The block a figure goes to when its key could not be made (the largest histogram's size)."""
+        self.unrecorded = key("c|unrecorded_figures")
         self.active_streams = key("g|active_streams")
         self.completed_streams = key("c|streams|completed")
         self.failed_streams = key("c|streams|failed")
@@ -657,17 +684,29 @@ class MetricsWriter:
         self.kv_hit_requests = key("c|kv_hit_requests")
         self.kv_oracle = key("c|kv_oracle_cached_tokens")
 
+    def cell(self, name: str, cells: int = 1) -> int:
+        """The first cell of key ``name`` (made on first use), or the spill block, counted in
+        ``unrecorded_figures``, when the region has no room for it or it is too long."""
+        try:
+            return self.region.key(name, cells)
+        except (MemoryError, ValueError):
+            self.region.add(self.unrecorded, 1.0)
+            return self.spill
+
     def endpoint(self, name: str) -> EndpointCells:
         cells = self._endpoints.get(name)
         if cells is None:
-            cells = self._endpoints[name] = EndpointCells(self.region, name, self.duration_bounds, self.token_bounds)
+            cells = EndpointCells(self, name)
+            if not cells.lossy:  # else made again (and its loss counted) at each use
+                self._endpoints[name] = cells
         return cells
 
     def model(self, name: str) -> ModelCells:
         cells = self._models.get(name)
         if cells is None:
-            cells = self._models[name] = ModelCells(
-                self.region, name, self.duration_bounds, self.token_bounds, self.inter_token_bounds)
+            cells = ModelCells(self, name)
+            if not cells.lossy:
+                self._models[name] = cells
         return cells
 
     def kv_worker(self, worker: int) -> tuple[int, ...]:
@@ -675,11 +714,13 @@ class MetricsWriter:
         active (gauges); evictions (a counter)."""
         cells = self._kv.get(worker)
         if cells is None:
-            key = self.region.key
-            cells = self._kv[worker] = tuple(
-                key(f"{kind}|kv_{name}|{worker}") for kind, name in (
+            cell = self.cell
+            cells = tuple(
+                cell(f"{kind}|kv_{name}|{worker}") for kind, name in (
                     ("c", "routed"), ("c", "prompt_tokens"), ("c", "cached_tokens"),
                     ("g", "blocks"), ("g", "capacity_blocks"), ("g", "active_requests"), ("c", "evictions")))
+            if self.spill not in cells:
+                self._kv[worker] = cells
         return cells
 
     def started(self, model: ModelCells) -> None:

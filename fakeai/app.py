@@ -68,6 +68,8 @@ def create_app(
         max_samples=settings.max_window_samples,
         clock=clock,
         wall_clock=wall_clock,
+        model_label_budget=settings.max_model_labels,
+        configured_models=settings.models,
     )
     slot = claim_slot(registry.regions.directory, settings.workers)
     shared = registry.regions.directory

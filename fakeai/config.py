@@ -28,6 +28,12 @@ def _setting(description: str, **constraints: Any) -> Meta:
     return Meta(description=description, **constraints)
 
 
+MAX_MODEL_LABELS = 1000
+"""The most model labels a metrics region has room for (``fakeai.metrics.labels``; a test
+keeps the two equal): the bound of --max-model-labels and of the number of --models."""
+RESERVED_MODEL = "__other__"
+"""The model name of the metrics' other bucket: not a model id a server can be given."""
+
 ERROR_KINDS = ("rate_limit", "server_error", "service_unavailable", "context_length")
 """Errors fakeai can inject: 429 with Retry-After, 500, 503, and a 400 context-length error."""
 
@@ -182,6 +188,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         ),
     ] = 262_144
 
+    # -- metrics label space -------------------------------------------------------------
+    max_model_labels: Annotated[
+        int,
+        _setting(
+            "Distinct model names with a metrics label of their own: the --models first, then names clients "
+            "send, first come first served; requests for any other model are answered as usual and counted "
+            "under the model `__other__` (see Limits and failure behaviour).",
+            ge=1,
+            le=MAX_MODEL_LABELS,
+        ),
+    ] = 100
+
     history_seconds: Annotated[
         float,
         _setting("How far back GET /metrics/history (and the dashboard's charts) reach, in seconds.", ge=1, le=86_400),
@@ -197,6 +215,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     def __post_init__(self) -> None:
         if self.history_seconds < self.history_interval_seconds:
             raise ValueError("history_seconds must be at least history_interval_seconds")
+        if len(self.models) > MAX_MODEL_LABELS:
+            raise ValueError(f"models: at most {MAX_MODEL_LABELS} ids (each has a metrics label of its own)")
+        if RESERVED_MODEL in self.models:
+            raise ValueError(f"models: {RESERVED_MODEL} is the metrics' name for every model without a label")
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and validated."""

@@ -259,6 +259,38 @@ def test_the_writer_refuses_what_it_cannot_count(kernel) -> None:
     assert _cells(region)["c|requests|/e"] == [0.0] and region.journal_written() == 0
 
 
+def test_a_key_the_region_cannot_hold_is_counted_never_raised(kernel) -> None:
+    """A full region (or a key too long to name) never fails a request: the figure goes to the
+    spill block, is counted in ``c|unrecorded_figures`` each time, and nothing else changes."""
+    globals_keys = 11  # spill, unrecorded, 5 stream cells, 2 stream histograms, 2 KV totals
+    buffer = mmap.mmap(-1, _window_py.region_bytes(globals_keys + 7, 4096, 64))
+    region = kernel.Region(buffer, create=True, pid=os.getpid(), key_capacity=globals_keys + 7, cell_capacity=4096,
+                           journal_capacity=64, window_seconds=5.0)
+    writer = kernel.MetricsWriter(region, *BOUNDS)
+    endpoint = writer.endpoint("/e")  # 6 keys: room for one error status after it
+    assert not endpoint.lossy
+    writer.record(1.0, 0.1, 500, 1, 2, endpoint)
+    writer.record(1.0, 0.1, 503, 1, 2, endpoint)  # no room for its error counter
+    writer.record(1.0, 0.1, 503, 1, 2, endpoint)  # tried again, counted again
+    cells = _cells(region)
+    assert cells["c|requests|/e"] == [3.0]
+    assert cells["c|errors|/e|500"] == [1.0] and "c|errors|/e|503" not in cells
+    assert cells["c|unrecorded_figures"] == [2.0]
+    model = writer.model("m")  # no room for any of its 8 keys
+    assert model.lossy and model.running == writer.spill
+    writer.started(model)
+    writer.record(1.0, 0.1, 200, 1, 2, endpoint, model, math.nan, math.nan, "stop")
+    long_name = writer.endpoint("/" + "x" * 200)  # longer than a key can name
+    assert long_name.lossy
+    writer.record(1.0, 0.1, 200, 1, 2, long_name)
+    cells = _cells(region)
+    assert cells["c|requests|/e"] == [4.0]
+    assert cells["c|unrecorded_figures"] == [2.0 + 8 + 1 + 6]  # the model's keys, its reason, the endpoint's
+    assert len(region.keys()) == globals_keys + 7
+    assert not any("|m" in name or "xxx" in name for name, _, _ in region.keys())
+    assert region.journal_written() == 5
+
+
 def test_a_journal_that_wrapped_reports_what_it_lost(kernel) -> None:
     region, writer = _region(kernel, journal=4, window=100.0)
     endpoint = writer.endpoint("/e")

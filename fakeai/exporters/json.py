@@ -16,7 +16,9 @@ sliding window (``count`` is fakeai's addition: samples in the window):
 Additions: ``prompt_tokens`` (like ``tokens``, for prompts), ``errors_by_status`` and
 ``totals`` (cumulative counts), ``streaming_stats.completion_rate`` and ``.itl`` (mean
 inter-token latency per stream, seconds), ``summary`` (what ``/health/detailed`` reports),
-``models`` (per model, what vLLM reports), ``kv_cache`` and ``smart_routing`` (the simulated
+``models`` (per model, what vLLM reports; models without a label of their own under
+``__other__``), ``label_space`` (how many models have a label, the budget, requests counted
+as other, figures that found no room), ``kv_cache`` and ``smart_routing`` (the simulated
 prefix caches and router: window figures at the top level of each, ``total`` since start;
 ``/kv-cache-metrics`` sends just these two), and the snapshot's ``timestamp``,
 ``uptime_seconds``, ``window_seconds``, ``kernel`` and ``dropped_samples``. An empty
@@ -31,6 +33,7 @@ import msgspec
 
 from fakeai.exporters._values import DISTRIBUTION_FIELDS, distribution, shown
 from fakeai.metrics import KVCacheSnapshot, KVReuse, MetricsSnapshot, WindowStats
+from fakeai.metrics.labels import OTHER_MODEL
 
 __all__ = ("kv_cache_document", "render_json", "render_kv_cache_json", "routing_document", "snapshot_document")
 
@@ -173,6 +176,13 @@ def snapshot_document(snapshot: MetricsSnapshot) -> dict[str, Any]:
                 "requests_succeeded": model.success_total,
             }
             for name, model in snapshot.models.items()
+        },
+        "label_space": {
+            "model_label_budget": snapshot.label_space.model_label_budget,
+            "model_labels": snapshot.label_space.model_labels,
+            "other_model": OTHER_MODEL,
+            "other_requests": snapshot.label_space.other_requests,
+            "unrecorded_figures": snapshot.label_space.unrecorded_figures,
         },
         "kv_cache": kv_cache_document(snapshot.kv_cache),
         "smart_routing": routing_document(snapshot.kv_cache),

@@ -185,6 +185,18 @@ def render_prometheus(snapshot: MetricsSnapshot, *, openmetrics: bool = False) -
     out.family("fakeai_dropped_samples_total", "counter",
                "Window samples discarded because a window was full (counters lose nothing).",
                [("", (), snapshot.dropped_samples)])
+    labels = snapshot.label_space
+    out.family("fakeai_model_labels", "gauge",
+               'Model names with a label of their own; requests for any other model_name="__other__".',
+               [("", (), labels.model_labels)])
+    out.family("fakeai_model_label_budget", "gauge", "Model names that can have a label of their own.",
+               [("", (), labels.model_label_budget)])
+    out.family("fakeai_model_other_requests_total", "counter",
+               'Requests counted under model_name="__other__" (their model had no label of its own).',
+               [("", (), labels.other_requests)])
+    out.family("fakeai_unrecorded_figures_total", "counter",
+               "Figures that found no room in a metrics region and were not recorded (0 unless a bug).",
+               [("", (), labels.unrecorded_figures)])
     out.family("fakeai_request_duration_seconds", "histogram", "Request duration until the last byte.",
                [s for labels, ep in by_endpoint for s in _histogram(ep.duration_histogram, labels)])
     out.family("fakeai_time_to_first_token_seconds", "histogram", "Time to first token of streams.",

@@ -45,8 +45,10 @@ SHARED_DIR_ENV = "FAKEAI_SHARED_METRICS_DIR"
 SUFFIX = ".region"
 DROPPED_KEY = "c|dropped_samples"
 """A compact copy's record of the samples its journal had dropped (the header's count)."""
-KEY_CAPACITY = 4096
-CELL_CAPACITY = 131_072
+KEY_CAPACITY = 32_768
+CELL_CAPACITY = 196_608
+"""Room for the largest label space there can be: ``labels.region_need(MAX_MODEL_LABELS + 1)``
+is 28,001 keys and 155,687 cells (4 MB of keys, 1.5 MB of cells; a test checks it fits)."""
 MIN_JOURNAL = 1024
 
 

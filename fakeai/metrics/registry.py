@@ -9,7 +9,9 @@ once and hands the result to an exporter. Every metric fakeai reports is defined
 Recording writes into this process's region (``regions.py``): counters and histograms in
 place, and one journal record per request, all by the kernel's ``MetricsWriter`` in one
 compiled call. ``endpoint_series`` and ``request_started`` return the writer's handles, so
-the recorder can make that call itself for a plain request (its fast path).
+the recorder can make that call itself for a plain request (its fast path). A model is
+counted under its label in the server's label table, or under ``__other__`` (``labels.py``):
+the label is looked up once per distinct name and process, never per request.
 
 A snapshot reads every region of the server (one, or one per worker process): counters and
 histograms are summed, gauges summed over live processes, and each region's journal is
@@ -23,7 +25,7 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from fakeai.metrics.health import health_status
 from fakeai.metrics.instruments import (
@@ -33,9 +35,17 @@ from fakeai.metrics.instruments import (
     HistogramSnapshot,
 )
 from fakeai.metrics.kvcache import KVCacheStats
-from fakeai.metrics.regions import DROPPED_KEY, SHARED_DIR_ENV, Regions
+from fakeai.metrics.labels import (
+    DEFAULT_MODEL_LABELS,
+    OTHER_KEY,
+    OTHER_MODEL,
+    ModelLabels,
+    region_need,
+)
+from fakeai.metrics.regions import CELL_CAPACITY, DROPPED_KEY, KEY_CAPACITY, SHARED_DIR_ENV, Regions
 from fakeai.metrics.snapshot import (
     EndpointSnapshot,
+    LabelSpaceSnapshot,
     MetricsSnapshot,
     ModelSnapshot,
     StreamingSnapshot,
@@ -63,6 +73,8 @@ STARTED_AT_ENV = "FAKEAI_STARTED_AT"
 """The server's start on the monotonic clock, set by ``fakeai serve`` for its workers."""
 
 STREAM_PLAIN, STREAM_COMPLETED, STREAM_FAILED = 0, 1, 2
+OTHER_REQUESTS_KEY = "c|model_other_requests"
+UNRECORDED_KEY = "c|unrecorded_figures"
 HISTOGRAM_BOUNDS = {
     "duration": DURATION_BUCKETS,
     "prompt_tokens": TOKEN_COUNT_BUCKETS,
@@ -87,8 +99,10 @@ class _Cells:
     def __init__(self) -> None:
         self.values: dict[str, float] = defaultdict(float)
         self.blocks: dict[str, list[float]] = {}
+        self._groups: dict[str, dict[str, float]] | None = None
 
     def add(self, keys: list[tuple[str, int, int]], cells: list[float], alive: bool) -> None:
+        self._groups = None
         values = self.values
         for name, first, count in keys:
             kind = name[0]
@@ -99,15 +113,22 @@ class _Cells:
                 else:
                     for offset in range(count):
                         block[offset] += cells[first + offset]
-            elif kind == "c" or alive:
+            elif kind == "c" or (kind == "g" and alive):  # not "s", the writer's spill block
                 values[name] += cells[first]
 
     def count(self, name: str) -> int:
         return int(self.values.get(name, 0.0))
 
     def labelled(self, prefix: str) -> dict[str, float]:
-        """``{label: value}`` of the keys ``prefix + label``."""
-        return {name[len(prefix) :]: value for name, value in self.values.items() if name.startswith(prefix)}
+        """``{label: value}`` of the keys ``prefix + label``, the label being the key's last
+        ``|``-separated part (no label value contains ``|``: model labels are table indices)."""
+        groups = self._groups
+        if groups is None:  # once per snapshot: one pass over the keys, not one per model
+            groups = self._groups = defaultdict(dict)
+            for name, value in self.values.items():
+                head, _, label = name.rpartition("|")
+                groups[head + "|"][label] = value
+        return groups.get(prefix, {})
 
     def histogram(self, family: str, label: str | None = None) -> HistogramSnapshot:
         bounds = HISTOGRAM_BOUNDS[family]
@@ -136,6 +157,9 @@ class MetricsRegistry:
         shared_dir: The directory of the server's regions (``None``: read from
             ``FAKEAI_SHARED_METRICS_DIR``; unset or empty: this process alone).
         started_at: When the server started on ``clock`` (``None``: ``FAKEAI_STARTED_AT``, or now).
+        model_label_budget: Distinct models with their own label, the configured ones
+            included (see ``labels.py``); the others are counted as ``__other__``.
+        configured_models: The models served: they always have a label of their own.
     """
 
     def __init__(
@@ -147,6 +171,8 @@ class MetricsRegistry:
         wall_clock: Clock = time.time,
         shared_dir: str | None = None,
         started_at: float | None = None,
+        model_label_budget: int = DEFAULT_MODEL_LABELS,
+        configured_models: Iterable[str] = (),
     ) -> None:
         self.window_seconds = float(window_seconds)
         self.max_samples = int(max_samples)
@@ -161,8 +187,18 @@ class MetricsRegistry:
             max_samples=self.max_samples,
             directory=os.environ.get(SHARED_DIR_ENV) if shared_dir is None else shared_dir,
         )
+        self.model_labels = ModelLabels(model_label_budget, configured_models, self.regions.directory)
+        """Which model names have a label of their own (shared by the server's processes)."""
+        keys, cells = region_need(self.model_labels.capacity + 1)
+        if keys > KEY_CAPACITY or cells > CELL_CAPACITY:
+            raise ValueError(f"{self.model_labels.capacity} model labels do not fit in a metrics region")
         self.writer = MetricsWriter(self.regions.own, DURATION_BUCKETS, TOKEN_COUNT_BUCKETS, INTER_TOKEN_BUCKETS)
         """This process's recording handle (the recorder's fast path calls ``writer.record``)."""
+        self._model_cells: dict[str, ModelCells] = {}
+        """Cells of each labelled model name this process has seen (at most the table's capacity)."""
+        self._other: ModelCells | None = None
+        """The other bucket's cells, made when a model is first counted there."""
+        self._other_requests = self.writer.cell(OTHER_REQUESTS_KEY)
         self.kv_cache = KVCacheStats()
         """What the snapshot says about the simulated KV workers besides their counts."""
         self.kv_publish = self.writer.publish
@@ -180,12 +216,36 @@ class MetricsRegistry:
 
     # -- the request path ------------------------------------------------------------------
 
+    def model_cells(self, model: str) -> ModelCells:
+        """The cells ``model`` is counted in: its own label's, or the other bucket's."""
+        cells = self._model_cells.get(model)
+        if cells is not None:
+            return cells
+        index = self.model_labels.label(model)
+        if index is None:
+            cells = self._other
+            if cells is None:
+                cells = self.writer.model(OTHER_KEY)
+                if not cells.lossy:
+                    self._other = cells
+            return cells
+        cells = self.writer.model(str(index))
+        if not cells.lossy:
+            self._model_cells[model] = cells
+        return cells
+
     def request_started(self, model: str) -> ModelCells:
         """An API request for ``model`` was admitted; ``record(model=...)`` ends it.
 
         Returns the model's cells, for the recorder's fast path.
         """
-        return self.writer.start(model)
+        cells = self._model_cells.get(model)
+        if cells is None:
+            cells = self.model_cells(model)
+            if cells.name == OTHER_KEY:
+                self.writer.region.add(self._other_requests, 1.0)
+        self.writer.started(cells)
+        return cells
 
     def endpoint_series(self, endpoint: str) -> EndpointCells:
         """The cells of ``endpoint`` (made on first use), for the recorder's fast path."""
@@ -235,7 +295,7 @@ class MetricsRegistry:
         if ttft is not None and completion_tokens > 1:
             itl = (duration - ttft) / (completion_tokens - 1)
         stream = STREAM_PLAIN if stream_completed is None else (STREAM_COMPLETED if stream_completed else STREAM_FAILED)
-        model_cells = None if model is None else self.writer.model(model)
+        model_cells = None if model is None else self.model_cells(model)
         worker, kv_prompt, kv_cached, kv_oracle, kv_cache = kv if kv is not None else (-1, 0, 0, 0, None)
         self.writer.record(
             now, duration, status, prompt_tokens, completion_tokens, self.writer.endpoint(endpoint), model_cells,
@@ -326,7 +386,7 @@ class MetricsRegistry:
         failed_streams = cells.count("c|streams|failed")
         ended = completed + failed_streams
         error_rate_percentage = 100.0 * errors / requests if requests else 0.0
-        models = {name: self._model_snapshot(cells, name) for name in sorted(cells.labelled("c|model_prompt_tokens|"))}
+        models = self._models(cells)
         return MetricsSnapshot(
             timestamp=self._wall_clock(),
             uptime_seconds=now - self.started_at,
@@ -358,10 +418,28 @@ class MetricsRegistry:
                 latency=stats(every_latency),
                 health=health_status(error_rate_percentage),
             ),
+            label_space=LabelSpaceSnapshot(
+                model_label_budget=self.model_labels.capacity,
+                model_labels=len(self.model_labels.names()),
+                other_requests=cells.count(OTHER_REQUESTS_KEY),
+                unrecorded_figures=cells.count(UNRECORDED_KEY),
+            ),
             kv_cache=self.kv_cache.snapshot(
                 cells.values, tuple(stats([windows[i] for windows in kv_windows]) for i in range(4))  # type: ignore[arg-type]
             ),
         )
+
+    def _models(self, cells: _Cells) -> dict[str, ModelSnapshot]:
+        """Every model with figures, by its real name (the other bucket last, as ``__other__``)."""
+        names = self.model_labels.names()
+        shown = {}
+        for label in cells.labelled("c|model_prompt_tokens|"):
+            if label != OTHER_KEY and int(label) < len(names):
+                shown[names[int(label)]] = label
+        models = {name: self._model_snapshot(cells, shown[name]) for name in sorted(shown)}
+        if f"c|model_prompt_tokens|{OTHER_KEY}" in cells.values:
+            models[OTHER_MODEL] = self._model_snapshot(cells, OTHER_KEY)
+        return models
 
     @staticmethod
     def _model_snapshot(cells: _Cells, name: str) -> ModelSnapshot:

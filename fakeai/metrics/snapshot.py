@@ -18,6 +18,7 @@ __all__ = (
     "KVCacheSnapshot",
     "KVReuse",
     "KVWorkerSnapshot",
+    "LabelSpaceSnapshot",
     "MetricsSnapshot",
     "ModelSnapshot",
     "StreamingSnapshot",
@@ -189,6 +190,21 @@ class KVCacheSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     evictions: int
 
 
+class LabelSpaceSnapshot(msgspec.Struct, kw_only=True, frozen=True):
+    """How the bounded label space is used (see ``fakeai.metrics.labels``)."""
+
+    model_label_budget: int
+    """Model names that can have a label of their own (``--max-model-labels``, or more
+    ``--models``)."""
+    model_labels: int
+    """Model names that have one (configured ones included, used or not)."""
+    other_requests: int
+    """Requests admitted since start whose model had no label: counted under ``__other__``."""
+    unrecorded_figures: int
+    """Figures that found no room in a metrics region and were not recorded (0 unless the
+    region's arithmetic is wrong: a figure lost is counted here, never a request failed)."""
+
+
 class MetricsSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     timestamp: float
     """Wall-clock time of the snapshot (Unix seconds)."""
@@ -204,6 +220,8 @@ class MetricsSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     """Server processes whose metrics this snapshot covers and that are alive (``--workers``)."""
     endpoints: dict[str, EndpointSnapshot]
     models: dict[str, ModelSnapshot]
+    """By model name; requests for models without a label of their own under ``__other__``."""
+    label_space: LabelSpaceSnapshot
     streaming: StreamingSnapshot
     totals: Totals
     kv_cache: KVCacheSnapshot
