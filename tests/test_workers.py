@@ -68,6 +68,20 @@ class Workload:
         self.prompt_tokens[path] += usage["prompt_tokens"]
         self.completion_tokens[path] += usage.get("completion_tokens", 0)
 
+    def wait_until_recorded(self, totals: dict[str, int] | None = None) -> None:
+        """Until the server has recorded every request sent (``totals``: those sent before).
+
+        The server records a request after its last byte went out, so a client can see its
+        answer end (the connection closed) just before the server has counted it.
+        """
+        expected = {path: sent + (totals or {}).get(path, 0) for path, sent in self.sent.items()}
+
+        def recorded() -> bool:
+            counts = scrape(self.base_url, "/metrics").json()["totals"]
+            return all(counts.get(path, {}).get("requests", 0) == sent for path, sent in expected.items())
+
+        eventually(recorded, "every request sent was recorded")
+
     def run(self, rounds: int) -> None:
         chat = {"model": MODEL, "messages": [{"role": "user", "content": "Tell me something."}]}
         for index in range(rounds):
@@ -127,6 +141,7 @@ def test_counts_and_percentiles_are_exact_whichever_worker_answers(workers: int)
         directory = shared_dir(server)
         workload = Workload(server)
         workload.run(24)
+        workload.wait_until_recorded()
         injected = [status for path in workload.sent for status in workload.statuses[path] if status >= 400]
         assert sum(workload.statuses[path][status] for path in workload.sent for status in injected
                    if status in workload.statuses[path]) == 3, "--fail-first counts the server's requests"
@@ -157,6 +172,7 @@ def test_a_killed_worker_loses_nothing_and_counts_nothing_twice() -> None:
         directory = shared_dir(server)
         first = Workload(server)
         first.run(12)
+        first.wait_until_recorded()
         before = scrape(server, "/metrics").json()["totals"]
         victims = [pid for pid in journal_durations(directory) if pid in server.worker_pids()]
         assert len(victims) == 2
@@ -168,6 +184,7 @@ def test_a_killed_worker_loses_nothing_and_counts_nothing_twice() -> None:
         assert after_kill["totals"] == before, "nothing recorded was lost"
         second = Workload(server)
         second.run(12)
+        second.wait_until_recorded({path: figures["requests"] for path, figures in before.items()})
         totals = scrape(server, "/metrics").json()["totals"]
         for path in first.sent:
             assert totals[path]["requests"] == first.sent[path] + second.sent[path]
