@@ -16,6 +16,7 @@ import uvicorn
 
 from fakeai.app import create_app
 from fakeai.config import Settings
+from fakeai.server import ServerConfig
 
 STARTUP_SECONDS = 20.0
 
@@ -57,10 +58,9 @@ def _wait_until(ready, what: str) -> None:
 def running_app(settings: Settings | None = None, port: int | None = None) -> Iterator[tuple[str, object]]:
     """``(base_url, app)`` of ``create_app(settings)`` served by uvicorn in a thread (on ``port``,
     or a free one)."""
-    app = create_app(settings or Settings())
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port or free_port(), loop="uvloop", http="httptools", log_level="warning", lifespan="on"
-    )
+    settings = settings or Settings()
+    app = create_app(settings)
+    config = ServerConfig(app, settings, host="127.0.0.1", port=port or free_port(), log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="fakeai-test-server", daemon=True)
     thread.start()
