@@ -57,6 +57,10 @@ def _answer(status: int, message: str, code: str, endpoint: str = MALFORMED_ENDP
     return ImposedAnswer(status, _encode(ErrorBody(error=APIError(status, message, code=code).detail)), endpoint)
 
 
+class _HeadTooLarge(Exception):
+    """Raised in a parser callback when the head passes ``max_header_bytes``."""
+
+
 class FakeaiHttpProtocol(HttpToolsProtocol):
     """One HTTP/1.1 connection; see the module docstring. uvicorn makes one per connection
     from ``config.http``; the limits come from ``config.settings`` (``fakeai.server``)."""
@@ -79,6 +83,9 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
         self._in_head = False
         """Between a request's first byte and the end of its headers."""
         self._head_bytes = 0
+        """Bytes of the request line and headers read so far (as parsed)."""
+        self._head_reads = 0
+        """Bytes of the reads that ended inside the head (bounds what the parser buffers itself)."""
         self._given_up = False
         """An answer was imposed: the parser's state is not trusted any more, nothing more is read."""
         self._serving: tuple[RequestResponseCycle, asyncio.Task[None]] | None = None
@@ -107,21 +114,30 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
             return
         except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self._refuse_large_head()
+                return
             self.logger.warning("Invalid HTTP request received: %s", exc)
             reason = str(exc).rstrip(".") or "unreadable request"
             self._refuse(_answer(400, f"Invalid HTTP request: {reason}.", "invalid_http"))
             return
         if self._in_head:
-            self._head_bytes += len(data)
-            if self._head_bytes > self.max_header_bytes:
-                self._refuse(_answer(
-                    431, f"The request line and headers are larger than {self.max_header_bytes} bytes.",
-                    "request_header_too_large"))
+            self._head_reads += len(data)
+            if self._head_reads > self.max_header_bytes:
+                self._refuse_large_head()
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._head_bytes = 0
+        self._head_bytes = self._head_reads = 0
         self._arm(self.header_timeout, self._head_deadline_passed)
 
     def on_headers_complete(self) -> None:
@@ -158,6 +174,16 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
             if not cycle.response_complete:
                 self._cut(cycle)
 
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self.max_header_bytes:
+            raise _HeadTooLarge  # stops the parser; data_received answers
+
+    def _refuse_large_head(self) -> None:
+        self._refuse(_answer(
+            431, f"The request line and headers are larger than {self.max_header_bytes} bytes.",
+            "request_header_too_large"))
+
     def _cut(self, cycle: RequestResponseCycle) -> None:
         """End the connection now, discarding unsent bytes (what ``connection_lost`` will also note)."""
         cycle.disconnected = True
@@ -166,9 +192,8 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
 
     def _refuse(self, answer: ImposedAnswer) -> None:
         """Answer the request being received with ``answer``, then close; read nothing more."""
-        self._given_up = True
+        self._given_up = True  # what still comes is read and dropped: unread bytes would make the close a reset
         self._disarm()
-        self.flow.pause_reading()
         cycle = self.cycle
         if not self._in_head and cycle is not None and cycle.more_body and not cycle.response_complete:
             self._impose(cycle, answer)  # its head was read: the application has it already
