@@ -156,6 +156,6 @@ def summary(shared_dir: Path, settings: Settings) -> str:
     shown = ", ".join(f"{status}: {count}" for status, count in sorted(errors.items())) or "none"
     streams = snapshot.streaming
     return (
-        f"fakeai served {requests} requests (errors by status: {shown}); "
-        f"streams: {streams.completed_streams} completed, {streams.failed_streams} failed"
+        f"fakeai totals: requests {requests} (errors by status: {shown}); "
+        f"streams {streams.completed_streams} completed, {streams.failed_streams} failed"
     )

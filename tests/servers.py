@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import httpx
 import uvicorn
@@ -118,9 +118,11 @@ def _command_line(pid: int) -> bytes:
 
 
 @contextlib.contextmanager
-def running_cli(*flags: str, env: Mapping[str, str] | None = None) -> Iterator[CLIServer]:
-    """``python -m fakeai serve`` started as a user would, with ``flags``; ``output`` is filled
-    in when it has stopped."""
+def running_cli(
+    *flags: str, env: Mapping[str, str] | None = None, preexec_fn: Callable[[], None] | None = None
+) -> Iterator[CLIServer]:
+    """``python -m fakeai serve`` started as a user would, with ``flags`` (``preexec_fn`` runs in
+    the child before it starts, e.g. to set its limits); ``output`` is filled in when it has stopped."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FAKEAI_")}
     environment.update(env or {})
@@ -129,6 +131,7 @@ def running_cli(*flags: str, env: Mapping[str, str] | None = None) -> Iterator[C
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        preexec_fn=preexec_fn,
     )
     base_url = CLIServer(f"http://127.0.0.1:{port}")
     base_url.process = process
