@@ -147,7 +147,9 @@ def summary(shared_dir: Path, settings: Settings) -> str:
     from fakeai.metrics import MetricsRegistry
 
     # A small journal of its own (the totals come from counters, not from the windows).
-    registry = MetricsRegistry(window_seconds=settings.window_seconds, max_samples=1, shared_dir=str(shared_dir))
+    registry = MetricsRegistry(
+        window_seconds=settings.window_seconds, max_samples=1, shared_dir=str(shared_dir)
+    )
     snapshot = registry.snapshot()
     requests = sum(endpoint.requests_total for endpoint in snapshot.endpoints.values())
     errors: Counter[int] = Counter()

@@ -60,7 +60,9 @@ def running_app(settings: Settings | None = None, port: int | None = None) -> It
     or a free one)."""
     settings = settings or Settings()
     app = create_app(settings)
-    config = ServerConfig(app, settings, host="127.0.0.1", port=port or free_port(), log_level="warning", lifespan="on")
+    config = ServerConfig(
+        app, settings, host="127.0.0.1", port=port or free_port(), log_level="warning", lifespan="on"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="fakeai-test-server", daemon=True)
     thread.start()

@@ -54,7 +54,8 @@ _encode = msgspec.json.Encoder().encode
 
 
 def _answer(status: int, message: str, code: str, endpoint: str = MALFORMED_ENDPOINT) -> ImposedAnswer:
-    return ImposedAnswer(status, _encode(ErrorBody(error=APIError(status, message, code=code).detail)), endpoint)
+    body = _encode(ErrorBody(error=APIError(status, message, code=code).detail))
+    return ImposedAnswer(status, body, endpoint)
 
 
 class _HeadTooLarge(Exception):
@@ -147,7 +148,8 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
         if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
             self.logger.warning("Exceeded concurrency limit.")
             self.scope[IMPOSED_ANSWER_KEY] = _answer(  # type: ignore[typeddict-unknown-key]
-                503, "The server is at its connection limit; please retry.", "server_overloaded", OVERLOADED_ENDPOINT)
+                503, "The server is at its connection limit; please retry.", "server_overloaded",
+                OVERLOADED_ENDPOINT)
         super().on_headers_complete()
         self._arm(self.body_timeout, self._body_deadline_passed)
 
@@ -160,7 +162,9 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
 
     # -- requests ----------------------------------------------------------------------------
 
-    async def _serve(self, cycle: RequestResponseCycle, app: Any, scope: Any, receive: Any, send: Any) -> None:
+    async def _serve(
+        self, cycle: RequestResponseCycle, app: Any, scope: Any, receive: Any, send: Any
+    ) -> None:
         """Run the application for ``cycle``; cut the connection if it leaves the response unfinished."""
         task: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]
         self._serving = (cycle, task)
@@ -192,7 +196,7 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
 
     def _refuse(self, answer: ImposedAnswer) -> None:
         """Answer the request being received with ``answer``, then close; read nothing more."""
-        self._given_up = True  # what still comes is read and dropped: unread bytes would make the close a reset
+        self._given_up = True  # what still comes is read and dropped (unread bytes make the close a reset)
         self._disarm()
         cycle = self.cycle
         if not self._in_head and cycle is not None and cycle.more_body and not cycle.response_complete:

@@ -105,7 +105,11 @@ class Exchange:
     )
 
     def __init__(
-        self, clock: Callable[[], float], raw_send: Send, recording: bool = True, send_timeout: float | None = None
+        self,
+        clock: Callable[[], float],
+        raw_send: Send,
+        recording: bool = True,
+        send_timeout: float | None = None,
     ) -> None:
         self.clock = clock
         self.started = clock()
