@@ -7,18 +7,21 @@ SIGINT the server stops accepting connections, lets the requests in flight finis
 returns normally, so the command removes its shared-memory directory and exits 0.
 
 What uvicorn alone does differently: a single process re-raises the signal once stopped (exit
-143 for SIGTERM); only a second SIGINT hurries it, not a second SIGTERM; the supervisor of
-several workers ignores a second signal, stops them with SIGTERM, which they re-raise to die
-of; and a hurried stop skips the application's shutdown, whose task is then cancelled. Here a
-single process is a ``_Server``, the supervisor stops its workers with SIGINT (as a terminal's
-Ctrl+C would: they exit normally once stopped) and passes a second signal on, and the
-application's lifespan (``_Lifespan``) still shuts down when its task is cancelled.
+143 for SIGTERM) and only hurries on a second SIGINT, not a second SIGTERM; the supervisor of
+several workers ignores a second signal; a worker re-raises the SIGTERM that stopped it once
+its server has stopped, and so dies before the tasks left by a hurried stop are cancelled (and
+counted); and a hurried stop skips the application's shutdown, whose task is then cancelled.
+Here a single process is a ``_Server``; the supervisor passes a second signal on to its
+workers (as SIGINT, which hurries them); a worker process ends on that re-raised SIGTERM
+cleanly (``ServerConfig.configure_logging``); and the application's lifespan (``_Lifespan``)
+still shuts down when its task is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
 import resource
 import signal
@@ -57,10 +60,23 @@ class ServerConfig(uvicorn.Config):
             **options,
         )
 
+    def configure_logging(self) -> None:
+        """uvicorn's logging set-up, and in a worker process (uvicorn calls this first in each):
+        the SIGTERM that uvicorn raises again once the worker's server has stopped ends the
+        process through ``SystemExit``, so the event loop's tasks are cancelled and counted
+        first (the default action would kill it on the spot)."""
+        super().configure_logging()
+        if multiprocessing.parent_process() is not None:
+            signal.signal(signal.SIGTERM, _exit_cleanly)
+
     def load(self) -> None:
         super().load()
         if self.lifespan_class is LifespanOn:
             self.lifespan_class = _Lifespan
+
+
+def _exit_cleanly(number: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 class _Lifespan(LifespanOn):
@@ -86,19 +102,16 @@ class _Server(uvicorn.Server):
 
 
 class _Supervisor(Multiprocess):
-    """uvicorn's supervisor of worker processes, which on stopping closes the listening socket
-    at once (no new connection waits in its backlog), stops the workers with SIGINT and passes
-    a second stop signal on to them (a second SIGINT: they stop waiting)."""
+    """uvicorn's supervisor of worker processes, which on stopping also closes the listening
+    socket at once (no new connection waits in its backlog) and passes a second stop signal
+    on to the workers as SIGINT (uvicorn's workers stop waiting on a SIGINT after a SIGTERM,
+    and only then: a worker that also got the first signal itself, from a terminal's Ctrl+C
+    or from systemd, is not hurried by it)."""
 
     def terminate_all(self) -> None:
         for sock in self.sockets:
             sock.close()
-        for worker in self.processes:
-            if worker.process.exitcode is None and worker.pid is not None:
-                os.kill(worker.pid, signal.SIGINT)
-                logger.info("Stopping child process [%d]", worker.pid)
-                worker.parent_conn.close()
-                worker.child_conn.close()
+        super().terminate_all()
 
     def join_all(self) -> None:
         forced = False

@@ -5,6 +5,7 @@ workers. What was served is told in the last log line, read before the directory
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import signal
@@ -99,6 +100,22 @@ def test_sigterm_lets_a_stream_within_the_grace_finish_then_exits_0_and_cleans_u
     assert totals_line(server.output) == (
         "fakeai totals: requests 1 (errors by status: none); streams 1 completed, 0 failed")
     assert "Traceback" not in server.output
+
+
+def test_sigterm_to_every_process_still_lets_the_stream_finish() -> None:
+    """systemd (KillMode=control-group) signals the workers too, not only the supervisor: that
+    is still one stop, not a second signal that would cut the stream."""
+    with running_cli("--workers", "2", "--graceful-timeout-seconds", "60", *FLAGS) as server:
+        directory = shared_dir(server)
+        stream = start_stream(server, max_tokens=100)
+        for pid in [server.process.pid, *server.worker_pids()]:
+            os.kill(pid, signal.SIGTERM)
+        assert exit_status(server, 60) == 0
+        stream.join(10)
+    assert stream.completed and stream.error is None
+    assert not directory.exists()
+    assert totals_line(server.output) == (
+        "fakeai totals: requests 1 (errors by status: none); streams 1 completed, 0 failed")
 
 
 @pytest.mark.parametrize("workers", [1, 2])
