@@ -58,6 +58,40 @@ def _answer(status: int, message: str, code: str, endpoint: str = MALFORMED_ENDP
     return ImposedAnswer(status, body, endpoint)
 
 
+LINGER_SECONDS = 2.0
+"""How long a connection closed after an imposed answer still reads what its client sends."""
+
+
+class _LingeringTransport:
+    """The transport an imposed answer is written through.
+
+    uvicorn closes the connection once the answer is sent; with request bytes still unread
+    (a 2 MB URL, a body never read) that close is a reset, which can destroy the answer
+    before the client reads it. Closing this one only ends the sending side at first; what
+    the client still sends is read and dropped until it closes too (``eof_received``), or
+    ``LINGER_SECONDS`` pass (nginx's lingering close).
+    """
+
+    __slots__ = ("_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        transport = self._transport
+        if transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._loop.call_later(LINGER_SECONDS, transport.close)
+
+
 class _HeadTooLarge(Exception):
     """Raised in a parser callback when the head passes ``max_header_bytes``."""
 
@@ -150,6 +184,10 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
             self.scope[IMPOSED_ANSWER_KEY] = _answer(  # type: ignore[typeddict-unknown-key]
                 503, "The server is at its connection limit; please retry.", "server_overloaded",
                 OVERLOADED_ENDPOINT)
+            super().on_headers_complete()
+            self._given_up = True  # its body is not read, only dropped
+            self.cycle.transport = _LingeringTransport(self.transport, self.loop)  # type: ignore[assignment]
+            return
         super().on_headers_complete()
         self._arm(self.body_timeout, self._body_deadline_passed)
 
@@ -214,6 +252,7 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
             self._cut(cycle)
             return
         cycle.scope[IMPOSED_ANSWER_KEY] = answer  # type: ignore[typeddict-unknown-key]
+        cycle.transport = _LingeringTransport(self.transport, self.loop)  # type: ignore[assignment]
         if running:
             serving[1].cancel()  # type: ignore[index]  # the recorder answers instead
         # else: not started yet (behind a pipelined request): the recorder answers when it starts
@@ -238,7 +277,7 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
         }
         cycle = RequestResponseCycle(
             scope=scope,  # type: ignore[arg-type]
-            transport=self.transport,
+            transport=_LingeringTransport(self.transport, self.loop),  # type: ignore[arg-type]
             flow=self.flow,
             logger=self.logger,
             access_logger=self.access_logger,
