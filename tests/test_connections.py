@@ -165,6 +165,15 @@ def test_a_connection_that_sends_nothing_is_closed_without_an_answer_and_not_cou
         assert "malformed" not in metrics(base_url)["errors_by_status"]
 
 
+def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_time() -> None:
+    with running_app(Settings(keep_alive_seconds=0.5)) as (base_url, _):
+        with socket.create_connection(address(base_url), timeout=3) as sock:  # uvicorn's own default is 5 s
+            sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: test\r\n\r\n")
+            status, _, rest = parse_response(read_until_closed(sock))  # then the server closes it
+        assert status == 200 and rest.startswith(b'{"object":"list"')
+        assert "malformed" not in metrics(base_url)["errors_by_status"]
+
+
 def test_a_body_sent_slower_than_the_deadline_gets_408() -> None:
     with running_app(Settings(body_timeout_seconds=1.0)) as (base_url, _):
         status, headers, body = send_raw(

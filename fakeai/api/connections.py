@@ -41,6 +41,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from fakeai.api.errors import APIError
 from fakeai.api.recording import IMPOSED_ANSWER_KEY, MALFORMED_ENDPOINT, OVERLOADED_ENDPOINT, ImposedAnswer
 from fakeai.api.schemas import ErrorBody
+from fakeai.config import Settings
 
 if TYPE_CHECKING:
     from asyncio import TimerHandle
@@ -98,7 +99,8 @@ class _HeadTooLarge(Exception):
 
 class FakeaiHttpProtocol(HttpToolsProtocol):
     """One HTTP/1.1 connection; see the module docstring. uvicorn makes one per connection
-    from ``config.http``; the limits come from ``config.settings`` (``fakeai.server``)."""
+    from ``config.http``; the limits come from ``config.settings`` (``fakeai.server``), or are
+    the defaults under a plain uvicorn ``Config`` (``--http fakeai.api.connections:FakeaiHttpProtocol``)."""
 
     def __init__(
         self,
@@ -108,7 +110,7 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        settings = config.settings  # type: ignore[attr-defined]
+        settings = getattr(config, "settings", None) or Settings()  # a plain uvicorn Config: the defaults
         self.header_timeout: float = settings.header_timeout_seconds
         self.body_timeout: float = settings.body_timeout_seconds
         self.max_header_bytes: int = settings.max_header_bytes
