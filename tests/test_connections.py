@@ -186,6 +186,31 @@ def test_a_body_sent_slower_than_the_deadline_gets_408() -> None:
         assert doc["summary"]["requests_in_flight"] == 0
 
 
+def test_a_body_still_trickling_after_an_early_answer_is_not_waited_for() -> None:
+    with running_app(Settings(body_timeout_seconds=1.0)) as (base_url, _):
+        with socket.create_connection(address(base_url), timeout=10) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 20000000\r\n\r\n{")  # over --max-request-bytes: 413 at once
+            stop = threading.Event()
+
+            def trickle() -> None:
+                while not stop.wait(0.1):
+                    try:
+                        sock.sendall(b" ")
+                    except OSError:
+                        return
+
+            trickler = threading.Thread(target=trickle, daemon=True)
+            trickler.start()
+            try:
+                status, _, body = parse_response(read_until_closed(sock))
+            finally:
+                stop.set()
+                trickler.join()
+        assert status == 413 and msgspec.json.decode(body)["error"]["code"] == "request_too_large"
+        assert metrics(base_url)["errors_by_status"][CHAT] == {"413": 1}
+
+
 def test_beyond_the_connection_limit_requests_get_an_openai_503_and_others_are_served_once_they_go() -> None:
     limit = 4
     with running_app(Settings(max_connections=limit, header_timeout_seconds=60)) as (base_url, _):

@@ -239,10 +239,12 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
         self._given_up = True  # what still comes is read and dropped (unread bytes make the close a reset)
         self._disarm()
         cycle = self.cycle
-        if not self._in_head and cycle is not None and cycle.more_body and not cycle.response_complete:
-            self._impose(cycle, answer)  # its head was read: the application has it already
-        else:
+        if self._in_head or cycle is None or not cycle.more_body:
             self._answer_unrouted(answer)
+        elif cycle.response_complete:  # answered early (a 413): the rest of its body is not worth one
+            self.transport.close()
+        else:
+            self._impose(cycle, answer)  # its head was read: the application has it already
 
     def _impose(self, cycle: RequestResponseCycle, answer: ImposedAnswer) -> None:
         cycle.keep_alive = False
@@ -321,7 +323,10 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
     def _body_deadline_passed(self) -> None:
         self._deadline = None
         cycle = self.cycle
-        if cycle is None or not cycle.more_body or cycle.response_complete:
+        if cycle is None or not cycle.more_body:
+            return
+        if cycle.response_complete:  # answered early (a 413): its body is not waited for any longer
+            self.transport.close()
             return
         if any(queued is cycle for queued, _ in self.pipeline):  # its body is not read before it starts
             self._arm(self.body_timeout, self._body_deadline_passed)
