@@ -17,10 +17,13 @@ head, one connection too many) is still answered and counted by the application:
 hands it a request marked with the answer to give (``ImposedAnswer`` under
 ``IMPOSED_ANSWER_KEY``), which fakeai's recorder sends in OpenAI's error shape and records under
 the ``malformed`` or ``overloaded`` endpoint, then the connection closes. A request already
-being served when its body turns out bad or late is cancelled and answered the same way. The
-one exception: a connection that has sent no byte of a request when its
-deadline passes is closed without an answer and not counted (there is no request to answer;
-uvicorn does the same with idle keep-alive connections).
+being served when its body turns out bad or late is cancelled and answered the same way. Such
+an answer is followed by a lingering close (``_LingeringTransport``), so that a client still
+sending reads it rather than a reset. The exceptions: a connection that has sent no byte of a
+request when its deadline passes is closed without an answer and not counted (there is no
+request to answer; uvicorn does the same with idle keep-alive connections); a request whose
+answer had already started when its body turned out bad is cut (and counted as 499); one
+answered early (a 413) whose body still trickles in is closed at the body deadline.
 
 Every request task ends by cutting its connection if it left its response unfinished (a client
 that stopped reading, a request cancelled at shutdown): the connection is aborted, discarding
