@@ -119,6 +119,7 @@ def create_app(
         engine.kv_cache,
         record_monitoring=settings.record_monitoring,
         enabled=settings.record_metrics,
+        send_timeout=settings.send_timeout_seconds,
     )
     app.state.settings = settings
     app.state.metrics = registry

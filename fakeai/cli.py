@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import signal
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
-from fakeai.config import SettingsError, describe_settings, env_name, settings_from_env
+from fakeai.config import Settings, SettingsError, describe_settings, env_name, settings_from_env
 from fakeai.metrics.regions import SHARED_DIR_ENV, pid_alive, region_file_bytes
 from fakeai.metrics.registry import STARTED_AT_ENV
 
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _exit_on_signal(number: int, frame: object) -> None:
-    raise SystemExit(128 + number)
+    raise SystemExit(0)  # a stop asked for before the server runs, or after: still a clean stop
 
 
 def _shared_metrics_dir(needed_bytes: int) -> Path:
@@ -84,31 +85,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fakeai: {exc}", file=sys.stderr)
         return 2
 
-    import uvicorn
+    from fakeai.server import raise_open_files_limit, serve
 
+    raise_open_files_limit()
     # Every worker process records into a region in this directory and reads all of them,
     # so any worker answers a scrape for the whole server; it goes when the server stops.
     shared = _shared_metrics_dir(settings.workers * region_file_bytes(settings.max_window_samples))
     os.environ[SHARED_DIR_ENV] = str(shared)
     os.environ[STARTED_AT_ENV] = repr(time.monotonic())
-    # uvicorn shuts down on SIGINT/SIGTERM and then raises the signal again for the handler
-    # that was there before it: let that one unwind, so the directory is removed.
+    # The server handles SIGINT/SIGTERM while it runs; before and after, they end the
+    # process through this handler, so the directory is still removed.
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, _exit_on_signal)
     try:
-        uvicorn.run(
-            "fakeai.app:create_app_from_env",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            log_level=settings.log_level,
-            loop="uvloop",
-            http="httptools",
-        )
+        status = serve("fakeai.app:create_app_from_env", settings)
+        if status == 0:
+            _log_summary(shared, settings)
     finally:
         shutil.rmtree(shared, ignore_errors=True)
-    return 0
+    return status
+
+
+def _log_summary(shared: Path, settings: Settings) -> None:
+    from fakeai.server import summary
+
+    try:
+        line = summary(shared, settings)
+    except Exception as exc:  # the summary is a courtesy: never a reason to fail a stop
+        logging.getLogger("uvicorn.error").warning("fakeai: no summary of what was served: %s", exc)
+        return
+    logging.getLogger("uvicorn.error").info(line)
 
 
 if __name__ == "__main__":  # pragma: no cover

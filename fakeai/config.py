@@ -212,6 +212,49 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         _setting("How often the dashboard reloads the metrics, in seconds (the page can change it).", ge=0.5, le=3600),
     ] = 5.0
 
+    # -- connections and shutdown ---------------------------------------------------------
+    send_timeout_seconds: Annotated[
+        float,
+        _setting(
+            "A stream whose client reads nothing for this long (its socket buffer full) is cut: "
+            "recorded as 499 and a failed stream.",
+            gt=0,
+        ),
+    ] = 30.0
+    header_timeout_seconds: Annotated[
+        float,
+        _setting(
+            "A new connection must start a request, and a request must send its request line and "
+            "headers, within this many seconds: else 408 (a connection that sent nothing is closed).",
+            gt=0,
+        ),
+    ] = 10.0
+    body_timeout_seconds: Annotated[
+        float, _setting("A request must send its whole body within this many seconds of its headers: else 408.", gt=0)
+    ] = 30.0
+    keep_alive_seconds: Annotated[
+        float, _setting("An idle keep-alive connection is closed after this many seconds.", gt=0)
+    ] = 5.0
+    max_header_bytes: Annotated[
+        int, _setting("Largest request line plus headers, in bytes; larger ones get 431.", ge=1024)
+    ] = 65_536
+    max_connections: Annotated[
+        int,
+        _setting(
+            "Connections (or requests) a worker process serves at once; beyond it requests get 503 "
+            "(0: no limit). The open-files limit is raised to its maximum at start.",
+            ge=0,
+        ),
+    ] = 2048
+    graceful_timeout_seconds: Annotated[
+        float,
+        _setting(
+            "On SIGTERM or SIGINT, requests in flight get this long to finish; the rest are cut "
+            "(499, failed stream). A second signal cuts them at once.",
+            ge=0,
+        ),
+    ] = 5.0
+
     def __post_init__(self) -> None:
         if self.history_seconds < self.history_interval_seconds:
             raise ValueError("history_seconds must be at least history_interval_seconds")

@@ -9,13 +9,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import httpx
 import uvicorn
 
 from fakeai.app import create_app
 from fakeai.config import Settings
+from fakeai.server import ServerConfig
 
 STARTUP_SECONDS = 20.0
 
@@ -57,9 +58,10 @@ def _wait_until(ready, what: str) -> None:
 def running_app(settings: Settings | None = None, port: int | None = None) -> Iterator[tuple[str, object]]:
     """``(base_url, app)`` of ``create_app(settings)`` served by uvicorn in a thread (on ``port``,
     or a free one)."""
-    app = create_app(settings or Settings())
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port or free_port(), loop="uvloop", http="httptools", log_level="warning", lifespan="on"
+    settings = settings or Settings()
+    app = create_app(settings)
+    config = ServerConfig(
+        app, settings, host="127.0.0.1", port=port or free_port(), log_level="warning", lifespan="on"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="fakeai-test-server", daemon=True)
@@ -118,9 +120,11 @@ def _command_line(pid: int) -> bytes:
 
 
 @contextlib.contextmanager
-def running_cli(*flags: str, env: Mapping[str, str] | None = None) -> Iterator[CLIServer]:
-    """``python -m fakeai serve`` started as a user would, with ``flags``; ``output`` is filled
-    in when it has stopped."""
+def running_cli(
+    *flags: str, env: Mapping[str, str] | None = None, preexec_fn: Callable[[], None] | None = None
+) -> Iterator[CLIServer]:
+    """``python -m fakeai serve`` started as a user would, with ``flags`` (``preexec_fn`` runs in
+    the child before it starts, e.g. to set its limits); ``output`` is filled in when it has stopped."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FAKEAI_")}
     environment.update(env or {})
@@ -129,6 +133,7 @@ def running_cli(*flags: str, env: Mapping[str, str] | None = None) -> Iterator[C
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        preexec_fn=preexec_fn,
     )
     base_url = CLIServer(f"http://127.0.0.1:{port}")
     base_url.process = process

@@ -8,12 +8,20 @@ fakeai's own senders (``responses.py``) fill the timing in themselves and use th
 ``send``; any other response (Litestar's errors, the model list) goes through a watching
 ``send`` that fills it in. A response that never sent its last byte (the client went away)
 is recorded as status 499 and, if it was a stream, as a failed stream.
+
+A request can also carry an ``ImposedAnswer`` (under ``IMPOSED_ANSWER_KEY``): set by the HTTP
+connection (``fakeai.api.connections``) for what the application could not see for itself (bad
+HTTP, a late or oversized head or body, too many connections). The recorder sends it in OpenAI's
+error shape instead of calling the application (or, when it is set on a request already being
+served, instead of the cancelled rest of it) and records it like any other response, under the
+answer's endpoint (``malformed``, ``overloaded``): the same label whenever the fault is found.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
+import asyncio
 import math
 from collections.abc import Callable
 
@@ -24,14 +32,43 @@ if TYPE_CHECKING:
     from fakeai.simulation.kvcache import KVCacheSimulator, Routing
     from fakeai.window import EndpointCells, ModelCells
 
-__all__ = ("CLIENT_CLOSED_REQUEST", "EXCHANGE_KEY", "UNMATCHED_ENDPOINT", "ClientDisconnected", "Exchange", "Recorder")
+__all__ = (
+    "CLIENT_CLOSED_REQUEST",
+    "EXCHANGE_KEY",
+    "IMPOSED_ANSWER_KEY",
+    "MALFORMED_ENDPOINT",
+    "OVERLOADED_ENDPOINT",
+    "UNMATCHED_ENDPOINT",
+    "ClientDisconnected",
+    "Exchange",
+    "ImposedAnswer",
+    "Recorder",
+)
 
 EXCHANGE_KEY = "fakeai.exchange"
 CLIENT_CLOSED_REQUEST = 499
 """The status recorded for a request whose client disconnected before the end (nginx's)."""
 UNMATCHED_ENDPOINT = "unmatched"
-_NAN = math.nan
 """The endpoint label of requests no route matched (raw paths would be unbounded labels)."""
+MALFORMED_ENDPOINT = "malformed"
+"""The endpoint label of requests whose HTTP could not be read: invalid (400), a head too large
+(431), a head or body too slow (408)."""
+OVERLOADED_ENDPOINT = "overloaded"
+"""The endpoint label of requests refused because the worker had ``max_connections`` already."""
+IMPOSED_ANSWER_KEY = "fakeai.imposed_answer"
+_NAN = math.nan
+_JSON = (b"content-type", b"application/json")
+_CLOSE = (b"connection", b"close")
+
+
+class ImposedAnswer(NamedTuple):
+    """The error a request gets from its connection rather than from the application."""
+
+    status: int
+    body: bytes
+    """OpenAI's error body, encoded."""
+    endpoint: str
+    """The endpoint label it is recorded under."""
 
 
 class ClientDisconnected(BaseException):
@@ -48,6 +85,7 @@ class Exchange:
 
     __slots__ = (
         "clock",
+        "send_timeout",
         "completion_tokens",
         "failure_status",
         "finish_reason",
@@ -66,7 +104,13 @@ class Exchange:
         "stream",
     )
 
-    def __init__(self, clock: Callable[[], float], raw_send: Send, recording: bool = True) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        raw_send: Send,
+        recording: bool = True,
+        send_timeout: float | None = None,
+    ) -> None:
         self.clock = clock
         self.started = clock()
         """Arrival time on the registry's clock: token deadlines count from here."""
@@ -96,6 +140,8 @@ class Exchange:
         """Why the (first) answer ended, once it is sent."""
         self.routing: Routing | None = None
         """Where the KV-cache router sent the request; released when the request ends."""
+        self.send_timeout = send_timeout
+        """Seconds a stream's write may wait for a client that does not read (None: no limit)."""
 
     async def watching_send(self, message: Message) -> None:
         """``send`` for responses fakeai's own senders do not make: notes status and timing."""
@@ -120,6 +166,7 @@ class Recorder:
         *,
         record_monitoring: bool = False,
         enabled: bool = True,
+        send_timeout: float | None = None,
     ) -> None:
         self.app = app
         self.registry = registry
@@ -129,17 +176,31 @@ class Recorder:
         self.record_monitoring = record_monitoring
         self.enabled = enabled
         """Off only to measure what recording costs: requests are then served, not recorded."""
+        self.send_timeout = send_timeout
+        """Given to every exchange: how long a stream waits for a client that does not read."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        exchange = Exchange(self.registry.clock, send, recording=self.enabled)
+        exchange = Exchange(self.registry.clock, send, self.enabled, self.send_timeout)
         scope[EXCHANGE_KEY] = exchange  # type: ignore[literal-required]
         try:
-            await self.app(scope, receive, exchange.watching_send if self.enabled else send)
-        except ClientDisconnected:
-            pass  # nothing was sent, so finished_at is 0.0: recorded as 499 below
+            imposed = scope.get(IMPOSED_ANSWER_KEY)
+            if imposed is not None:
+                await self._impose(scope, exchange, imposed)
+                return
+            try:
+                await self.app(scope, receive, exchange.watching_send if self.enabled else send)
+            except ClientDisconnected:
+                pass  # nothing was sent, so finished_at is 0.0: recorded as 499 below
+            except asyncio.CancelledError:
+                imposed = scope.get(IMPOSED_ANSWER_KEY)
+                if imposed is None:
+                    raise
+                # The connection cancelled this request to answer it itself (a bad or late body).
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                await self._impose(scope, exchange, imposed)
         finally:
             # The exchange holds the server's send, which holds this scope, which holds the
             # exchange: break that cycle now, or every request leaves garbage for the
@@ -151,6 +212,17 @@ class Recorder:
                 self.kv_cache.release(routing)
             if self.enabled and (not exchange.monitoring or self.record_monitoring):
                 self._record(scope, exchange)
+
+    @staticmethod
+    async def _impose(scope: Scope, exchange: Exchange, answer: ImposedAnswer) -> None:
+        """Send ``answer`` (then the connection closes) and note it in ``exchange``."""
+        scope["path_template"] = answer.endpoint  # type: ignore[typeddict-unknown-key]
+        send = exchange.raw_send
+        headers = [_JSON, (b"content-length", b"%d" % len(answer.body)), _CLOSE]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        exchange.status = answer.status
+        await send({"type": "http.response.body", "body": answer.body, "more_body": False})
+        exchange.first_body_at = exchange.finished_at = exchange.clock()
 
     def _record(self, scope: Scope, exchange: Exchange) -> None:
         started = exchange.started

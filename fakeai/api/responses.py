@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncGenerator, Awaitable, Iterator
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from litestar.exceptions import MethodNotAllowedException
@@ -31,6 +32,7 @@ __all__ = (
 PART_BYTES = 128 * 1024
 """Size from which a JSON answer is sent in parts (``send_json_parts``)."""
 
+_log = logging.getLogger("fakeai")
 _JSON_HEADERS = (b"content-type", b"application/json")
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -85,8 +87,9 @@ async def send_json_parts(exchange: Exchange, receive: Receive, parts: Iterator[
     An answer whose first part is shorter is that one part and goes out whole, with a
     Content-Length. A longer one goes out part by part (chunked), each part made only after
     the previous one was handed to the server, whose ``send`` waits while the client's socket
-    is full; the event loop serves the other requests between parts. A client that leaves
-    stops the making of the rest (the answer is then unfinished: recorded as 499).
+    is full; the event loop serves the other requests between parts. A client that leaves,
+    or reads nothing for ``exchange.send_timeout`` seconds, stops the making of the rest (the
+    answer is then unfinished: recorded as 499).
     """
     first = next(parts)
     if len(first) < PART_BYTES:
@@ -96,18 +99,69 @@ async def send_json_parts(exchange: Exchange, receive: Receive, parts: Iterator[
     await send({"type": "http.response.start", "status": 200, "headers": [_JSON_HEADERS]})
     exchange.status = 200
     gone = asyncio.ensure_future(_disconnected(receive))
+    task = asyncio.current_task()
+    stalled = False
+
+    def on_stall() -> None:
+        nonlocal stalled
+        stalled = True
+        task.cancel()  # type: ignore[union-attr]
+
+    stall = _StallWatch(exchange.send_timeout, on_stall)
     try:
         for part in itertools.chain((first,), parts):
             if gone.done():
                 return
+            stall.since = stall.loop.time()
             await send({"type": "http.response.body", "body": part, "more_body": True})
+            stall.since = 0.0
             if not exchange.first_body_at:
                 exchange.first_body_at = exchange.clock()
             await asyncio.sleep(0)
+        stall.since = stall.loop.time()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         exchange.finished_at = exchange.clock()
+    except asyncio.CancelledError:
+        if not stalled:
+            raise
+        task.uncancel()  # type: ignore[union-attr]
     finally:
+        stall.close()
         gone.cancel()
+
+
+class _StallWatch:
+    """Calls ``on_stall`` when one write of a response has waited ``timeout`` seconds for a
+    client that reads nothing (the server's ``send`` waits while the client's socket is full).
+
+    One timer per response, not one per write: a write only sets ``since`` before and clears
+    it after (``timeout`` None: no watch).
+    """
+
+    __slots__ = ("handle", "loop", "on_stall", "since", "timeout")
+
+    def __init__(self, timeout: float | None, on_stall: Callable[[], None]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.timeout = timeout
+        self.on_stall = on_stall
+        self.since = 0.0
+        """Loop time when the write in progress began (0.0: none)."""
+        self.handle = None if timeout is None else self.loop.call_at(self.loop.time() + timeout, self._check)
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        began = self.since
+        if began and now - began >= self.timeout:  # type: ignore[operator]
+            _log.warning("cut a response whose client read nothing for %s s", self.timeout)
+            self.handle = None
+            self.on_stall()
+            return
+        self.handle = self.loop.call_at((began or now) + self.timeout, self._check)  # type: ignore[operator]
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -146,6 +200,8 @@ async def send_event_stream(exchange: Exchange, receive: Receive, events: AsyncG
     A disconnect cancels the wait for the next event at once (not at the next token), the
     body is then left unfinished (so the recorder sees a failed stream) and the generator
     is closed here, deterministically, so nothing it holds outlives the request.
+
+    A client that reads nothing for ``exchange.send_timeout`` seconds is cut the same way.
     """
     send = exchange.raw_send
     clock = exchange.clock
@@ -161,12 +217,16 @@ async def send_event_stream(exchange: Exchange, receive: Receive, events: AsyncG
 
     watcher = asyncio.ensure_future(_disconnected(receive))
     watcher.add_done_callback(on_disconnect)
+    stall = _StallWatch(exchange.send_timeout, lambda: on_disconnect(watcher))
     try:
         async for chunk in events:
+            stall.since = stall.loop.time()
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            stall.since = 0.0
             if not exchange.first_body_at and chunk:
                 exchange.first_body_at = clock()
         watcher.remove_done_callback(on_disconnect)
+        stall.since = stall.loop.time()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         exchange.finished_at = clock()
     except asyncio.CancelledError:
@@ -174,6 +234,7 @@ async def send_event_stream(exchange: Exchange, receive: Receive, events: AsyncG
             raise
         task.uncancel()  # type: ignore[union-attr]
     finally:
+        stall.close()
         watcher.remove_done_callback(on_disconnect)
         watcher.cancel()
         await events.aclose()

@@ -1,0 +1,338 @@
+"""fakeai's HTTP connection: uvicorn's httptools protocol with time and size limits, and
+OpenAI-shaped answers for what never reaches the application.
+
+uvicorn bounds only idle keep-alive connections (``timeout_keep_alive``): a client that sends
+its head or its body slowly holds a connection forever, and a head has no size limit. This
+protocol adds (each a setting, see ``fakeai.config``):
+
+- a head deadline: a new connection must start a request, and a request must send its request
+  line and headers, within ``header_timeout_seconds`` (counted from the connection, then from
+  the request's first byte);
+- a body deadline: the whole body within ``body_timeout_seconds`` of the head;
+- a size limit on the request line and headers (``max_header_bytes``);
+- the connection limit (uvicorn's ``limit_concurrency``, ``max_connections``).
+
+What goes wrong before the application has a request to answer (bad HTTP, a late or oversized
+head, one connection too many) is still answered and counted by the application: the protocol
+hands it a request marked with the answer to give (``ImposedAnswer`` under
+``IMPOSED_ANSWER_KEY``), which fakeai's recorder sends in OpenAI's error shape and records under
+the ``malformed`` or ``overloaded`` endpoint, then the connection closes. A request already
+being served when its body turns out bad or late is cancelled and answered the same way. Such
+an answer is followed by a lingering close (``_LingeringTransport``), so that a client still
+sending reads it rather than a reset. The exceptions: a connection that has sent no byte of a
+request when its deadline passes is closed without an answer and not counted (there is no
+request to answer; uvicorn does the same with idle keep-alive connections); a request whose
+answer had already started when its body turned out bad is cut (and counted as 499); one
+answered early (a 413) whose body still trickles in is closed at the body deadline.
+
+Every request task ends by cutting its connection if it left its response unfinished (a client
+that stopped reading, a request cancelled at shutdown): the connection is aborted, discarding
+what the client never read, rather than closed after a flush that may never come. A cancelled
+request task ends quietly: the recorder has already counted it (499).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import TYPE_CHECKING, Any
+
+import httptools
+import msgspec
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from fakeai.api.errors import APIError
+from fakeai.api.recording import IMPOSED_ANSWER_KEY, MALFORMED_ENDPOINT, OVERLOADED_ENDPOINT, ImposedAnswer
+from fakeai.api.schemas import ErrorBody
+from fakeai.config import Settings
+
+if TYPE_CHECKING:
+    from asyncio import TimerHandle
+
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+__all__ = ("FakeaiHttpProtocol",)
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _answer(status: int, message: str, code: str, endpoint: str = MALFORMED_ENDPOINT) -> ImposedAnswer:
+    body = _encode(ErrorBody(error=APIError(status, message, code=code).detail))
+    return ImposedAnswer(status, body, endpoint)
+
+
+LINGER_SECONDS = 2.0
+"""How long a connection closed after an imposed answer still reads what its client sends."""
+
+
+class _LingeringTransport:
+    """The transport an imposed answer is written through.
+
+    uvicorn closes the connection once the answer is sent; with request bytes still unread
+    (a 2 MB URL, a body never read) that close is a reset, which can destroy the answer
+    before the client reads it. Closing this one only ends the sending side at first; what
+    the client still sends is read and dropped until it closes too (``eof_received``), or
+    ``LINGER_SECONDS`` pass (nginx's lingering close).
+    """
+
+    __slots__ = ("_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        transport = self._transport
+        if transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._loop.call_later(LINGER_SECONDS, transport.close)
+
+
+class _HeadTooLarge(Exception):
+    """Raised in a parser callback when the head passes ``max_header_bytes``."""
+
+
+class FakeaiHttpProtocol(HttpToolsProtocol):
+    """One HTTP/1.1 connection; see the module docstring. uvicorn makes one per connection
+    from ``config.http``; the limits come from ``config.settings`` (``fakeai.server``), or are
+    the defaults under a plain uvicorn ``Config`` (``--http fakeai.api.connections:FakeaiHttpProtocol``)."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        settings = getattr(config, "settings", None) or Settings()  # a plain uvicorn Config: the defaults
+        self.header_timeout: float = settings.header_timeout_seconds
+        self.body_timeout: float = settings.body_timeout_seconds
+        self.max_header_bytes: int = settings.max_header_bytes
+        # uvicorn's own check answers in plain text: the limit is applied here instead.
+        self.connection_limit, self.limit_concurrency = self.limit_concurrency, None
+        self._deadline: TimerHandle | None = None
+        self._in_head = False
+        """Between a request's first byte and the end of its headers."""
+        self._head_bytes = 0
+        """Bytes of the request line and headers read so far (as parsed)."""
+        self._head_reads = 0
+        """Bytes of the reads that ended inside the head (bounds what the parser buffers itself)."""
+        self._given_up = False
+        """An answer was imposed: the parser's state is not trusted any more, nothing more is read."""
+        self._serving: tuple[RequestResponseCycle, asyncio.Task[None]] | None = None
+        """The request whose task is running, and that task."""
+
+    # -- uvicorn's protocol interface ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.header_timeout, self._head_deadline_passed)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._given_up:
+            return
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # as uvicorn does
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self._refuse_large_head()
+                return
+            self.logger.warning("Invalid HTTP request received: %s", exc)
+            reason = str(exc).rstrip(".") or "unreadable request"
+            self._refuse(_answer(400, f"Invalid HTTP request: {reason}.", "invalid_http"))
+            return
+        if self._in_head:
+            self._head_reads += len(data)
+            if self._head_reads > self.max_header_bytes:
+                self._refuse_large_head()
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = self._head_reads = 0
+        self._arm(self.header_timeout, self._head_deadline_passed)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._disarm()
+        limit = self.connection_limit
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            self.logger.warning("Exceeded concurrency limit.")
+            self.scope[IMPOSED_ANSWER_KEY] = _answer(  # type: ignore[typeddict-unknown-key]
+                503, "The server is at its connection limit; please retry.", "server_overloaded",
+                OVERLOADED_ENDPOINT)
+            super().on_headers_complete()
+            self._given_up = True  # its body is not read, only dropped
+            self.cycle.transport = _LingeringTransport(self.transport, self.loop)  # type: ignore[assignment]
+            return
+        super().on_headers_complete()
+        self._arm(self.body_timeout, self._body_deadline_passed)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        super()._start_asgi_task(cycle, functools.partial(self._serve, cycle, app))
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def _serve(
+        self, cycle: RequestResponseCycle, app: Any, scope: Any, receive: Any, send: Any
+    ) -> None:
+        """Run the application for ``cycle``; cut the connection if it leaves the response unfinished."""
+        task: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]
+        self._serving = (cycle, task)
+        try:
+            await app(scope, receive, send)
+        except asyncio.CancelledError:  # the shutdown's deadline or a forced stop: already recorded
+            task.uncancel()
+        finally:
+            if self._serving is not None and self._serving[1] is task:
+                self._serving = None
+            if not cycle.response_complete:
+                self._cut(cycle)
+
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self.max_header_bytes:
+            raise _HeadTooLarge  # stops the parser; data_received answers
+
+    def _refuse_large_head(self) -> None:
+        self._refuse(_answer(
+            431, f"The request line and headers are larger than {self.max_header_bytes} bytes.",
+            "request_header_too_large"))
+
+    def _cut(self, cycle: RequestResponseCycle) -> None:
+        """End the connection now, discarding unsent bytes (what ``connection_lost`` will also note)."""
+        cycle.disconnected = True
+        cycle.message_event.set()
+        self.transport.abort()
+
+    def _refuse(self, answer: ImposedAnswer) -> None:
+        """Answer the request being received with ``answer``, then close; read nothing more."""
+        self._given_up = True  # what still comes is read and dropped (unread bytes make the close a reset)
+        self._disarm()
+        cycle = self.cycle
+        if self._in_head or cycle is None or not cycle.more_body:
+            self._answer_unrouted(answer)
+        elif cycle.response_complete:  # answered early (a 413): the rest of its body is not worth one
+            self.transport.close()
+        else:
+            self._impose(cycle, answer)  # its head was read: the application has it already
+
+    def _impose(self, cycle: RequestResponseCycle, answer: ImposedAnswer) -> None:
+        cycle.keep_alive = False
+        serving = self._serving
+        running = serving is not None and serving[0] is cycle
+        if cycle.response_started:  # too late for an answer
+            if running:
+                serving[1].cancel()  # type: ignore[index]
+            self._cut(cycle)
+            return
+        cycle.scope[IMPOSED_ANSWER_KEY] = answer  # type: ignore[typeddict-unknown-key]
+        cycle.transport = _LingeringTransport(self.transport, self.loop)  # type: ignore[assignment]
+        if running:
+            serving[1].cancel()  # type: ignore[index]  # the recorder answers instead
+        # else: not started yet (behind a pipelined request): the recorder answers when it starts
+
+    def _answer_unrouted(self, answer: ImposedAnswer) -> None:
+        """Give the application a request with nothing but ``answer``, after the one in progress."""
+        scope = {
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "root_path": self.root_path,
+            "method": "-",
+            "path": "-",
+            "raw_path": b"-",
+            "query_string": b"",
+            "headers": [],
+            "state": self.app_state.copy(),
+            IMPOSED_ANSWER_KEY: answer,
+        }
+        cycle = RequestResponseCycle(
+            scope=scope,  # type: ignore[arg-type]
+            transport=_LingeringTransport(self.transport, self.loop),  # type: ignore[arg-type]
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=False,
+            keep_alive=False,
+            on_response=self.on_response_complete,
+        )
+        cycle.more_body = False
+        previous, self.cycle = self.cycle, cycle
+        if previous is None or previous.response_complete:
+            self._start_asgi_task(cycle, self.app)
+        else:
+            self.pipeline.appendleft((cycle, self.app))
+
+    # -- deadlines ---------------------------------------------------------------------------
+
+    def _arm(self, seconds: float, callback: Any) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(seconds, callback)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _head_deadline_passed(self) -> None:
+        self._deadline = None
+        if not self._in_head:  # not a byte of a request yet: nothing to answer
+            self.transport.close()
+            return
+        self._refuse(_answer(
+            408, f"The request line and headers were not received within {self.header_timeout:g} s.",
+            "request_timeout"))
+
+    def _body_deadline_passed(self) -> None:
+        self._deadline = None
+        cycle = self.cycle
+        if cycle is None or not cycle.more_body:
+            return
+        if cycle.response_complete:  # answered early (a 413): its body is not waited for any longer
+            self.transport.close()
+            return
+        if any(queued is cycle for queued, _ in self.pipeline):  # its body is not read before it starts
+            self._arm(self.body_timeout, self._body_deadline_passed)
+            return
+        self._refuse(_answer(
+            408, f"The request body was not received within {self.body_timeout:g} s.", "request_timeout"))
