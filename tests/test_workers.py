@@ -77,8 +77,12 @@ class Workload:
         expected = {path: sent + (totals or {}).get(path, 0) for path, sent in self.sent.items()}
 
         def recorded() -> bool:
-            counts = scrape(self.base_url, "/metrics").json()["totals"]
-            return all(counts.get(path, {}).get("requests", 0) == sent for path, sent in expected.items())
+            doc = scrape(self.base_url, "/metrics").json()
+            # A worker updates its counters, then publishes the request's journal record: a
+            # reader in another process can see the first before the second.
+            return all(doc["totals"].get(path, {}).get("requests", 0) == sent
+                       and (totals or doc["responses"].get(path, {}).get("count", 0) == sent)
+                       for path, sent in expected.items())
 
         eventually(recorded, "every request sent was recorded")
 
