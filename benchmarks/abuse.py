@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import resource
 import socket
@@ -99,49 +100,47 @@ def resident_peak_mb(pid: int) -> float:
     return total / 1024
 
 
-@dataclass
-class Probe:
-    """``/health`` every 20 ms on one keep-alive connection: latencies and failures."""
+def probe_health(port: int, stop, results) -> None:
+    """``/health`` every 20 ms on one keep-alive connection, in a process of its own so the
+    load the phase generates on this side does not delay it; sends (latencies, failures)."""
+    raw = b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+    latencies: list[float] = []
+    failures: Counter = Counter()
+    sock = None
+    while not stop.is_set():
+        started = time.perf_counter()
+        try:
+            if sock is None:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+                stream = sock.makefile("rb")
+            sock.sendall(raw)
+            status = int(stream.readline().split(b" ", 2)[1])
+            length = 0
+            while (line := stream.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            stream.read(length)
+            if status != 200:
+                failures[status] += 1
+            latencies.append(time.perf_counter() - started)
+        except (OSError, ValueError, IndexError) as exc:
+            failures[type(exc).__name__] += 1
+            if sock is not None:
+                sock.close()
+            sock = None
+        time.sleep(0.02)
+    results.send((latencies, dict(failures)))
 
-    port: int
-    latencies: list[float] = field(default_factory=list)
-    failures: Counter = field(default_factory=Counter)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        raw = b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
-        reader = writer = None
-        while not stop.is_set():
-            started = time.perf_counter()
-            try:
-                if writer is None:
-                    reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.write(raw)
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                                  if line.lower().startswith(b"content-length")))
-                await reader.readexactly(length)
-                status = int(head.split(b" ", 2)[1])
-                if status != 200:
-                    self.failures[status] += 1
-                self.latencies.append(time.perf_counter() - started)
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, StopIteration, ValueError) as exc:
-                self.failures[type(exc).__name__] += 1
-                if writer is not None:
-                    writer.close()
-                reader = writer = None
-            await asyncio.sleep(0.02)
-        if writer is not None:
-            writer.close()
-
-    def summary(self) -> dict:
-        ordered = sorted(self.latencies)
-        return {
-            "probes": len(ordered),
-            "worst_ms": round(1000 * ordered[-1], 2) if ordered else None,
-            "p99_ms": round(1000 * ordered[int(0.99 * (len(ordered) - 1))], 2) if ordered else None,
-            "median_ms": round(1000 * statistics.median(ordered), 2) if ordered else None,
-            "failures": dict(self.failures),
-        }
+def probe_summary(latencies: list[float], failures: dict) -> dict:
+    ordered = sorted(latencies)
+    return {
+        "probes": len(ordered),
+        "worst_ms": round(1000 * ordered[-1], 2) if ordered else None,
+        "p99_ms": round(1000 * ordered[int(0.99 * (len(ordered) - 1))], 2) if ordered else None,
+        "median_ms": round(1000 * statistics.median(ordered), 2) if ordered else None,
+        "failures": failures,
+    }
 
 
 # -- the phases -----------------------------------------------------------------------------
@@ -154,7 +153,7 @@ class Sent:
     requests: Counter = field(default_factory=Counter)
     statuses: Counter = field(default_factory=Counter)  # (endpoint, status) -> count
     streams_failed: int = 0
-    streams_completed: int = 0
+    note: dict = field(default_factory=dict)
 
     def add(self, endpoint: str, status: int, count: int = 1) -> None:
         self.requests[endpoint] += count
@@ -178,62 +177,94 @@ async def oversized(port: int) -> Sent:
 
 
 async def disconnect_storm(port: int, clients: int = 400) -> Sent:
-    """Clients that send a streamed or a plain request and leave before its end."""
+    """Clients that leave before the end: half mid-stream (a reset once the first token has
+    come), half while a plain answer is still being prepared."""
     sent = Sent()
-    stream = request_bytes(CHAT, {"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
-                                  "max_tokens": 200, "ignore_eos": True, "stream": True})
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 200, "ignore_eos": True}
+    stream = request_bytes(CHAT, {**chat, "stream": True})
+    plain = request_bytes(CHAT, chat)
 
-    async def leave_mid_stream() -> None:
+    async def leave(raw: bytes, wait_for: bytes | None) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(stream)
-        await reader.readuntil(b"data: ")  # the stream has started
+        writer.write(raw)
+        await writer.drain()
+        if wait_for:
+            await reader.readuntil(wait_for)  # the stream has started
+        else:
+            await asyncio.sleep(0.5)  # the answer is due after TTFT + 199 x ITL, about 2 s
         writer.transport.abort()  # a reset, as a killed client would
 
-    await asyncio.gather(*(leave_mid_stream() for _ in range(clients)))
+    await asyncio.gather(*(leave(stream, b"data: ") for _ in range(clients // 2)),
+                         *(leave(plain, None) for _ in range(clients // 2)))
+    sent.add(CHAT, 499, clients)
+    sent.streams_failed += clients // 2
+    return sent
+
+
+async def never_reading(port: int, clients: int = 100) -> Sent:
+    """Zero-latency streams of long answers to clients whose receive buffers are never read;
+    the sockets stay open until the server has cut every one of them."""
+    sent = Sent()
+    raw = request_bytes(CHAT, {"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
+                               "max_tokens": 100_000, "ignore_eos": True, "stream": True})
+
+    def connect() -> list[socket.socket]:  # blocking calls, off the event loop the probe runs on
+        opened = []
+        for _ in range(clients):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(raw)
+            opened.append(sock)
+        return opened
+
+    sockets = await asyncio.to_thread(connect)
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        while True:
+            doc = (await client.get("/metrics")).json()
+            if doc["streaming_stats"]["active_streams"] == 0 and doc["summary"]["requests_in_flight"] == 0:
+                break
+            await asyncio.sleep(0.2)
+    sent.note = {"cut_after_seconds": round(time.monotonic() - started, 1)}
+    for sock in sockets:
+        sock.close()
     sent.add(CHAT, 499, clients)
     sent.streams_failed += clients
     return sent
 
 
-async def never_reading(port: int, clients: int = 100) -> Sent:
-    """Zero-latency streams of long answers to clients whose receive buffers are never read."""
+async def slowloris(port: int, connections: int = 1100) -> Sent:
+    """Request heads trickled a byte a second on more connections than a 1,024-file limit
+    allows; each should get a 408 at the header deadline (counted under ``malformed``)."""
     sent = Sent()
-    raw = request_bytes(CHAT, {"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
-                               "max_tokens": 100_000, "ignore_eos": True, "stream": True})
-    sockets = []
-    for _ in range(clients):
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", port))
-        sock.sendall(raw)
-        sockets.append(sock)
-    sent.add(CHAT, 499, clients)
-    sent.streams_failed += clients
-    return sent, sockets  # type: ignore[return-value]
-
-
-async def slowloris(port: int, connections: int = 1100, seconds: float = 20.0) -> list[socket.socket]:
-    """Request heads trickled a byte every second over more connections than the server takes."""
     head = b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-    writers = []
-    for _ in range(connections):
+
+    async def trickle() -> int:
         try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
         except OSError:
-            break
-        writers.append(writer)
-    deadline = time.monotonic() + seconds
-    offset = 0
-    while time.monotonic() < deadline and offset < len(head):
-        for writer in writers:
-            if not writer.is_closing():
+            return -1
+        answer = asyncio.ensure_future(reader.read())
+        try:
+            for offset in range(len(head)):
                 writer.write(head[offset : offset + 1])
-        offset += 1
-        await asyncio.sleep(1.0)
-    closed_by_server = sum(1 for writer in writers if writer.transport.is_closing() or writer.is_closing())
-    for writer in writers:
-        writer.close()
-    return closed_by_server, len(writers)  # type: ignore[return-value]
+                done, _ = await asyncio.wait([answer], timeout=1.0)
+                if done:
+                    break
+            data = await asyncio.wait_for(answer, 30)
+            return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else 0
+        except (ConnectionError, asyncio.TimeoutError):
+            return 0
+        finally:
+            writer.close()
+
+    answers = Counter(await asyncio.gather(*(trickle() for _ in range(connections))))
+    for status, count in answers.items():
+        if status > 0:
+            sent.add("malformed", status, count)
+    sent.note = {"connections": connections, "answers": {str(k): v for k, v in answers.items()}}
+    return sent
 
 
 MALFORMED = [
@@ -244,12 +275,14 @@ MALFORMED = [
 ]
 
 
-async def malformed(port: int) -> Counter:
-    statuses = Counter()
+async def malformed(port: int) -> Sent:
+    """Requests uvicorn's parser refuses: each gets an OpenAI-shaped 400 or 431 (``malformed``)."""
+    sent = Sent()
     for raw in MALFORMED:
         for _ in range(5):
-            statuses[await exchange(port, raw, timeout=10)] += 1
-    return statuses
+            status = await exchange(port, raw, timeout=10)
+            sent.add("malformed", status)
+    return sent
 
 
 # -- running it -----------------------------------------------------------------------------
@@ -280,16 +313,18 @@ def delta(before, after, sent: Sent) -> dict:
     }
 
 
-async def with_probe(port: int, phase: Callable[[], Awaitable]) -> tuple[object, dict]:
-    stop = asyncio.Event()
-    probe = Probe(port)
-    probing = asyncio.ensure_future(probe.run(stop))
+def with_probe(port: int, phase: Callable[[], Awaitable]) -> tuple[object, dict]:
+    stop = multiprocessing.Event()
+    receiving, sending = multiprocessing.Pipe(duplex=False)
+    probe = multiprocessing.Process(target=probe_health, args=(port, stop, sending), daemon=True)
+    probe.start()
     try:
-        result = await phase()
+        result = asyncio.run(phase())
     finally:
         stop.set()
-        await probing
-    return result, probe.summary()
+        latencies, failures = receiving.recv()
+        probe.join()
+    return result, probe_summary(latencies, failures)
 
 
 def settle(base_url: str, seconds: float = 60.0) -> None:
@@ -303,28 +338,23 @@ def settle(base_url: str, seconds: float = 60.0) -> None:
     raise TimeoutError("requests still in flight a minute after the phase")
 
 
-def run_phase(base_url: str, name: str, phase: Callable[[int], Awaitable], report: dict) -> object:
+def run_phase(base_url: str, name: str, phase: Callable[[int], Awaitable], report: dict) -> None:
     port = int(base_url.rsplit(":", 1)[1])
     before = counted(base_url)
     started = time.monotonic()
-    result, probe = asyncio.run(with_probe(port, lambda: phase(port)))
-    if isinstance(result, tuple):  # sockets to keep open until the server has cut them
-        sent, sockets = result
-        settle(base_url, 120)
-        for sock in sockets:
-            sock.close()
-    else:
-        sent = result
-        if isinstance(sent, Sent):
-            settle(base_url)
-    entry = {"seconds": round(time.monotonic() - started, 1), "probe": probe, "peak_rss_mb": None}
-    if isinstance(sent, Sent):
-        entry.update(delta(before, counted(base_url), sent))
-    else:
-        entry["result"] = sent if not isinstance(sent, Counter) else {str(k): v for k, v in sent.items()}
+    result, probe = with_probe(port, lambda: phase(port))
+    sent = result
+    settle(base_url)
+    entry = {"seconds": round(time.monotonic() - started, 1), "probe": probe, **sent.note,
+             **delta(before, counted(base_url), sent)}
     report[name] = entry
     print(f"{name}: {json.dumps(entry)}", flush=True)
-    return result
+
+
+def size_in_bytes(text: str) -> int:
+    """``3G``, ``512M`` or a number of bytes (prlimit itself takes bytes only)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units else int(text)
 
 
 def main() -> int:
@@ -336,9 +366,9 @@ def main() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the client holds thousands of sockets
     report: dict = {"memory_limit": args.memory_limit, "workers": args.workers}
-    serve = ["prlimit", f"--as={args.memory_limit}", PYTHON, "-m", "fakeai", "serve", "--host", "127.0.0.1",
+    serve = ["prlimit", f"--as={size_in_bytes(args.memory_limit)}", "--nofile=1024:", PYTHON, "-m", "fakeai", "serve", "--host", "127.0.0.1",
              "--port", "{port}", "--workers", args.workers, "--log-level", "warning"]
-    with server([*serve, "--zero-latency"]) as base_url:
+    with server([*serve, "--zero-latency", "--send-timeout-seconds", "10"]) as base_url:
         run_phase(base_url, "oversized", oversized, report)
         run_phase(base_url, "never_reading", never_reading, report)
         run_phase(base_url, "malformed_http", malformed, report)
