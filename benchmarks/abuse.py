@@ -1,21 +1,23 @@
 """Hostile and careless clients against a real server under a memory limit: does it hold?
 
-Runs ``fakeai serve`` pinned to one core under ``prlimit --as`` (an address-space limit: a
-server that tried to build a gigabyte reply would fail, not swap), drives each abuse from
-the other core with raw asyncio sockets, and reports for every phase:
+Runs ``fakeai serve`` pinned to one core under ``prlimit`` (an address-space limit: a server
+that tried to build a gigabyte reply would fail, not swap; and a soft limit of 1,024 open
+files), drives each abuse from the other core with raw asyncio sockets, and reports for
+every phase:
 
 * the server's peak resident memory (VmHWM of every server process),
 * the worst and the 99th-percentile latency of a probe that asks ``/health`` every 20 ms
-  throughout (a stalled event loop or a starved accept queue shows here),
+  throughout, from a process of its own (a stalled event loop or a starved accept queue
+  shows here),
 * whether every request the phase sent was counted, under its endpoint, with the status the
   client saw (or, for clients that left, 499), and whether any 5xx was answered.
 
 Phases: oversized requests (each limit exceeded by a tiny body), a disconnect storm (clients
 that leave mid-stream and mid-wait), never-reading streaming clients, slowloris (request
-heads trickled a byte at a time, more connections than the server's limit), malformed HTTP.
+heads trickled a byte a second on 1,100 connections), malformed HTTP.
 
-Usage: ``python benchmarks/abuse.py [--memory-limit 3G] [--json results.json]``. It takes
-about two minutes; every server it starts binds 127.0.0.1 and is stopped at the end.
+Usage: ``python benchmarks/abuse.py [--memory-limit 3G] [--workers N] [--json results.json]``.
+It takes about a minute; every server it starts binds 127.0.0.1 and is stopped at the end.
 """
 
 from __future__ import annotations
