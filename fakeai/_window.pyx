@@ -544,6 +544,10 @@ cdef class PrefixCache:
     def pinned_blocks(self):
         return self._pinned
 
+    def state(self):
+        """``(blocks held, capacity in blocks, running requests, evictions so far)``."""
+        return <Py_ssize_t>self._index.size(), self.capacity, self.active_requests, self.evictions
+
     cdef inline void _unlink(self, Py_ssize_t slot) noexcept:
         cdef Py_ssize_t before = self._prev[slot], after = self._next[slot]
         self._next[before] = after
@@ -1190,6 +1194,10 @@ cdef class MetricsWriter:
         cdef tuple cells = self._kv.get(worker)
         if cells is None:
             cells = self.kv_worker(worker)
+        self._kv_state(cells, worker, blocks, capacity, active, evictions)
+
+    cdef int _kv_state(self, tuple cells, int worker, long long blocks, long long capacity, long long active,
+                       long long evictions) except -1:
         cdef double* values = self.region._cells
         values[<Py_ssize_t>cells[3]] = blocks
         values[<Py_ssize_t>cells[4]] = capacity
@@ -1198,11 +1206,24 @@ cdef class MetricsWriter:
         if evictions != seen:
             values[<Py_ssize_t>cells[6]] += evictions - seen
             self._evictions_seen[worker] = evictions
+        return 0
+
+    cdef int _publish(self, tuple cells, int worker, tuple state) except -1:
+        cdef long long blocks, capacity, active, evictions
+        blocks, capacity, active, evictions = state
+        return self._kv_state(cells, worker, blocks, capacity, active, evictions)
+
+    def publish(self, int worker, tuple state not None):
+        """``kv_state`` with the four figures as one tuple; see the twin's ``publish``."""
+        cdef tuple cells = self._kv.get(worker)
+        if cells is None:
+            cells = self.kv_worker(worker)
+        self._publish(cells, worker, state)
 
     def record(self, double now, double duration, int status, long long prompt_tokens, long long completion_tokens,
                EndpointCells endpoint not None, ModelCells model=None, double ttft=NAN, double itl=NAN,
                finish_reason=None, int stream=0, int kv_worker=-1, long long kv_prompt=0, long long kv_cached=0,
-               long long kv_oracle=0, PrefixCache kv_cache=None):
+               long long kv_oracle=0, tuple kv_state=None):
         if prompt_tokens < 0:
             raise ValueError(f"prompt_tokens must not be negative, got {prompt_tokens!r}")
         if completion_tokens < 0:
@@ -1276,22 +1297,7 @@ cdef class MetricsWriter:
         item.kv_oracle = <unsigned int>kv_oracle
         item.kv_worker = <unsigned int>(kv_worker if kv_worker >= 0 else 0)
         region._append(&item)
-        if kv_cache is not None:
-            self._publish(kv_cells, kv_worker, kv_cache)
-
-    cdef void _publish(self, tuple cells, int worker, PrefixCache cache):
-        cdef double* values = self.region._cells
-        values[<Py_ssize_t>cells[3]] = cache._index.size()
-        values[<Py_ssize_t>cells[4]] = cache.capacity
-        values[<Py_ssize_t>cells[5]] = cache.active_requests
-        cdef long long seen = self._evictions_seen.get(worker, 0)
-        if cache.evictions != seen:
-            values[<Py_ssize_t>cells[6]] += cache.evictions - seen
-            self._evictions_seen[worker] = cache.evictions
-
-    def publish(self, int worker, PrefixCache cache not None):
-        """``kv_state`` from the worker's cache itself, in one call."""
-        cdef tuple cells = self._kv.get(worker)
-        if cells is None:
-            cells = self.kv_worker(worker)
-        self._publish(cells, worker, cache)
+        if kv_state is not None:  # the worker's state after the request left it
+            if kv_cells is None:
+                kv_cells = self.kv_worker(kv_worker)
+            self._publish(kv_cells, kv_worker, kv_state)

@@ -267,6 +267,10 @@ class PrefixCache:
         """Blocks some running request is using."""
         return self._pinned
 
+    def state(self) -> tuple[int, int, int, int]:
+        """``(blocks held, capacity in blocks, running requests, evictions so far)``."""
+        return len(self._pins), self.capacity, self.active_requests, self.evictions
+
     def cached_prefix(self, hashes: Sequence[int]) -> int:
         """How many leading blocks of ``hashes`` are cached (changes nothing)."""
         pins = self._pins
@@ -649,9 +653,9 @@ class MetricsWriter:
     completed, 2 failed), the end of an active stream, its outcome, TTFT and ITL histograms
     and tokens per second (when it lasted and sent tokens); for a routed request
     (``kv_worker`` >= 0), the worker's routed requests, prompt and cached tokens, the hit
-    requests and the oracle's tokens. Then the journal record, and (with ``kv_cache``, the
-    worker's prefix cache) the KV worker's state after the request left it, as ``publish``
-    records it.
+    requests and the oracle's tokens. Then the journal record, and (with ``kv_state``, the
+    worker's ``(blocks, capacity, active, evictions)`` after the request left it) the KV
+    worker's state, as ``publish`` records it.
 
     Every cell is made by ``cell``: a key the region has no room for (or cannot name) never
     raises into a request; its figure goes to the spill block ``s|spill`` (written, never
@@ -752,7 +756,7 @@ class MetricsWriter:
                endpoint: EndpointCells, model: ModelCells | None = None, ttft: float = math.nan,
                itl: float = math.nan, finish_reason: str | None = None, stream: int = STREAM_PLAIN,
                kv_worker: int = -1, kv_prompt: int = 0, kv_cached: int = 0, kv_oracle: int = 0,
-               kv_cache: PrefixCache | None = None) -> None:
+               kv_state: tuple[int, int, int, int] | None = None) -> None:
         prompt_tokens = _check_count("prompt_tokens", prompt_tokens)
         completion_tokens = _check_count("completion_tokens", completion_tokens)
         _check_finite("now", now)
@@ -806,12 +810,14 @@ class MetricsWriter:
         region.end()
         region.append((now, duration, ttft, itl, prompt_tokens, completion_tokens, endpoint.id, status, stream,
                        1 if kv_worker >= 0 else 0, kv_prompt, kv_cached, kv_oracle, max(kv_worker, 0)))
-        if kv_cache is not None:  # the worker's state after the request left it
-            self.publish(kv_worker, kv_cache)
+        if kv_state is not None:  # the worker's state after the request left it
+            self.publish(kv_worker, kv_state)
 
-    def publish(self, worker: int, cache: PrefixCache) -> None:
-        """``kv_state`` from the worker's cache itself, in one call."""
-        self.kv_state(worker, len(cache), cache.capacity, cache.active_requests, cache.evictions)
+    def publish(self, worker: int, state: tuple[int, int, int, int]) -> None:
+        """``kv_state`` with the four figures as one tuple ``(blocks, capacity, active,
+        evictions)``: what the simulation's ``PrefixCache.state()`` returns."""
+        blocks, capacity, active, evictions = state
+        self.kv_state(worker, blocks, capacity, active, evictions)
 
 
 def replay(records: Sequence[tuple], endpoints: dict[int, tuple[SlidingWindow, ...]], streaming: tuple[SlidingWindow, ...],

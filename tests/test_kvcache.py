@@ -207,5 +207,7 @@ def test_compiled_prefix_cache_matches_the_reference(steps, capacity) -> None:
         compiled, reference = caches
         assert (len(compiled), compiled.evictions, compiled.pinned_blocks(), compiled.active_requests) == (
             len(reference), reference.evictions, reference.pinned_blocks(), reference.active_requests)
+        assert compiled.state() == reference.state() == (
+            len(reference), reference.capacity, reference.active_requests, reference.evictions)
         assert {b for b in universe if b in compiled} == {b for b in universe if b in reference}
         assert all(compiled.pins(b) == reference.pins(b) for b in universe)

@@ -340,10 +340,15 @@ def test_compiled_region_matches_the_reference(ops: list) -> None:
                 writer.stream_started()
             ttft = math.nan if ttft is None or not stream else ttft
             itl = (duration - ttft) / (completion - 1) if stream and completion > 1 and not math.isnan(ttft) else math.nan
+            # a KV worker's state: handed over with the request, after it, or as a tuple after it
+            state = (tokens, 1000, 1, tokens // 7)
             writer.record(now, duration, status, prompt, completion, writer.endpoint(path), cells, ttft, itl,
-                          reason if cells is not None else None, stream, kv, tokens, tokens // 2, tokens // 2)
-            if kv >= 0:
+                          reason if cells is not None else None, stream, kv, tokens, tokens // 2, tokens // 2,
+                          state if kv >= 0 and tokens % 3 == 1 else None)
+            if kv >= 0 and tokens % 3 == 0:
                 writer.kv_state(kv, tokens, 1000, 1, 2)
+            elif kv >= 0 and tokens % 3 == 2:
+                writer.publish(kv, state)
         ids = {writer.endpoint(path).id for path in ("/a", "/b")}
         endpoints = {endpoint_id: tuple(module.SlidingWindow(3.0, 20) for _ in range(4)) for endpoint_id in ids}
         streaming = tuple(module.SlidingWindow(3.0, 20) for _ in range(3))

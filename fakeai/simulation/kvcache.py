@@ -60,7 +60,7 @@ class Routing:
     ) -> None:
         self.worker = worker
         self.cache = cache
-        """The worker's prefix cache (its state is what the metrics publish)."""
+        """The worker's prefix cache (``cache.state()``: the plain numbers the metrics publish)."""
         self.prompt_tokens = prompt_tokens
         """Prompt tokens looked up (every prompt of the request)."""
         self.cached_tokens = cached_tokens
@@ -140,16 +140,18 @@ class KVCacheSimulator:
         oracle = min(max(overlaps) * block_tokens, total) if blocks else 0
         return Routing(self.ids[index], total, cached_tokens, oracle, pinned, chosen)
 
-    def release(self, routing: Routing) -> None:
-        """The request routed as ``routing`` ended (by any path)."""
+    def release(self, routing: Routing) -> tuple[int, int, int, int]:
+        """The request routed as ``routing`` ended (by any path); the worker's state after it,
+        as ``PrefixCache.state()`` gives it."""
         worker = routing.cache
         for pinned in routing._pinned:
             worker.release(pinned)
         worker.active_requests += len(routing._pinned) - 1  # one request, however many prompts
+        return worker.state()
 
     def worker_state(self) -> list[tuple[int, int, int, int]]:
         """Per worker: ``(blocks held, capacity in blocks, running requests, evictions)``."""
-        return [(len(w), w.capacity, w.active_requests, w.evictions) for w in self.workers]
+        return [worker.state() for worker in self.workers]
 
     def _choose(self, overlaps: list[int], blocks: int) -> int:
         workers = self.workers
