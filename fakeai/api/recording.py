@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from fakeai.metrics import MetricsRegistry
     from fakeai.simulation.kvcache import KVCacheSimulator, Routing
-    from fakeai.window import EndpointCells, ModelCells
+    from fakeai.region import EndpointCells, ModelCells
 
 __all__ = ("CLIENT_CLOSED_REQUEST", "EXCHANGE_KEY", "UNMATCHED_ENDPOINT", "ClientDisconnected", "Exchange", "Recorder")
 

@@ -52,15 +52,8 @@ from fakeai.metrics.snapshot import (
     Totals,
     WindowStats,
 )
-from fakeai.window import (
-    DEFAULT_MAX_SAMPLES,
-    KERNEL,
-    EndpointCells,
-    MetricsWriter,
-    ModelCells,
-    SlidingWindow,
-    union,
-)
+from fakeai.region import EndpointCells, MetricsWriter, ModelCells
+from fakeai.window import DEFAULT_MAX_SAMPLES, KERNEL, SlidingWindow, union
 
 __all__ = ("QUANTILES", "STARTED_AT_ENV", "MetricsRegistry")
 

@@ -4,7 +4,7 @@
   see ``tokens.py``; a token-id prompt's tokens are its ids); only full blocks are cached, as
   in vLLM. Each block is identified by a hash chained over every earlier block (the
   kernel's ``block_hashes``), so a block matches only together with its whole prefix.
-* Each worker's ``PrefixCache`` (the kernel's; its twin in ``fakeai._window_py`` says the
+* Each worker's ``PrefixCache`` (the kernel's; its twin in ``fakeai._prefix_py`` says the
   rules) holds at most ``capacity_blocks`` blocks. Blocks a running request uses are pinned;
   when room is needed the least recently released unpinned block is evicted, a prompt's tail
   before its head (vLLM does the same: the head is what other prompts share). A block that
@@ -27,7 +27,7 @@ from array import array
 from collections.abc import Sequence
 
 from fakeai.simulation.tokens import CHARS_PER_TOKEN
-from fakeai.window import PrefixCache, block_hashes
+from fakeai.prefix import PrefixCache, block_hashes
 
 __all__ = ("POLICIES", "KVCacheSimulator", "PrefixCache", "Prompt", "Routing", "prompt_blocks")
 
