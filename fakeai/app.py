@@ -86,8 +86,8 @@ def create_app(
         policy=kv_cache.policy,
         block_tokens=kv_cache.block_tokens,
     )
-    for worker_id, cache in zip(kv_cache.ids, kv_cache.workers):  # every worker shows from the start
-        registry.kv_publish(worker_id, cache)
+    for worker_id, state in zip(kv_cache.ids, kv_cache.worker_state()):  # every worker shows from the start
+        registry.kv_publish(worker_id, state)
     history = MetricsHistory(settings.history_seconds, settings.history_interval_seconds)
     sampler = HistorySampler(registry, history)
     v1 = Router(

@@ -25,5 +25,5 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q -e '.[test]'
 
 .venv/bin/python -m pytest "$@"
-FAKEAI_NO_EXTENSIONS=1 .venv/bin/python -m pytest tests/test_window.py tests/test_registry.py tests/test_kvcache.py tests/test_kvcache_http.py tests/test_workers.py \
-    tests/test_label_space.py
+FAKEAI_NO_EXTENSIONS=1 .venv/bin/python -m pytest tests/test_window.py tests/test_region.py tests/test_registry.py \
+    tests/test_kvcache.py tests/test_kvcache_http.py tests/test_workers.py tests/test_label_space.py

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fakeai import _window_py
+from fakeai import _prefix_py
 from fakeai.simulation.kvcache import KVCacheSimulator, prompt_blocks
-from fakeai.window import NO_EXTENSIONS
+from fakeai.prefix import NO_EXTENSIONS
 
 SYSTEM = "S" * (64 * 4)  # a 64-token system prompt: exactly 4 blocks of 16 tokens
 
@@ -42,18 +42,18 @@ compiled_only = pytest.mark.skipif(NO_EXTENSIONS, reason="FAKEAI_NO_EXTENSIONS=1
 @settings(max_examples=200, deadline=None)
 @given(data=st.binary(max_size=600), words=st.integers(min_value=1, max_value=40))
 def test_compiled_block_hashes_equal_the_reference(data: bytes, words: int) -> None:
-    from fakeai import _window
+    from fakeai import _prefix
 
-    assert _window.block_hashes(data, words * 4) == _window_py.block_hashes(data, words * 4)
+    assert _prefix.block_hashes(data, words * 4) == _prefix_py.block_hashes(data, words * 4)
 
 
-def test_block_hashes_refuse_blocks_that_are_not_whole_words(kernel) -> None:
+def test_block_hashes_refuse_blocks_that_are_not_whole_words(prefix_kernel) -> None:
     with pytest.raises(ValueError, match="multiple of 4"):
-        kernel.block_hashes(b"abcdefgh", 6)
+        prefix_kernel.block_hashes(b"abcdefgh", 6)
 
 
-def test_a_shared_system_prompt_hits_exactly(kernel) -> None:
-    cache = kernel.PrefixCache(capacity_blocks=100)
+def test_a_shared_system_prompt_hits_exactly(prefix_kernel) -> None:
+    cache = prefix_kernel.PrefixCache(capacity_blocks=100)
     cached, pinned = cache.acquire(prompt_blocks(prompt(question("a"))))
     assert cached == 0 and len(pinned) == 5
     cache.release(pinned)
@@ -63,8 +63,8 @@ def test_a_shared_system_prompt_hits_exactly(kernel) -> None:
     assert len(cache) == 6 and cache.evictions == 0 and cache.pinned_blocks() == 0
 
 
-def test_eviction_is_least_recently_used_tail_first(kernel) -> None:
-    cache = kernel.PrefixCache(capacity_blocks=6)
+def test_eviction_is_least_recently_used_tail_first(prefix_kernel) -> None:
+    cache = prefix_kernel.PrefixCache(capacity_blocks=6)
     a, b, c = (prompt_blocks(prompt(question(letter))) for letter in "abc")
     for blocks in (a, b):
         cache.release(cache.acquire(blocks)[1])
@@ -81,8 +81,8 @@ def test_eviction_is_least_recently_used_tail_first(kernel) -> None:
     assert cached == 4 and cache.evictions == 2 and b[4] not in cache and len(cache) == 6
 
 
-def test_eviction_never_takes_pinned_blocks_and_respects_capacity(kernel) -> None:
-    cache = kernel.PrefixCache(capacity_blocks=3)
+def test_eviction_never_takes_pinned_blocks_and_respects_capacity(prefix_kernel) -> None:
+    cache = prefix_kernel.PrefixCache(capacity_blocks=3)
     a = prompt_blocks("a" * 128)  # 2 blocks
     b = prompt_blocks("b" * 64)  # 1 block
     cache.release(cache.acquire(a)[1])
@@ -103,9 +103,9 @@ def test_eviction_never_takes_pinned_blocks_and_respects_capacity(kernel) -> Non
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 5), st.integers(1, 6), st.booleans()), max_size=40),
        st.integers(1, 12))
-def test_capacity_is_never_exceeded_and_pins_balance(kernel, steps, capacity) -> None:
+def test_capacity_is_never_exceeded_and_pins_balance(prefix_kernel, steps, capacity) -> None:
     """Random prompts from a few shared prefixes, some requests left running a while."""
-    cache = kernel.PrefixCache(capacity_blocks=capacity)
+    cache = prefix_kernel.PrefixCache(capacity_blocks=capacity)
     running = []
     for prefix, length, keep in steps:
         _, pinned = cache.acquire(prompt_blocks(chr(65 + prefix) * 64 * length))
@@ -188,9 +188,9 @@ def test_several_prompts_are_one_request_on_one_worker() -> None:
 def test_compiled_prefix_cache_matches_the_reference(steps, capacity) -> None:
     """The same requests (prompts over a few shared prefixes, left running for a few steps)
     give the same hits, pins, evictions and contents."""
-    from fakeai import _window
+    from fakeai import _prefix
 
-    caches = [_window.PrefixCache(capacity), _window_py.PrefixCache(capacity)]
+    caches = [_prefix.PrefixCache(capacity), _prefix_py.PrefixCache(capacity)]
     running: list[list] = [[], []]
     universe = set()
     for prefix, length, release_count in steps:
@@ -207,5 +207,7 @@ def test_compiled_prefix_cache_matches_the_reference(steps, capacity) -> None:
         compiled, reference = caches
         assert (len(compiled), compiled.evictions, compiled.pinned_blocks(), compiled.active_requests) == (
             len(reference), reference.evictions, reference.pinned_blocks(), reference.active_requests)
+        assert compiled.state() == reference.state() == (
+            len(reference), reference.capacity, reference.active_requests, reference.evictions)
         assert {b for b in universe if b in compiled} == {b for b in universe if b in reference}
         assert all(compiled.pins(b) == reference.pins(b) for b in universe)

@@ -33,7 +33,7 @@ from fakeai.metrics.labels import (
     region_need,
 )
 from fakeai.metrics.regions import CELL_CAPACITY, KEY_CAPACITY
-from fakeai.window import Region
+from fakeai.region import Region
 from tests.servers import eventually, running_cli
 
 CHAT = "/v1/chat/completions"

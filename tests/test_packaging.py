@@ -87,10 +87,11 @@ def test_the_wheel_carries_every_module_the_kernel_and_the_dashboard(wheel: Path
     sources = {path.relative_to(ROOT).as_posix() for path in (ROOT / "fakeai").rglob("*.py")}
     missing = sources - names
     assert not missing, f"modules missing from the wheel: {sorted(missing)}"
-    assert any(name.startswith("fakeai/_window.") and name.endswith(".so") for name in names)
+    for kernel in ("_window", "_prefix", "_region"):
+        assert any(name.startswith(f"fakeai/{kernel}.") and name.endswith(".so") for name in names), kernel
     assert "fakeai/py.typed" in names
     assert {"fakeai/dashboard/index.html", *(f"fakeai/dashboard/{asset}" for asset in ASSETS)} <= names
-    assert not any(name.endswith((".pyx", ".cpp", ".c")) for name in names), "no sources of the extension"
+    assert not any(name.endswith((".pyx", ".pxd", ".cpp", ".c")) for name in names), "no extension sources"
     entry_points = next(name for name in names if name.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "fakeai = fakeai.cli:main" in text and "fakeai = fakeai.pytest_plugin" in text
@@ -112,7 +113,8 @@ def test_a_server_installed_from_the_wheel_alone_serves_everything(wheel: Path, 
     purelib = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                   check=True, capture_output=True, text=True).stdout.strip())
     (purelib / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    located = subprocess.run([str(python), "-c", "import fakeai._window, fakeai; print(fakeai.__file__)"],
+    imports = "import fakeai._window, fakeai._prefix, fakeai._region, fakeai; print(fakeai.__file__)"
+    located = subprocess.run([str(python), "-c", imports],
                              check=True, capture_output=True, text=True, cwd=tmp_path).stdout.strip()
     assert located.startswith(str(venv)), f"fakeai came from {located}, not the wheel"
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fakeai.window import Region
+from fakeai.region import Region
 from tests.servers import CLIServer, eventually, running_cli
 
 MODEL = "openai/gpt-oss-120b"

@@ -105,7 +105,7 @@ def _route(
     routing = engine.kv_cache.route(prompts, tokens)
     exchange.routing = routing
     if exchange.recording:
-        registry.kv_publish(routing.worker, routing.cache)
+        registry.kv_publish(routing.worker, routing.cache.state())
     return routing.cached_tokens
 
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from fakeai.metrics import MetricsRegistry
     from fakeai.simulation.kvcache import KVCacheSimulator, Routing
-    from fakeai.window import EndpointCells, ModelCells
+    from fakeai.region import EndpointCells, ModelCells
 
 __all__ = (
     "CLIENT_CLOSED_REQUEST",
@@ -208,10 +208,11 @@ class Recorder:
             del scope[EXCHANGE_KEY]  # type: ignore[misc]
             exchange.raw_send = None  # type: ignore[assignment]
             routing = exchange.routing
+            kv_state = None
             if routing is not None:  # every way out: success, error, disconnect
-                self.kv_cache.release(routing)
+                kv_state = self.kv_cache.release(routing)
             if self.enabled and (not exchange.monitoring or self.record_monitoring):
-                self._record(scope, exchange)
+                self._record(scope, exchange, kv_state)
 
     @staticmethod
     async def _impose(scope: Scope, exchange: Exchange, answer: ImposedAnswer) -> None:
@@ -224,7 +225,9 @@ class Recorder:
         await send({"type": "http.response.body", "body": answer.body, "more_body": False})
         exchange.first_body_at = exchange.finished_at = exchange.clock()
 
-    def _record(self, scope: Scope, exchange: Exchange) -> None:
+    def _record(self, scope: Scope, exchange: Exchange, kv_state: tuple[int, int, int, int] | None) -> None:
+        """Record the request; ``kv_state`` is its KV worker's state after it left (plain numbers
+        from the simulation, see ``MetricsRegistry.kv_publish``), or ``None``."""
         started = exchange.started
         finished_at = exchange.finished_at
         model = exchange.model
@@ -248,7 +251,7 @@ class Recorder:
                 self._write(finished_at, finished_at - started, status, exchange.prompt_tokens,
                             exchange.completion_tokens, exchange.series, exchange.model_series, _NAN, _NAN,
                             finish_reason, 0, routing.worker, routing.prompt_tokens, routing.cached_total,
-                            routing.oracle_tokens, routing.cache)
+                            routing.oracle_tokens, kv_state)
             return
         ttft = stream_completed = None
         if exchange.stream:
@@ -268,5 +271,5 @@ class Recorder:
             finish_reason,
             finished_at,
             None if routing is None else (routing.worker, routing.prompt_tokens, routing.cached_total,
-                                          routing.oracle_tokens, routing.cache),
+                                          routing.oracle_tokens, kv_state),
         )

@@ -27,7 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fakeai.window import Region, SlidingWindow, region_bytes
+from fakeai.region import Region, region_bytes
+from fakeai.window import SlidingWindow
 
 __all__ = (
     "DROPPED_KEY",

@@ -52,15 +52,8 @@ from fakeai.metrics.snapshot import (
     Totals,
     WindowStats,
 )
-from fakeai.window import (
-    DEFAULT_MAX_SAMPLES,
-    KERNEL,
-    EndpointCells,
-    MetricsWriter,
-    ModelCells,
-    SlidingWindow,
-    union,
-)
+from fakeai.region import EndpointCells, MetricsWriter, ModelCells
+from fakeai.window import DEFAULT_MAX_SAMPLES, KERNEL, SlidingWindow, union
 
 __all__ = ("QUANTILES", "STARTED_AT_ENV", "MetricsRegistry")
 
@@ -202,8 +195,9 @@ class MetricsRegistry:
         self.kv_cache = KVCacheStats()
         """What the snapshot says about the simulated KV workers besides their counts."""
         self.kv_publish = self.writer.publish
-        """``kv_publish(worker, its prefix cache)``: a simulated KV worker's state (blocks,
-        capacity, running requests, evictions), whenever it changes."""
+        """``kv_publish(worker, state)``: a simulated KV worker's state, whenever it changes, as
+        plain numbers ``(blocks held, capacity in blocks, running requests, evictions so far)``
+        (what the simulation's ``PrefixCache.state()`` returns)."""
 
     @property
     def clock(self) -> Clock:
@@ -286,8 +280,9 @@ class MetricsRegistry:
                 ``abort`` when the client left.
             now: When it ended, on the registry's clock (``None``: read the clock now).
             kv: For a request the KV router placed: (worker, prompt tokens looked up, cached
-                tokens, an oracle's cached tokens, the worker's prefix cache or ``None``); with
-                the cache, the worker's state after the request is published too.
+                tokens, an oracle's cached tokens, the worker's state after the request or
+                ``None``); with the state (``(blocks, capacity, running, evictions)``, see
+                ``kv_publish``), it is published too.
         """
         if now is None:
             now = self._clock()
@@ -296,11 +291,11 @@ class MetricsRegistry:
             itl = (duration - ttft) / (completion_tokens - 1)
         stream = STREAM_PLAIN if stream_completed is None else (STREAM_COMPLETED if stream_completed else STREAM_FAILED)
         model_cells = None if model is None else self.model_cells(model)
-        worker, kv_prompt, kv_cached, kv_oracle, kv_cache = kv if kv is not None else (-1, 0, 0, 0, None)
+        worker, kv_prompt, kv_cached, kv_oracle, kv_state = kv if kv is not None else (-1, 0, 0, 0, None)
         self.writer.record(
             now, duration, status, prompt_tokens, completion_tokens, self.writer.endpoint(endpoint), model_cells,
             _NAN if ttft is None else ttft, itl, finish_reason, stream, worker, kv_prompt, kv_cached, kv_oracle,
-            kv_cache,
+            kv_state,
         )
 
     # -- the scrape path -------------------------------------------------------------------

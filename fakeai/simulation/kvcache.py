@@ -4,7 +4,7 @@
   see ``tokens.py``; a token-id prompt's tokens are its ids); only full blocks are cached, as
   in vLLM. Each block is identified by a hash chained over every earlier block (the
   kernel's ``block_hashes``), so a block matches only together with its whole prefix.
-* Each worker's ``PrefixCache`` (the kernel's; its twin in ``fakeai._window_py`` says the
+* Each worker's ``PrefixCache`` (the kernel's; its twin in ``fakeai._prefix_py`` says the
   rules) holds at most ``capacity_blocks`` blocks. Blocks a running request uses are pinned;
   when room is needed the least recently released unpinned block is evicted, a prompt's tail
   before its head (vLLM does the same: the head is what other prompts share). A block that
@@ -27,7 +27,7 @@ from array import array
 from collections.abc import Sequence
 
 from fakeai.simulation.tokens import CHARS_PER_TOKEN
-from fakeai.window import PrefixCache, block_hashes
+from fakeai.prefix import PrefixCache, block_hashes
 
 __all__ = ("POLICIES", "KVCacheSimulator", "PrefixCache", "Prompt", "Routing", "prompt_blocks")
 
@@ -60,7 +60,7 @@ class Routing:
     ) -> None:
         self.worker = worker
         self.cache = cache
-        """The worker's prefix cache (its state is what the metrics publish)."""
+        """The worker's prefix cache (``cache.state()``: the plain numbers the metrics publish)."""
         self.prompt_tokens = prompt_tokens
         """Prompt tokens looked up (every prompt of the request)."""
         self.cached_tokens = cached_tokens
@@ -140,16 +140,18 @@ class KVCacheSimulator:
         oracle = min(max(overlaps) * block_tokens, total) if blocks else 0
         return Routing(self.ids[index], total, cached_tokens, oracle, pinned, chosen)
 
-    def release(self, routing: Routing) -> None:
-        """The request routed as ``routing`` ended (by any path)."""
+    def release(self, routing: Routing) -> tuple[int, int, int, int]:
+        """The request routed as ``routing`` ended (by any path); the worker's state after it,
+        as ``PrefixCache.state()`` gives it."""
         worker = routing.cache
         for pinned in routing._pinned:
             worker.release(pinned)
         worker.active_requests += len(routing._pinned) - 1  # one request, however many prompts
+        return worker.state()
 
     def worker_state(self) -> list[tuple[int, int, int, int]]:
         """Per worker: ``(blocks held, capacity in blocks, running requests, evictions)``."""
-        return [(len(w), w.capacity, w.active_requests, w.evictions) for w in self.workers]
+        return [worker.state() for worker in self.workers]
 
     def _choose(self, overlaps: list[int], blocks: int) -> int:
         workers = self.workers

@@ -1,0 +1,641 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled metrics region and writer: the fast twin of ``fakeai._region_py``.
+
+``fakeai/_region_py.py`` is the specification and ``fakeai/_layout.py`` the layout both
+follow (this module imports the layout, never the twin). Cells are updated in place between
+the two ``seq`` increments with atomic stores and fences; journal records are copied as one
+packed struct; ``replay`` pushes records into compiled windows without building Python
+objects per record. The writer records plain numbers only: a simulated KV worker's state is
+handed to it (``kv_state``, ``publish``, ``record(..., kv_state)``).
+"""
+
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.math cimport NAN, isfinite
+from libc.string cimport memcpy, memmove
+
+from fakeai._window cimport SlidingWindow
+
+# ---------------------------------------------------------------------------------------
+# The shared-memory metrics region (fakeai/_layout.py gives the layout and the protocol)
+# ---------------------------------------------------------------------------------------
+
+cdef extern from *:
+    """
+    static inline unsigned long long fakeai_load(const unsigned long long* p) {
+        return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    }
+    static inline void fakeai_store(unsigned long long* p, unsigned long long v) {
+        __atomic_store_n(p, v, __ATOMIC_RELEASE);
+    }
+    static inline void fakeai_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+    """
+    unsigned long long fakeai_load(const unsigned long long* p) nogil
+    void fakeai_store(unsigned long long* p, unsigned long long v) nogil
+    void fakeai_fence() nogil
+
+from fakeai._layout import (
+    HEADER_BYTES, HEADER_FIELDS, KEY_BYTES, KEY_NAME_BYTES, RECORD, REGION_MAGIC, REGION_VERSION,
+    STREAM_COMPLETED, STREAM_PLAIN, process_alive, region_bytes,
+)
+
+cdef packed struct Record:
+    double finished_at
+    double duration
+    double ttft
+    double itl
+    unsigned int prompt_tokens
+    unsigned int completion_tokens
+    unsigned int endpoint_id
+    unsigned short status
+    unsigned char stream
+    unsigned char flags
+    unsigned int kv_prompt
+    unsigned int kv_cached
+    unsigned int kv_oracle
+    unsigned int kv_worker
+
+assert sizeof(Record) == RECORD.size
+
+cdef Py_ssize_t _HEADER_BYTES = HEADER_BYTES
+cdef Py_ssize_t _KEY_BYTES = KEY_BYTES
+cdef Py_ssize_t _KEY_NAME_BYTES = KEY_NAME_BYTES
+cdef int STREAM_PLAIN_ = STREAM_PLAIN
+cdef int STREAM_COMPLETED_ = STREAM_COMPLETED
+cdef Py_ssize_t _MAGIC = HEADER_FIELDS["magic"] // 8
+cdef Py_ssize_t _VERSION = HEADER_FIELDS["version"] // 8
+cdef Py_ssize_t _PID = HEADER_FIELDS["pid"] // 8
+cdef Py_ssize_t _SEQ = HEADER_FIELDS["seq"] // 8
+cdef Py_ssize_t _KEYS_USED = HEADER_FIELDS["keys_used"] // 8
+cdef Py_ssize_t _CELLS_USED = HEADER_FIELDS["cells_used"] // 8
+cdef Py_ssize_t _KEY_CAPACITY = HEADER_FIELDS["key_capacity"] // 8
+cdef Py_ssize_t _CELL_CAPACITY = HEADER_FIELDS["cell_capacity"] // 8
+cdef Py_ssize_t _JOURNAL_CAPACITY = HEADER_FIELDS["journal_capacity"] // 8
+cdef Py_ssize_t _JOURNAL_WRITTEN = HEADER_FIELDS["journal_written"] // 8
+cdef Py_ssize_t _DROPPED = HEADER_FIELDS["dropped"] // 8
+cdef Py_ssize_t _WINDOW_SECONDS = HEADER_FIELDS["window_seconds"] // 8
+
+
+cdef class Region:
+    """A metrics region over a writable buffer; see ``fakeai._region_py.Region``."""
+
+    cdef object _buffer
+    cdef unsigned char[::1] _view
+    cdef unsigned long long* _header
+    cdef unsigned char* _keys
+    cdef double* _cells
+    cdef Record* _journal
+    cdef readonly unsigned long long pid
+    cdef readonly Py_ssize_t key_capacity
+    cdef readonly Py_ssize_t cell_capacity
+    cdef readonly Py_ssize_t journal_capacity
+    cdef readonly double window_seconds
+    cdef dict _key_index
+
+    def __init__(self, buffer, *, bint create=False, unsigned long long pid=0, Py_ssize_t key_capacity=2048,
+                 Py_ssize_t cell_capacity=65536, Py_ssize_t journal_capacity=65536, double window_seconds=5.0):
+        self._buffer = buffer
+        self._view = buffer
+        self._header = <unsigned long long*>&self._view[0]
+        cdef double* window_field = <double*>&self._header[_WINDOW_SECONDS]
+        if create:
+            if self._view.shape[0] < region_bytes(key_capacity, cell_capacity, journal_capacity):
+                raise ValueError("the buffer is smaller than the region")
+            self._header[_VERSION] = REGION_VERSION
+            self._header[_PID] = pid
+            self._header[_KEY_CAPACITY] = key_capacity
+            self._header[_CELL_CAPACITY] = cell_capacity
+            self._header[_JOURNAL_CAPACITY] = journal_capacity
+            window_field[0] = window_seconds
+            fakeai_store(&self._header[_MAGIC], REGION_MAGIC)
+        elif fakeai_load(&self._header[_MAGIC]) != REGION_MAGIC or self._header[_VERSION] != REGION_VERSION:
+            raise ValueError("not a fakeai metrics region of this version")
+        self.pid = self._header[_PID]
+        self.key_capacity = self._header[_KEY_CAPACITY]
+        self.cell_capacity = self._header[_CELL_CAPACITY]
+        self.journal_capacity = self._header[_JOURNAL_CAPACITY]
+        self.window_seconds = window_field[0]
+        self._keys = &self._view[_HEADER_BYTES]
+        self._cells = <double*>&self._view[_HEADER_BYTES + self.key_capacity * _KEY_BYTES]
+        self._journal = <Record*>&self._view[_HEADER_BYTES + self.key_capacity * _KEY_BYTES + self.cell_capacity * 8]
+        self._key_index = {}
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def key(self, str name, Py_ssize_t cells=1):
+        found = self._key_index.get(name)
+        if found is not None:
+            return found
+        cdef bytes encoded = name.encode()
+        if len(encoded) > _KEY_NAME_BYTES:
+            raise ValueError(f"metric key longer than {_KEY_NAME_BYTES} bytes: {name!r}")
+        cdef unsigned long long keys_used = self._header[_KEYS_USED], cells_used = self._header[_CELLS_USED]
+        if <Py_ssize_t>keys_used >= self.key_capacity or <Py_ssize_t>(cells_used + cells) > self.cell_capacity:
+            raise MemoryError("the metrics region is full")
+        cdef unsigned char* entry = self._keys + keys_used * _KEY_BYTES
+        (<unsigned int*>entry)[0] = <unsigned int>cells_used
+        (<unsigned int*>entry)[1] = <unsigned int>cells
+        memcpy(entry + 8, <const char*>encoded, len(encoded))
+        self._header[_CELLS_USED] = cells_used + cells
+        fakeai_store(&self._header[_KEYS_USED], keys_used + 1)
+        self._key_index[name] = <Py_ssize_t>cells_used
+        return <Py_ssize_t>cells_used
+
+    def add(self, Py_ssize_t cell, double value):
+        self._cells[cell] += value
+
+    def set(self, Py_ssize_t cell, double value):
+        self._cells[cell] = value
+
+    cdef inline void _begin(self) noexcept:
+        fakeai_store(&self._header[_SEQ], self._header[_SEQ] + 1)
+        fakeai_fence()
+
+    cdef inline void _end(self) noexcept:
+        fakeai_fence()
+        fakeai_store(&self._header[_SEQ], self._header[_SEQ] + 1)
+
+    def begin(self):
+        self._begin()
+
+    def end(self):
+        self._end()
+
+    def observe(self, Py_ssize_t block, bounds, double value):
+        cdef Py_ssize_t size = len(bounds), bucket = size, index
+        for index in range(size):
+            if value <= bounds[index]:
+                bucket = index
+                break
+        self._cells[block + bucket] += 1.0
+        self._cells[block + size + 1] += value
+        self._cells[block + size + 2] += 1.0
+
+    cdef inline void _observe(self, Py_ssize_t block, const double* bounds, Py_ssize_t size, double value) noexcept:
+        cdef Py_ssize_t low = 0, high = size, middle
+        while low < high:
+            middle = (low + high) >> 1
+            if bounds[middle] < value:
+                low = middle + 1
+            else:
+                high = middle
+        self._cells[block + low] += 1.0
+        self._cells[block + size + 1] += value
+        self._cells[block + size + 2] += 1.0
+
+    cdef void _append(self, Record* record) noexcept:
+        cdef unsigned long long written = self._header[_JOURNAL_WRITTEN]
+        cdef Record* slot = &self._journal[written % <unsigned long long>self.journal_capacity]
+        if written >= <unsigned long long>self.journal_capacity and (
+                slot.finished_at > record.finished_at - self.window_seconds):
+            self._header[_DROPPED] += 1
+        memcpy(slot, record, sizeof(Record))
+        fakeai_store(&self._header[_JOURNAL_WRITTEN], written + 1)
+
+    def append(self, tuple record):
+        cdef Record item
+        (item.finished_at, item.duration, item.ttft, item.itl, item.prompt_tokens, item.completion_tokens,
+         item.endpoint_id, item.status, item.stream, item.flags, item.kv_prompt, item.kv_cached, item.kv_oracle,
+         item.kv_worker) = record
+        self._append(&item)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def keys(self):
+        cdef Py_ssize_t index, used = fakeai_load(&self._header[_KEYS_USED])
+        cdef unsigned char* entry
+        result = []
+        for index in range(used):
+            entry = self._keys + index * _KEY_BYTES
+            name = (<bytes>(<char*>entry + 8)[:_KEY_NAME_BYTES]).rstrip(b"\0").decode()
+            result.append((name, (<unsigned int*>entry)[0], (<unsigned int*>entry)[1]))
+        return result
+
+    def cells(self):
+        cdef Py_ssize_t count = self.cell_capacity, used = 0, attempts = 0, index
+        cdef double* copy = <double*>PyMem_Malloc(max(count, 1) * sizeof(double))
+        cdef unsigned long long before
+        if copy == NULL:
+            raise MemoryError()
+        try:
+            while True:
+                before = fakeai_load(&self._header[_SEQ])
+                if not before & 1:
+                    used = fakeai_load(&self._header[_CELLS_USED])
+                    memcpy(copy, self._cells, used * sizeof(double))
+                    fakeai_fence()
+                    if fakeai_load(&self._header[_SEQ]) == before:
+                        break
+                attempts += 1
+                if attempts % 1024 == 0 and not process_alive(self.pid):
+                    used = fakeai_load(&self._header[_CELLS_USED])
+                    memcpy(copy, self._cells, used * sizeof(double))  # died mid-update: as it is
+                    break
+            return [copy[index] for index in range(used)]
+        finally:
+            PyMem_Free(copy)
+
+    def seq(self):
+        return fakeai_load(&self._header[_SEQ])
+
+    def journal_written(self):
+        return fakeai_load(&self._header[_JOURNAL_WRITTEN])
+
+    def dropped(self):
+        return self._header[_DROPPED]
+
+    cdef Record* _copy_since(self, unsigned long long start, unsigned long long* first_out,
+                             unsigned long long* count_out, unsigned long long* end_out) except NULL:
+        """Copy the records from index ``start`` on that the ring still holds; keep only those
+        the writer cannot have overwritten while they were copied (``*first_out`` is the index
+        of the first kept, ``*count_out`` how many). The caller frees the copy."""
+        cdef unsigned long long end = fakeai_load(&self._header[_JOURNAL_WRITTEN])
+        cdef unsigned long long capacity = self.journal_capacity
+        cdef unsigned long long first = max(start, end - capacity if end > capacity else 0)
+        cdef unsigned long long count = end - first if end > first else 0, index, safe_from, skip
+        cdef Record* copy = <Record*>PyMem_Malloc(max(count, 1) * sizeof(Record))
+        if copy == NULL:
+            raise MemoryError()
+        for index in range(count):
+            memcpy(&copy[index], &self._journal[(first + index) % capacity], sizeof(Record))
+        fakeai_fence()
+        safe_from = fakeai_load(&self._header[_JOURNAL_WRITTEN])
+        safe_from = safe_from - capacity if safe_from > capacity else 0
+        skip = min(safe_from - first if safe_from > first else 0, count)
+        if skip:
+            memmove(copy, copy + skip, (count - skip) * sizeof(Record))
+        first_out[0] = first + skip
+        count_out[0] = count - skip
+        end_out[0] = end
+        return copy
+
+    def records(self, unsigned long long start):
+        cdef unsigned long long first, count, end, index
+        cdef Record* copy = self._copy_since(start, &first, &count, &end)
+        cdef Record* item
+        try:
+            records = []
+            for index in range(count):
+                item = &copy[index]
+                records.append((item.finished_at, item.duration, item.ttft, item.itl, item.prompt_tokens,
+                                item.completion_tokens, item.endpoint_id, item.status, item.stream, item.flags,
+                                item.kv_prompt, item.kv_cached, item.kv_oracle, item.kv_worker))
+            return records, first, first - start
+        finally:
+            PyMem_Free(copy)
+
+    cdef int _replay(self, Record* copy, Py_ssize_t count, dict endpoints, SlidingWindow ttft_window,
+                     SlidingWindow tps_window, SlidingWindow itl_window, SlidingWindow kv_prompt_window,
+                     SlidingWindow kv_cached_window, SlidingWindow kv_oracle_window,
+                     SlidingWindow kv_hit_window) except -1:
+        cdef Py_ssize_t index
+        cdef Record* item
+        cdef object windows
+        cdef unsigned int last_id = 0xFFFFFFFF
+        cdef SlidingWindow latency = None, errors = None, prompt = None, completion = None
+        for index in range(count):
+            item = &copy[index]
+            if item.endpoint_id != last_id:
+                windows = endpoints.get(item.endpoint_id)
+                last_id = item.endpoint_id
+                if windows is None:
+                    latency = None
+                else:
+                    latency, errors, prompt, completion = windows
+            if latency is None:
+                continue
+            latency._push(item.finished_at, item.duration)
+            prompt._push(item.finished_at, item.prompt_tokens)
+            completion._push(item.finished_at, item.completion_tokens)
+            if item.status >= 400:
+                errors._push(item.finished_at, item.duration)
+            if item.stream != STREAM_PLAIN_:
+                if item.ttft == item.ttft:
+                    ttft_window._push(item.finished_at, item.ttft)
+                if item.itl == item.itl:
+                    itl_window._push(item.finished_at, item.itl)
+                if item.duration > 0.0 and item.completion_tokens and isfinite(item.completion_tokens / item.duration):
+                    tps_window._push(item.finished_at, item.completion_tokens / item.duration)
+            if item.flags & 1:
+                kv_prompt_window._push(item.finished_at, item.kv_prompt)
+                kv_cached_window._push(item.finished_at, item.kv_cached)
+                kv_oracle_window._push(item.finished_at, item.kv_oracle)
+                if item.kv_cached:
+                    kv_hit_window._push(item.finished_at, item.kv_cached)
+        return 0
+
+    def replay(self, unsigned long long start, dict endpoints, tuple streaming, tuple kv):
+        """Journal records from index ``start`` into windows (see the twin's ``replay``);
+        ``(the next index to read, records lost)``."""
+        cdef unsigned long long first, count, end
+        cdef Record* copy = self._copy_since(start, &first, &count, &end)
+        try:
+            self._replay(copy, count, endpoints, streaming[0], streaming[1], streaming[2], kv[0], kv[1], kv[2], kv[3])
+            return end, first - start
+        finally:
+            PyMem_Free(copy)
+
+
+# ---------------------------------------------------------------------------------------
+# The writer: one process's cells and journal records
+# ---------------------------------------------------------------------------------------
+
+cdef class _Bounds:
+    cdef double* values
+    cdef Py_ssize_t size
+    cdef readonly tuple bounds
+
+    def __cinit__(self, bounds):
+        self.bounds = tuple(float(bound) for bound in bounds)
+        self.size = len(self.bounds)
+        self.values = <double*>PyMem_Malloc(max(self.size, 1) * sizeof(double))
+        if self.values == NULL:
+            raise MemoryError()
+        cdef Py_ssize_t index
+        for index in range(self.size):
+            self.values[index] = self.bounds[index]
+
+    def __dealloc__(self):
+        PyMem_Free(self.values)
+
+
+cdef class EndpointCells:
+    """One endpoint's cells; see ``fakeai._region_py.EndpointCells``."""
+
+    cdef object _writer
+    cdef readonly str name
+    cdef readonly Py_ssize_t requests, id, prompt, completion
+    cdef readonly Py_ssize_t duration_histogram, prompt_histogram, completion_histogram
+    cdef readonly dict errors
+    cdef readonly bint lossy
+
+    def __init__(self, writer, str name):
+        self._writer = writer
+        self.name = name
+        cell = writer.cell
+        self.requests = cell(f"c|requests|{name}")
+        self.id = self.requests
+        self.prompt = cell(f"c|prompt_tokens|{name}")
+        self.completion = cell(f"c|completion_tokens|{name}")
+        self.duration_histogram = cell(f"h|duration|{name}", len(writer.duration_bounds) + 3)
+        self.prompt_histogram = cell(f"h|prompt_tokens|{name}", len(writer.token_bounds) + 3)
+        self.completion_histogram = cell(f"h|completion_tokens|{name}", len(writer.token_bounds) + 3)
+        self.errors = {}
+        self.lossy = writer.spill in (self.requests, self.prompt, self.completion, self.duration_histogram,
+                                      self.prompt_histogram, self.completion_histogram)
+
+    def error_cell(self, int status):
+        cell = self.errors.get(status)
+        if cell is None:
+            cell = self._writer.cell(f"c|errors|{self.name}|{status}")
+            if cell != self._writer.spill:  # no room: tried again (and counted) next time
+                self.errors[status] = cell
+        return cell
+
+
+cdef class ModelCells:
+    """One model's cells; see ``fakeai._region_py.ModelCells``."""
+
+    cdef object _writer
+    cdef readonly str name
+    cdef readonly Py_ssize_t running, prompt, generation, ttft, itl, e2e, prompt_histogram, generation_histogram
+    cdef readonly dict success
+    cdef readonly bint lossy
+
+    def __init__(self, writer, str name):
+        self._writer = writer
+        self.name = name
+        cell = writer.cell
+        duration, tokens = len(writer.duration_bounds) + 3, len(writer.token_bounds) + 3
+        self.running = cell(f"g|running|{name}")
+        self.prompt = cell(f"c|model_prompt_tokens|{name}")
+        self.generation = cell(f"c|model_generation_tokens|{name}")
+        self.ttft = cell(f"h|model_ttft|{name}", duration)
+        self.itl = cell(f"h|model_itl|{name}", len(writer.inter_token_bounds) + 3)
+        self.e2e = cell(f"h|model_e2e|{name}", duration)
+        self.prompt_histogram = cell(f"h|model_prompt_tokens|{name}", tokens)
+        self.generation_histogram = cell(f"h|model_generation_tokens|{name}", tokens)
+        self.success = {}
+        self.lossy = writer.spill in (self.running, self.prompt, self.generation, self.ttft, self.itl, self.e2e,
+                                      self.prompt_histogram, self.generation_histogram)
+
+    def success_cell(self, str reason):
+        cell = self.success.get(reason)
+        if cell is None:
+            cell = self._writer.cell(f"c|success|{self.name}|{reason}")
+            if cell != self._writer.spill:
+                self.success[reason] = cell
+        return cell
+
+
+cdef class MetricsWriter:
+    """What one process records into its region; see ``fakeai._region_py.MetricsWriter``."""
+
+    cdef readonly Region region
+    cdef _Bounds _duration, _tokens, _inter_token
+    cdef dict _endpoints, _models, _kv, _evictions_seen
+    cdef readonly Py_ssize_t active_streams, completed_streams, failed_streams
+    cdef readonly Py_ssize_t tokens_per_second_sum, tokens_per_second_count, stream_ttft, stream_itl
+    cdef readonly Py_ssize_t kv_hit_requests, kv_oracle, spill, unrecorded
+
+    def __init__(self, Region region, duration_bounds, token_bounds, inter_token_bounds):
+        self.region = region
+        self._duration = _Bounds(duration_bounds)
+        self._tokens = _Bounds(token_bounds)
+        self._inter_token = _Bounds(inter_token_bounds)
+        self._endpoints = {}
+        self._models = {}
+        self._kv = {}
+        self._evictions_seen = {}
+        self.spill = region.key("s|spill", max(self._duration.size, self._tokens.size, self._inter_token.size) + 3)
+        self.unrecorded = region.key("c|unrecorded_figures")
+        self.active_streams = region.key("g|active_streams")
+        self.completed_streams = region.key("c|streams|completed")
+        self.failed_streams = region.key("c|streams|failed")
+        self.tokens_per_second_sum = region.key("c|stream_tokens_per_second_sum")
+        self.tokens_per_second_count = region.key("c|stream_tokens_per_second_count")
+        self.stream_ttft = region.key("h|stream_ttft", self._duration.size + 3)
+        self.stream_itl = region.key("h|stream_itl", self._inter_token.size + 3)
+        self.kv_hit_requests = region.key("c|kv_hit_requests")
+        self.kv_oracle = region.key("c|kv_oracle_cached_tokens")
+
+    @property
+    def duration_bounds(self):
+        return self._duration.bounds
+
+    @property
+    def token_bounds(self):
+        return self._tokens.bounds
+
+    @property
+    def inter_token_bounds(self):
+        return self._inter_token.bounds
+
+    def cell(self, str name, Py_ssize_t cells=1):
+        """The first cell of key ``name``, or the spill block (counted); see the twin's ``cell``."""
+        try:
+            return self.region.key(name, cells)
+        except (MemoryError, ValueError):
+            self.region._cells[self.unrecorded] += 1.0
+            return self.spill
+
+    def endpoint(self, str name):
+        cells = self._endpoints.get(name)
+        if cells is None:
+            cells = EndpointCells(self, name)
+            if not (<EndpointCells>cells).lossy:  # else made again (and its loss counted) at each use
+                self._endpoints[name] = cells
+        return cells
+
+    def model(self, str name):
+        cells = self._models.get(name)
+        if cells is None:
+            cells = ModelCells(self, name)
+            if not (<ModelCells>cells).lossy:
+                self._models[name] = cells
+        return cells
+
+    def kv_worker(self, int worker):
+        cells = self._kv.get(worker)
+        if cells is None:
+            cell = self.cell
+            cells = tuple(
+                cell(f"{kind}|kv_{name}|{worker}") for kind, name in (
+                    ("c", "routed"), ("c", "prompt_tokens"), ("c", "cached_tokens"),
+                    ("g", "blocks"), ("g", "capacity_blocks"), ("g", "active_requests"), ("c", "evictions")))
+            if self.spill not in cells:
+                self._kv[worker] = cells
+        return cells
+
+    def started(self, ModelCells model):
+        self.region._cells[model.running] += 1.0
+
+    def start(self, str model):
+        """``started(model(name))`` in one call; returns the model's cells."""
+        cdef ModelCells cells = self._models.get(model)
+        if cells is None:
+            cells = self.model(model)
+        self.region._cells[cells.running] += 1.0
+        return cells
+
+    def running(self):
+        """Requests running in this process (its models' running cells, summed)."""
+        cdef double total = 0.0
+        cdef ModelCells cells
+        for cells in self._models.values():
+            total += self.region._cells[cells.running]
+        return <long long>total
+
+    def stream_started(self):
+        self.region._cells[self.active_streams] += 1.0
+
+    def kv_state(self, int worker, long long blocks, long long capacity, long long active, long long evictions):
+        cdef tuple cells = self._kv.get(worker)
+        if cells is None:
+            cells = self.kv_worker(worker)
+        self._kv_state(cells, worker, blocks, capacity, active, evictions)
+
+    cdef int _kv_state(self, tuple cells, int worker, long long blocks, long long capacity, long long active,
+                       long long evictions) except -1:
+        cdef double* values = self.region._cells
+        values[<Py_ssize_t>cells[3]] = blocks
+        values[<Py_ssize_t>cells[4]] = capacity
+        values[<Py_ssize_t>cells[5]] = active
+        cdef long long seen = self._evictions_seen.get(worker, 0)
+        if evictions != seen:
+            values[<Py_ssize_t>cells[6]] += evictions - seen
+            self._evictions_seen[worker] = evictions
+        return 0
+
+    cdef int _publish(self, tuple cells, int worker, tuple state) except -1:
+        cdef long long blocks, capacity, active, evictions
+        blocks, capacity, active, evictions = state
+        return self._kv_state(cells, worker, blocks, capacity, active, evictions)
+
+    def publish(self, int worker, tuple state not None):
+        """``kv_state`` with the four figures as one tuple; see the twin's ``publish``."""
+        cdef tuple cells = self._kv.get(worker)
+        if cells is None:
+            cells = self.kv_worker(worker)
+        self._publish(cells, worker, state)
+
+    def record(self, double now, double duration, int status, long long prompt_tokens, long long completion_tokens,
+               EndpointCells endpoint not None, ModelCells model=None, double ttft=NAN, double itl=NAN,
+               finish_reason=None, int stream=0, int kv_worker=-1, long long kv_prompt=0, long long kv_cached=0,
+               long long kv_oracle=0, tuple kv_state=None):
+        if prompt_tokens < 0:
+            raise ValueError(f"prompt_tokens must not be negative, got {prompt_tokens!r}")
+        if completion_tokens < 0:
+            raise ValueError(f"completion_tokens must not be negative, got {completion_tokens!r}")
+        if not isfinite(now):
+            raise ValueError(f"now must be a finite number, got {now!r}")
+        if not isfinite(duration):
+            raise ValueError(f"duration must be a finite number, got {duration!r}")
+        # cells a first-time status, reason or KV worker needs are allocated before the update
+        cdef Py_ssize_t error_cell = endpoint.error_cell(status) if status >= 400 else -1
+        cdef Py_ssize_t success_cell = -1
+        if model is not None and finish_reason is not None:
+            success_cell = model.success_cell(finish_reason)
+        cdef tuple kv_cells = self.kv_worker(kv_worker) if kv_worker >= 0 else None
+        cdef Region region = self.region
+        cdef double* cells = region._cells
+        cdef Record item
+        region._begin()
+        cells[endpoint.requests] += 1.0
+        cells[endpoint.prompt] += prompt_tokens
+        cells[endpoint.completion] += completion_tokens
+        region._observe(endpoint.duration_histogram, self._duration.values, self._duration.size, duration)
+        region._observe(endpoint.prompt_histogram, self._tokens.values, self._tokens.size, prompt_tokens)
+        region._observe(endpoint.completion_histogram, self._tokens.values, self._tokens.size, completion_tokens)
+        if error_cell >= 0:
+            cells[error_cell] += 1.0
+        if model is not None:
+            cells[model.running] -= 1.0
+            cells[model.prompt] += prompt_tokens
+            cells[model.generation] += completion_tokens
+            if success_cell >= 0:
+                cells[success_cell] += 1.0
+                region._observe(model.e2e, self._duration.values, self._duration.size, duration)
+                region._observe(model.prompt_histogram, self._tokens.values, self._tokens.size, prompt_tokens)
+                region._observe(model.generation_histogram, self._tokens.values, self._tokens.size,
+                                completion_tokens)
+                if ttft == ttft:
+                    region._observe(model.ttft, self._duration.values, self._duration.size, ttft)
+                if itl == itl:
+                    region._observe(model.itl, self._inter_token.values, self._inter_token.size, itl)
+        if stream != STREAM_PLAIN_:
+            cells[self.active_streams] -= 1.0
+            cells[self.completed_streams if stream == STREAM_COMPLETED_ else self.failed_streams] += 1.0
+            if ttft == ttft:
+                region._observe(self.stream_ttft, self._duration.values, self._duration.size, ttft)
+            if itl == itl:
+                region._observe(self.stream_itl, self._inter_token.values, self._inter_token.size, itl)
+            if duration > 0.0 and completion_tokens and isfinite(completion_tokens / duration):
+                cells[self.tokens_per_second_sum] += completion_tokens / duration
+                cells[self.tokens_per_second_count] += 1.0
+        if kv_cells is not None:
+            cells[<Py_ssize_t>kv_cells[0]] += 1.0
+            cells[<Py_ssize_t>kv_cells[1]] += kv_prompt
+            cells[<Py_ssize_t>kv_cells[2]] += kv_cached
+            if kv_cached:
+                cells[self.kv_hit_requests] += 1.0
+            cells[self.kv_oracle] += kv_oracle
+        region._end()
+        item.finished_at = now
+        item.duration = duration
+        item.ttft = ttft
+        item.itl = itl
+        item.prompt_tokens = <unsigned int>prompt_tokens
+        item.completion_tokens = <unsigned int>completion_tokens
+        item.endpoint_id = <unsigned int>endpoint.id
+        item.status = <unsigned short>status
+        item.stream = <unsigned char>stream
+        item.flags = 1 if kv_worker >= 0 else 0
+        item.kv_prompt = <unsigned int>kv_prompt
+        item.kv_cached = <unsigned int>kv_cached
+        item.kv_oracle = <unsigned int>kv_oracle
+        item.kv_worker = <unsigned int>(kv_worker if kv_worker >= 0 else 0)
+        region._append(&item)
+        if kv_state is not None:  # the worker's state after the request left it
+            if kv_cells is None:
+                kv_cells = self.kv_worker(kv_worker)
+            self._publish(kv_cells, kv_worker, kv_state)

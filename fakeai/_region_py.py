@@ -1,0 +1,509 @@
+"""Pure-Python metrics region and writer: the reference implementation of ``fakeai._region``.
+
+This module is the specification. The compiled kernel ``fakeai/_region.pyx`` must give
+exactly the same results (the equivalence tests feed both the same requests); the layout and
+the protocol both follow are in ``fakeai._layout``. The writer records plain numbers: what
+it shows of a simulated KV worker is handed to it (``kv_state``, ``publish``), never read
+from the simulation's objects.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from fakeai._layout import (
+    HEADER_BYTES,
+    HEADER_FIELDS,
+    KEY_BYTES,
+    KEY_NAME_BYTES,
+    RECORD,
+    REGION_MAGIC,
+    REGION_VERSION,
+    STREAM_COMPLETED,
+    STREAM_PLAIN,
+    process_alive,
+    region_bytes,
+)
+
+if TYPE_CHECKING:
+    from fakeai._window_py import SlidingWindow
+
+__all__ = ("EndpointCells", "MetricsWriter", "ModelCells", "Region", "region_bytes", "replay")
+
+_U64 = struct.Struct("=Q")
+_F64 = struct.Struct("=d")
+_KEY_HEAD = struct.Struct("=II")
+
+
+def _check_finite(name: str, number: float) -> float:
+    number = float(number)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {number!r}")
+    return number
+
+
+class Region:
+    """A metrics region over ``buffer`` (an mmap or bytearray of ``region_bytes(...)`` bytes).
+
+    ``create=True`` lays out a new, zeroed region owned by ``pid`` (this process writes it);
+    otherwise the region is read as it is (another process may be writing it).
+    """
+
+    def __init__(
+        self,
+        buffer,
+        *,
+        create: bool = False,
+        pid: int = 0,
+        key_capacity: int = 2048,
+        cell_capacity: int = 65536,
+        journal_capacity: int = 65536,
+        window_seconds: float = 5.0,
+    ) -> None:
+        self._buffer = buffer
+        view = memoryview(buffer)
+        if view.readonly:
+            raise ValueError("a region needs a writable buffer (readers copy, they do not write)")
+        self._view = view
+        if create:
+            if len(view) < region_bytes(key_capacity, cell_capacity, journal_capacity):
+                raise ValueError("the buffer is smaller than the region")
+            for name, value in (("version", REGION_VERSION), ("pid", pid), ("key_capacity", key_capacity),
+                                ("cell_capacity", cell_capacity), ("journal_capacity", journal_capacity)):
+                self._put(name, value)
+            _F64.pack_into(view, HEADER_FIELDS["window_seconds"], window_seconds)
+            self._put("magic", REGION_MAGIC)
+        elif self._get("magic") != REGION_MAGIC or self._get("version") != REGION_VERSION:
+            raise ValueError("not a fakeai metrics region of this version")
+        self.pid = self._get("pid")
+        self.key_capacity = self._get("key_capacity")
+        self.cell_capacity = self._get("cell_capacity")
+        self.journal_capacity = self._get("journal_capacity")
+        self.window_seconds = _F64.unpack_from(view, HEADER_FIELDS["window_seconds"])[0]
+        self._keys_at = HEADER_BYTES
+        self._cells_at = self._keys_at + self.key_capacity * KEY_BYTES
+        self._journal_at = self._cells_at + self.cell_capacity * 8
+        self._cells = view[self._cells_at : self._journal_at].cast("d")
+        self._key_index: dict[str, int] = {}
+
+    def _get(self, field: str) -> int:
+        return _U64.unpack_from(self._view, HEADER_FIELDS[field])[0]
+
+    def _put(self, field: str, value: int) -> None:
+        _U64.pack_into(self._view, HEADER_FIELDS[field], value)
+
+    # -- writing (the owning process only) -----------------------------------------------
+
+    def key(self, name: str, cells: int = 1) -> int:
+        """The first cell of ``name`` (``cells`` consecutive cells), allocated on first use."""
+        found = self._key_index.get(name)
+        if found is not None:
+            return found
+        encoded = name.encode()
+        if len(encoded) > KEY_NAME_BYTES:
+            raise ValueError(f"metric key longer than {KEY_NAME_BYTES} bytes: {name!r}")
+        keys_used, cells_used = self._get("keys_used"), self._get("cells_used")
+        if keys_used >= self.key_capacity or cells_used + cells > self.cell_capacity:
+            raise MemoryError("the metrics region is full")
+        entry = self._keys_at + keys_used * KEY_BYTES
+        _KEY_HEAD.pack_into(self._view, entry, cells_used, cells)
+        self._view[entry + 8 : entry + 8 + len(encoded)] = encoded
+        self._put("cells_used", cells_used + cells)
+        self._put("keys_used", keys_used + 1)  # published last
+        self._key_index[name] = cells_used
+        return cells_used
+
+    def add(self, cell: int, value: float) -> None:
+        self._cells[cell] += value
+
+    def set(self, cell: int, value: float) -> None:
+        self._cells[cell] = value
+
+    def begin(self) -> None:
+        self._put("seq", self._get("seq") + 1)
+
+    def end(self) -> None:
+        self._put("seq", self._get("seq") + 1)
+
+    def observe(self, block: int, bounds: Sequence[float], value: float) -> None:
+        """Histogram block: a count per bucket (``len(bounds) + 1``, the last +Inf), then sum, count."""
+        bucket = len(bounds)
+        for index, bound in enumerate(bounds):
+            if value <= bound:
+                bucket = index
+                break
+        cells = self._cells
+        cells[block + bucket] += 1.0
+        cells[block + len(bounds) + 1] += value
+        cells[block + len(bounds) + 2] += 1.0
+
+    def append(self, record: tuple) -> None:
+        """Add a record to the journal (overwriting the oldest once full)."""
+        written = self._get("journal_written")
+        slot = written % self.journal_capacity
+        at = self._journal_at + slot * RECORD.size
+        if written >= self.journal_capacity:
+            finished_at = _F64.unpack_from(self._view, at)[0]
+            if finished_at > record[0] - self.window_seconds:  # overwritten while still in its window
+                self._put("dropped", self._get("dropped") + 1)
+        RECORD.pack_into(self._view, at, *record)
+        self._put("journal_written", written + 1)  # published last
+
+    # -- reading (any process) -----------------------------------------------------------
+
+    def keys(self) -> list[tuple[str, int, int]]:
+        """``(name, first cell, cells)`` of every published key."""
+        result = []
+        for index in range(self._get("keys_used")):
+            entry = self._keys_at + index * KEY_BYTES
+            first, count = _KEY_HEAD.unpack_from(self._view, entry)
+            name = bytes(self._view[entry + 8 : entry + KEY_BYTES]).rstrip(b"\0").decode()
+            result.append((name, first, count))
+        return result
+
+    def cells(self) -> list[float]:
+        """A consistent copy of the cells allocated so far (no update half applied).
+
+        Retries while the writer is changing them; only a writer that died mid-update (checked
+        every 1024 attempts) gets its cells taken as they are. Read ``keys`` after this: every
+        change in the copy was made after its key was published (ignore keys beyond the copy:
+        their cells were still zero).
+        """
+        attempts = 0
+        while True:
+            before = self._get("seq")
+            if before % 2 == 0:
+                copy = self._cells[: self._get("cells_used")].tolist()
+                if self._get("seq") == before:
+                    return copy
+            attempts += 1
+            if attempts % 1024 == 0 and not process_alive(self.pid):
+                return self._cells[: self._get("cells_used")].tolist()
+
+    def seq(self) -> int:
+        return self._get("seq")
+
+    def journal_written(self) -> int:
+        return self._get("journal_written")
+
+    def dropped(self) -> int:
+        return self._get("dropped")
+
+    def replay(self, start: int, endpoints: dict, streaming: tuple, kv: tuple) -> tuple[int, int]:
+        """Journal records from index ``start`` into windows (see ``replay``); ``(the next index
+        to read, records lost)``."""
+        records, first, lost = self.records(start)
+        replay(records, endpoints, streaming, kv)
+        return first + len(records), lost
+
+    def records(self, start: int) -> tuple[list[tuple], int, int]:
+        """``(records from index start on, index of the first returned, lost)``: records the
+        ring no longer holds (or that were overwritten while copied) are ``lost``."""
+        end = self._get("journal_written")
+        first = max(start, end - self.journal_capacity)
+        raw = []
+        for index in range(first, end):
+            at = self._journal_at + (index % self.journal_capacity) * RECORD.size
+            raw.append(bytes(self._view[at : at + RECORD.size]))
+        safe_from = self._get("journal_written") - self.journal_capacity  # what may have been overwritten since
+        skip = max(0, safe_from - first)
+        records = [RECORD.unpack(item) for item in raw[skip:]]
+        return records, first + skip, (first + skip) - start
+
+
+def _check_count(name: str, value: int) -> int:
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {value!r}")
+    return int(value)
+
+
+class EndpointCells:
+    """One endpoint's cells in a region: counters, errors by status, three histograms.
+
+    Made by ``writer.endpoint(name)``; a cell the region had no room for is the writer's
+    spill block (``lossy`` is then true, see ``MetricsWriter.cell``).
+    """
+
+    __slots__ = ("completion", "completion_histogram", "duration_histogram", "errors", "id", "lossy", "name", "prompt",
+                 "prompt_histogram", "requests", "_writer")
+
+    def __init__(self, writer: MetricsWriter, name: str):
+        self._writer = writer
+        self.name = name
+        cell = writer.cell
+        self.requests = cell(f"c|requests|{name}")
+        self.id = self.requests
+        """The endpoint's id in journal records (unique in its region)."""
+        self.prompt = cell(f"c|prompt_tokens|{name}")
+        self.completion = cell(f"c|completion_tokens|{name}")
+        self.duration_histogram = cell(f"h|duration|{name}", len(writer.duration_bounds) + 3)
+        self.prompt_histogram = cell(f"h|prompt_tokens|{name}", len(writer.token_bounds) + 3)
+        self.completion_histogram = cell(f"h|completion_tokens|{name}", len(writer.token_bounds) + 3)
+        self.errors: dict[int, int] = {}
+        self.lossy = writer.spill in (self.requests, self.prompt, self.completion, self.duration_histogram,
+                                      self.prompt_histogram, self.completion_histogram)
+
+    def error_cell(self, status: int) -> int:
+        cell = self.errors.get(status)
+        if cell is None:
+            cell = self._writer.cell(f"c|errors|{self.name}|{status}")
+            if cell != self._writer.spill:  # no room: tried again (and counted) next time
+                self.errors[status] = cell
+        return cell
+
+
+class ModelCells:
+    """One model's cells: running (a gauge), token counters, successes by finish reason, five histograms.
+
+    ``name`` is the model's label in its keys (the registry's, never a raw model name: see
+    ``fakeai.metrics.labels``). Made by ``writer.model(name)``; ``lossy`` as for an endpoint.
+    """
+
+    __slots__ = ("e2e", "generation", "generation_histogram", "itl", "lossy", "name", "prompt", "prompt_histogram",
+                 "running", "success", "ttft", "_writer")
+
+    def __init__(self, writer: MetricsWriter, name: str):
+        self._writer = writer
+        self.name = name
+        cell = writer.cell
+        duration, tokens = len(writer.duration_bounds) + 3, len(writer.token_bounds) + 3
+        self.running = cell(f"g|running|{name}")
+        self.prompt = cell(f"c|model_prompt_tokens|{name}")
+        self.generation = cell(f"c|model_generation_tokens|{name}")
+        self.ttft = cell(f"h|model_ttft|{name}", duration)
+        self.itl = cell(f"h|model_itl|{name}", len(writer.inter_token_bounds) + 3)
+        self.e2e = cell(f"h|model_e2e|{name}", duration)
+        self.prompt_histogram = cell(f"h|model_prompt_tokens|{name}", tokens)
+        self.generation_histogram = cell(f"h|model_generation_tokens|{name}", tokens)
+        self.success: dict[str, int] = {}
+        self.lossy = writer.spill in (self.running, self.prompt, self.generation, self.ttft, self.itl, self.e2e,
+                                      self.prompt_histogram, self.generation_histogram)
+
+    def success_cell(self, reason: str) -> int:
+        cell = self.success.get(reason)
+        if cell is None:
+            cell = self._writer.cell(f"c|success|{self.name}|{reason}")
+            if cell != self._writer.spill:
+                self.success[reason] = cell
+        return cell
+
+
+class MetricsWriter:
+    """What one process records into its region; one call per finished request.
+
+    ``record`` adds, between the two ``seq`` increments: the endpoint's request, token
+    counters, histograms and (status >= 400) errors by status; for a model, the end of a
+    running request, its tokens and, when it succeeded (a finish reason), the reason and
+    the model's histograms (NaN TTFT or ITL: not observed); for a stream (``stream`` 1
+    completed, 2 failed), the end of an active stream, its outcome, TTFT and ITL histograms
+    and tokens per second (when it lasted and sent tokens); for a routed request
+    (``kv_worker`` >= 0), the worker's routed requests, prompt and cached tokens, the hit
+    requests and the oracle's tokens. Then the journal record, and (with ``kv_state``, the
+    worker's ``(blocks, capacity, active, evictions)`` after the request left it) the KV
+    worker's state, as ``publish`` records it.
+
+    Every cell is made by ``cell``: a key the region has no room for (or cannot name) never
+    raises into a request; its figure goes to the spill block ``s|spill`` (written, never
+    read) and ``c|unrecorded_figures`` counts it, each time it is tried. The registry bounds
+    what it asks for so that this does not happen (``fakeai.metrics.labels``).
+    """
+
+    def __init__(self, region: Region, duration_bounds: Sequence[float], token_bounds: Sequence[float],
+                 inter_token_bounds: Sequence[float]):
+        self.region = region
+        self.duration_bounds = tuple(duration_bounds)
+        self.token_bounds = tuple(token_bounds)
+        self.inter_token_bounds = tuple(inter_token_bounds)
+        self._endpoints: dict[str, EndpointCells] = {}
+        self._models: dict[str, ModelCells] = {}
+        self._kv: dict[int, tuple[int, ...]] = {}
+        self._evictions_seen: dict[int, int] = {}
+        key = region.key
+        self.spill = key("s|spill", max(len(self.duration_bounds), len(self.token_bounds),
+                                        len(self.inter_token_bounds)) + 3)
+        """The block a figure goes to when its key could not be made (the largest histogram's size)."""
+        self.unrecorded = key("c|unrecorded_figures")
+        self.active_streams = key("g|active_streams")
+        self.completed_streams = key("c|streams|completed")
+        self.failed_streams = key("c|streams|failed")
+        self.tokens_per_second_sum = key("c|stream_tokens_per_second_sum")
+        self.tokens_per_second_count = key("c|stream_tokens_per_second_count")
+        self.stream_ttft = key("h|stream_ttft", len(self.duration_bounds) + 3)
+        self.stream_itl = key("h|stream_itl", len(self.inter_token_bounds) + 3)
+        self.kv_hit_requests = key("c|kv_hit_requests")
+        self.kv_oracle = key("c|kv_oracle_cached_tokens")
+
+    def cell(self, name: str, cells: int = 1) -> int:
+        """The first cell of key ``name`` (made on first use), or the spill block, counted in
+        ``unrecorded_figures``, when the region has no room for it or it is too long."""
+        try:
+            return self.region.key(name, cells)
+        except (MemoryError, ValueError):
+            self.region.add(self.unrecorded, 1.0)
+            return self.spill
+
+    def endpoint(self, name: str) -> EndpointCells:
+        cells = self._endpoints.get(name)
+        if cells is None:
+            cells = EndpointCells(self, name)
+            if not cells.lossy:  # else made again (and its loss counted) at each use
+                self._endpoints[name] = cells
+        return cells
+
+    def model(self, name: str) -> ModelCells:
+        cells = self._models.get(name)
+        if cells is None:
+            cells = ModelCells(self, name)
+            if not cells.lossy:
+                self._models[name] = cells
+        return cells
+
+    def kv_worker(self, worker: int) -> tuple[int, ...]:
+        """Cells of a simulated KV worker: routed, prompt, cached (counters); blocks, capacity,
+        active (gauges); evictions (a counter)."""
+        cells = self._kv.get(worker)
+        if cells is None:
+            cell = self.cell
+            cells = tuple(
+                cell(f"{kind}|kv_{name}|{worker}") for kind, name in (
+                    ("c", "routed"), ("c", "prompt_tokens"), ("c", "cached_tokens"),
+                    ("g", "blocks"), ("g", "capacity_blocks"), ("g", "active_requests"), ("c", "evictions")))
+            if self.spill not in cells:
+                self._kv[worker] = cells
+        return cells
+
+    def started(self, model: ModelCells) -> None:
+        self.region.add(model.running, 1.0)
+
+    def start(self, model: str) -> ModelCells:
+        """``started(model(name))`` in one call; returns the model's cells."""
+        cells = self.model(model)
+        self.started(cells)
+        return cells
+
+    def running(self) -> int:
+        """Requests running in this process (its models' running cells, summed)."""
+        return int(sum(self.region._cells[cells.running] for cells in self._models.values()))
+
+    def stream_started(self) -> None:
+        self.region.add(self.active_streams, 1.0)
+
+    def kv_state(self, worker: int, blocks: int, capacity: int, active: int, evictions: int) -> None:
+        """A simulated KV worker's state now (gauges) and its evictions so far (the counter
+        advances by the difference to the last call: it keeps counting across restarts)."""
+        cells = self.kv_worker(worker)
+        for cell, value in zip(cells[3:6], (blocks, capacity, active)):
+            self.region.set(cell, float(value))
+        self.region.add(cells[6], float(evictions - self._evictions_seen.get(worker, 0)))
+        self._evictions_seen[worker] = evictions
+
+    def record(self, now: float, duration: float, status: int, prompt_tokens: int, completion_tokens: int,
+               endpoint: EndpointCells, model: ModelCells | None = None, ttft: float = math.nan,
+               itl: float = math.nan, finish_reason: str | None = None, stream: int = STREAM_PLAIN,
+               kv_worker: int = -1, kv_prompt: int = 0, kv_cached: int = 0, kv_oracle: int = 0,
+               kv_state: tuple[int, int, int, int] | None = None) -> None:
+        prompt_tokens = _check_count("prompt_tokens", prompt_tokens)
+        completion_tokens = _check_count("completion_tokens", completion_tokens)
+        _check_finite("now", now)
+        _check_finite("duration", duration)
+        # cells a first-time status, reason or KV worker needs are allocated before the update
+        error_cell = endpoint.error_cell(status) if status >= 400 else None
+        success_cell = model.success_cell(finish_reason) if model is not None and finish_reason is not None else None
+        kv_cells = self.kv_worker(kv_worker) if kv_worker >= 0 else None
+        region = self.region
+        add, observe = region.add, region.observe
+        region.begin()
+        add(endpoint.requests, 1.0)
+        add(endpoint.prompt, prompt_tokens)
+        add(endpoint.completion, completion_tokens)
+        observe(endpoint.duration_histogram, self.duration_bounds, duration)
+        observe(endpoint.prompt_histogram, self.token_bounds, prompt_tokens)
+        observe(endpoint.completion_histogram, self.token_bounds, completion_tokens)
+        if error_cell is not None:
+            add(error_cell, 1.0)
+        if model is not None:
+            add(model.running, -1.0)
+            add(model.prompt, prompt_tokens)
+            add(model.generation, completion_tokens)
+            if success_cell is not None:
+                add(success_cell, 1.0)
+                observe(model.e2e, self.duration_bounds, duration)
+                observe(model.prompt_histogram, self.token_bounds, prompt_tokens)
+                observe(model.generation_histogram, self.token_bounds, completion_tokens)
+                if not math.isnan(ttft):
+                    observe(model.ttft, self.duration_bounds, ttft)
+                if not math.isnan(itl):
+                    observe(model.itl, self.inter_token_bounds, itl)
+        if stream != STREAM_PLAIN:
+            add(self.active_streams, -1.0)
+            add(self.completed_streams if stream == STREAM_COMPLETED else self.failed_streams, 1.0)
+            if not math.isnan(ttft):
+                observe(self.stream_ttft, self.duration_bounds, ttft)
+            if not math.isnan(itl):
+                observe(self.stream_itl, self.inter_token_bounds, itl)
+            if duration > 0.0 and completion_tokens and math.isfinite(completion_tokens / duration):
+                add(self.tokens_per_second_sum, completion_tokens / duration)
+                add(self.tokens_per_second_count, 1.0)
+        if kv_cells is not None:
+            routed, prompt_cell, cached_cell = kv_cells[:3]
+            add(routed, 1.0)
+            add(prompt_cell, kv_prompt)
+            add(cached_cell, kv_cached)
+            if kv_cached:
+                add(self.kv_hit_requests, 1.0)
+            add(self.kv_oracle, kv_oracle)
+        region.end()
+        region.append((now, duration, ttft, itl, prompt_tokens, completion_tokens, endpoint.id, status, stream,
+                       1 if kv_worker >= 0 else 0, kv_prompt, kv_cached, kv_oracle, max(kv_worker, 0)))
+        if kv_state is not None:  # the worker's state after the request left it
+            self.publish(kv_worker, kv_state)
+
+    def publish(self, worker: int, state: tuple[int, int, int, int]) -> None:
+        """``kv_state`` with the four figures as one tuple ``(blocks, capacity, active,
+        evictions)``: what the simulation's ``PrefixCache.state()`` returns."""
+        blocks, capacity, active, evictions = state
+        self.kv_state(worker, blocks, capacity, active, evictions)
+
+
+def replay(records: Sequence[tuple], endpoints: dict[int, tuple[SlidingWindow, ...]], streaming: tuple[SlidingWindow, ...],
+           kv: tuple[SlidingWindow, ...]) -> None:
+    """Journal records into windows, as the registry reads them.
+
+    ``endpoints`` maps an endpoint id to its (latency, errors, prompt tokens, completion tokens)
+    windows; ``streaming`` is (TTFT, tokens per second, ITL); ``kv`` is (prompt tokens,
+    cached tokens, oracle tokens, cached tokens of hits). Per record, at its finish time:
+    the duration, tokens and (status >= 400) the duration as an error; for a stream, its TTFT
+    and ITL when known and its tokens per second when it lasted and sent tokens (and that is
+    a finite number); for a routed
+    request its KV figures (and its cached tokens again when it hit). A record whose endpoint
+    id is not in ``endpoints`` is skipped.
+    """
+    ttft_window, tps_window, itl_window = streaming
+    kv_prompt_window, kv_cached_window, kv_oracle_window, kv_hit_window = kv
+    for (now, duration, ttft, itl, prompt, completion, endpoint_id, status, stream, flags, kv_prompt, kv_cached,
+         kv_oracle, _) in records:
+        windows = endpoints.get(endpoint_id)
+        if windows is None:
+            continue
+        latency, errors, prompt_window, completion_window = windows
+        latency.record(now, duration)
+        prompt_window.record(now, prompt)
+        completion_window.record(now, completion)
+        if status >= 400:
+            errors.record(now, duration)
+        if stream != STREAM_PLAIN:
+            if not math.isnan(ttft):
+                ttft_window.record(now, ttft)
+            if not math.isnan(itl):
+                itl_window.record(now, itl)
+            if duration > 0.0 and completion and math.isfinite(completion / duration):
+                tps_window.record(now, completion / duration)
+        if flags & 1:
+            kv_prompt_window.record(now, kv_prompt)
+            kv_cached_window.record(now, kv_cached)
+            kv_oracle_window.record(now, kv_oracle)
+            if kv_cached:
+                kv_hit_window.record(now, kv_cached)

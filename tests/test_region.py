@@ -1,0 +1,200 @@
+"""The metrics-region kernel: cells, journal, the writer and replay, in both implementations,
+then their equivalence (and a reader racing a writer in another process)."""
+
+from __future__ import annotations
+
+import math
+import mmap
+import multiprocessing
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fakeai._layout import region_bytes
+from fakeai.region import NO_EXTENSIONS
+from tests.conftest import COMPILED, PYTHON
+from tests.test_window import _same
+
+BOUNDS = ((0.1, 1.0, 10.0), (1.0, 10.0), (0.01, 0.1))  # duration, tokens, inter-token
+
+
+def _region(region_kernel, journal: int = 64, window: float = 5.0):
+    buffer = mmap.mmap(-1, region_bytes(256, 4096, journal))
+    region = region_kernel.Region(buffer, create=True, pid=os.getpid(), key_capacity=256, cell_capacity=4096,
+                                  journal_capacity=journal, window_seconds=window)
+    return region, region_kernel.MetricsWriter(region, *BOUNDS)
+
+
+def _cells(region) -> dict[str, list[float]]:
+    cells = region.cells()
+    return {name: cells[first : first + count] for name, first, count in region.keys() if first + count <= len(cells)}
+
+
+def test_histogram_blocks_have_inclusive_upper_bounds(region_kernel) -> None:
+    region, writer = _region(region_kernel)
+    endpoint = writer.endpoint("/e")
+    for duration in (0.1, 0.5, 1.0, 10.0, 11.0):
+        writer.record(1.0, duration, 200, 0, 0, endpoint)
+    # buckets le=0.1, le=1, le=10, +Inf; then sum and count
+    assert _cells(region)["h|duration|/e"] == [1.0, 2.0, 1.0, 1.0, 22.6, 5.0]
+    assert _cells(region)["c|requests|/e"] == [5.0]
+
+
+def test_the_writer_refuses_what_it_cannot_count(region_kernel) -> None:
+    region, writer = _region(region_kernel)
+    endpoint = writer.endpoint("/e")
+    with pytest.raises(ValueError):
+        writer.record(1.0, 0.1, 200, -1, 0, endpoint)
+    with pytest.raises(ValueError):
+        writer.record(math.nan, 0.1, 200, 1, 0, endpoint)
+    assert _cells(region)["c|requests|/e"] == [0.0] and region.journal_written() == 0
+
+
+def test_a_key_the_region_cannot_hold_is_counted_never_raised(region_kernel) -> None:
+    """A full region (or a key too long to name) never fails a request: the figure goes to the
+    spill block, is counted in ``c|unrecorded_figures`` each time, and nothing else changes."""
+    globals_keys = 11  # spill, unrecorded, 5 stream cells, 2 stream histograms, 2 KV totals
+    buffer = mmap.mmap(-1, region_bytes(globals_keys + 7, 4096, 64))
+    region = region_kernel.Region(buffer, create=True, pid=os.getpid(), key_capacity=globals_keys + 7,
+                                  cell_capacity=4096, journal_capacity=64, window_seconds=5.0)
+    writer = region_kernel.MetricsWriter(region, *BOUNDS)
+    endpoint = writer.endpoint("/e")  # 6 keys: room for one error status after it
+    assert not endpoint.lossy
+    writer.record(1.0, 0.1, 500, 1, 2, endpoint)
+    writer.record(1.0, 0.1, 503, 1, 2, endpoint)  # no room for its error counter
+    writer.record(1.0, 0.1, 503, 1, 2, endpoint)  # tried again, counted again
+    cells = _cells(region)
+    assert cells["c|requests|/e"] == [3.0]
+    assert cells["c|errors|/e|500"] == [1.0] and "c|errors|/e|503" not in cells
+    assert cells["c|unrecorded_figures"] == [2.0]
+    model = writer.model("m")  # no room for any of its 8 keys
+    assert model.lossy and model.running == writer.spill
+    writer.started(model)
+    writer.record(1.0, 0.1, 200, 1, 2, endpoint, model, math.nan, math.nan, "stop")
+    long_name = writer.endpoint("/" + "x" * 200)  # longer than a key can name
+    assert long_name.lossy
+    writer.record(1.0, 0.1, 200, 1, 2, long_name)
+    cells = _cells(region)
+    assert cells["c|requests|/e"] == [4.0]
+    assert cells["c|unrecorded_figures"] == [2.0 + 8 + 1 + 6]  # the model's keys, its reason, the endpoint's
+    assert len(region.keys()) == globals_keys + 7
+    assert not any("|m" in name or "xxx" in name for name, _, _ in region.keys())
+    assert region.journal_written() == 5
+
+
+def test_a_journal_that_wrapped_reports_what_it_lost(region_kernel, window_kernel) -> None:
+    region, writer = _region(region_kernel, journal=4, window=100.0)
+    endpoint = writer.endpoint("/e")
+    for index in range(10):
+        writer.record(float(index), 0.5, 200, 1, 1, endpoint)
+    records, first, lost = region.records(0)
+    assert (len(records), first, lost) == (4, 6, 6)
+    assert region.dropped() == 6, "overwritten while still inside their 100 s window"
+    windows = {endpoint.id: tuple(window_kernel.SlidingWindow(100.0) for _ in range(4))}
+    extra = (tuple(window_kernel.SlidingWindow(100.0) for _ in range(3)),
+             tuple(window_kernel.SlidingWindow(100.0) for _ in range(4)))
+    assert region.replay(2, windows, *extra) == (10, 4)
+    assert len(windows[endpoint.id][0]) == 4
+
+
+writer_op = st.tuples(
+    st.floats(min_value=0.0, max_value=2.0),  # clock advance
+    st.floats(min_value=0.0, max_value=50.0),  # duration
+    st.sampled_from([200, 200, 400, 429, 499, 500]),
+    st.integers(min_value=0, max_value=5000),
+    st.integers(min_value=0, max_value=5000),
+    st.sampled_from(["/a", "/b"]),
+    st.sampled_from([None, "x", "y"]),
+    st.sampled_from([0, 1, 2]),  # plain, completed stream, failed stream
+    st.one_of(st.none(), st.floats(min_value=0.0, max_value=5.0)),  # ttft
+    st.sampled_from([None, "stop", "length", "abort"]),
+    st.integers(min_value=-1, max_value=2),  # KV worker
+    st.integers(min_value=0, max_value=300),
+)
+
+
+@pytest.mark.skipif(NO_EXTENSIONS, reason="FAKEAI_NO_EXTENSIONS=1: only the Python twin is under test")
+@settings(max_examples=120, deadline=None)
+@given(ops=st.lists(writer_op, max_size=50))
+def test_compiled_region_matches_the_reference(ops: list) -> None:
+    results = []
+    for side in (COMPILED, PYTHON):
+        region, writer = _region(side.region, journal=16)
+        now = 0.0
+        for advance, duration, status, prompt, completion, path, model, stream, ttft, reason, kv, tokens in ops:
+            now += advance
+            cells = writer.model(model) if model else None
+            if cells is not None:
+                writer.started(cells)
+            if stream:
+                writer.stream_started()
+            ttft = math.nan if ttft is None or not stream else ttft
+            itl = (duration - ttft) / (completion - 1) if stream and completion > 1 and not math.isnan(ttft) else math.nan
+            # a KV worker's state: handed over with the request, after it, or as a tuple after it
+            state = (tokens, 1000, 1, tokens // 7)
+            writer.record(now, duration, status, prompt, completion, writer.endpoint(path), cells, ttft, itl,
+                          reason if cells is not None else None, stream, kv, tokens, tokens // 2, tokens // 2,
+                          state if kv >= 0 and tokens % 3 == 1 else None)
+            if kv >= 0 and tokens % 3 == 0:
+                writer.kv_state(kv, tokens, 1000, 1, 2)
+            elif kv >= 0 and tokens % 3 == 2:
+                writer.publish(kv, state)
+        ids = {writer.endpoint(path).id for path in ("/a", "/b")}
+        endpoints = {endpoint_id: tuple(side.window.SlidingWindow(3.0, 20) for _ in range(4)) for endpoint_id in ids}
+        streaming = tuple(side.window.SlidingWindow(3.0, 20) for _ in range(3))
+        kv_windows = tuple(side.window.SlidingWindow(3.0, 20) for _ in range(4))
+        position = region.replay(0, endpoints, streaming, kv_windows)
+        windows = [w.summary(now, (0.5, 0.9)) for group in (*endpoints.values(), streaming, kv_windows) for w in group]
+        results.append((region.keys(), region.cells(), region.dropped(), position, windows))
+    assert _same(results[0], results[1])
+
+
+def _hammer(region_path: str, records: int) -> None:
+    from fakeai.region import MetricsWriter, Region
+
+    with open(region_path, "r+b") as file:
+        buffer = mmap.mmap(file.fileno(), 0)
+    region = Region(buffer, create=True, pid=os.getpid(), key_capacity=256, cell_capacity=4096,
+                    journal_capacity=1024, window_seconds=5.0)
+    writer = MetricsWriter(region, *BOUNDS)
+    endpoint = writer.endpoint("/e")
+    for index in range(records):
+        writer.record(float(index), 0.5, 500 if index % 3 == 0 else 200, 2, 3, endpoint)
+
+
+def test_a_reader_never_sees_half_a_request_while_another_process_writes(tmp_path) -> None:
+    """A second process records as fast as it can; every copy this one takes is consistent:
+    as many requests as duration observations, and a third of them errors (rounded up)."""
+    from fakeai.region import Region
+
+    path = tmp_path / "region"
+    with open(path, "w+b") as file:
+        file.truncate(region_bytes(256, 4096, 1024))
+        buffer = mmap.mmap(file.fileno(), 0)
+    records = 100_000 if NO_EXTENSIONS else 1_000_000  # long enough to be read while it writes
+    writer = multiprocessing.get_context("fork").Process(target=_hammer, args=(str(path), records))
+    writer.start()
+    region = None
+    reads = 0
+    while True:
+        done = not writer.is_alive()
+        if region is None:
+            try:
+                region = Region(buffer)  # once the writer has published the layout
+            except ValueError:
+                assert not done, "the writer never created its region"
+                continue
+        cells = _cells(region)
+        if {"c|requests|/e", "c|prompt_tokens|/e", "h|duration|/e"} <= cells.keys():  # keys appear one by one
+            requests = cells["c|requests|/e"][0]
+            assert cells["h|duration|/e"][-1] == requests
+            assert cells["c|prompt_tokens|/e"][0] == 2 * requests
+            assert cells.get("c|errors|/e|500", [0.0])[0] == -(-requests // 3)
+            reads += not done  # copies taken while the writer was writing
+        if done:
+            break
+    writer.join()
+    assert writer.exitcode == 0 and requests == records
+    assert reads > 1, "the reader never caught the writer at work"
