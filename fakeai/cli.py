@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal, get_args, get_origin
 
 from fakeai.config import SettingsError, describe_settings, env_name, settings_from_env
+from fakeai.metrics.history_ring import ring_file_bytes
 from fakeai.metrics.regions import SHARED_DIR_ENV, pid_alive, region_file_bytes
 from fakeai.metrics.registry import STARTED_AT_ENV
 
@@ -87,8 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     # Every worker process records into a region in this directory and reads all of them,
-    # so any worker answers a scrape for the whole server; it goes when the server stops.
-    shared = _shared_metrics_dir(settings.workers * region_file_bytes(settings.max_window_samples))
+    # so any worker answers a scrape for the whole server; one of them writes the server's
+    # history ring there, which all of them serve. The directory goes when the server stops.
+    shared = _shared_metrics_dir(
+        settings.workers * region_file_bytes(settings.max_window_samples)
+        + ring_file_bytes(settings.history_seconds, settings.history_interval_seconds)
+    )
     os.environ[SHARED_DIR_ENV] = str(shared)
     os.environ[STARTED_AT_ENV] = repr(time.monotonic())
     # uvicorn shuts down on SIGINT/SIGTERM and then raises the signal again for the handler

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from fakeai.metrics import MetricsRegistry, MetricsSnapshot
     from fakeai.metrics.history import MetricsHistory
+    from fakeai.metrics.history_ring import SharedHistory
 
 __all__ = ("choose_format", "monitoring_handlers")
 
@@ -112,7 +113,7 @@ def _endpoint(path: str | list[str], render: Render, extra_headers: tuple[tuple[
 
 
 def monitoring_handlers(
-    registry: MetricsRegistry, metrics_format: str, history: MetricsHistory
+    registry: MetricsRegistry, metrics_format: str, history: MetricsHistory | SharedHistory
 ) -> list[ASGIRouteHandler]:
     def of_snapshot(render: Callable[[MetricsSnapshot, str | None], tuple[bytes, str]]) -> Render:
         return lambda accept: render(registry.snapshot(), accept)
