@@ -27,6 +27,7 @@ from fakeai.config import Settings, settings_from_env
 from fakeai.metrics import MetricsRegistry
 from fakeai.metrics.regions import claim_slot, shared_counter
 from fakeai.metrics.history import MetricsHistory
+from fakeai.metrics.history_ring import SamplingLease, SharedHistory
 
 __all__ = ("create_app", "create_app_from_env")
 
@@ -88,8 +89,13 @@ def create_app(
     )
     for worker_id, state in zip(kv_cache.ids, kv_cache.worker_state()):  # every worker shows from the start
         registry.kv_publish(worker_id, state)
-    history = MetricsHistory(settings.history_seconds, settings.history_interval_seconds)
-    sampler = HistorySampler(registry, history)
+    history: MetricsHistory | SharedHistory
+    if shared is None:
+        history = MetricsHistory(settings.history_seconds, settings.history_interval_seconds)
+        sampler = HistorySampler(registry, history)
+    else:  # one history for the server, sampled by one of its processes
+        history = SharedHistory(shared, settings.history_seconds, settings.history_interval_seconds)
+        sampler = HistorySampler(registry, history, SamplingLease(shared))
     v1 = Router(
         path="/",
         route_handlers=[

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal, get_args, get_origin
 
 from fakeai.config import Settings, SettingsError, describe_settings, env_name, settings_from_env
+from fakeai.metrics.history_ring import ring_file_bytes
 from fakeai.metrics.regions import SHARED_DIR_ENV, pid_alive, region_file_bytes
 from fakeai.metrics.registry import STARTED_AT_ENV
 
@@ -89,8 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     raise_open_files_limit()
     # Every worker process records into a region in this directory and reads all of them,
-    # so any worker answers a scrape for the whole server; it goes when the server stops.
-    shared = _shared_metrics_dir(settings.workers * region_file_bytes(settings.max_window_samples))
+    # so any worker answers a scrape for the whole server; one of them writes the server's
+    # history ring there, which all of them serve. The directory goes when the server stops.
+    shared = _shared_metrics_dir(
+        settings.workers * region_file_bytes(settings.max_window_samples)
+        + ring_file_bytes(settings.history_seconds, settings.history_interval_seconds)
+    )
     os.environ[SHARED_DIR_ENV] = str(shared)
     os.environ[STARTED_AT_ENV] = repr(time.monotonic())
     # The server handles SIGINT/SIGTERM while it runs; before and after, they end the

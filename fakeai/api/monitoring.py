@@ -1,4 +1,6 @@
-"""The monitoring endpoints: every format renders one snapshot taken for the request.
+"""The monitoring endpoints: every format renders one snapshot taken for the request, but
+``/health`` (probes hit it every few seconds), which renders the registry's cheap health
+reading, and ``/metrics/history``, which renders the history's points.
 
 ``GET /metrics`` negotiates: a client preferring ``application/openmetrics-text`` or
 ``text/plain`` (a Prometheus server) gets Prometheus text, anyone else (curl, browsers,
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
     from fakeai.metrics import MetricsRegistry, MetricsSnapshot
     from fakeai.metrics.history import MetricsHistory
+    from fakeai.metrics.history_ring import SharedHistory
 
 __all__ = ("choose_format", "monitoring_handlers")
 
@@ -110,7 +113,7 @@ def _endpoint(path: str | list[str], render: Render, extra_headers: tuple[tuple[
 
 
 def monitoring_handlers(
-    registry: MetricsRegistry, metrics_format: str, history: MetricsHistory
+    registry: MetricsRegistry, metrics_format: str, history: MetricsHistory | SharedHistory
 ) -> list[ASGIRouteHandler]:
     def of_snapshot(render: Callable[[MetricsSnapshot, str | None], tuple[bytes, str]]) -> Render:
         return lambda accept: render(registry.snapshot(), accept)
@@ -132,7 +135,7 @@ def monitoring_handlers(
         _endpoint(["/metrics/prometheus", "/prometheus/metrics"], of_snapshot(_prometheus)),
         _endpoint("/metrics/csv", lambda _: (render_csv(registry.snapshot()), CSV_CONTENT_TYPE), (attachment,)),
         _endpoint("/metrics/history", lambda _: (render_history_json(history), JSON_CONTENT_TYPE)),
-        _endpoint("/health", json_of(render_health)),
+        _endpoint("/health", lambda _: (render_health(registry.health()), JSON_CONTENT_TYPE)),  # a probe: cheap
         _endpoint("/health/detailed", json_of(render_detailed_health)),
         _endpoint(["/kv-cache-metrics", "/kv-cache/metrics"], json_of(render_kv_cache_json)),
     ]

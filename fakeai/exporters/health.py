@@ -1,4 +1,7 @@
-"""``GET /health`` and ``GET /health/detailed``: the seed's shapes, from the snapshot."""
+"""``GET /health`` and ``GET /health/detailed``: the seed's shapes.
+
+``/health`` renders the registry's cheap ``HealthReading`` (what a probe needs); the
+detailed one renders a snapshot."""
 
 from __future__ import annotations
 
@@ -7,15 +10,15 @@ from typing import Any
 import msgspec
 
 from fakeai.exporters._values import shown
-from fakeai.metrics import MetricsSnapshot
+from fakeai.metrics import HealthReading, MetricsSnapshot
 
 __all__ = ("render_detailed_health", "render_health")
 
 _encode = msgspec.json.Encoder().encode
 
 
-def render_health(snapshot: MetricsSnapshot) -> bytes:
-    return _encode({"status": snapshot.totals.health, "timestamp": snapshot.timestamp})
+def render_health(reading: HealthReading) -> bytes:
+    return _encode({"status": reading.status, "timestamp": reading.timestamp})
 
 
 def detailed_health_document(snapshot: MetricsSnapshot) -> dict[str, Any]:

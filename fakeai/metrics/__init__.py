@@ -1,7 +1,7 @@
 """Recording and reading fakeai's metrics."""
 
 from fakeai.metrics.registry import QUANTILES, MetricsRegistry
-from fakeai.metrics.health import health_status
+from fakeai.metrics.health import HealthReading, health_status
 from fakeai.metrics.instruments import HistogramSnapshot
 from fakeai.metrics.snapshot import (
     EndpointSnapshot,
@@ -19,6 +19,7 @@ from fakeai.metrics.snapshot import (
 __all__ = (
     "QUANTILES",
     "EndpointSnapshot",
+    "HealthReading",
     "HistogramSnapshot",
     "KVCacheSnapshot",
     "KVReuse",

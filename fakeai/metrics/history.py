@@ -3,6 +3,9 @@
 Each point is picked from one ``MetricsSnapshot`` (nothing is computed here), so a chart of
 the history shows exactly what ``/metrics`` said at that moment. The app adds a point every
 ``interval_seconds``; the ring keeps the newest ``ceil(seconds / interval_seconds)``.
+
+``MetricsHistory`` is the ring of a server of one process (in its memory); a server of several
+shares one ring file instead (``history_ring.SharedHistory``), written by one of them.
 """
 
 from __future__ import annotations
@@ -67,7 +70,10 @@ class MetricsHistory:
     def __len__(self) -> int:
         return len(self._points)
 
-    def add(self, snapshot: MetricsSnapshot) -> None:
+    next_due = None
+    """One process samples its own history on its own schedule (see ``SharedHistory``)."""
+
+    def add(self, snapshot: MetricsSnapshot, next_due: float | None = None) -> None:
         self._points.append(history_point(snapshot))
 
     def columns(self) -> dict[str, list[float]]:

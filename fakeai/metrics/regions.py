@@ -100,13 +100,29 @@ class RegionReader:
         cells = region.cells()
         # keys after the cells: every change in the copy was made after its key was published
         keys = [key for key in region.keys() if key[1] + key[2] <= len(cells)]
+        self._learn_endpoints(keys)
+        self._replay()
+        return keys, cells
+
+    def catch_up(self) -> None:
+        """Replay only what is new in the journal into the windows (an endpoint seen for the
+        first time gets its windows from the keys): ``refresh`` without copying the cells, for
+        reads that need window counts only. Nothing to do when no record is new."""
+        region = self.region
+        if region.journal_written() == self.cursor:
+            return
+        self._learn_endpoints(region.keys())  # a record's endpoint key is published before it
+        self._replay()
+
+    def _learn_endpoints(self, keys: list[tuple[str, int, int]]) -> None:
         for name, first, _ in keys:
             if name.startswith("c|requests|") and first not in self.endpoints:
                 self.endpoints[first] = tuple(self._window() for _ in range(4))
                 self.endpoint_names[first] = name.removeprefix("c|requests|")
-        self.cursor, lost = region.replay(self.cursor, self.endpoints, self.streaming, self.kv)
+
+    def _replay(self) -> None:
+        self.cursor, lost = self.region.replay(self.cursor, self.endpoints, self.streaming, self.kv)
         self.lost += lost
-        return keys, cells
 
     def windows(self) -> Iterator[SlidingWindow]:
         for windows in self.endpoints.values():

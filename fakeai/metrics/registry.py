@@ -27,7 +27,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
-from fakeai.metrics.health import health_status
+from fakeai.metrics.health import HealthReading, error_rate_percentage, health_status
 from fakeai.metrics.instruments import (
     DURATION_BUCKETS,
     INTER_TOKEN_BUCKETS,
@@ -380,7 +380,7 @@ class MetricsRegistry:
         completed = cells.count("c|streams|completed")
         failed_streams = cells.count("c|streams|failed")
         ended = completed + failed_streams
-        error_rate_percentage = 100.0 * errors / requests if requests else 0.0
+        error_rate = error_rate_percentage(errors, requests)
         models = self._models(cells)
         return MetricsSnapshot(
             timestamp=self._wall_clock(),
@@ -408,10 +408,10 @@ class MetricsRegistry:
             totals=Totals(
                 requests_per_second=requests * per_second,
                 errors_per_second=errors * per_second,
-                error_rate_percentage=error_rate_percentage,
+                error_rate_percentage=error_rate,
                 average_latency_seconds=latency_total / requests if requests else 0.0,
                 latency=stats(every_latency),
-                health=health_status(error_rate_percentage),
+                health=health_status(error_rate),
             ),
             label_space=LabelSpaceSnapshot(
                 model_label_budget=self.model_labels.capacity,
@@ -422,6 +422,30 @@ class MetricsRegistry:
             kv_cache=self.kv_cache.snapshot(
                 cells.values, tuple(stats([windows[i] for windows in kv_windows]) for i in range(4))  # type: ignore[arg-type]
             ),
+        )
+
+    def health(self) -> HealthReading:
+        """The health level and the error rate it comes from: exactly ``snapshot().totals``'
+        figures at the same instant, read cheaply for probes.
+
+        Each region's journal is replayed from where the last read stopped (work in proportion
+        to the records since then) and only the endpoints' window counts are taken: no
+        percentile, no sort, no copy of the cells, whatever the window holds.
+        """
+        now = self._clock()
+        requests = errors = 0
+        for reader, _ in self.regions.readers(now):
+            reader.catch_up()
+            for latency, failed, _, _ in reader.endpoints.values():
+                requests += latency.count(now)
+                errors += failed.count(now)
+        error_rate = error_rate_percentage(errors, requests)
+        return HealthReading(
+            status=health_status(error_rate),
+            timestamp=self._wall_clock(),
+            requests=requests,
+            errors=errors,
+            error_rate_percentage=error_rate,
         )
 
     def _models(self, cells: _Cells) -> dict[str, ModelSnapshot]:
