@@ -142,6 +142,10 @@ def test_counts_and_percentiles_are_exact_whichever_worker_answers(workers: int)
         workload = Workload(server)
         workload.run(24)
         workload.wait_until_recorded()
+        # a worker writes a request's journal entry (read below, and feeding the windows) just
+        # after the counters the wait above saw
+        eventually(lambda: sum(map(len, journal_durations(directory).values())) == sum(workload.sent.values()),
+                   "every request is in a journal")
         injected = [status for path in workload.sent for status in workload.statuses[path] if status >= 400]
         assert sum(workload.statuses[path][status] for path in workload.sent for status in injected
                    if status in workload.statuses[path]) == 3, "--fail-first counts the server's requests"
