@@ -152,9 +152,11 @@ def test_a_cached_prompt_streams_its_first_token_sooner_by_the_prefill_it_skips(
             repeated.append(_first_token_seconds(client, url, prompt))
         assert [cached for _, cached in fresh] == [0, 0, 0]
         assert [cached for _, cached in repeated] == [2048, 2048, 2048]
-        saved = sorted(f - r for (f, _), (r, _) in zip(fresh, repeated))[1]  # the median of three
+        # A busy machine only ever delays a first token: the fastest of each kind is the one
+        # least disturbed, and their difference is the prefill the cache saved.
+        assert min(f for f, _ in fresh) >= 0.010 + 0.1024 and min(r for r, _ in repeated) >= 0.010
+        saved = min(f for f, _ in fresh) - min(r for r, _ in repeated)
         assert saved == pytest.approx(0.1024, abs=0.010)
-        assert min(r for r, _ in repeated) >= 0.010
 
 
 def test_every_way_out_releases_the_worker() -> None:
