@@ -23,6 +23,7 @@ streaming requests and no retries::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
@@ -59,6 +60,11 @@ class FakeaiServer:
         config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"fakeai-{port}", daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.app.on_startup.append(self._note_loop)
+
+    def _note_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
 
     def start(self) -> FakeaiServer:
         self._thread.start()
@@ -76,8 +82,22 @@ class FakeaiServer:
         self._thread.join(timeout=10)
 
     def snapshot(self) -> MetricsSnapshot:
-        """Everything the server has recorded, now."""
-        return self.app.state.metrics.snapshot()
+        """Everything the server has recorded, now.
+
+        Computed on the server's own event loop, after what it is doing: the server records a
+        request just after its last byte went out, so a client can have read a whole answer
+        (a stream's ``[DONE]``) before it is counted; read from the test's thread, the
+        snapshot could then miss it.
+        """
+        registry = self.app.state.metrics
+        loop = self._loop
+        if loop is None or loop.is_closed() or not self._thread.is_alive():
+            return registry.snapshot()  # not serving (any more): nothing is being recorded
+
+        async def take() -> MetricsSnapshot:
+            return registry.snapshot()
+
+        return asyncio.run_coroutine_threadsafe(take(), loop).result(timeout=STARTUP_SECONDS)
 
     def metrics(self) -> dict[str, Any]:
         """``GET /metrics`` as a dict (the same numbers as ``snapshot``, in the seed's JSON)."""

@@ -152,9 +152,11 @@ def test_a_cached_prompt_streams_its_first_token_sooner_by_the_prefill_it_skips(
             repeated.append(_first_token_seconds(client, url, prompt))
         assert [cached for _, cached in fresh] == [0, 0, 0]
         assert [cached for _, cached in repeated] == [2048, 2048, 2048]
-        saved = sorted(f - r for (f, _), (r, _) in zip(fresh, repeated))[1]  # the median of three
+        # A busy machine only ever delays a first token: the fastest of each kind is the one
+        # least disturbed, and their difference is the prefill the cache saved.
+        assert min(f for f, _ in fresh) >= 0.010 + 0.1024 and min(r for r, _ in repeated) >= 0.010
+        saved = min(f for f, _ in fresh) - min(r for r, _ in repeated)
         assert saved == pytest.approx(0.1024, abs=0.010)
-        assert min(r for r, _ in repeated) >= 0.010
 
 
 def test_every_way_out_releases_the_worker() -> None:
@@ -212,7 +214,12 @@ def test_a_client_that_leaves_a_plain_request_is_recorded_at_once_and_releases_i
             sock.sendall(b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
                          % (path.encode(), len(payload), payload))
             eventually(lambda: registry.in_flight == 1, "the request was admitted")
-        eventually(lambda: registry.in_flight == 0, "the server saw the client leave", seconds=10)
+
+        def recorded() -> bool:  # in_flight drops inside the record, before its journal entry is written
+            figures = registry.snapshot().endpoints.get(path)
+            return registry.in_flight == 0 and figures is not None and figures.latency.count == 1
+
+        eventually(recorded, "the server saw the client leave and recorded it", seconds=10)
         figures = registry.snapshot().endpoints[path]
         assert figures.requests_total == 1 and figures.errors_total == {499: 1}
         assert figures.latency.max < 10, "ended when the client left, not when the answer was due"

@@ -15,6 +15,10 @@ MODEL = "openai/gpt-oss-120b"
 TTFT, ITL = 0.050, 0.010
 # Loopback and a shared 2-core machine add a little; the server must never be early.
 LATE_BY_AT_MOST = 0.015
+TRIALS = 3
+"""Every measurement is taken this many times. The server is never early in any of them; on
+time (late by at most ``LATE_BY_AT_MOST``) in the best one: a machine busy with other work
+delays some answers now and then, while a server that is late itself is late every time."""
 
 
 @pytest.fixture(scope="module")
@@ -44,36 +48,41 @@ def _stream_timings(base_url: str, content: str, tokens: int) -> tuple[float, li
 
 
 def test_stream_ttft_and_gaps_follow_the_model(base_url: str) -> None:
-    ttft, gaps = _stream_timings(base_url, "hi", 30)
+    trials = [_stream_timings(base_url, "hi", 30) for _ in range(TRIALS)]
     prompt_tokens = 4  # "<|user|>\nhi\n<|assistant|>\n" is 25 characters
     expected_ttft = TTFT + prompt_tokens * 0.05e-3
-    assert expected_ttft <= ttft <= expected_ttft + LATE_BY_AT_MOST
-    assert statistics.median(gaps) == pytest.approx(ITL, abs=0.002)
+    assert all(ttft >= expected_ttft for ttft, _ in trials)
+    assert min(ttft for ttft, _ in trials) <= expected_ttft + LATE_BY_AT_MOST
+    assert min(abs(statistics.median(gaps) - ITL) for _, gaps in trials) <= 0.002
     # Deadlines are absolute, so lateness does not accumulate: the last token is on time too.
-    assert sum(gaps) == pytest.approx(29 * ITL, abs=LATE_BY_AT_MOST)
+    assert min(abs(sum(gaps) - 29 * ITL) for _, gaps in trials) <= LATE_BY_AT_MOST
 
 
 def test_prefill_time_grows_with_the_prompt(base_url: str) -> None:
-    short, _ = _stream_timings(base_url, "hi", 2)
-    long, _ = _stream_timings(base_url, "x" * 8000, 2)  # 2000 more tokens at 0.05 ms
+    short = min(_stream_timings(base_url, "hi", 2)[0] for _ in range(TRIALS))
+    # 2000 more tokens at 0.05 ms; each prompt its own (a repeated one would be a prefix-cache hit)
+    long = min(_stream_timings(base_url, f"{trial:04d}" + "x" * 7996, 2)[0] for trial in range(TRIALS))
     assert long - short == pytest.approx(0.100, abs=LATE_BY_AT_MOST)
 
 
 def test_non_streamed_answer_takes_ttft_plus_n_minus_one_itl(base_url: str) -> None:
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20, "ignore_eos": True}
+    elapsed = []
     with httpx.Client(timeout=10) as client:
-        started = time.perf_counter()
-        response = client.post(base_url + "/v1/chat/completions", json=body)
-        elapsed = time.perf_counter() - started
-    assert response.json()["usage"]["completion_tokens"] == 20
+        for _ in range(TRIALS):
+            started = time.perf_counter()
+            response = client.post(base_url + "/v1/chat/completions", json=body)
+            elapsed.append(time.perf_counter() - started)
+            assert response.json()["usage"]["completion_tokens"] == 20
     expected = TTFT + 4 * 0.05e-3 + 19 * ITL
-    assert expected <= elapsed <= expected + LATE_BY_AT_MOST
+    assert all(duration >= expected for duration in elapsed)
+    assert min(elapsed) <= expected + LATE_BY_AT_MOST
 
 
 def test_zero_latency_sends_at_once() -> None:
     with running_app(Settings(zero_latency=True)) as (url, _):
-        ttft, gaps = _stream_timings(url, "hi", 50)
-    assert ttft < 0.05 and sum(gaps) < 0.01
+        trials = [_stream_timings(url, "hi", 50) for _ in range(TRIALS)]
+    assert min(ttft for ttft, _ in trials) < 0.05 and min(sum(gaps) for _, gaps in trials) < 0.01
 
 
 def test_load_slowdown_stretches_latency_with_requests_in_flight() -> None:
@@ -87,8 +96,8 @@ def test_load_slowdown_stretches_latency_with_requests_in_flight() -> None:
             client.post(url + "/v1/chat/completions", json=body).raise_for_status()
             return time.perf_counter() - started
 
-        alone = timed()
+        alone = [timed() for _ in range(TRIALS)]
         registry.request_started(MODEL)  # one other request in flight: factor 2
-        loaded = timed()
-    assert 0.040 <= alone <= 0.040 + LATE_BY_AT_MOST
-    assert 0.080 <= loaded <= 0.080 + LATE_BY_AT_MOST
+        loaded = [timed() for _ in range(TRIALS)]
+    assert all(duration >= 0.040 for duration in alone) and min(alone) <= 0.040 + LATE_BY_AT_MOST
+    assert all(duration >= 0.080 for duration in loaded) and min(loaded) <= 0.080 + LATE_BY_AT_MOST

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from fakeai.api.dashboard import ASSETS
-from tests.servers import free_port, stop_process, wait_until_serving
+from tests.servers import eventually, free_port, stop_process, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -130,6 +130,9 @@ def test_a_server_installed_from_the_wheel_alone_serves_everything(wheel: Path, 
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(base_url, process)
+        # /health answers once one worker is up; the second may still be starting
+        eventually(lambda: "fakeai_processes 2" in httpx.get(base_url + "/metrics/prometheus", timeout=5).text,
+                   "both workers are up", seconds=30)
         assert subprocess.run(probe, shell=True, env=environment, capture_output=True).returncode == 0
         with httpx.Client(base_url=base_url, timeout=10) as client:
             assert client.get("/health").json()["status"] == "healthy"

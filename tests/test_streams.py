@@ -8,6 +8,7 @@ from fakeai.config import Settings
 from tests.servers import eventually, running_app
 
 MODEL = "openai/gpt-oss-120b"
+STREAMS = 3
 
 
 def test_client_disconnect_mid_stream_is_a_failed_stream_and_leaks_nothing() -> None:
@@ -38,15 +39,16 @@ def test_completed_stream_records_ttft_and_tokens_per_second() -> None:
     ):
         body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20,
                 "ignore_eos": True, "stream": True}
-        with httpx.Client(timeout=10) as client, client.stream(
-            "POST", base_url + "/v1/chat/completions", json=body
-        ) as response:
-            assert response.read().endswith(b"data: [DONE]\n\n")
+        with httpx.Client(timeout=10) as client:
+            for _ in range(STREAMS):
+                with client.stream("POST", base_url + "/v1/chat/completions", json=body) as response:
+                    assert response.read().endswith(b"data: [DONE]\n\n")
         registry = app.state.metrics
-        eventually(lambda: registry.snapshot().streaming.completed_streams == 1, "the stream was recorded")
+        eventually(lambda: registry.snapshot().streaming.completed_streams == STREAMS, "the streams were recorded")
         streaming = registry.snapshot().streaming
-        assert 0.030 <= streaming.ttft.p50 < 0.045
+        # never early, any of them; on time, the best of them (a busy machine delays some now and then)
+        assert streaming.ttft.count == STREAMS and 0.030 <= streaming.ttft.min < 0.045
         duration = 0.030 + 19 * 0.005
-        assert streaming.tokens_per_second.p50 <= 20 / duration
-        assert streaming.tokens_per_second.p50 > 20 / (duration + 0.02)
+        assert streaming.tokens_per_second.max <= 20 / duration
+        assert streaming.tokens_per_second.max > 20 / (duration + 0.02)
         assert streaming.active_streams == 0 and registry.in_flight == 0
