@@ -98,20 +98,10 @@ async def send_json_parts(exchange: Exchange, receive: Receive, parts: Iterator[
     send = exchange.raw_send
     await send({"type": "http.response.start", "status": 200, "headers": [_JSON_HEADERS]})
     exchange.status = 200
-    gone = asyncio.ensure_future(_disconnected(receive))
-    task = asyncio.current_task()
-    stalled = False
-
-    def on_stall() -> None:
-        nonlocal stalled
-        stalled = True
-        task.cancel()  # type: ignore[union-attr]
-
-    stall = _StallWatch(exchange.send_timeout, on_stall)
+    cut = _Cut(receive)
+    stall = _StallWatch(exchange.send_timeout, cut)
     try:
         for part in itertools.chain((first,), parts):
-            if gone.done():
-                return
             stall.since = stall.loop.time()
             await send({"type": "http.response.body", "body": part, "more_body": True})
             stall.since = 0.0
@@ -122,12 +112,46 @@ async def send_json_parts(exchange: Exchange, receive: Receive, parts: Iterator[
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         exchange.finished_at = exchange.clock()
     except asyncio.CancelledError:
-        if not stalled:
+        if not cut.made():
             raise
-        task.uncancel()  # type: ignore[union-attr]
     finally:
         stall.close()
-        gone.cancel()
+        cut.close()
+
+
+class _Cut:
+    """Cuts the response being sent: cancels the current task when the client disconnects
+    (watched from the start) or when called (a write that stalled). ``made()`` tells such a
+    cancellation from any other, and takes it back."""
+
+    __slots__ = ("cancelled", "task", "watcher")
+
+    def __init__(self, receive: Receive) -> None:
+        self.task = asyncio.current_task()
+        self.cancelled = False
+        self.watcher = asyncio.ensure_future(_disconnected(receive))
+        self.watcher.add_done_callback(self._on_disconnect)
+
+    def _on_disconnect(self, _: asyncio.Future[None]) -> None:
+        self()
+
+    def __call__(self) -> None:
+        self.cancelled = True
+        self.task.cancel()  # type: ignore[union-attr]
+
+    def stop_watching(self) -> None:
+        """From here on a disconnect no longer cuts (the response is complete but for its end)."""
+        self.watcher.remove_done_callback(self._on_disconnect)
+
+    def made(self) -> bool:
+        if not self.cancelled:
+            return False
+        self.task.uncancel()  # type: ignore[union-attr]
+        return True
+
+    def close(self) -> None:
+        self.stop_watching()
+        self.watcher.cancel()
 
 
 class _StallWatch:
@@ -172,26 +196,15 @@ async def _disconnected(receive: Receive) -> None:
 async def wait_while_connected(receive: Receive, wait: Awaitable[None]) -> None:
     """Await ``wait`` (the deadline of a plain answer); if the client leaves first, stop at
     once and raise ``ClientDisconnected`` (recorded as 499; its simulated worker is released)."""
-    task = asyncio.current_task()
-    gone = False
-
-    def on_disconnect(_: asyncio.Future[None]) -> None:
-        nonlocal gone
-        gone = True
-        task.cancel()  # type: ignore[union-attr]
-
-    watcher = asyncio.ensure_future(_disconnected(receive))
-    watcher.add_done_callback(on_disconnect)
+    cut = _Cut(receive)
     try:
         await wait
     except asyncio.CancelledError:
-        if not gone:
+        if not cut.made():
             raise
-        task.uncancel()  # type: ignore[union-attr]
         raise ClientDisconnected from None
     finally:
-        watcher.remove_done_callback(on_disconnect)
-        watcher.cancel()
+        cut.close()
 
 
 async def send_event_stream(exchange: Exchange, receive: Receive, events: AsyncGenerator[bytes, None]) -> None:
@@ -207,17 +220,8 @@ async def send_event_stream(exchange: Exchange, receive: Receive, events: AsyncG
     clock = exchange.clock
     await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
     exchange.status = 200
-    task = asyncio.current_task()
-    gone = False
-
-    def on_disconnect(_: asyncio.Future[None]) -> None:
-        nonlocal gone
-        gone = True
-        task.cancel()  # type: ignore[union-attr]
-
-    watcher = asyncio.ensure_future(_disconnected(receive))
-    watcher.add_done_callback(on_disconnect)
-    stall = _StallWatch(exchange.send_timeout, lambda: on_disconnect(watcher))
+    cut = _Cut(receive)
+    stall = _StallWatch(exchange.send_timeout, cut)
     try:
         async for chunk in events:
             stall.since = stall.loop.time()
@@ -225,16 +229,14 @@ async def send_event_stream(exchange: Exchange, receive: Receive, events: AsyncG
             stall.since = 0.0
             if not exchange.first_body_at and chunk:
                 exchange.first_body_at = clock()
-        watcher.remove_done_callback(on_disconnect)
+        cut.stop_watching()
         stall.since = stall.loop.time()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         exchange.finished_at = clock()
     except asyncio.CancelledError:
-        if not gone:
+        if not cut.made():
             raise
-        task.uncancel()  # type: ignore[union-attr]
     finally:
         stall.close()
-        watcher.remove_done_callback(on_disconnect)
-        watcher.cancel()
+        cut.close()
         await events.aclose()
