@@ -97,7 +97,7 @@ def _summary(value: SummaryValue, labels: Labels) -> list[Sample]:
 
 def _samples(metric: Metric, snapshot: MetricsSnapshot) -> list[Sample]:
     """A declaration's reading as exposition samples (histograms and summaries expanded)."""
-    reading = metric.read(snapshot)
+    reading = metric.reading(snapshot)
     if metric.kind == "histogram":
         return [sample for labels, histogram in reading for sample in _histogram(histogram, labels)]
     if metric.kind == "summary":

@@ -33,12 +33,17 @@ if TYPE_CHECKING:
     from fakeai.metrics.snapshot import MetricsSnapshot, WindowStats
 
 __all__ = (
+    "BUCKETS",
+    "CELLS",
+    "SPILL",
+    "Cell",
     "DASHBOARD_PATHS",
     "HEALTH_LEVELS",
     "METRICS",
     "Metric",
     "SummaryValue",
     "metrics_table",
+    "writer_layout",
 )
 
 Kind = Literal["counter", "gauge", "histogram", "summary", "window"]
@@ -56,6 +61,118 @@ class SummaryValue(NamedTuple):
     window: WindowStats
     sum: float
     count: int
+
+
+Scope = Literal["global", "endpoint", "model", "kv_worker"]
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """Cells of a metrics region: one key, or one key per label value of its scope.
+
+    A key is ``key`` (``c|`` counter, ``g|`` gauge, ``h|`` histogram block, ``s|`` the spill
+    block), then ``|`` and the scope's label (an endpoint's route, a model's label-table
+    index, a KV worker's number), then ``|`` and the ``by`` label's value if it has one (an
+    error's status, a success's finish reason): ``c|errors|/v1/chat/completions|500``.
+    """
+
+    key: str
+    scope: Scope = "global"
+    slot: str = ""
+    """The attribute the writer keeps its first cell in (the compiled ``record`` reads it)."""
+    bounds: str | None = None
+    """A histogram block's bucket set: ``duration``, ``tokens`` or ``inter_token`` (the
+    writer is given the bounds of each; see ``BUCKETS``)."""
+    by: str | None = None
+    """A further label, one key per value, made on first use (``status``, ``finished_reason``)."""
+
+    def name(self, *labels: str) -> str:
+        """The key of this cell for the scope's label (and the ``by`` label's value)."""
+        return "|".join((self.key, *labels))
+
+    def size(self, buckets: dict[str, tuple[float, ...]] | None = None) -> int:
+        """Cells under one key: 1, or a histogram's buckets, +Inf, sum and count."""
+        if self.bounds is None:
+            return 1
+        return len((buckets or BUCKETS)[self.bounds]) + 3
+
+
+SCOPE_LABELS = {"endpoint": "endpoint", "model": "model_name", "kv_worker": "worker"}
+"""The label a scoped cell's figures carry."""
+
+BUCKETS: dict[str, tuple[float, ...]] = {
+    "duration": DURATION_BUCKETS,
+    "tokens": TOKEN_COUNT_BUCKETS,
+    "inter_token": INTER_TOKEN_BUCKETS,
+}
+"""The named bucket sets a histogram cell uses (``fakeai.metrics.instruments``)."""
+
+SPILL = Cell("s|spill", slot="spill")
+"""Where a figure goes when its key could not be made: the largest histogram's size."""
+
+CELLS: tuple[Cell, ...] = (
+    # made by the writer when it starts, in this order
+    SPILL,
+    Cell("c|unrecorded_figures", slot="unrecorded"),
+    Cell("g|active_streams", slot="active_streams"),
+    Cell("c|streams|completed", slot="completed_streams"),
+    Cell("c|streams|failed", slot="failed_streams"),
+    Cell("c|stream_tokens_per_second_sum", slot="tokens_per_second_sum"),
+    Cell("c|stream_tokens_per_second_count", slot="tokens_per_second_count"),
+    Cell("h|stream_ttft", slot="stream_ttft", bounds="duration"),
+    Cell("h|stream_itl", slot="stream_itl", bounds="inter_token"),
+    Cell("c|kv_hit_requests", slot="kv_hit_requests"),
+    Cell("c|kv_oracle_cached_tokens", slot="kv_oracle"),
+    # made by the registry when it starts
+    Cell("c|model_other_requests", slot="other_requests"),
+    # per endpoint (the first is the endpoint's id in journal records)
+    Cell("c|requests", "endpoint", "requests"),
+    Cell("c|prompt_tokens", "endpoint", "prompt"),
+    Cell("c|completion_tokens", "endpoint", "completion"),
+    Cell("h|duration", "endpoint", "duration_histogram", bounds="duration"),
+    Cell("h|prompt_tokens", "endpoint", "prompt_histogram", bounds="tokens"),
+    Cell("h|completion_tokens", "endpoint", "completion_histogram", bounds="tokens"),
+    Cell("c|errors", "endpoint", "errors", by="status"),
+    # per model label
+    Cell("g|running", "model", "running"),
+    Cell("c|model_prompt_tokens", "model", "prompt"),
+    Cell("c|model_generation_tokens", "model", "generation"),
+    Cell("h|model_ttft", "model", "ttft", bounds="duration"),
+    Cell("h|model_itl", "model", "itl", bounds="inter_token"),
+    Cell("h|model_e2e", "model", "e2e", bounds="duration"),
+    Cell("h|model_prompt_tokens", "model", "prompt_histogram", bounds="tokens"),
+    Cell("h|model_generation_tokens", "model", "generation_histogram", bounds="tokens"),
+    Cell("c|success", "model", "success", by="finished_reason"),
+    # per simulated KV worker
+    Cell("c|kv_routed", "kv_worker", "routed"),
+    Cell("c|kv_prompt_tokens", "kv_worker", "prompt_tokens"),
+    Cell("c|kv_cached_tokens", "kv_worker", "cached_tokens"),
+    Cell("g|kv_blocks", "kv_worker", "blocks"),
+    Cell("g|kv_capacity_blocks", "kv_worker", "capacity_blocks"),
+    Cell("g|kv_active_requests", "kv_worker", "active_requests"),
+    Cell("c|kv_evictions", "kv_worker", "evictions"),
+)
+"""The cells the request path records into (the kernel's compiled ``record`` and the
+registry), declared once: the writer makes its keys from these, ``labels.region_need`` counts
+them, the registry reads them. A ``Metric`` with a ``cell`` of its own adds to them."""
+
+
+def cell(key: str) -> Cell:
+    """The declared cell whose key is ``key``."""
+    return _BY_KEY[key]
+
+
+_BY_KEY = {declared.key: declared for declared in CELLS}
+
+
+def writer_layout() -> dict[str, dict[str, tuple[str, str | None]]]:
+    """What the kernel's writer makes, by scope: ``{slot: (key, bucket set or None)}``, for
+    the writer's own cells (``global``), an endpoint's, a model's and a KV worker's."""
+    layout: dict[str, dict[str, tuple[str, str | None]]] = {"global": {}, "endpoint": {}, "model": {}, "kv_worker": {}}
+    for declared in CELLS:
+        if declared.slot != "other_requests":  # the registry's
+            layout[declared.scope][declared.slot] = (declared.key, declared.bounds)
+    return layout
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,12 +195,23 @@ class Metric:
     """A histogram's bucket bounds (a named constant of ``fakeai.metrics.instruments``)."""
     window: str | None = None
     """The sliding window whose figures it shows, if any."""
-    read: Callable[[MetricsSnapshot], Reading]
-    """The snapshot's figures for it (see the module docstring)."""
+    read: Callable[[MetricsSnapshot], Reading] | None = None
+    """The snapshot's figures for it (see the module docstring); ``None``: its ``cell``'s,
+    from ``MetricsSnapshot.series``."""
     json: tuple[str, ...] = ()
     """Where ``GET /metrics`` shows it (``{label}`` for a label's value)."""
     csv: str | None = None
     """Its ``metric_type`` row in ``GET /metrics/csv``."""
+    cell: Cell | None = None
+    """Cells of its own, for a metric recorded by name (``MetricsRegistry.add`` or
+    ``observe``): the registry reads them into ``MetricsSnapshot.series``, where ``read``
+    finds them unless it says otherwise. ``None``: its figures come from the cells above."""
+
+    def reading(self, snapshot: MetricsSnapshot) -> Reading:
+        """Its figures in ``snapshot``."""
+        if self.read is not None:
+            return self.read(snapshot)
+        return snapshot.series.get(self.name, [])
 
     @property
     def exported(self) -> bool:
@@ -392,6 +520,13 @@ def _check(metrics: Iterable[Metric]) -> None:
         seen.add(metric.name)
         if not family.match(metric.name) or metric.name.startswith("__"):
             raise ValueError(f"not a metric name: {metric.name!r}")
+        if (metric.read is None) == (metric.cell is None) and metric.read is None:
+            raise ValueError(f"{metric.name}: a metric reads the snapshot or has a cell of its own")
+        if metric.cell is not None:
+            if metric.cell.bounds is not None and BUCKETS.get(metric.cell.bounds) != metric.buckets:
+                raise ValueError(f"{metric.name}: its cell's bucket set must be its buckets")
+            if metric.labels != (() if metric.cell.scope == "global" else (SCOPE_LABELS[metric.cell.scope],)):
+                raise ValueError(f"{metric.name}: a metric with cells of its own is labelled by its scope only")
         if metric.kind == "counter" and not metric.name.endswith("_total"):
             raise ValueError(f"counter {metric.name} must end in _total")
         if (metric.kind == "histogram") != (metric.buckets is not None):
