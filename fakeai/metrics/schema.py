@@ -503,8 +503,17 @@ METRICS: tuple[Metric, ...] = (
 )
 """Every metric, in the order the exposition shows them."""
 
-DASHBOARD_PATHS: tuple[str, ...] = ()
-"""The ``GET /metrics`` JSON paths the dashboard binds (filled in below)."""
+DASHBOARD_PATHS: tuple[tuple[str, ...], ...] = (
+    ("summary", "status"), ("summary", "total_requests_per_second"), ("summary", "error_rate_percentage"),
+    ("summary", "average_latency_seconds"), ("streaming_stats", "active_streams"),
+    ("streaming_stats", "completed_streams"), ("streaming_stats", "failed_streams"),
+    ("streaming_stats", "completion_rate"), ("streaming_stats", "ttft", "p99"), ("streaming_stats", "itl", "p99"),
+    ("streaming_stats", "tokens_per_second", "p99"), ("kv_cache", "cache_hit_rate"), ("kv_cache", "cache_miss_rate"),
+    ("kv_cache", "average_token_reduction"), ("kv_cache", "usage"), ("smart_routing", "policy"),
+    ("smart_routing", "router_efficiency"), ("kernel",), ("window_seconds",),
+)
+"""``GET /metrics`` JSON paths the dashboard binds (``fakeai/dashboard``'s ``data-metric``
+attributes; a test checks each exists in a real document and that the page binds them)."""
 
 
 def _check(metrics: Iterable[Metric]) -> None:
