@@ -339,6 +339,9 @@ cdef class Region:
 # The writer: one process's cells and journal records
 # ---------------------------------------------------------------------------------------
 
+_KV_SLOTS = ("routed", "prompt_tokens", "cached_tokens", "blocks", "capacity_blocks", "active_requests", "evictions")
+
+
 cdef class _Bounds:
     cdef double* values
     cdef Py_ssize_t size
@@ -371,14 +374,14 @@ cdef class EndpointCells:
     def __init__(self, writer, str name):
         self._writer = writer
         self.name = name
-        cell = writer.cell
-        self.requests = cell(f"c|requests|{name}")
+        cell, key = writer.cell, writer.key_of
+        self.requests = cell(*key("endpoint", "requests", name))
         self.id = self.requests
-        self.prompt = cell(f"c|prompt_tokens|{name}")
-        self.completion = cell(f"c|completion_tokens|{name}")
-        self.duration_histogram = cell(f"h|duration|{name}", len(writer.duration_bounds) + 3)
-        self.prompt_histogram = cell(f"h|prompt_tokens|{name}", len(writer.token_bounds) + 3)
-        self.completion_histogram = cell(f"h|completion_tokens|{name}", len(writer.token_bounds) + 3)
+        self.prompt = cell(*key("endpoint", "prompt", name))
+        self.completion = cell(*key("endpoint", "completion", name))
+        self.duration_histogram = cell(*key("endpoint", "duration_histogram", name))
+        self.prompt_histogram = cell(*key("endpoint", "prompt_histogram", name))
+        self.completion_histogram = cell(*key("endpoint", "completion_histogram", name))
         self.errors = {}
         self.lossy = writer.spill in (self.requests, self.prompt, self.completion, self.duration_histogram,
                                       self.prompt_histogram, self.completion_histogram)
@@ -386,7 +389,7 @@ cdef class EndpointCells:
     def error_cell(self, int status):
         cell = self.errors.get(status)
         if cell is None:
-            cell = self._writer.cell(f"c|errors|{self.name}|{status}")
+            cell = self._writer.cell(*self._writer.key_of("endpoint", "errors", self.name, str(status)))
             if cell != self._writer.spill:  # no room: tried again (and counted) next time
                 self.errors[status] = cell
         return cell
@@ -404,16 +407,15 @@ cdef class ModelCells:
     def __init__(self, writer, str name):
         self._writer = writer
         self.name = name
-        cell = writer.cell
-        duration, tokens = len(writer.duration_bounds) + 3, len(writer.token_bounds) + 3
-        self.running = cell(f"g|running|{name}")
-        self.prompt = cell(f"c|model_prompt_tokens|{name}")
-        self.generation = cell(f"c|model_generation_tokens|{name}")
-        self.ttft = cell(f"h|model_ttft|{name}", duration)
-        self.itl = cell(f"h|model_itl|{name}", len(writer.inter_token_bounds) + 3)
-        self.e2e = cell(f"h|model_e2e|{name}", duration)
-        self.prompt_histogram = cell(f"h|model_prompt_tokens|{name}", tokens)
-        self.generation_histogram = cell(f"h|model_generation_tokens|{name}", tokens)
+        cell, key = writer.cell, writer.key_of
+        self.running = cell(*key("model", "running", name))
+        self.prompt = cell(*key("model", "prompt", name))
+        self.generation = cell(*key("model", "generation", name))
+        self.ttft = cell(*key("model", "ttft", name))
+        self.itl = cell(*key("model", "itl", name))
+        self.e2e = cell(*key("model", "e2e", name))
+        self.prompt_histogram = cell(*key("model", "prompt_histogram", name))
+        self.generation_histogram = cell(*key("model", "generation_histogram", name))
         self.success = {}
         self.lossy = writer.spill in (self.running, self.prompt, self.generation, self.ttft, self.itl, self.e2e,
                                       self.prompt_histogram, self.generation_histogram)
@@ -421,7 +423,7 @@ cdef class ModelCells:
     def success_cell(self, str reason):
         cell = self.success.get(reason)
         if cell is None:
-            cell = self._writer.cell(f"c|success|{self.name}|{reason}")
+            cell = self._writer.cell(*self._writer.key_of("model", "success", self.name, reason))
             if cell != self._writer.spill:
                 self.success[reason] = cell
         return cell
@@ -436,8 +438,9 @@ cdef class MetricsWriter:
     cdef readonly Py_ssize_t active_streams, completed_streams, failed_streams
     cdef readonly Py_ssize_t tokens_per_second_sum, tokens_per_second_count, stream_ttft, stream_itl
     cdef readonly Py_ssize_t kv_hit_requests, kv_oracle, spill, unrecorded
+    cdef readonly dict layout
 
-    def __init__(self, Region region, duration_bounds, token_bounds, inter_token_bounds):
+    def __init__(self, Region region, duration_bounds, token_bounds, inter_token_bounds, dict layout=None):
         self.region = region
         self._duration = _Bounds(duration_bounds)
         self._tokens = _Bounds(token_bounds)
@@ -446,17 +449,33 @@ cdef class MetricsWriter:
         self._models = {}
         self._kv = {}
         self._evictions_seen = {}
-        self.spill = region.key("s|spill", max(self._duration.size, self._tokens.size, self._inter_token.size) + 3)
-        self.unrecorded = region.key("c|unrecorded_figures")
-        self.active_streams = region.key("g|active_streams")
-        self.completed_streams = region.key("c|streams|completed")
-        self.failed_streams = region.key("c|streams|failed")
-        self.tokens_per_second_sum = region.key("c|stream_tokens_per_second_sum")
-        self.tokens_per_second_count = region.key("c|stream_tokens_per_second_count")
-        self.stream_ttft = region.key("h|stream_ttft", self._duration.size + 3)
-        self.stream_itl = region.key("h|stream_itl", self._inter_token.size + 3)
-        self.kv_hit_requests = region.key("c|kv_hit_requests")
-        self.kv_oracle = region.key("c|kv_oracle_cached_tokens")
+        if layout is None:  # the declared one (fakeai.metrics.schema.CELLS)
+            from fakeai.metrics.schema import writer_layout
+            layout = writer_layout()
+        self.layout = layout
+        self.spill = region.key(layout["global"]["spill"][0],
+                                max(self._duration.size, self._tokens.size, self._inter_token.size) + 3)
+        own = self.key_of
+        self.unrecorded = region.key(*own("global", "unrecorded"))
+        self.active_streams = region.key(*own("global", "active_streams"))
+        self.completed_streams = region.key(*own("global", "completed_streams"))
+        self.failed_streams = region.key(*own("global", "failed_streams"))
+        self.tokens_per_second_sum = region.key(*own("global", "tokens_per_second_sum"))
+        self.tokens_per_second_count = region.key(*own("global", "tokens_per_second_count"))
+        self.stream_ttft = region.key(*own("global", "stream_ttft"))
+        self.stream_itl = region.key(*own("global", "stream_itl"))
+        self.kv_hit_requests = region.key(*own("global", "kv_hit_requests"))
+        self.kv_oracle = region.key(*own("global", "kv_oracle"))
+
+    def key_of(self, str scope, str slot, *labels):
+        """``(key, cells)`` of a slot's cell for ``labels``; see the twin's ``key_of``."""
+        key, bounds = self.layout[scope][slot]
+        name = "|".join((key, *labels))
+        if bounds is None:
+            return name, 1
+        cdef _Bounds chosen = (self._duration if bounds == "duration" else self._tokens if bounds == "tokens"
+                               else self._inter_token)
+        return name, chosen.size + 3
 
     @property
     def duration_bounds(self):
@@ -498,10 +517,8 @@ cdef class MetricsWriter:
         cells = self._kv.get(worker)
         if cells is None:
             cell = self.cell
-            cells = tuple(
-                cell(f"{kind}|kv_{name}|{worker}") for kind, name in (
-                    ("c", "routed"), ("c", "prompt_tokens"), ("c", "cached_tokens"),
-                    ("g", "blocks"), ("g", "capacity_blocks"), ("g", "active_requests"), ("c", "evictions")))
+            label = str(worker)
+            cells = tuple(cell(*self.key_of("kv_worker", slot, label)) for slot in _KV_SLOTS)
             if self.spill not in cells:
                 self._kv[worker] = cells
         return cells

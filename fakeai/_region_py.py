@@ -36,6 +36,8 @@ __all__ = ("EndpointCells", "MetricsWriter", "ModelCells", "Region", "region_byt
 _U64 = struct.Struct("=Q")
 _F64 = struct.Struct("=d")
 _KEY_HEAD = struct.Struct("=II")
+_KV_SLOTS = ("routed", "prompt_tokens", "cached_tokens", "blocks", "capacity_blocks", "active_requests", "evictions")
+"""A KV worker's cells, in the order ``kv_worker`` returns them (the layout gives their keys)."""
 
 
 def _check_finite(name: str, number: float) -> float:
@@ -233,15 +235,15 @@ class EndpointCells:
     def __init__(self, writer: MetricsWriter, name: str):
         self._writer = writer
         self.name = name
-        cell = writer.cell
-        self.requests = cell(f"c|requests|{name}")
+        cell, key = writer.cell, writer.key_of
+        self.requests = cell(*key("endpoint", "requests", name))
         self.id = self.requests
         """The endpoint's id in journal records (unique in its region)."""
-        self.prompt = cell(f"c|prompt_tokens|{name}")
-        self.completion = cell(f"c|completion_tokens|{name}")
-        self.duration_histogram = cell(f"h|duration|{name}", len(writer.duration_bounds) + 3)
-        self.prompt_histogram = cell(f"h|prompt_tokens|{name}", len(writer.token_bounds) + 3)
-        self.completion_histogram = cell(f"h|completion_tokens|{name}", len(writer.token_bounds) + 3)
+        self.prompt = cell(*key("endpoint", "prompt", name))
+        self.completion = cell(*key("endpoint", "completion", name))
+        self.duration_histogram = cell(*key("endpoint", "duration_histogram", name))
+        self.prompt_histogram = cell(*key("endpoint", "prompt_histogram", name))
+        self.completion_histogram = cell(*key("endpoint", "completion_histogram", name))
         self.errors: dict[int, int] = {}
         self.lossy = writer.spill in (self.requests, self.prompt, self.completion, self.duration_histogram,
                                       self.prompt_histogram, self.completion_histogram)
@@ -249,7 +251,7 @@ class EndpointCells:
     def error_cell(self, status: int) -> int:
         cell = self.errors.get(status)
         if cell is None:
-            cell = self._writer.cell(f"c|errors|{self.name}|{status}")
+            cell = self._writer.cell(*self._writer.key_of("endpoint", "errors", self.name, str(status)))
             if cell != self._writer.spill:  # no room: tried again (and counted) next time
                 self.errors[status] = cell
         return cell
@@ -268,16 +270,15 @@ class ModelCells:
     def __init__(self, writer: MetricsWriter, name: str):
         self._writer = writer
         self.name = name
-        cell = writer.cell
-        duration, tokens = len(writer.duration_bounds) + 3, len(writer.token_bounds) + 3
-        self.running = cell(f"g|running|{name}")
-        self.prompt = cell(f"c|model_prompt_tokens|{name}")
-        self.generation = cell(f"c|model_generation_tokens|{name}")
-        self.ttft = cell(f"h|model_ttft|{name}", duration)
-        self.itl = cell(f"h|model_itl|{name}", len(writer.inter_token_bounds) + 3)
-        self.e2e = cell(f"h|model_e2e|{name}", duration)
-        self.prompt_histogram = cell(f"h|model_prompt_tokens|{name}", tokens)
-        self.generation_histogram = cell(f"h|model_generation_tokens|{name}", tokens)
+        cell, key = writer.cell, writer.key_of
+        self.running = cell(*key("model", "running", name))
+        self.prompt = cell(*key("model", "prompt", name))
+        self.generation = cell(*key("model", "generation", name))
+        self.ttft = cell(*key("model", "ttft", name))
+        self.itl = cell(*key("model", "itl", name))
+        self.e2e = cell(*key("model", "e2e", name))
+        self.prompt_histogram = cell(*key("model", "prompt_histogram", name))
+        self.generation_histogram = cell(*key("model", "generation_histogram", name))
         self.success: dict[str, int] = {}
         self.lossy = writer.spill in (self.running, self.prompt, self.generation, self.ttft, self.itl, self.e2e,
                                       self.prompt_histogram, self.generation_histogram)
@@ -285,7 +286,7 @@ class ModelCells:
     def success_cell(self, reason: str) -> int:
         cell = self.success.get(reason)
         if cell is None:
-            cell = self._writer.cell(f"c|success|{self.name}|{reason}")
+            cell = self._writer.cell(*self._writer.key_of("model", "success", self.name, reason))
             if cell != self._writer.spill:
                 self.success[reason] = cell
         return cell
@@ -305,6 +306,8 @@ class MetricsWriter:
     worker's ``(blocks, capacity, active, evictions)`` after the request left it) the KV
     worker's state, as ``publish`` records it.
 
+    Keys come from ``layout`` (``{scope: {slot: (key, bucket set)}}``; by default the one
+    ``fakeai.metrics.schema`` declares): the writer knows its cells by slot, never by name.
     Every cell is made by ``cell``: a key the region has no room for (or cannot name) never
     raises into a request; its figure goes to the spill block ``s|spill`` (written, never
     read) and ``c|unrecorded_figures`` counts it, each time it is tried. The registry bounds
@@ -312,29 +315,45 @@ class MetricsWriter:
     """
 
     def __init__(self, region: Region, duration_bounds: Sequence[float], token_bounds: Sequence[float],
-                 inter_token_bounds: Sequence[float]):
+                 inter_token_bounds: Sequence[float], layout: dict | None = None):
         self.region = region
         self.duration_bounds = tuple(duration_bounds)
         self.token_bounds = tuple(token_bounds)
         self.inter_token_bounds = tuple(inter_token_bounds)
+        self._bounds = {"duration": self.duration_bounds, "tokens": self.token_bounds,
+                        "inter_token": self.inter_token_bounds}
         self._endpoints: dict[str, EndpointCells] = {}
         self._models: dict[str, ModelCells] = {}
         self._kv: dict[int, tuple[int, ...]] = {}
         self._evictions_seen: dict[int, int] = {}
+        if layout is None:  # the declared one (fakeai.metrics.schema.CELLS)
+            from fakeai.metrics.schema import writer_layout
+
+            layout = writer_layout()
+        self.layout = layout
+        """``{scope: {slot: (key, bucket set or None)}}``: the keys this writer makes."""
         key = region.key
-        self.spill = key("s|spill", max(len(self.duration_bounds), len(self.token_bounds),
-                                        len(self.inter_token_bounds)) + 3)
+        self.spill = key(layout["global"]["spill"][0], max(len(self.duration_bounds), len(self.token_bounds),
+                                                           len(self.inter_token_bounds)) + 3)
         """The block a figure goes to when its key could not be made (the largest histogram's size)."""
-        self.unrecorded = key("c|unrecorded_figures")
-        self.active_streams = key("g|active_streams")
-        self.completed_streams = key("c|streams|completed")
-        self.failed_streams = key("c|streams|failed")
-        self.tokens_per_second_sum = key("c|stream_tokens_per_second_sum")
-        self.tokens_per_second_count = key("c|stream_tokens_per_second_count")
-        self.stream_ttft = key("h|stream_ttft", len(self.duration_bounds) + 3)
-        self.stream_itl = key("h|stream_itl", len(self.inter_token_bounds) + 3)
-        self.kv_hit_requests = key("c|kv_hit_requests")
-        self.kv_oracle = key("c|kv_oracle_cached_tokens")
+        own = self.key_of
+        self.unrecorded = key(*own("global", "unrecorded"))
+        self.active_streams = key(*own("global", "active_streams"))
+        self.completed_streams = key(*own("global", "completed_streams"))
+        self.failed_streams = key(*own("global", "failed_streams"))
+        self.tokens_per_second_sum = key(*own("global", "tokens_per_second_sum"))
+        self.tokens_per_second_count = key(*own("global", "tokens_per_second_count"))
+        self.stream_ttft = key(*own("global", "stream_ttft"))
+        self.stream_itl = key(*own("global", "stream_itl"))
+        self.kv_hit_requests = key(*own("global", "kv_hit_requests"))
+        self.kv_oracle = key(*own("global", "kv_oracle"))
+
+    def key_of(self, scope: str, slot: str, *labels: str) -> tuple[str, int]:
+        """``(key, cells)`` of the cell in ``slot`` of ``scope`` for ``labels``, from the layout."""
+        key, bounds = self.layout[scope][slot]
+        if bounds is None:
+            return "|".join((key, *labels)), 1
+        return "|".join((key, *labels)), len(self._bounds[bounds]) + 3
 
     def cell(self, name: str, cells: int = 1) -> int:
         """The first cell of key ``name`` (made on first use), or the spill block, counted in
@@ -367,10 +386,8 @@ class MetricsWriter:
         cells = self._kv.get(worker)
         if cells is None:
             cell = self.cell
-            cells = tuple(
-                cell(f"{kind}|kv_{name}|{worker}") for kind, name in (
-                    ("c", "routed"), ("c", "prompt_tokens"), ("c", "cached_tokens"),
-                    ("g", "blocks"), ("g", "capacity_blocks"), ("g", "active_requests"), ("c", "evictions")))
+            label = str(worker)
+            cells = tuple(cell(*self.key_of("kv_worker", slot, label)) for slot in _KV_SLOTS)
             if self.spill not in cells:
                 self._kv[worker] = cells
         return cells

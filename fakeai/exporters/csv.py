@@ -7,16 +7,20 @@ Rows, in this order: for each endpoint ``requests``, ``responses``, ``tokens``, 
 found cached per second, so their ratio is the window's hit rate; distribution: per routed
 request, 0 for a miss). The ``*_latency``
 columns hold the row's distribution, whatever its unit (seconds, or tokens for ``tokens``).
-RFC 4180: CRLF line ends, fields quoted when they need it.
+RFC 4180: CRLF line ends, fields quoted when they need it. The rows are the declarations of
+``fakeai.metrics.schema`` that name a ``csv`` row.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
+from typing import Any
 
 from fakeai.exporters._values import distribution
 from fakeai.metrics import MetricsSnapshot, WindowStats
+from fakeai.metrics.schema import METRICS, Metric, SummaryValue
 
 __all__ = ("CSV_COLUMNS", "render_csv")
 
@@ -34,24 +38,34 @@ CSV_COLUMNS = (
 STREAMING_ENDPOINT = "all"
 
 
-def _row(metric_type: str, endpoint: str, rate: float, stats: WindowStats | None) -> list[object]:
-    return [metric_type, endpoint, rate, *(distribution(stats) if stats is not None else [0.0] * 6)]
+def _row(metric: Metric, endpoint: str, value: Any) -> list[object]:
+    """A declared row: a window's or a summary's rate and distribution (a window of token
+    counts gives tokens per second), or a rate alone (its distribution 0.0)."""
+    if isinstance(value, SummaryValue):
+        return [metric.csv, endpoint, value.window.rate, *distribution(value.window)]
+    if isinstance(value, WindowStats):
+        rate = value.sum_rate if metric.unit == "tokens" else value.rate
+        return [metric.csv, endpoint, rate, *distribution(value)]
+    return [metric.csv, endpoint, value, *[0.0] * 6]
 
 
-def render_csv(snapshot: MetricsSnapshot) -> bytes:
+def render_csv(snapshot: MetricsSnapshot, *, metrics: Iterable[Metric] = METRICS) -> bytes:
+    """Every declared CSV row: each endpoint's rows (in declaration order), then the others."""
+    by_endpoint: dict[str, list[list[object]]] = {path: [] for path in snapshot.endpoints}
+    others: list[list[object]] = []
+    for metric in metrics:
+        if metric.csv is None:
+            continue
+        for labels, value in metric.reading(snapshot):
+            endpoint = dict(labels).get("endpoint")
+            if endpoint is None:
+                others.append(_row(metric, STREAMING_ENDPOINT, value))
+            else:
+                by_endpoint.setdefault(endpoint, []).append(_row(metric, endpoint, value))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    for path, ep in snapshot.endpoints.items():
-        writer.writerow(_row("requests", path, ep.latency.rate, None))
-        writer.writerow(_row("responses", path, ep.latency.rate, ep.latency))
-        writer.writerow(_row("tokens", path, ep.completion_tokens.sum_rate, ep.completion_tokens))
-        writer.writerow(_row("errors", path, ep.errors.rate, ep.errors))
-    streaming = snapshot.streaming
-    for name, stats in (("ttft", streaming.ttft), ("tokens_per_second", streaming.tokens_per_second),
-                        ("itl", streaming.itl)):
-        writer.writerow(_row(name, STREAMING_ENDPOINT, stats.rate, stats))
-    kv = snapshot.kv_cache
-    writer.writerow(_row("kv_prompt_tokens", STREAMING_ENDPOINT, kv.prompt_tokens.sum_rate, kv.prompt_tokens))
-    writer.writerow(_row("kv_cached_tokens", STREAMING_ENDPOINT, kv.cached_tokens.sum_rate, kv.cached_tokens))
+    for rows in by_endpoint.values():
+        writer.writerows(rows)
+    writer.writerows(others)
     return out.getvalue().encode()

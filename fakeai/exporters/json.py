@@ -27,12 +27,14 @@ window's statistics are 0.0 with ``count`` 0.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
 from fakeai.exporters._values import DISTRIBUTION_FIELDS, distribution, shown
-from fakeai.metrics import KVCacheSnapshot, KVReuse, MetricsSnapshot, WindowStats
+from fakeai.metrics import HistogramSnapshot, KVCacheSnapshot, KVReuse, MetricsSnapshot, WindowStats
+from fakeai.metrics.schema import METRICS, Metric
 from fakeai.metrics.labels import OTHER_MODEL
 
 __all__ = ("kv_cache_document", "render_json", "render_kv_cache_json", "routing_document", "snapshot_document")
@@ -195,5 +197,28 @@ def snapshot_document(snapshot: MetricsSnapshot) -> dict[str, Any]:
     }
 
 
-def render_json(snapshot: MetricsSnapshot) -> bytes:
-    return _encode(snapshot_document(snapshot))
+def _place(document: dict[str, Any], path: str, labels: dict[str, str], value: Any) -> None:
+    """``value`` at ``path`` (dot-separated; ``{label}`` stands for a label's value)."""
+    *parents, last = [part.format(**labels) for part in path.split(".")]
+    for part in parents:
+        document = document.setdefault(part, {})
+    if isinstance(value, HistogramSnapshot):
+        value = {"sum": value.sum, "count": value.count}
+    document[last] = value
+
+
+def declared_document(snapshot: MetricsSnapshot, metrics: Iterable[Metric] = METRICS) -> dict[str, Any]:
+    """The seed's document, then every declared metric with cells of its own at its JSON
+    path(s): a new declaration appears here without a change to this module."""
+    document = snapshot_document(snapshot)
+    for metric in metrics:
+        if metric.cell is None:
+            continue
+        for labels, value in metric.reading(snapshot):
+            for path in metric.json:
+                _place(document, path, dict(labels), value)
+    return document
+
+
+def render_json(snapshot: MetricsSnapshot, *, metrics: Iterable[Metric] = METRICS) -> bytes:
+    return _encode(declared_document(snapshot, metrics))

@@ -12,9 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from fakeai.metrics.schema import CELLS, cell
 from fakeai.metrics.snapshot import KVCacheSnapshot, KVReuse, KVWorkerSnapshot, WindowStats
 
 __all__ = ("KVCacheStats",)
+
+_WORKER = tuple(declared for declared in CELLS if declared.scope == "kv_worker")
+"""A KV worker's cells: routed, prompt, cached, blocks, capacity, active, evictions."""
 
 
 def _ratio(part: float, whole: float) -> float:
@@ -62,31 +66,32 @@ class KVCacheStats:
         def count(name: str) -> int:
             return int(values.get(name, 0.0))
 
-        ids = sorted({int(name.rsplit("|", 1)[1]) for name in values if name.startswith(("c|kv_routed|",
-                                                                                           "g|kv_capacity_blocks|"))})
+        routed, prompt_cell, cached_cell, blocks, capacity_cell, active, evictions = _WORKER
+        ids = sorted({int(name.rsplit("|", 1)[1]) for name in values
+                      if name.startswith((routed.name(""), capacity_cell.name("")))})
         workers = []
-        for worker in ids:
-            used, capacity = count(f"g|kv_blocks|{worker}"), count(f"g|kv_capacity_blocks|{worker}")
+        for worker in map(str, ids):
+            used, capacity = count(blocks.name(worker)), count(capacity_cell.name(worker))
             workers.append(
                 KVWorkerSnapshot(
                     blocks_used=used,
                     capacity_blocks=capacity,
                     usage=_ratio(used, capacity) if capacity else 0.0,
-                    active_requests=count(f"g|kv_active_requests|{worker}"),
-                    requests_routed=count(f"c|kv_routed|{worker}"),
-                    prompt_tokens=count(f"c|kv_prompt_tokens|{worker}"),
-                    cached_tokens=count(f"c|kv_cached_tokens|{worker}"),
-                    evictions=count(f"c|kv_evictions|{worker}"),
+                    active_requests=count(active.name(worker)),
+                    requests_routed=count(routed.name(worker)),
+                    prompt_tokens=count(prompt_cell.name(worker)),
+                    cached_tokens=count(cached_cell.name(worker)),
+                    evictions=count(evictions.name(worker)),
                 )
             )
         prompt, cached, oracle, hits = windows
         window = _reuse(prompt.count, hits.count, int(prompt.sum), int(cached.sum), int(oracle.sum))
         total = _reuse(
             sum(worker.requests_routed for worker in workers),
-            count("c|kv_hit_requests"),
+            count(cell("c|kv_hit_requests").name()),
             sum(worker.prompt_tokens for worker in workers),
             sum(worker.cached_tokens for worker in workers),
-            count("c|kv_oracle_cached_tokens"),
+            count(cell("c|kv_oracle_cached_tokens").name()),
         )
         used = sum(worker.blocks_used for worker in workers)
         capacity = sum(worker.capacity_blocks for worker in workers)

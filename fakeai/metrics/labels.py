@@ -31,7 +31,7 @@ import struct
 from collections.abc import Iterable
 from pathlib import Path
 
-from fakeai.metrics.instruments import DURATION_BUCKETS, INTER_TOKEN_BUCKETS, TOKEN_COUNT_BUCKETS
+from fakeai.metrics.schema import BUCKETS, CELLS, METRICS, SPILL, Metric
 
 __all__ = (
     "DEFAULT_MODEL_LABELS",
@@ -74,30 +74,27 @@ _LENGTH = struct.Struct("<I")
 
 
 def region_need(
-    model_labels: int, *, endpoints: int = MAX_ENDPOINTS, kv_workers: int = MAX_KV_WORKERS
+    model_labels: int,
+    *,
+    endpoints: int = MAX_ENDPOINTS,
+    kv_workers: int = MAX_KV_WORKERS,
+    metrics: Iterable[Metric] = METRICS,
 ) -> tuple[int, int]:
     """``(keys, cells)`` a region needs at most for ``model_labels`` model labels (the other
     bucket included), ``endpoints`` endpoints and ``kv_workers`` KV workers, every endpoint
     with every error status and every model with every finish reason.
 
-    It mirrors what ``MetricsWriter`` and the registry allocate (a test checks the two agree).
+    It counts the declared cells (``fakeai.metrics.schema.CELLS``, and the cells of
+    ``metrics`` that have their own), which are what ``MetricsWriter`` and the registry
+    allocate (a test checks the two agree).
     """
-    duration, tokens, inter_token = (len(bounds) + 3 for bounds in (DURATION_BUCKETS, TOKEN_COUNT_BUCKETS,
-                                                                      INTER_TOKEN_BUCKETS))
-    statuses, reasons = len(ERROR_STATUSES), len(FINISH_REASONS)
-    # the writer's: spill block, unrecorded figures, 5 stream counters/gauges, 2 stream
-    # histograms, 2 KV totals; the registry's: other requests
-    keys = 2 + 5 + 2 + 2 + 1
-    cells = max(duration, tokens, inter_token) + 1 + 5 + duration + inter_token + 2 + 1
-    # per endpoint: requests, prompt, completion, 3 histograms, an error counter per status
-    keys += endpoints * (6 + statuses)
-    cells += endpoints * (3 + duration + 2 * tokens + statuses)
-    # per model: running, prompt, generation, 5 histograms, a success counter per reason
-    keys += model_labels * (8 + reasons)
-    cells += model_labels * (3 + 2 * duration + inter_token + 2 * tokens + reasons)
-    # per KV worker: 7 counters and gauges
-    keys += kv_workers * 7
-    cells += kv_workers * 7
+    per_scope = {"global": 1, "endpoint": endpoints, "model": model_labels, "kv_worker": kv_workers}
+    per_label = {None: 1, "status": len(ERROR_STATUSES), "finished_reason": len(FINISH_REASONS)}
+    keys = cells = 0
+    for declared in (*CELLS, *(metric.cell for metric in metrics if metric.cell is not None)):
+        made = per_scope[declared.scope] * per_label[declared.by]
+        keys += made
+        cells += made * (max(map(len, BUCKETS.values())) + 3 if declared is SPILL else declared.size())
     return keys, cells
 
 

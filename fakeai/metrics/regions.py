@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fakeai.metrics.schema import cell
 from fakeai.region import Region, region_bytes
 from fakeai.window import SlidingWindow
 
@@ -44,6 +45,8 @@ __all__ = (
 SHARED_DIR_ENV = "FAKEAI_SHARED_METRICS_DIR"
 """Set by ``fakeai serve`` for its worker processes; not a user setting."""
 SUFFIX = ".region"
+_ENDPOINT_ID = cell("c|requests").name("")
+"""The key prefix of an endpoint's first cell, whose index is the endpoint's id in the journal."""
 DROPPED_KEY = "c|dropped_samples"
 """A compact copy's record of the samples its journal had dropped (the header's count)."""
 KEY_CAPACITY = 32_768
@@ -116,9 +119,9 @@ class RegionReader:
 
     def _learn_endpoints(self, keys: list[tuple[str, int, int]]) -> None:
         for name, first, _ in keys:
-            if name.startswith("c|requests|") and first not in self.endpoints:
+            if name.startswith(_ENDPOINT_ID) and first not in self.endpoints:
                 self.endpoints[first] = tuple(self._window() for _ in range(4))
-                self.endpoint_names[first] = name.removeprefix("c|requests|")
+                self.endpoint_names[first] = name.removeprefix(_ENDPOINT_ID)
 
     def _replay(self) -> None:
         self.cursor, lost = self.region.replay(self.cursor, self.endpoints, self.streaming, self.kv)

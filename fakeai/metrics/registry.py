@@ -28,12 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from fakeai.metrics.health import HealthReading, error_rate_percentage, health_status
-from fakeai.metrics.instruments import (
-    DURATION_BUCKETS,
-    INTER_TOKEN_BUCKETS,
-    TOKEN_COUNT_BUCKETS,
-    HistogramSnapshot,
-)
+from fakeai.metrics.instruments import DURATION_BUCKETS, INTER_TOKEN_BUCKETS, TOKEN_COUNT_BUCKETS, HistogramSnapshot
 from fakeai.metrics.kvcache import KVCacheStats
 from fakeai.metrics.labels import (
     DEFAULT_MODEL_LABELS,
@@ -42,6 +37,7 @@ from fakeai.metrics.labels import (
     ModelLabels,
     region_need,
 )
+from fakeai.metrics.schema import BUCKETS, METRICS, Cell, Metric, cell
 from fakeai.metrics.regions import CELL_CAPACITY, DROPPED_KEY, KEY_CAPACITY, SHARED_DIR_ENV, Regions
 from fakeai.metrics.snapshot import (
     EndpointSnapshot,
@@ -66,21 +62,22 @@ STARTED_AT_ENV = "FAKEAI_STARTED_AT"
 """The server's start on the monotonic clock, set by ``fakeai serve`` for its workers."""
 
 STREAM_PLAIN, STREAM_COMPLETED, STREAM_FAILED = 0, 1, 2
-OTHER_REQUESTS_KEY = "c|model_other_requests"
-UNRECORDED_KEY = "c|unrecorded_figures"
-HISTOGRAM_BOUNDS = {
-    "duration": DURATION_BUCKETS,
-    "prompt_tokens": TOKEN_COUNT_BUCKETS,
-    "completion_tokens": TOKEN_COUNT_BUCKETS,
-    "model_ttft": DURATION_BUCKETS,
-    "model_itl": INTER_TOKEN_BUCKETS,
-    "model_e2e": DURATION_BUCKETS,
-    "model_prompt_tokens": TOKEN_COUNT_BUCKETS,
-    "model_generation_tokens": TOKEN_COUNT_BUCKETS,
-    "stream_ttft": DURATION_BUCKETS,
-    "stream_itl": INTER_TOKEN_BUCKETS,
-}
-"""The bucket bounds of each histogram family in the regions."""
+_OTHER_REQUESTS = cell("c|model_other_requests")
+_UNRECORDED = cell("c|unrecorded_figures")
+_ENDPOINT_REQUESTS, _ENDPOINT_PROMPT, _ENDPOINT_COMPLETION, _ENDPOINT_ERRORS = (
+    cell(key) for key in ("c|requests", "c|prompt_tokens", "c|completion_tokens", "c|errors"))
+_DURATION, _PROMPT_HISTOGRAM, _COMPLETION_HISTOGRAM = (
+    cell(key) for key in ("h|duration", "h|prompt_tokens", "h|completion_tokens"))
+_STREAMS_COMPLETED, _STREAMS_FAILED, _ACTIVE_STREAMS = (
+    cell(key) for key in ("c|streams|completed", "c|streams|failed", "g|active_streams"))
+_TPS_SUM, _TPS_COUNT, _STREAM_TTFT, _STREAM_ITL = (
+    cell(key) for key in ("c|stream_tokens_per_second_sum", "c|stream_tokens_per_second_count", "h|stream_ttft",
+                          "h|stream_itl"))
+_RUNNING, _MODEL_PROMPT, _MODEL_GENERATION, _SUCCESS = (
+    cell(key) for key in ("g|running", "c|model_prompt_tokens", "c|model_generation_tokens", "c|success"))
+_MODEL_HISTOGRAMS = tuple(
+    cell(key) for key in ("h|model_ttft", "h|model_itl", "h|model_e2e", "h|model_prompt_tokens",
+                          "h|model_generation_tokens"))
 
 Clock = Callable[[], float]
 
@@ -123,9 +120,9 @@ class _Cells:
                 groups[head + "|"][label] = value
         return groups.get(prefix, {})
 
-    def histogram(self, family: str, label: str | None = None) -> HistogramSnapshot:
-        bounds = HISTOGRAM_BOUNDS[family]
-        block = self.blocks.get(f"h|{family}" + ("" if label is None else f"|{label}"))
+    def histogram(self, declared: Cell, *labels: str) -> HistogramSnapshot:
+        bounds = BUCKETS[declared.bounds]  # type: ignore[index]
+        block = self.blocks.get(declared.name(*labels))
         if block is None:
             block = [0.0] * (len(bounds) + 3)
         cumulative = []
@@ -153,6 +150,8 @@ class MetricsRegistry:
         model_label_budget: Distinct models with their own label, the configured ones
             included (see ``labels.py``); the others are counted as ``__other__``.
         configured_models: The models served: they always have a label of their own.
+        metrics: The declared metrics (``fakeai.metrics.schema.METRICS``); those with cells
+            of their own are recorded by name with ``add`` and ``observe``.
     """
 
     def __init__(
@@ -166,6 +165,7 @@ class MetricsRegistry:
         started_at: float | None = None,
         model_label_budget: int = DEFAULT_MODEL_LABELS,
         configured_models: Iterable[str] = (),
+        metrics: Iterable[Metric] = METRICS,
     ) -> None:
         self.window_seconds = float(window_seconds)
         self.max_samples = int(max_samples)
@@ -182,7 +182,11 @@ class MetricsRegistry:
         )
         self.model_labels = ModelLabels(model_label_budget, configured_models, self.regions.directory)
         """Which model names have a label of their own (shared by the server's processes)."""
-        keys, cells = region_need(self.model_labels.capacity + 1)
+        self.metrics = tuple(metrics)
+        """The declarations this registry records and its snapshots are rendered from."""
+        self._declared = {metric.name: metric for metric in self.metrics if metric.cell is not None}
+        self._declared_cells: dict[tuple[str, str], int] = {}
+        keys, cells = region_need(self.model_labels.capacity + 1, metrics=self.metrics)
         if keys > KEY_CAPACITY or cells > CELL_CAPACITY:
             raise ValueError(f"{self.model_labels.capacity} model labels do not fit in a metrics region")
         self.writer = MetricsWriter(self.regions.own, DURATION_BUCKETS, TOKEN_COUNT_BUCKETS, INTER_TOKEN_BUCKETS)
@@ -191,7 +195,7 @@ class MetricsRegistry:
         """Cells of each labelled model name this process has seen (at most the table's capacity)."""
         self._other: ModelCells | None = None
         """The other bucket's cells, made when a model is first counted there."""
-        self._other_requests = self.writer.cell(OTHER_REQUESTS_KEY)
+        self._other_requests = self.writer.cell(_OTHER_REQUESTS.name())
         self.kv_cache = KVCacheStats()
         """What the snapshot says about the simulated KV workers besides their counts."""
         self.kv_publish = self.writer.publish
@@ -298,6 +302,31 @@ class MetricsRegistry:
             kv_state,
         )
 
+    def add(self, name: str, value: float = 1.0, label: str | None = None) -> None:
+        """Add ``value`` to the declared counter (or gauge) ``name``, with cells of its own:
+        ``label`` is its scope's (the endpoint's route, the model's name, the KV worker)."""
+        self.writer.region.add(self._declared_cell(name, label), value)
+
+    def observe(self, name: str, value: float, label: str | None = None) -> None:
+        """Count ``value`` in the declared histogram ``name`` (``label`` as for ``add``)."""
+        self.writer.region.observe(self._declared_cell(name, label), self._declared[name].buckets, value)
+
+    def _declared_cell(self, name: str, label: str | None) -> int:
+        found = self._declared_cells.get((name, label))
+        if found is not None:
+            return found
+        declared = self._declared[name].cell
+        if declared.scope == "global":
+            key = declared.name()
+        elif declared.scope == "model":
+            key = declared.name(self.model_cells(label).name)
+        else:
+            key = declared.name(str(label))
+        found = self.writer.cell(key, declared.size())
+        if found != self.writer.spill:  # no room: tried again (and counted) next time
+            self._declared_cells[(name, label)] = found
+        return found
+
     # -- the scrape path -------------------------------------------------------------------
 
     def _per_second(self, now: float) -> float:
@@ -357,28 +386,28 @@ class MetricsRegistry:
             latency = stats([part[0] for part in parts])
             failed = stats([part[1] for part in parts])
             every_latency += [part[0] for part in parts]
-            duration_histogram = cells.histogram("duration", path)
+            duration_histogram = cells.histogram(_DURATION, path)
             endpoints[path] = EndpointSnapshot(
                 latency=latency,
                 errors=failed,
                 prompt_tokens=stats([part[2] for part in parts]),
                 completion_tokens=stats([part[3] for part in parts]),
-                requests_total=cells.count(f"c|requests|{path}"),
+                requests_total=cells.count(_ENDPOINT_REQUESTS.name(path)),
                 errors_total={
                     int(status): int(count)
-                    for status, count in sorted(cells.labelled(f"c|errors|{path}|").items(), key=lambda i: int(i[0]))
+                    for status, count in sorted(cells.labelled(_ENDPOINT_ERRORS.name(path, "")).items(), key=lambda i: int(i[0]))
                 },
-                prompt_tokens_total=cells.count(f"c|prompt_tokens|{path}"),
-                completion_tokens_total=cells.count(f"c|completion_tokens|{path}"),
+                prompt_tokens_total=cells.count(_ENDPOINT_PROMPT.name(path)),
+                completion_tokens_total=cells.count(_ENDPOINT_COMPLETION.name(path)),
                 duration_histogram=duration_histogram,
-                prompt_tokens_histogram=cells.histogram("prompt_tokens", path),
-                completion_tokens_histogram=cells.histogram("completion_tokens", path),
+                prompt_tokens_histogram=cells.histogram(_PROMPT_HISTOGRAM, path),
+                completion_tokens_histogram=cells.histogram(_COMPLETION_HISTOGRAM, path),
             )
             requests += latency.count
             errors += failed.count
             latency_total += latency.sum
-        completed = cells.count("c|streams|completed")
-        failed_streams = cells.count("c|streams|failed")
+        completed = cells.count(_STREAMS_COMPLETED.name())
+        failed_streams = cells.count(_STREAMS_FAILED.name())
         ended = completed + failed_streams
         error_rate = error_rate_percentage(errors, requests)
         models = self._models(cells)
@@ -393,17 +422,17 @@ class MetricsRegistry:
             endpoints=endpoints,
             models=models,
             streaming=StreamingSnapshot(
-                active_streams=cells.count("g|active_streams"),
+                active_streams=cells.count(_ACTIVE_STREAMS.name()),
                 completed_streams=completed,
                 failed_streams=failed_streams,
                 completion_rate=completed / ended if ended else math.nan,
                 ttft=stats([part[0] for part in streaming]),
                 tokens_per_second=stats([part[1] for part in streaming]),
                 itl=stats([part[2] for part in streaming]),
-                tokens_per_second_sum=cells.values.get("c|stream_tokens_per_second_sum", 0.0),
-                tokens_per_second_count=cells.count("c|stream_tokens_per_second_count"),
-                ttft_histogram=cells.histogram("stream_ttft"),
-                itl_histogram=cells.histogram("stream_itl"),
+                tokens_per_second_sum=cells.values.get(_TPS_SUM.name(), 0.0),
+                tokens_per_second_count=cells.count(_TPS_COUNT.name()),
+                ttft_histogram=cells.histogram(_STREAM_TTFT),
+                itl_histogram=cells.histogram(_STREAM_ITL),
             ),
             totals=Totals(
                 requests_per_second=requests * per_second,
@@ -416,13 +445,33 @@ class MetricsRegistry:
             label_space=LabelSpaceSnapshot(
                 model_label_budget=self.model_labels.capacity,
                 model_labels=len(self.model_labels.names()),
-                other_requests=cells.count(OTHER_REQUESTS_KEY),
-                unrecorded_figures=cells.count(UNRECORDED_KEY),
+                other_requests=cells.count(_OTHER_REQUESTS.name()),
+                unrecorded_figures=cells.count(_UNRECORDED.name()),
             ),
             kv_cache=self.kv_cache.snapshot(
                 cells.values, tuple(stats([windows[i] for windows in kv_windows]) for i in range(4))  # type: ignore[arg-type]
             ),
+            series={name: self._series(cells, metric) for name, metric in self._declared.items()},
         )
+
+    def _series(self, cells: _Cells, metric: Metric) -> list:
+        """A metric with cells of its own, read from the summed cells: ``[(labels, value)]``."""
+        declared = metric.cell
+        histogram = declared.bounds is not None
+        if declared.scope == "global":
+            return [((), cells.histogram(declared) if histogram else cells.values.get(declared.name(), 0.0))]
+        prefix = declared.name("")
+        found = {name.removeprefix(prefix) for name in (cells.blocks if histogram else cells.values)
+                 if name.startswith(prefix)}
+        names = self.model_labels.names() if declared.scope == "model" else ()
+        reading = []
+        for label in sorted(found):
+            shown = label
+            if declared.scope == "model":
+                shown = OTHER_MODEL if label == OTHER_KEY else names[int(label)]
+            value = cells.histogram(declared, label) if histogram else cells.values[prefix + label]
+            reading.append((((metric.labels[0], shown),), value))
+        return reading
 
     def health(self) -> HealthReading:
         """The health level and the error rate it comes from: exactly ``snapshot().totals``'
@@ -452,24 +501,25 @@ class MetricsRegistry:
         """Every model with figures, by its real name (the other bucket last, as ``__other__``)."""
         names = self.model_labels.names()
         shown = {}
-        for label in cells.labelled("c|model_prompt_tokens|"):
+        for label in cells.labelled(_MODEL_PROMPT.name("")):
             if label != OTHER_KEY and int(label) < len(names):
                 shown[names[int(label)]] = label
         models = {name: self._model_snapshot(cells, shown[name]) for name in sorted(shown)}
-        if f"c|model_prompt_tokens|{OTHER_KEY}" in cells.values:
+        if _MODEL_PROMPT.name(OTHER_KEY) in cells.values:
             models[OTHER_MODEL] = self._model_snapshot(cells, OTHER_KEY)
         return models
 
     @staticmethod
     def _model_snapshot(cells: _Cells, name: str) -> ModelSnapshot:
+        ttft, itl, e2e, prompt, generation = _MODEL_HISTOGRAMS
         return ModelSnapshot(
-            running=cells.count(f"g|running|{name}"),
-            prompt_tokens_total=cells.count(f"c|model_prompt_tokens|{name}"),
-            generation_tokens_total=cells.count(f"c|model_generation_tokens|{name}"),
-            success_total={reason: int(count) for reason, count in sorted(cells.labelled(f"c|success|{name}|").items())},
-            ttft_histogram=cells.histogram("model_ttft", name),
-            itl_histogram=cells.histogram("model_itl", name),
-            e2e_histogram=cells.histogram("model_e2e", name),
-            prompt_tokens_histogram=cells.histogram("model_prompt_tokens", name),
-            generation_tokens_histogram=cells.histogram("model_generation_tokens", name),
+            running=cells.count(_RUNNING.name(name)),
+            prompt_tokens_total=cells.count(_MODEL_PROMPT.name(name)),
+            generation_tokens_total=cells.count(_MODEL_GENERATION.name(name)),
+            success_total={reason: int(count) for reason, count in sorted(cells.labelled(_SUCCESS.name(name, "")).items())},
+            ttft_histogram=cells.histogram(ttft, name),
+            itl_histogram=cells.histogram(itl, name),
+            e2e_histogram=cells.histogram(e2e, name),
+            prompt_tokens_histogram=cells.histogram(prompt, name),
+            generation_tokens_histogram=cells.histogram(generation, name),
         )

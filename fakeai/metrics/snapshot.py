@@ -9,6 +9,8 @@ empty window are NaN (each exporter decides how to show "no data").
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from fakeai.metrics.instruments import HistogramSnapshot
@@ -225,3 +227,6 @@ class MetricsSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     streaming: StreamingSnapshot
     totals: Totals
     kv_cache: KVCacheSnapshot
+    series: dict[str, list[tuple[tuple[tuple[str, str], ...], Any]]] = msgspec.field(default_factory=dict)
+    """The figures of every declared metric with cells of its own (``Metric.cell``), by
+    name: ``[(labels, value)]``, a value a number or a ``HistogramSnapshot``."""
