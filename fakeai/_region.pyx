@@ -440,7 +440,7 @@ cdef class MetricsWriter:
     cdef readonly Py_ssize_t kv_hit_requests, kv_oracle, spill, unrecorded
     cdef readonly dict layout
 
-    def __init__(self, Region region, duration_bounds, token_bounds, inter_token_bounds, dict layout=None):
+    def __init__(self, Region region, duration_bounds, token_bounds, inter_token_bounds, dict layout not None):
         self.region = region
         self._duration = _Bounds(duration_bounds)
         self._tokens = _Bounds(token_bounds)
@@ -449,10 +449,7 @@ cdef class MetricsWriter:
         self._models = {}
         self._kv = {}
         self._evictions_seen = {}
-        if layout is None:  # the declared one (fakeai.metrics.schema.CELLS)
-            from fakeai.metrics.schema import writer_layout
-            layout = writer_layout()
-        self.layout = layout
+        self.layout = layout  # the metrics' declared one (fakeai.metrics.schema.writer_layout)
         self.spill = region.key(layout["global"]["spill"][0],
                                 max(self._duration.size, self._tokens.size, self._inter_token.size) + 3)
         own = self.key_of

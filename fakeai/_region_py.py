@@ -306,8 +306,9 @@ class MetricsWriter:
     worker's ``(blocks, capacity, active, evictions)`` after the request left it) the KV
     worker's state, as ``publish`` records it.
 
-    Keys come from ``layout`` (``{scope: {slot: (key, bucket set)}}``; by default the one
-    ``fakeai.metrics.schema`` declares): the writer knows its cells by slot, never by name.
+    Keys come from ``layout`` (``{scope: {slot: (key, bucket set)}}``, the one
+    ``fakeai.metrics.schema.writer_layout()`` declares; the kernel never imports the metrics):
+    the writer knows its cells by slot, never by name.
     Every cell is made by ``cell``: a key the region has no room for (or cannot name) never
     raises into a request; its figure goes to the spill block ``s|spill`` (written, never
     read) and ``c|unrecorded_figures`` counts it, each time it is tried. The registry bounds
@@ -315,7 +316,7 @@ class MetricsWriter:
     """
 
     def __init__(self, region: Region, duration_bounds: Sequence[float], token_bounds: Sequence[float],
-                 inter_token_bounds: Sequence[float], layout: dict | None = None):
+                 inter_token_bounds: Sequence[float], layout: dict):
         self.region = region
         self.duration_bounds = tuple(duration_bounds)
         self.token_bounds = tuple(token_bounds)
@@ -326,10 +327,6 @@ class MetricsWriter:
         self._models: dict[str, ModelCells] = {}
         self._kv: dict[int, tuple[int, ...]] = {}
         self._evictions_seen: dict[int, int] = {}
-        if layout is None:  # the declared one (fakeai.metrics.schema.CELLS)
-            from fakeai.metrics.schema import writer_layout
-
-            layout = writer_layout()
         self.layout = layout
         """``{scope: {slot: (key, bucket set or None)}}``: the keys this writer makes."""
         key = region.key

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fakeai._layout import region_bytes
+from fakeai.metrics.schema import writer_layout
 from fakeai.region import NO_EXTENSIONS
 from tests.conftest import COMPILED, PYTHON
 from tests.test_window import _same
@@ -24,7 +25,7 @@ def _region(region_kernel, journal: int = 64, window: float = 5.0):
     buffer = mmap.mmap(-1, region_bytes(256, 4096, journal))
     region = region_kernel.Region(buffer, create=True, pid=os.getpid(), key_capacity=256, cell_capacity=4096,
                                   journal_capacity=journal, window_seconds=window)
-    return region, region_kernel.MetricsWriter(region, *BOUNDS)
+    return region, region_kernel.MetricsWriter(region, *BOUNDS, writer_layout())
 
 
 def _cells(region) -> dict[str, list[float]]:
@@ -59,7 +60,7 @@ def test_a_key_the_region_cannot_hold_is_counted_never_raised(region_kernel) -> 
     buffer = mmap.mmap(-1, region_bytes(globals_keys + 7, 4096, 64))
     region = region_kernel.Region(buffer, create=True, pid=os.getpid(), key_capacity=globals_keys + 7,
                                   cell_capacity=4096, journal_capacity=64, window_seconds=5.0)
-    writer = region_kernel.MetricsWriter(region, *BOUNDS)
+    writer = region_kernel.MetricsWriter(region, *BOUNDS, writer_layout())
     endpoint = writer.endpoint("/e")  # 6 keys: room for one error status after it
     assert not endpoint.lossy
     writer.record(1.0, 0.1, 500, 1, 2, endpoint)
@@ -158,7 +159,7 @@ def _hammer(region_path: str, records: int) -> None:
         buffer = mmap.mmap(file.fileno(), 0)
     region = Region(buffer, create=True, pid=os.getpid(), key_capacity=256, cell_capacity=4096,
                     journal_capacity=1024, window_seconds=5.0)
-    writer = MetricsWriter(region, *BOUNDS)
+    writer = MetricsWriter(region, *BOUNDS, writer_layout())
     endpoint = writer.endpoint("/e")
     for index in range(records):
         writer.record(float(index), 0.5, 500 if index % 3 == 0 else 200, 2, 3, endpoint)

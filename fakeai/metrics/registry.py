@@ -37,7 +37,7 @@ from fakeai.metrics.labels import (
     ModelLabels,
     region_need,
 )
-from fakeai.metrics.schema import BUCKETS, METRICS, Cell, Metric, cell
+from fakeai.metrics.schema import BUCKETS, METRICS, Cell, Metric, cell, writer_layout
 from fakeai.metrics.regions import CELL_CAPACITY, DROPPED_KEY, KEY_CAPACITY, SHARED_DIR_ENV, Regions
 from fakeai.metrics.snapshot import (
     EndpointSnapshot,
@@ -189,7 +189,8 @@ class MetricsRegistry:
         keys, cells = region_need(self.model_labels.capacity + 1, metrics=self.metrics)
         if keys > KEY_CAPACITY or cells > CELL_CAPACITY:
             raise ValueError(f"{self.model_labels.capacity} model labels do not fit in a metrics region")
-        self.writer = MetricsWriter(self.regions.own, DURATION_BUCKETS, TOKEN_COUNT_BUCKETS, INTER_TOKEN_BUCKETS)
+        self.writer = MetricsWriter(self.regions.own, DURATION_BUCKETS, TOKEN_COUNT_BUCKETS, INTER_TOKEN_BUCKETS,
+                                    writer_layout())
         """This process's recording handle (the recorder's fast path calls ``writer.record``)."""
         self._model_cells: dict[str, ModelCells] = {}
         """Cells of each labelled model name this process has seen (at most the table's capacity)."""
