@@ -5,17 +5,33 @@ cdef struct Sample:
     double value
 
 
-cdef struct Totals:
-    Py_ssize_t count
-    double total
-    double minimum
-    double maximum
+cdef enum:
+    FANOUT = 256         # entries of a node of the value index: 8 bits of the order key
+    PARTIALS = 64        # room for the non-overlapping partials of an exact sum (at most ~40)
+
+
+cdef struct Node:
+    # One level of the value index (see ``_window.pyx``). Entry ``e`` counts the samples
+    # whose order key has this node's prefix and ``e`` as the next 8 bits; it is either
+    # split further (``child`` >= 0) or a leaf holding them as a first-in-first-out list of
+    # ring slots (``head`` .. ``tail`` through ``SlidingWindow._next``).
+    int count[FANOUT]
+    int child[FANOUT]
+    int head[FANOUT]
+    int tail[FANOUT]
+    unsigned char mixed[FANOUT]  # a leaf's values are not all equal (0: all equal)
 
 
 cdef class SlidingWindow:
     cdef Sample* _ring
-    cdef double* _scratch
-    cdef Py_ssize_t* _counts
+    cdef int* _next           # per ring slot: the next slot of its leaf's list, or -1
+    cdef Node* _nodes         # the value index: node 0 is the root; a pool grown by doubling
+    cdef int _node_capacity
+    cdef int _node_count      # nodes ever taken from the pool (live or on the free list)
+    cdef int _free_node       # first free node (linked through ``child[0]``), or -1
+    cdef int _live_nodes
+    cdef double _partials[PARTIALS]
+    cdef int _partial_count
     cdef Py_ssize_t _capacity
     cdef Py_ssize_t _head
     cdef Py_ssize_t _size
@@ -27,6 +43,11 @@ cdef class SlidingWindow:
     cdef int _grow(self) except -1
     cdef int _push(self, double timestamp, double value) except -1
     cdef int _expire(self, double now) except -1
-    cdef inline void _drop_older_than(self, double horizon) noexcept
-    cdef Totals _totals(self, bint copy_values) noexcept nogil
-    cdef int _ensure_scratch(self, Py_ssize_t quantile_count) except -1
+    cdef void _drop_older_than(self, double horizon) noexcept
+    cdef void _pop_oldest(self) noexcept
+    cdef int _new_node(self) except -1
+    cdef void _append(self, int node, int entry, int slot) noexcept
+    cdef int _split(self, int node, int entry, int shift) except -1
+    cdef void _merge(self, int node, int entry) noexcept
+    cdef void _collect(self, int node, int* slots, int* found) noexcept
+    cdef void _remap(self, int node, Py_ssize_t old_head, Py_ssize_t old_capacity) noexcept
