@@ -1,30 +1,34 @@
 """The compiled window's C-level interface, for the kernels that push into windows (``_region``)."""
 
+cimport cython
+
 cdef struct Sample:
     double timestamp
     double value
 
 
 cdef enum:
-    FANOUT = 256         # entries of a node of the value index: 8 bits of the order key
+    BITS = 4             # bits of the order key a node of the value index tells apart
+    FANOUT = 16          # its entries: 2 ** BITS
     PARTIALS = 64        # room for the non-overlapping partials of an exact sum (at most ~40)
 
 
 cdef struct Node:
     # One level of the value index (see ``_window.pyx``). Entry ``e`` counts the samples
-    # whose order key has this node's prefix and ``e`` as the next 8 bits; it is either
-    # split further (``child`` >= 0) or a leaf holding them as a first-in-first-out list of
-    # ring slots (``head`` .. ``tail`` through ``SlidingWindow._next``).
+    # whose order key has this node's prefix and ``e`` as the next BITS bits; it is either
+    # split further (``child`` >= 0) or a leaf: its newest sample's ring slot (``tail``),
+    # from which ``SlidingWindow._previous`` chains back through the older ones.
     int count[FANOUT]
     int child[FANOUT]
-    int head[FANOUT]
     int tail[FANOUT]
-    unsigned char mixed[FANOUT]  # a leaf's values are not all equal (0: all equal)
+    double value[FANOUT]         # a leaf's first value since it was last empty
+    unsigned char mixed[FANOUT]  # a leaf's values are not all equal to ``value``
 
 
+@cython.final
 cdef class SlidingWindow:
     cdef Sample* _ring
-    cdef int* _next           # per ring slot: the next slot of its leaf's list, or -1
+    cdef int* _previous       # per ring slot: the slot of the previous sample of its leaf
     cdef Node* _nodes         # the value index: node 0 is the root; a pool grown by doubling
     cdef int _node_capacity
     cdef int _node_count      # nodes ever taken from the pool (live or on the free list)

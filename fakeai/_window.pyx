@@ -12,9 +12,11 @@ window; recording and expiry cost tens of nanoseconds.
   order key of the double (``_order_key``: integers that order like the doubles). A node
   counts, for each of its 256 entries (the next 8 bits of the key), the samples below it. An
   entry is either split into a child node (the next 8 bits) or a *leaf*: the ring slots of
-  its samples threaded into a first-in-first-out list (``_next``, one ``int`` per slot). As
-  expiry is in time order, the expiring sample is always the head of its leaf's list, so
-  recording and expiry are O(depth) counter updates and one list append or pop. A leaf
+  the ring slot of its newest sample, each slot holding the slot of the previous sample of
+  its leaf (``_previous``, one ``int`` per slot, written with the sample). As expiry is in
+  time order, a leaf's live samples are always the first ``count`` of that chain: expiry
+  only decrements counts. Recording and expiry touch the ring where it is written or read
+  (in order) and ``depth`` nodes (few, so hot in the cache), nothing at a random place. A leaf
   whose values are not all equal splits when it holds more than ``SPLIT`` samples; a split
   entry that falls to ``MERGE`` samples or fewer is merged back into one list. So a leaf
   holds either at most ``SPLIT`` samples or any number of one repeated value (a token
@@ -27,6 +29,7 @@ window; recording and expiry cost tens of nanoseconds.
   expiry, rounded like ``math.fsum``: exact and O(1) to read.
 """
 
+cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.math cimport INFINITY, NAN, fabs, floor, isfinite
 from libc.string cimport memcpy, memset
@@ -42,7 +45,7 @@ cdef Py_ssize_t _INITIAL_CAPACITY = 64
 cdef enum:
     SPLIT = 64   # a leaf of unequal values holding more samples than this is split
     MERGE = 16   # a split entry holding this many samples or fewer becomes a leaf again
-    ROOT_SHIFT = 56
+    ROOT_SHIFT = 64 - BITS
 
 # ``Sample``, ``Node``, ``FANOUT``, ``PARTIALS`` and the fields of ``SlidingWindow`` are
 # declared in ``_window.pxd``.
@@ -124,7 +127,7 @@ cdef struct View:
     # One window as a read sees it.
     Node* nodes
     Sample* ring
-    int* next
+    int* previous
     Py_ssize_t size
 
 
@@ -156,14 +159,14 @@ cdef double _select(View* views, Py_ssize_t count, Py_ssize_t rank, int* cursors
                 for i in range(FANOUT):
                     table[i] += n.count[i]
         for i in range(<Py_ssize_t>runs.size()):
-            table[(keys[i] >> shift) & 255] += runs[i].second
+            table[(keys[i] >> shift) & (FANOUT - 1)] += runs[i].second
         entry = 0
         while rank >= table[entry]:
             rank -= table[entry]
             entry += 1
         kept = 0
         for i in range(<Py_ssize_t>runs.size()):
-            if <int>((keys[i] >> shift) & 255) == entry:
+            if <int>((keys[i] >> shift) & (FANOUT - 1)) == entry:
                 runs[kept] = runs[i]
                 keys[kept] = keys[i]
                 kept += 1
@@ -180,16 +183,16 @@ cdef double _select(View* views, Py_ssize_t count, Py_ssize_t rank, int* cursors
             live -= 1
             if n.count[entry] == 0:
                 continue
-            slot = n.head[entry]
             if not n.mixed[entry]:
-                runs.push_back(pair[double, Py_ssize_t](views[w].ring[slot].value, n.count[entry]))
-                keys.push_back(_order_key(views[w].ring[slot].value))
+                runs.push_back(pair[double, Py_ssize_t](n.value[entry], n.count[entry]))
+                keys.push_back(_order_key(n.value[entry]))
                 continue
-            while slot >= 0:
+            slot = n.tail[entry]
+            for i in range(n.count[entry]):
                 runs.push_back(pair[double, Py_ssize_t](views[w].ring[slot].value, 1))
                 keys.push_back(_order_key(views[w].ring[slot].value))
-                slot = views[w].next[slot]
-        shift -= 8
+                slot = views[w].previous[slot]
+        shift -= BITS
     if runs.size() > 1:
         sort(runs.begin(), runs.end())
     i = 0
@@ -203,6 +206,7 @@ cdef double _select(View* views, Py_ssize_t count, Py_ssize_t rank, int* cursors
 # The window
 # ---------------------------------------------------------------------------------------
 
+@cython.final
 cdef class SlidingWindow:
     """Samples of the last ``window_seconds`` with count, sum, extremes and quantiles."""
 
@@ -219,13 +223,13 @@ cdef class SlidingWindow:
         self._max_samples = max_samples
         self._capacity = min(_INITIAL_CAPACITY, max_samples)
         self._ring = <Sample*>PyMem_Malloc(self._capacity * sizeof(Sample))
-        self._next = <int*>PyMem_Malloc(self._capacity * sizeof(int))
+        self._previous = <int*>PyMem_Malloc(self._capacity * sizeof(int))
         self._nodes = NULL
         self._node_capacity = 0
         self._node_count = 0
         self._free_node = -1
         self._live_nodes = 0
-        if self._ring == NULL or self._next == NULL:
+        if self._ring == NULL or self._previous == NULL:
             raise MemoryError()
         self._new_node()  # the root, node 0
         self._partial_count = 0
@@ -236,7 +240,7 @@ cdef class SlidingWindow:
 
     def __dealloc__(self):
         PyMem_Free(self._ring)
-        PyMem_Free(self._next)
+        PyMem_Free(self._previous)
         PyMem_Free(self._nodes)
 
     @property
@@ -288,30 +292,45 @@ cdef class SlidingWindow:
         return node
 
     cdef void _append(self, int node, int entry, int slot) noexcept:
-        """Append ring slot ``slot`` to the leaf list of ``node``'s ``entry``."""
+        """Add ring slot ``slot`` to the leaf ``entry`` of ``node`` as its newest sample."""
         cdef Node* n = &self._nodes[node]
-        cdef int tail
-        self._next[slot] = -1
+        cdef double value = self._ring[slot].value
         if n.count[entry] == 0:
-            n.head[entry] = slot
+            self._previous[slot] = -1
+            n.value[entry] = value
             n.mixed[entry] = 0
         else:
-            tail = n.tail[entry]
-            self._next[tail] = slot
-            if self._ring[tail].value != self._ring[slot].value:
+            self._previous[slot] = n.tail[entry]
+            if value != n.value[entry]:
                 n.mixed[entry] = 1
         n.tail[entry] = slot
         n.count[entry] += 1
 
     cdef int _split(self, int node, int entry, int shift) except -1:
         """Turn the leaf ``entry`` of ``node`` (at ``shift``) into a child node over the next 8 bits."""
+        cdef int slots[SPLIT + 1]
         cdef int child = self._new_node()  # may move the pool: pointers are taken after
-        cdef int slot = self._nodes[node].head[entry], following, sub
-        cdef int child_shift = shift - 8
-        while slot >= 0:  # oldest first, so every list of the child stays in time order
-            following = self._next[slot]
-            self._append(child, (_order_key(self._ring[slot].value) >> child_shift) & 255, slot)
-            slot = following
+        cdef int count = self._nodes[node].count[entry], slot = self._nodes[node].tail[entry], i, sub
+        cdef int child_shift = shift - BITS
+        cdef Node* c
+        if count > SPLIT + 1:
+            # Only a leaf of one repeated value splits this large, on receiving another value
+            # (a mixed leaf splits as soon as it holds more than SPLIT): the older samples move
+            # as one block, chain and all, and the newest joins its own entry.
+            c = &self._nodes[child]
+            sub = (_order_key(self._nodes[node].value[entry]) >> child_shift) & (FANOUT - 1)
+            c.count[sub] = count - 1
+            c.tail[sub] = self._previous[slot]
+            c.value[sub] = self._nodes[node].value[entry]
+            c.mixed[sub] = 0
+            self._append(child, (_order_key(self._ring[slot].value) >> child_shift) & (FANOUT - 1), slot)
+        else:
+            for i in range(count):  # newest first
+                slots[i] = slot
+                slot = self._previous[slot]
+            for i in range(count - 1, -1, -1):  # oldest first, so every chain of the child is in time order
+                slot = slots[i]
+                self._append(child, (_order_key(self._ring[slot].value) >> child_shift) & (FANOUT - 1), slot)
         self._nodes[node].child[entry] = child
         if child_shift > 0:
             for sub in range(FANOUT):
@@ -321,7 +340,7 @@ cdef class SlidingWindow:
 
     cdef void _collect(self, int node, int* slots, int* found) noexcept:
         """Gather the ring slots below ``node`` into ``slots`` and free its nodes."""
-        cdef int entry, slot
+        cdef int entry, slot, i
         cdef Node* n = &self._nodes[node]
         for entry in range(FANOUT):
             if n.count[entry] == 0:
@@ -329,11 +348,11 @@ cdef class SlidingWindow:
             if n.child[entry] >= 0:
                 self._collect(n.child[entry], slots, found)
                 continue
-            slot = n.head[entry]
-            while slot >= 0:
+            slot = n.tail[entry]
+            for i in range(n.count[entry]):
                 slots[found[0]] = slot
                 found[0] += 1
-                slot = self._next[slot]
+                slot = self._previous[slot]
         n.child[0] = self._free_node
         self._free_node = node
         self._live_nodes -= 1
@@ -372,14 +391,13 @@ cdef class SlidingWindow:
             if n.child[entry] >= 0:
                 self._remap(n.child[entry], old_head, old_capacity)
                 continue
-            n.head[entry] = <int>((n.head[entry] - old_head + old_capacity) % old_capacity)
             n.tail[entry] = <int>((n.tail[entry] - old_head + old_capacity) % old_capacity)
 
     # -- recording ---------------------------------------------------------------------
 
     cdef int _grow(self) except -1:
         cdef Py_ssize_t capacity = min(self._capacity * 2, self._max_samples)
-        cdef Py_ssize_t old_capacity = self._capacity, old_head = self._head, i, old, following
+        cdef Py_ssize_t old_capacity = self._capacity, old_head = self._head, i, old, previous
         cdef Sample* ring = <Sample*>PyMem_Malloc(capacity * sizeof(Sample))
         cdef int* links = <int*>PyMem_Malloc(capacity * sizeof(int))
         if ring == NULL or links == NULL:
@@ -392,12 +410,13 @@ cdef class SlidingWindow:
             if old >= old_capacity:
                 old -= old_capacity
             ring[i] = self._ring[old]
-            following = self._next[old]
-            links[i] = -1 if following < 0 else <int>((following - old_head + old_capacity) % old_capacity)
+            # A link past a leaf's live samples may be stale: it is never followed.
+            previous = self._previous[old]
+            links[i] = -1 if previous < 0 else <int>((previous - old_head + old_capacity) % old_capacity)
         PyMem_Free(self._ring)
-        PyMem_Free(self._next)
+        PyMem_Free(self._previous)
         self._ring = ring
-        self._next = links
+        self._previous = links
         self._capacity = capacity
         self._head = 0
         self._remap(0, old_head, old_capacity)
@@ -436,11 +455,11 @@ cdef class SlidingWindow:
         cdef Node* n
         while True:
             n = &self._nodes[node]
-            entry = (key >> shift) & 255
+            entry = (key >> shift) & (FANOUT - 1)
             if n.child[entry] >= 0:
                 n.count[entry] += 1
                 node = n.child[entry]
-                shift -= 8
+                shift -= BITS
                 continue
             self._append(node, entry, slot)
             if n.mixed[entry] and n.count[entry] > SPLIT and shift > 0:
@@ -448,7 +467,7 @@ cdef class SlidingWindow:
             return 0
 
     cdef void _pop_oldest(self) noexcept:
-        """Remove the oldest sample: the head of its leaf's list."""
+        """Remove the oldest sample: the oldest of its leaf, so only counts change."""
         cdef int slot = <int>self._head
         cdef double value = self._ring[slot].value
         cdef unsigned long long key = _order_key(value)
@@ -456,16 +475,15 @@ cdef class SlidingWindow:
         cdef Node* n
         while True:
             n = &self._nodes[node]
-            entry = (key >> shift) & 255
+            entry = (key >> shift) & (FANOUT - 1)
             n.count[entry] -= 1
             if n.child[entry] >= 0:
                 if merge_node < 0 and n.count[entry] <= MERGE:
                     merge_node = node
                     merge_entry = entry
                 node = n.child[entry]
-                shift -= 8
+                shift -= BITS
                 continue
-            n.head[entry] = self._next[slot]  # ``slot`` is the head: expiry is in time order
             break
         _add_exactly(self._partials, &self._partial_count, -value)
         self._head += 1
@@ -554,7 +572,7 @@ def summarize(windows, double now, qs):
         window._expire(now)
         views[w].nodes = window._nodes
         views[w].ring = window._ring
-        views[w].next = window._next
+        views[w].previous = window._previous
         views[w].size = window._size
         total += window._size
         for i in range(window._partial_count):
