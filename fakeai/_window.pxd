@@ -8,28 +8,36 @@ cdef struct Sample:
 
 
 cdef enum:
-    BITS = 4             # bits of the order key a node of the value index tells apart
-    FANOUT = 16          # its entries: 2 ** BITS
+    TOPS = 16            # the index's first level: the top 4 bits of the order key
+    FANOUT = 256         # entries of a node of the value index: the next 8 bits
     PARTIALS = 64        # room for the non-overlapping partials of an exact sum (at most ~40)
+
+
+cdef struct Entry:
+    double value          # a leaf's first value since it was last empty
+    int link              # a split entry's child node; a leaf's newest sample's ring slot
+    unsigned char split   # split into a child node (0: a leaf)
+    unsigned char mixed   # a leaf's values are not all equal to ``value``
 
 
 cdef struct Node:
     # One level of the value index (see ``_window.pyx``). Entry ``e`` counts the samples
-    # whose order key has this node's prefix and ``e`` as the next BITS bits; it is either
-    # split further (``child`` >= 0) or a leaf: its newest sample's ring slot (``tail``),
-    # from which ``SlidingWindow._previous`` chains back through the older ones.
+    # whose order key has this node's prefix and ``e`` as the next 8 bits; it is either
+    # split further into a child node or a leaf: the ring slot of its newest sample, from
+    # which ``SlidingWindow._previous`` chains back through the older ones. The counts are
+    # apart (a read adds them up, level by level); the rest of an entry is in one place
+    # (recording and expiry touch it).
     int count[FANOUT]
-    int child[FANOUT]
-    int tail[FANOUT]
-    double value[FANOUT]         # a leaf's first value since it was last empty
-    unsigned char mixed[FANOUT]  # a leaf's values are not all equal to ``value``
+    Entry entries[FANOUT]
 
 
 @cython.final
 cdef class SlidingWindow:
     cdef Sample* _ring
     cdef int* _previous       # per ring slot: the slot of the previous sample of its leaf
-    cdef Node* _nodes         # the value index: node 0 is the root; a pool grown by doubling
+    cdef Py_ssize_t _top_count[TOPS]  # the value index: samples under each top entry,
+    cdef int _top_node[TOPS]          # and its node (-1 until first used)
+    cdef Node* _nodes                 # the pool of nodes, grown by doubling
     cdef int _node_capacity
     cdef int _node_count      # nodes ever taken from the pool (live or on the free list)
     cdef int _free_node       # first free node (linked through ``child[0]``), or -1

@@ -43,9 +43,15 @@ MAX_SAMPLES_LIMIT = 2**31 - 1
 cdef Py_ssize_t _INITIAL_CAPACITY = 64
 
 cdef enum:
-    SPLIT = 64   # a leaf of unequal values holding more samples than this is split
-    MERGE = 16   # a split entry holding this many samples or fewer becomes a leaf again
-    ROOT_SHIFT = 64 - BITS
+    SPLIT = 256  # a leaf of unequal values holding more samples than this is split
+    MERGE = 64   # a split entry holding this many samples or fewer becomes a leaf again
+    TOP_SHIFT = 60   # the top level tells apart the top 4 bits of the order key (sign, 3 of exponent)
+    FIRST_SHIFT = 52 # its nodes the next 8 (the rest of the exponent: the binade), then 8 bits a level
+
+
+cdef inline int _below(int shift) noexcept nogil:
+    """The shift of the level under one at ``shift``: 8 bits on, the last one overlapping."""
+    return shift - 8 if shift > 8 else 0
 
 # ``Sample``, ``Node``, ``FANOUT``, ``PARTIALS`` and the fields of ``SlidingWindow`` are
 # declared in ``_window.pxd``.
@@ -128,6 +134,8 @@ cdef struct View:
     Node* nodes
     Sample* ring
     int* previous
+    Py_ssize_t* top_count
+    int* top_node
     Py_ssize_t size
 
 
@@ -144,13 +152,21 @@ cdef double _select(View* views, Py_ssize_t count, Py_ssize_t rank, int* cursors
     """
     cdef Py_ssize_t table[FANOUT]
     cdef Py_ssize_t w, i, kept
-    cdef int shift = ROOT_SHIFT, entry, node, slot, live = 0
+    cdef int shift = FIRST_SHIFT, entry, node, slot, live = 0
     cdef Node* n
     runs.clear()
     keys.clear()
+    memset(table, 0, sizeof(table))
     for w in range(count):
-        cursors[w] = 0 if views[w].size else -1
-        live += views[w].size != 0
+        for i in range(TOPS):
+            table[i] += views[w].top_count[i]
+    entry = 0
+    while rank >= table[entry]:
+        rank -= table[entry]
+        entry += 1
+    for w in range(count):
+        cursors[w] = views[w].top_node[entry] if views[w].top_count[entry] else -1
+        live += cursors[w] >= 0
     while live:
         memset(table, 0, sizeof(table))
         for w in range(count):
@@ -176,23 +192,23 @@ cdef double _select(View* views, Py_ssize_t count, Py_ssize_t rank, int* cursors
             if cursors[w] < 0:
                 continue
             n = &views[w].nodes[cursors[w]]
-            if n.count[entry] and n.child[entry] >= 0:
-                cursors[w] = n.child[entry]
+            if n.count[entry] and n.entries[entry].split:
+                cursors[w] = n.entries[entry].link
                 continue
             cursors[w] = -1
             live -= 1
             if n.count[entry] == 0:
                 continue
-            if not n.mixed[entry]:
-                runs.push_back(pair[double, Py_ssize_t](n.value[entry], n.count[entry]))
-                keys.push_back(_order_key(n.value[entry]))
+            if not n.entries[entry].mixed:
+                runs.push_back(pair[double, Py_ssize_t](n.entries[entry].value, n.count[entry]))
+                keys.push_back(_order_key(n.entries[entry].value))
                 continue
-            slot = n.tail[entry]
+            slot = n.entries[entry].link
             for i in range(n.count[entry]):
                 runs.push_back(pair[double, Py_ssize_t](views[w].ring[slot].value, 1))
                 keys.push_back(_order_key(views[w].ring[slot].value))
                 slot = views[w].previous[slot]
-        shift -= BITS
+        shift = _below(shift)
     if runs.size() > 1:
         sort(runs.begin(), runs.end())
     i = 0
@@ -213,6 +229,7 @@ cdef class SlidingWindow:
     # Fields: see ``_window.pxd``.
 
     def __cinit__(self, double window_seconds, Py_ssize_t max_samples=DEFAULT_MAX_SAMPLES):
+        cdef int i
         if not isfinite(window_seconds):
             raise ValueError(f"window_seconds must be a finite number, got {window_seconds!r}")
         if window_seconds <= 0.0:
@@ -231,7 +248,9 @@ cdef class SlidingWindow:
         self._live_nodes = 0
         if self._ring == NULL or self._previous == NULL:
             raise MemoryError()
-        self._new_node()  # the root, node 0
+        for i in range(TOPS):
+            self._top_count[i] = 0
+            self._top_node[i] = -1
         self._partial_count = 0
         self._head = 0
         self._size = 0
@@ -276,7 +295,7 @@ cdef class SlidingWindow:
         cdef Node* nodes
         if self._free_node >= 0:
             node = self._free_node
-            self._free_node = self._nodes[node].child[0]
+            self._free_node = self._nodes[node].entries[0].link
         else:
             if self._node_count == self._node_capacity:
                 nodes = <Node*>PyMem_Realloc(self._nodes, max(4, 2 * self._node_capacity) * sizeof(Node))
@@ -286,8 +305,7 @@ cdef class SlidingWindow:
                 self._node_capacity = max(4, 2 * self._node_capacity)
             node = self._node_count
             self._node_count += 1
-        memset(self._nodes[node].count, 0, sizeof(self._nodes[node].count))
-        memset(self._nodes[node].child, 0xFF, sizeof(self._nodes[node].child))  # -1: no child
+        memset(&self._nodes[node], 0, sizeof(Node))  # every entry an empty leaf
         self._live_nodes += 1
         return node
 
@@ -297,32 +315,32 @@ cdef class SlidingWindow:
         cdef double value = self._ring[slot].value
         if n.count[entry] == 0:
             self._previous[slot] = -1
-            n.value[entry] = value
-            n.mixed[entry] = 0
+            n.entries[entry].value = value
+            n.entries[entry].mixed = 0
         else:
-            self._previous[slot] = n.tail[entry]
-            if value != n.value[entry]:
-                n.mixed[entry] = 1
-        n.tail[entry] = slot
+            self._previous[slot] = n.entries[entry].link
+            if value != n.entries[entry].value:
+                n.entries[entry].mixed = 1
+        n.entries[entry].link = slot
         n.count[entry] += 1
 
     cdef int _split(self, int node, int entry, int shift) except -1:
         """Turn the leaf ``entry`` of ``node`` (at ``shift``) into a child node over the next 8 bits."""
         cdef int slots[SPLIT + 1]
         cdef int child = self._new_node()  # may move the pool: pointers are taken after
-        cdef int count = self._nodes[node].count[entry], slot = self._nodes[node].tail[entry], i, sub
-        cdef int child_shift = shift - BITS
+        cdef int count = self._nodes[node].count[entry], slot = self._nodes[node].entries[entry].link, i, sub
+        cdef int child_shift = _below(shift)
         cdef Node* c
         if count > SPLIT + 1:
             # Only a leaf of one repeated value splits this large, on receiving another value
             # (a mixed leaf splits as soon as it holds more than SPLIT): the older samples move
             # as one block, chain and all, and the newest joins its own entry.
             c = &self._nodes[child]
-            sub = (_order_key(self._nodes[node].value[entry]) >> child_shift) & (FANOUT - 1)
+            sub = (_order_key(self._nodes[node].entries[entry].value) >> child_shift) & (FANOUT - 1)
             c.count[sub] = count - 1
-            c.tail[sub] = self._previous[slot]
-            c.value[sub] = self._nodes[node].value[entry]
-            c.mixed[sub] = 0
+            c.entries[sub].link = self._previous[slot]
+            c.entries[sub].value = self._nodes[node].entries[entry].value
+            c.entries[sub].mixed = 0
             self._append(child, (_order_key(self._ring[slot].value) >> child_shift) & (FANOUT - 1), slot)
         else:
             for i in range(count):  # newest first
@@ -331,10 +349,11 @@ cdef class SlidingWindow:
             for i in range(count - 1, -1, -1):  # oldest first, so every chain of the child is in time order
                 slot = slots[i]
                 self._append(child, (_order_key(self._ring[slot].value) >> child_shift) & (FANOUT - 1), slot)
-        self._nodes[node].child[entry] = child
-        if child_shift > 0:
+        self._nodes[node].entries[entry].link = child
+        self._nodes[node].entries[entry].split = 1
+        if child_shift > 0:  # a leaf at shift 0 holds one order key: never mixed
             for sub in range(FANOUT):
-                if self._nodes[child].count[sub] > SPLIT and self._nodes[child].mixed[sub]:
+                if self._nodes[child].count[sub] > SPLIT and self._nodes[child].entries[sub].mixed:
                     self._split(child, sub, child_shift)
         return 0
 
@@ -345,15 +364,15 @@ cdef class SlidingWindow:
         for entry in range(FANOUT):
             if n.count[entry] == 0:
                 continue
-            if n.child[entry] >= 0:
-                self._collect(n.child[entry], slots, found)
+            if n.entries[entry].split:
+                self._collect(n.entries[entry].link, slots, found)
                 continue
-            slot = n.tail[entry]
+            slot = n.entries[entry].link
             for i in range(n.count[entry]):
                 slots[found[0]] = slot
                 found[0] += 1
                 slot = self._previous[slot]
-        n.child[0] = self._free_node
+        n.entries[0].link = self._free_node
         self._free_node = node
         self._live_nodes -= 1
 
@@ -363,8 +382,8 @@ cdef class SlidingWindow:
         cdef Py_ssize_t ages[MERGE]
         cdef int found = 0, i, j, slot
         cdef Py_ssize_t age
-        self._collect(self._nodes[node].child[entry], slots, &found)
-        self._nodes[node].child[entry] = -1
+        self._collect(self._nodes[node].entries[entry].link, slots, &found)
+        self._nodes[node].entries[entry].split = 0
         self._nodes[node].count[entry] = 0
         for i in range(found):  # insertion sort by age: the list is oldest first
             slot = slots[i]
@@ -388,10 +407,10 @@ cdef class SlidingWindow:
         for entry in range(FANOUT):
             if n.count[entry] == 0:
                 continue
-            if n.child[entry] >= 0:
-                self._remap(n.child[entry], old_head, old_capacity)
+            if n.entries[entry].split:
+                self._remap(n.entries[entry].link, old_head, old_capacity)
                 continue
-            n.tail[entry] = <int>((n.tail[entry] - old_head + old_capacity) % old_capacity)
+            n.entries[entry].link = <int>((n.entries[entry].link - old_head + old_capacity) % old_capacity)
 
     # -- recording ---------------------------------------------------------------------
 
@@ -419,7 +438,9 @@ cdef class SlidingWindow:
         self._previous = links
         self._capacity = capacity
         self._head = 0
-        self._remap(0, old_head, old_capacity)
+        for i in range(TOPS):
+            if self._top_node[i] >= 0:
+                self._remap(self._top_node[i], old_head, old_capacity)
         return 0
 
     def record(self, double timestamp, double value):
@@ -451,18 +472,22 @@ cdef class SlidingWindow:
         _add_exactly(self._partials, &self._partial_count, value)
         # Index it: count it on the way down, append it to the leaf it reaches.
         cdef unsigned long long key = _order_key(value)
-        cdef int node = 0, shift = ROOT_SHIFT, entry
+        cdef int top = key >> TOP_SHIFT, node = self._top_node[top], shift = FIRST_SHIFT, entry
         cdef Node* n
+        if node < 0:
+            node = self._new_node()
+            self._top_node[top] = node
+        self._top_count[top] += 1
         while True:
             n = &self._nodes[node]
             entry = (key >> shift) & (FANOUT - 1)
-            if n.child[entry] >= 0:
+            if n.entries[entry].split:
                 n.count[entry] += 1
-                node = n.child[entry]
-                shift -= BITS
+                node = n.entries[entry].link
+                shift = _below(shift)
                 continue
             self._append(node, entry, slot)
-            if n.mixed[entry] and n.count[entry] > SPLIT and shift > 0:
+            if n.entries[entry].mixed and n.count[entry] > SPLIT and shift > 0:
                 self._split(node, entry, shift)
             return 0
 
@@ -471,18 +496,20 @@ cdef class SlidingWindow:
         cdef int slot = <int>self._head
         cdef double value = self._ring[slot].value
         cdef unsigned long long key = _order_key(value)
-        cdef int node = 0, shift = ROOT_SHIFT, entry, merge_node = -1, merge_entry = 0
+        cdef int top = key >> TOP_SHIFT, node = self._top_node[top], shift = FIRST_SHIFT, entry
+        cdef int merge_node = -1, merge_entry = 0
         cdef Node* n
+        self._top_count[top] -= 1
         while True:
             n = &self._nodes[node]
             entry = (key >> shift) & (FANOUT - 1)
             n.count[entry] -= 1
-            if n.child[entry] >= 0:
+            if n.entries[entry].split:
                 if merge_node < 0 and n.count[entry] <= MERGE:
                     merge_node = node
                     merge_entry = entry
-                node = n.child[entry]
-                shift -= BITS
+                node = n.entries[entry].link
+                shift = _below(shift)
                 continue
             break
         _add_exactly(self._partials, &self._partial_count, -value)
@@ -573,6 +600,8 @@ def summarize(windows, double now, qs):
         views[w].nodes = window._nodes
         views[w].ring = window._ring
         views[w].previous = window._previous
+        views[w].top_count = window._top_count
+        views[w].top_node = window._top_node
         views[w].size = window._size
         total += window._size
         for i in range(window._partial_count):
