@@ -4,23 +4,25 @@
 
 ``fakeai/_window_py.py`` is the specification; read its docstring for the semantics. Reads
 (count, sum, extremes, exact quantiles) cost the same whatever the number of samples in the
-window; recording and expiry cost tens of nanoseconds.
+window; recording and expiry cost a few counter updates along one path of an index.
 
 * **Time order.** The samples live in one contiguous ring of ``(timestamp, value)`` pairs
   that grows by doubling up to ``max_samples``; expiry pops the oldest, first in first out.
-* **Value order.** The same samples are indexed by value in a 256-ary trie over the 64-bit
-  order key of the double (``_order_key``: integers that order like the doubles). A node
-  counts, for each of its 256 entries (the next 8 bits of the key), the samples below it. An
-  entry is either split into a child node (the next 8 bits) or a *leaf*: the ring slots of
-  the ring slot of its newest sample, each slot holding the slot of the previous sample of
-  its leaf (``_previous``, one ``int`` per slot, written with the sample). As expiry is in
-  time order, a leaf's live samples are always the first ``count`` of that chain: expiry
-  only decrements counts. Recording and expiry touch the ring where it is written or read
-  (in order) and ``depth`` nodes (few, so hot in the cache), nothing at a random place. A leaf
+* **Value order.** The same samples are indexed in a trie over the 64-bit order key of the
+  value (``_order_key``: integers that order like the doubles): a top level of 16 entries
+  (the key's top 4 bits: sign and top of the exponent), then nodes of 256 entries, 8 bits
+  a level (the rest of the exponent, i.e. the binade, then the mantissa; the last level
+  overlaps the one above so that it ends at bit 0). Each entry counts the samples under it
+  and is either split into a child node or a *leaf*: the ring slot of its newest sample,
+  each slot holding the slot of the previous sample of its leaf (``_previous``, one ``int``
+  per slot, written with the sample). As expiry is in time order, a leaf's live samples
+  are always the newest ``count`` of its chain, so expiry only decrements counts. A leaf
   whose values are not all equal splits when it holds more than ``SPLIT`` samples; a split
-  entry that falls to ``MERGE`` samples or fewer is merged back into one list. So a leaf
-  holds either at most ``SPLIT`` samples or any number of one repeated value (a token
-  count, a constant latency), which answers in O(1).
+  entry that falls to ``MERGE`` samples or fewer becomes one leaf again. So a leaf holds
+  either at most ``SPLIT`` samples or any number of one repeated value (a token count, a
+  constant latency), which answers at once. The cost of a record or an expiry is the path:
+  a few nodes, each a possible cache miss once the index outgrows the cache (tens of ns at
+  1e5 samples, a few hundred at 1e6 spread values; see the README).
 * **Reads.** The value of rank ``k`` descends the trie: at each node the entry whose
   cumulative count passes ``k`` (256 additions), then within one leaf (at most ``SPLIT``
   values, sorted). Several windows are read together the same way, adding their counts
@@ -45,15 +47,15 @@ cdef Py_ssize_t _INITIAL_CAPACITY = 64
 cdef enum:
     SPLIT = 256  # a leaf of unequal values holding more samples than this is split
     MERGE = 64   # a split entry holding this many samples or fewer becomes a leaf again
-    TOP_SHIFT = 60   # the top level tells apart the top 4 bits of the order key (sign, 3 of exponent)
-    FIRST_SHIFT = 52 # its nodes the next 8 (the rest of the exponent: the binade), then 8 bits a level
+    TOP_SHIFT = 60    # the top level tells apart the top 4 bits of the order key (sign, 3 of exponent)
+    FIRST_SHIFT = 52  # its nodes the next 8 (the rest of the exponent: the binade), then 8 bits a level
 
 
 cdef inline int _below(int shift) noexcept nogil:
     """The shift of the level under one at ``shift``: 8 bits on, the last one overlapping."""
     return shift - 8 if shift > 8 else 0
 
-# ``Sample``, ``Node``, ``FANOUT``, ``PARTIALS`` and the fields of ``SlidingWindow`` are
+# ``Sample``, ``Entry``, ``Node``, ``TOPS``, ``FANOUT``, ``PARTIALS`` and the fields of ``SlidingWindow`` are
 # declared in ``_window.pxd``.
 
 
@@ -385,7 +387,7 @@ cdef class SlidingWindow:
         self._collect(self._nodes[node].entries[entry].link, slots, &found)
         self._nodes[node].entries[entry].split = 0
         self._nodes[node].count[entry] = 0
-        for i in range(found):  # insertion sort by age: the list is oldest first
+        for i in range(found):  # insertion sort by age: the chain is appended oldest first
             slot = slots[i]
             age = slot - self._head
             if age < 0:
