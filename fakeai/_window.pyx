@@ -83,7 +83,9 @@ cdef inline unsigned long long _order_key(double value) noexcept nogil:
 
 
 cdef inline void _add_exactly(double* partials, int* count, double x) noexcept nogil:
-    """The twin's ``_add_exactly``: Shewchuk's step, ``math.fsum``'s inner loop."""
+    """Add ``x`` to the exact sum held by ``partials`` (Shewchuk's step: ``math.fsum``'s inner
+    loop). The partials stay non-overlapping, smallest magnitude first, and add up exactly to
+    every value added; subtracting is adding ``-x``."""
     cdef int i = 0, j
     cdef double y, hi, lo, swap
     for j in range(count[0]):

@@ -18,10 +18,8 @@ Semantics
 * NaN or infinite timestamps and values are rejected with ``ValueError``.
 * At most ``max_samples`` samples are held (``max_samples`` below 2**31); recording into a
   full window drops the oldest sample and counts it in ``dropped``.
-* The sum is the correctly rounded sum of the live values, equal to ``math.fsum`` of them
-  (kept up to date on every record and expiry as Shewchuk's non-overlapping partials, the
-  algorithm behind ``math.fsum``, so reading it costs nothing). A sum beyond the largest
-  double is undefined (inf or NaN).
+* The sum is the correctly rounded sum of the live values, equal to ``math.fsum`` of them.
+  A sum beyond the largest double is undefined (inf or NaN).
 * Quantiles use linear interpolation between closest ranks, exactly like
   ``numpy.quantile(values, q, method="linear")``: with the values sorted as ``x``,
   ``h = (n - 1) * q``, ``i = floor(h)``, ``g = h - i`` and the result is
@@ -36,16 +34,16 @@ Semantics
   samples of several windows of one length together, as if they were one window, without
   building one (``union`` builds one).
 
-This twin keeps the live values in a sorted list as well (``bisect``): reads index it, a
-record or an expiry costs a ``list`` insert or delete. The compiled kernel keeps the same
-answers in a structure whose reads do not grow with the window (see its docstring).
+This twin keeps the samples in time order only and sorts the live values at each read
+(O(n log n) a read, O(1) a record, as ``FAKEAI_NO_EXTENSIONS=1`` always did). The compiled
+kernel gives the same answers from an index whose reads do not grow with the window (see
+its docstring).
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Sequence
 from operator import itemgetter
@@ -91,29 +89,10 @@ def _interpolate(ordered: Sequence[float], q: float) -> float:
     return low + difference * gamma
 
 
-def _add_exactly(partials: list[float], x: float) -> None:
-    """Add ``x`` to the exact sum held by ``partials`` (Shewchuk; ``math.fsum``'s inner loop).
-
-    ``partials`` stay non-overlapping, smallest magnitude first, and add up exactly to every
-    value added so far; subtracting is adding ``-x``. The compiled kernel does the same steps.
-    """
-    i = 0
-    for y in partials:
-        if abs(x) < abs(y):
-            x, y = y, x
-        hi = x + y
-        lo = y - (hi - x)
-        if lo:
-            partials[i] = lo
-            i += 1
-        x = hi
-    partials[i:] = [x]
-
-
 class SlidingWindow:
     """Samples of the last ``window_seconds`` with count, sum, extremes and quantiles."""
 
-    __slots__ = ("_dropped", "_max_samples", "_newest", "_ordered", "_partials", "_samples", "_window_seconds")
+    __slots__ = ("_dropped", "_max_samples", "_newest", "_samples", "_window_seconds")
 
     def __init__(self, window_seconds: float, max_samples: int = DEFAULT_MAX_SAMPLES) -> None:
         window_seconds = _check_finite("window_seconds", window_seconds)
@@ -124,8 +103,6 @@ class SlidingWindow:
         self._window_seconds = window_seconds
         self._max_samples = int(max_samples)
         self._samples: deque[tuple[float, float]] = deque()  # time order: expiry is first in, first out
-        self._ordered: list[float] = []  # the same values, sorted
-        self._partials: list[float] = []  # their exact sum
         self._newest = -math.inf
         self._dropped = 0
 
@@ -154,11 +131,9 @@ class SlidingWindow:
         self._newest = timestamp
         self._drop_older_than(timestamp - self._window_seconds)
         if len(self._samples) == self._max_samples:
-            self._pop_oldest()
+            self._samples.popleft()
             self._dropped += 1
         self._samples.append((timestamp, value))
-        insort(self._ordered, value)
-        _add_exactly(self._partials, value)
 
     def expire(self, now: float) -> None:
         self._drop_older_than(_check_finite("now", now) - self._window_seconds)
@@ -166,12 +141,7 @@ class SlidingWindow:
     def _drop_older_than(self, horizon: float) -> None:
         samples = self._samples
         while samples and samples[0][0] <= horizon:
-            self._pop_oldest()
-
-    def _pop_oldest(self) -> None:
-        _, value = self._samples.popleft()
-        del self._ordered[bisect_left(self._ordered, value)]
-        _add_exactly(self._partials, -value)
+            samples.popleft()
 
     def count(self, now: float) -> int:
         self.expire(now)
@@ -219,13 +189,10 @@ def summarize(windows: Sequence[SlidingWindow], now: float, qs: Sequence[float])
             raise ValueError("summary of windows of different lengths")
     for window in windows:
         window.expire(now)
-    if len(windows) == 1:
-        ordered = windows[0]._ordered
-    else:
-        ordered = list(heapq.merge(*(window._ordered for window in windows)))
+    ordered = sorted(value for window in windows for _, value in window._samples)
     if not ordered:
         return (0, 0.0, _NAN, _NAN, tuple(_NAN for _ in checked))
-    total = math.fsum(partial for window in windows for partial in window._partials)
+    total = math.fsum(ordered)
     return (
         len(ordered),
         total,
