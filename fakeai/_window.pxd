@@ -1,21 +1,49 @@
 """The compiled window's C-level interface, for the kernels that push into windows (``_region``)."""
 
+cimport cython
+
 cdef struct Sample:
     double timestamp
     double value
 
 
-cdef struct Totals:
-    Py_ssize_t count
-    double total
-    double minimum
-    double maximum
+cdef enum:
+    TOPS = 16            # the index's first level: the top 4 bits of the order key
+    FANOUT = 256         # entries of a node of the value index: the next 8 bits
+    PARTIALS = 64        # room for the non-overlapping partials of an exact sum (at most ~40)
 
 
+cdef struct Entry:
+    double value          # a leaf's first value since it was last empty
+    int link              # a split entry's child node; a leaf's newest sample's ring slot
+    unsigned char split   # split into a child node (0: a leaf)
+    unsigned char mixed   # a leaf's values are not all equal to ``value``
+
+
+cdef struct Node:
+    # One level of the value index (see ``_window.pyx``). Entry ``e`` counts the samples
+    # whose order key has this node's prefix and ``e`` as the next 8 bits; it is either
+    # split further into a child node or a leaf: the ring slot of its newest sample, from
+    # which ``SlidingWindow._previous`` chains back through the older ones. The counts are
+    # apart (a read adds them up, level by level); the rest of an entry is in one place
+    # (recording and expiry touch it).
+    int count[FANOUT]
+    Entry entries[FANOUT]
+
+
+@cython.final
 cdef class SlidingWindow:
     cdef Sample* _ring
-    cdef double* _scratch
-    cdef Py_ssize_t* _counts
+    cdef int* _previous       # per ring slot: the slot of the previous sample of its leaf
+    cdef Py_ssize_t _top_count[TOPS]  # the value index: samples under each top entry,
+    cdef int _top_node[TOPS]          # and its node (-1 until first used)
+    cdef Node* _nodes                 # the pool of nodes, grown by doubling
+    cdef int _node_capacity
+    cdef int _node_count      # nodes ever taken from the pool (live or on the free list)
+    cdef int _free_node       # first free node (linked through ``child[0]``), or -1
+    cdef int _live_nodes
+    cdef double _partials[PARTIALS]
+    cdef int _partial_count
     cdef Py_ssize_t _capacity
     cdef Py_ssize_t _head
     cdef Py_ssize_t _size
@@ -27,6 +55,11 @@ cdef class SlidingWindow:
     cdef int _grow(self) except -1
     cdef int _push(self, double timestamp, double value) except -1
     cdef int _expire(self, double now) except -1
-    cdef inline void _drop_older_than(self, double horizon) noexcept
-    cdef Totals _totals(self, bint copy_values) noexcept nogil
-    cdef int _ensure_scratch(self, Py_ssize_t quantile_count) except -1
+    cdef void _drop_older_than(self, double horizon) noexcept
+    cdef void _pop_oldest(self) noexcept
+    cdef int _new_node(self) except -1
+    cdef void _append(self, int node, int entry, int slot) noexcept
+    cdef int _split(self, int node, int entry, int shift) except -1
+    cdef void _merge(self, int node, int entry) noexcept
+    cdef void _collect(self, int node, int* slots, int* found) noexcept
+    cdef void _remap(self, int node, Py_ssize_t old_head, Py_ssize_t old_capacity) noexcept

@@ -2,26 +2,61 @@
 # distutils: language = c++
 """Compiled sliding window: the fast twin of ``fakeai._window_py``.
 
-``fakeai/_window_py.py`` is the specification; read its docstring for the semantics. This
-module keeps the samples in one contiguous ring of ``(timestamp, value)`` pairs that grows by
-doubling up to ``max_samples``. Recording is O(1); reads copy the live values into a scratch
-buffer and answer quantiles with ``std::nth_element`` (selection, not a full sort), all
-without the GIL and without building Python objects.
+``fakeai/_window_py.py`` is the specification; read its docstring for the semantics. Reads
+(count, sum, extremes, exact quantiles) cost the same whatever the number of samples in the
+window; recording and expiry cost a few counter updates along one path of an index.
+
+* **Time order.** The samples live in one contiguous ring of ``(timestamp, value)`` pairs
+  that grows by doubling up to ``max_samples``; expiry pops the oldest, first in first out.
+* **Value order.** The same samples are indexed in a trie over the 64-bit order key of the
+  value (``_order_key``: integers that order like the doubles): a top level of 16 entries
+  (the key's top 4 bits: sign and top of the exponent), then nodes of 256 entries, 8 bits
+  a level (the rest of the exponent, i.e. the binade, then the mantissa; the last level
+  overlaps the one above so that it ends at bit 0). Each entry counts the samples under it
+  and is either split into a child node or a *leaf*: the ring slot of its newest sample,
+  each slot holding the slot of the previous sample of its leaf (``_previous``, one ``int``
+  per slot, written with the sample). As expiry is in time order, a leaf's live samples
+  are always the newest ``count`` of its chain, so expiry only decrements counts. A leaf
+  whose values are not all equal splits when it holds more than ``SPLIT`` samples; a split
+  entry that falls to ``MERGE`` samples or fewer becomes one leaf again. So a leaf holds
+  either at most ``SPLIT`` samples or any number of one repeated value (a token count, a
+  constant latency), which answers at once. The cost of a record or an expiry is the path:
+  a few nodes, each a possible cache miss once the index outgrows the cache (tens of ns at
+  1e5 samples, a few hundred at 1e6 spread values; see the README).
+* **Reads.** The value of rank ``k`` descends the trie: at each node the entry whose
+  cumulative count passes ``k`` (256 additions), then within one leaf (at most ``SPLIT``
+  values, sorted). Several windows are read together the same way, adding their counts
+  entry by entry (``summarize``): no window is copied or merged.
+* **Sum.** Shewchuk's non-overlapping partials, added to on record and subtracted from on
+  expiry, rounded like ``math.fsum``: exact and O(1) to read.
 """
 
+cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from libc.math cimport INFINITY, NAN, floor, isfinite
-from libc.string cimport memcpy
+from libc.math cimport INFINITY, NAN, fabs, floor, isfinite
+from libc.string cimport memcpy, memset
+from libcpp.algorithm cimport sort
+from libcpp.pair cimport pair
 from libcpp.vector cimport vector
 
-cdef extern from "<algorithm>" namespace "std" nogil:
-    void nth_element[Iter](Iter first, Iter nth, Iter last)
-
 DEFAULT_MAX_SAMPLES = 1_000_000
+MAX_SAMPLES_LIMIT = 2**31 - 1
 
 cdef Py_ssize_t _INITIAL_CAPACITY = 64
 
-# ``Sample``, ``Totals`` and the fields of ``SlidingWindow`` are declared in ``_window.pxd``.
+cdef enum:
+    SPLIT = 256  # a leaf of unequal values holding more samples than this is split
+    MERGE = 64   # a split entry holding this many samples or fewer becomes a leaf again
+    TOP_SHIFT = 60    # the top level tells apart the top 4 bits of the order key (sign, 3 of exponent)
+    FIRST_SHIFT = 52  # its nodes the next 8 (the rest of the exponent: the binade), then 8 bits a level
+
+
+cdef inline int _below(int shift) noexcept nogil:
+    """The shift of the level under one at ``shift``: 8 bits on, the last one overlapping."""
+    return shift - 8 if shift > 8 else 0
+
+# ``Sample``, ``Entry``, ``Node``, ``TOPS``, ``FANOUT``, ``PARTIALS`` and the fields of ``SlidingWindow`` are
+# declared in ``_window.pxd``.
 
 
 # ---------------------------------------------------------------------------------------
@@ -36,19 +71,6 @@ cdef inline double _interpolate(double low, double high, double gamma) noexcept 
     return low + difference * gamma
 
 
-cdef inline double _minimum(double* values, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
-    cdef double smallest = values[start]
-    cdef Py_ssize_t i
-    for i in range(start + 1, stop):
-        if values[i] < smallest:
-            smallest = values[i]
-    return smallest
-
-
-cdef Py_ssize_t _BUCKETS = 2048           # histogram size of the bucket selection
-cdef Py_ssize_t _BUCKET_THRESHOLD = 4096  # below this many values plain selection is faster
-
-
 cdef inline unsigned long long _order_key(double value) noexcept nogil:
     """An integer key that orders like the double (finite values; -0.0 and 0.0 alike)."""
     cdef unsigned long long bits
@@ -60,180 +82,180 @@ cdef inline unsigned long long _order_key(double value) noexcept nogil:
     return bits | (1ULL << 63)
 
 
-cdef inline int _bucket_shift(unsigned long long span) noexcept nogil:
-    cdef int shift = 0
-    while (span >> shift) >= <unsigned long long>_BUCKETS:
-        shift += 1
-    return shift
+cdef inline void _add_exactly(double* partials, int* count, double x) noexcept nogil:
+    """Add ``x`` to the exact sum held by ``partials`` (Shewchuk's step: ``math.fsum``'s inner
+    loop). The partials stay non-overlapping, smallest magnitude first, and add up exactly to
+    every value added; subtracting is adding ``-x``."""
+    cdef int i = 0, j
+    cdef double y, hi, lo, swap
+    for j in range(count[0]):
+        y = partials[j]
+        if fabs(x) < fabs(y):
+            swap = x
+            x = y
+            y = swap
+        hi = x + y
+        lo = y - (hi - x)
+        if lo != 0.0:
+            partials[i] = lo
+            i += 1
+        x = hi
+    if i >= PARTIALS:  # unreachable with finite sums (partials do not overlap: at most ~40)
+        for j in range(1, i):
+            partials[0] += partials[j]
+        i = 1
+    partials[i] = x
+    count[0] = i + 1
 
 
-cdef double _select_rank(
-    double* values, Py_ssize_t n, Py_ssize_t rank, double* spare, Py_ssize_t* counts
-) noexcept nogil:
-    """The value of rank ``rank`` of ``values[0:n]``, refining a large segment once more.
+cdef double _rounded_sum(double* partials, int n) noexcept nogil:
+    """The correctly rounded value of non-overlapping partials: ``math.fsum``'s last step."""
+    cdef double hi = 0.0, lo = 0.0, x, y, yr
+    if n > 0:
+        n -= 1
+        hi = partials[n]
+        while n > 0:
+            x = hi
+            n -= 1
+            y = partials[n]
+            hi = x + y
+            yr = hi - x
+            lo = y - yr
+            if lo != 0.0:
+                break
+        # Round half to even across the partials, as math.fsum does.
+        if n > 0 and ((lo < 0.0 and partials[n - 1] < 0.0) or (lo > 0.0 and partials[n - 1] > 0.0)):
+            y = lo * 2.0
+            x = hi + y
+            yr = x - hi
+            if y == yr:
+                hi = x
+    return hi
 
-    Re-buckets the segment over its own min..max, copies the one bucket holding the rank
-    into ``spare`` and selects there; a segment of one repeated value answers at once.
+
+cdef struct View:
+    # One window as a read sees it.
+    Node* nodes
+    Sample* ring
+    int* previous
+    Py_ssize_t* top_count
+    int* top_node
+    Py_ssize_t size
+
+
+cdef double _select(View* views, Py_ssize_t count, Py_ssize_t rank, int* cursors,
+                    vector[pair[double, Py_ssize_t]]& runs, vector[unsigned long long]& keys) noexcept nogil:
+    """The value of rank ``rank`` among the samples of ``views`` together.
+
+    Descends the windows' tries side by side: ``cursors[w]`` is window ``w``'s node at the
+    current prefix, or -1 once its samples there sit in a leaf (then they are among ``runs``:
+    ``(value, how many)`` with their order keys in ``keys``) or there are none. At each level
+    the counts of the 256 entries are added over every window and run; the entry holding the
+    rank is kept. When no window has a node left, the runs (at most ``SPLIT`` a window) are
+    sorted.
     """
-    cdef Py_ssize_t i, b, seen, fill
-    cdef double minimum, maximum
-    if n < _BUCKET_THRESHOLD:
-        nth_element(values, values + rank, values + n)
-        return values[rank]
-    minimum = values[0]
-    maximum = values[0]
-    for i in range(1, n):
-        if values[i] < minimum:
-            minimum = values[i]
-        if values[i] > maximum:
-            maximum = values[i]
-    if minimum == maximum:
-        return minimum
-    cdef unsigned long long low_key = _order_key(minimum)
-    cdef int shift = _bucket_shift(_order_key(maximum) - low_key)
-    for b in range(_BUCKETS):
-        counts[b] = 0
-    for i in range(n):
-        counts[(_order_key(values[i]) - low_key) >> shift] += 1
-    b = 0
-    seen = 0
-    while seen + counts[b] <= rank:
-        seen += counts[b]
-        b += 1
-    fill = 0
-    for i in range(n):  # branchless: a miss is overwritten by the next value
-        spare[fill] = values[i]
-        fill += <Py_ssize_t>((_order_key(values[i]) - low_key) >> shift) == b
-    nth_element(spare, spare + (rank - seen), spare + fill)
-    return spare[rank - seen]
-
-
-cdef void _select_ranks(
-    double* values, Py_ssize_t n, double minimum, double maximum,
-    Py_ssize_t* ranks, Py_ssize_t nr, double* out, double* candidates, Py_ssize_t* counts
-) noexcept nogil:
-    """Fill ``out[i]`` with the value of rank ``ranks[i]`` of ``values``.
-
-    Bucket selection: the order keys between ``minimum`` and ``maximum`` are cut into
-    ``_BUCKETS`` equal ranges; one pass counts each bucket, a second copies only the buckets
-    that hold a wanted rank into ``candidates``, and the rank is selected inside its bucket.
-    ``counts`` holds ``5 * _BUCKETS`` entries: four tables here, one for the refinement.
-    """
-    cdef unsigned long long low_key = _order_key(minimum)
-    cdef int shift = _bucket_shift(_order_key(maximum) - low_key)
-    cdef Py_ssize_t i, b, r, seen, segment, fill
-    cdef Py_ssize_t* wanted_bucket = counts + _BUCKETS
-    cdef Py_ssize_t* first_rank = counts + 2 * _BUCKETS
-    cdef Py_ssize_t* offset = counts + 3 * _BUCKETS
-    for b in range(_BUCKETS):
-        counts[b] = 0
-        wanted_bucket[b] = 0
-    for i in range(n):
-        counts[(_order_key(values[i]) - low_key) >> shift] += 1
-    # Walk the cumulative counts to find each wanted rank's bucket. Ranks come in pairs
-    # (below, above) of ascending quantiles, so a repeated quantile steps back: restart then.
-    b = 0
-    seen = 0
-    for r in range(nr):
-        if ranks[r] < seen:
-            b = 0
-            seen = 0
-        while seen + counts[b] <= ranks[r]:
-            seen += counts[b]
-            b += 1
-        if not wanted_bucket[b]:
-            wanted_bucket[b] = 1
-            first_rank[b] = seen
-        out[r] = <double>b  # the bucket, for now
-    fill = 0
-    for b in range(_BUCKETS):
-        if wanted_bucket[b]:
-            offset[b] = fill
-            fill += counts[b]
-    # ``counts`` becomes the write cursor. Unwanted buckets all write to one slot past the
-    # candidates and never advance, so the copy needs no branch on random data.
-    for b in range(_BUCKETS):
-        counts[b] = offset[b] if wanted_bucket[b] else fill
-    for i in range(n):
-        b = (_order_key(values[i]) - low_key) >> shift
-        candidates[counts[b]] = values[i]
-        counts[b] += wanted_bucket[b]
-    # ``values`` has been read for the last time: it serves as the spare of the refinement.
-    for r in range(nr):
-        b = <Py_ssize_t>out[r]
-        segment = counts[b] - offset[b]
-        out[r] = _select_rank(
-            candidates + offset[b], segment, ranks[r] - first_rank[b], values, counts + 4 * _BUCKETS
-        )
-
-
-cdef void _select_quantiles(
-    double* values, Py_ssize_t n, double minimum, double maximum,
-    double* qs, Py_ssize_t* order, Py_ssize_t nq, double* out,
-    double* candidates, Py_ssize_t* counts
-) noexcept nogil:
-    """Fill ``out[j]`` with quantile ``qs[j]`` of ``values[0:n]``; ``order`` sorts ``qs``."""
-    cdef Py_ssize_t j, k, below, above, selected = -1
-    cdef double position, gamma, low, high
-    cdef Py_ssize_t* ranks = counts + 5 * _BUCKETS
-    cdef double* picked = candidates + n + 1  # after the bucket copy's spill slot
-    if minimum == maximum:
-        for j in range(nq):
-            out[j] = minimum
-        return
-    if n >= _BUCKET_THRESHOLD:
-        # Both neighbouring ranks of every quantile, ascending, through the bucket selection.
-        for k in range(nq):
-            position = <double>(n - 1) * qs[order[k]]
-            below = <Py_ssize_t>floor(position)
-            ranks[2 * k] = below
-            ranks[2 * k + 1] = below + 1 if below + 1 < n else n - 1
-        _select_ranks(values, n, minimum, maximum, ranks, 2 * nq, picked, candidates, counts)
-        for k in range(nq):
-            j = order[k]
-            position = <double>(n - 1) * qs[j]
-            gamma = position - floor(position)
-            out[j] = _interpolate(picked[2 * k], picked[2 * k + 1], gamma)
-        return
-    for k in range(nq):
-        j = order[k]
-        position = <double>(n - 1) * qs[j]
-        below = <Py_ssize_t>floor(position)
-        gamma = position - <double>below
-        above = below + 1 if below + 1 < n else n - 1
-        if below > selected:
-            # Everything before ``selected`` is already at or below it: search only above.
-            nth_element(values + selected + 1, values + below, values + n)
-            selected = below
-        low = values[below]
-        high = low if above == below else _minimum(values, below + 1, n)
-        out[j] = _interpolate(low, high, gamma)
+    cdef Py_ssize_t table[FANOUT]
+    cdef Py_ssize_t w, i, kept
+    cdef int shift = FIRST_SHIFT, entry, node, slot, live = 0
+    cdef Node* n
+    runs.clear()
+    keys.clear()
+    memset(table, 0, sizeof(table))
+    for w in range(count):
+        for i in range(TOPS):
+            table[i] += views[w].top_count[i]
+    entry = 0
+    while rank >= table[entry]:
+        rank -= table[entry]
+        entry += 1
+    for w in range(count):
+        cursors[w] = views[w].top_node[entry] if views[w].top_count[entry] else -1
+        live += cursors[w] >= 0
+    while live:
+        memset(table, 0, sizeof(table))
+        for w in range(count):
+            if cursors[w] >= 0:
+                n = &views[w].nodes[cursors[w]]
+                for i in range(FANOUT):
+                    table[i] += n.count[i]
+        for i in range(<Py_ssize_t>runs.size()):
+            table[(keys[i] >> shift) & (FANOUT - 1)] += runs[i].second
+        entry = 0
+        while rank >= table[entry]:
+            rank -= table[entry]
+            entry += 1
+        kept = 0
+        for i in range(<Py_ssize_t>runs.size()):
+            if <int>((keys[i] >> shift) & (FANOUT - 1)) == entry:
+                runs[kept] = runs[i]
+                keys[kept] = keys[i]
+                kept += 1
+        runs.resize(kept)
+        keys.resize(kept)
+        for w in range(count):
+            if cursors[w] < 0:
+                continue
+            n = &views[w].nodes[cursors[w]]
+            if n.count[entry] and n.entries[entry].split:
+                cursors[w] = n.entries[entry].link
+                continue
+            cursors[w] = -1
+            live -= 1
+            if n.count[entry] == 0:
+                continue
+            if not n.entries[entry].mixed:
+                runs.push_back(pair[double, Py_ssize_t](n.entries[entry].value, n.count[entry]))
+                keys.push_back(_order_key(n.entries[entry].value))
+                continue
+            slot = n.entries[entry].link
+            for i in range(n.count[entry]):
+                runs.push_back(pair[double, Py_ssize_t](views[w].ring[slot].value, 1))
+                keys.push_back(_order_key(views[w].ring[slot].value))
+                slot = views[w].previous[slot]
+        shift = _below(shift)
+    if runs.size() > 1:
+        sort(runs.begin(), runs.end())
+    i = 0
+    while rank >= runs[i].second:
+        rank -= runs[i].second
+        i += 1
+    return runs[i].first
 
 
 # ---------------------------------------------------------------------------------------
 # The window
 # ---------------------------------------------------------------------------------------
 
+@cython.final
 cdef class SlidingWindow:
     """Samples of the last ``window_seconds`` with count, sum, extremes and quantiles."""
 
     # Fields: see ``_window.pxd``.
 
     def __cinit__(self, double window_seconds, Py_ssize_t max_samples=DEFAULT_MAX_SAMPLES):
+        cdef int i
         if not isfinite(window_seconds):
             raise ValueError(f"window_seconds must be a finite number, got {window_seconds!r}")
         if window_seconds <= 0.0:
             raise ValueError(f"window_seconds must be positive, got {window_seconds!r}")
-        if max_samples < 1:
-            raise ValueError(f"max_samples must be at least 1, got {max_samples!r}")
+        if not 1 <= max_samples < MAX_SAMPLES_LIMIT:
+            raise ValueError(f"max_samples must be at least 1 and below 2**31 - 1, got {max_samples!r}")
         self._window_seconds = window_seconds
         self._max_samples = max_samples
         self._capacity = min(_INITIAL_CAPACITY, max_samples)
         self._ring = <Sample*>PyMem_Malloc(self._capacity * sizeof(Sample))
-        if self._ring == NULL:
+        self._previous = <int*>PyMem_Malloc(self._capacity * sizeof(int))
+        self._nodes = NULL
+        self._node_capacity = 0
+        self._node_count = 0
+        self._free_node = -1
+        self._live_nodes = 0
+        if self._ring == NULL or self._previous == NULL:
             raise MemoryError()
-        self._scratch = NULL
-        self._counts = NULL
+        for i in range(TOPS):
+            self._top_count[i] = 0
+            self._top_node[i] = -1
+        self._partial_count = 0
         self._head = 0
         self._size = 0
         self._newest = -INFINITY
@@ -241,8 +263,8 @@ cdef class SlidingWindow:
 
     def __dealloc__(self):
         PyMem_Free(self._ring)
-        PyMem_Free(self._scratch)
-        PyMem_Free(self._counts)
+        PyMem_Free(self._previous)
+        PyMem_Free(self._nodes)
 
     @property
     def window_seconds(self):
@@ -257,23 +279,172 @@ cdef class SlidingWindow:
         """Samples discarded because the window was full (never because they expired)."""
         return self._dropped
 
+    @property
+    def memory_bytes(self):
+        """Bytes held: the ring and its links (per slot of capacity) and the index's nodes."""
+        return self._capacity * (sizeof(Sample) + sizeof(int)) + self._node_capacity * sizeof(Node)
+
+    @property
+    def index_nodes(self):
+        """Nodes of the value index in use (the root included)."""
+        return self._live_nodes
+
     def __len__(self):
         return self._size
+
+    # -- the value index -------------------------------------------------------------
+
+    cdef int _new_node(self) except -1:
+        cdef int node
+        cdef Node* nodes
+        if self._free_node >= 0:
+            node = self._free_node
+            self._free_node = self._nodes[node].entries[0].link
+        else:
+            if self._node_count == self._node_capacity:
+                nodes = <Node*>PyMem_Realloc(self._nodes, max(4, 2 * self._node_capacity) * sizeof(Node))
+                if nodes == NULL:
+                    raise MemoryError()
+                self._nodes = nodes
+                self._node_capacity = max(4, 2 * self._node_capacity)
+            node = self._node_count
+            self._node_count += 1
+        memset(&self._nodes[node], 0, sizeof(Node))  # every entry an empty leaf
+        self._live_nodes += 1
+        return node
+
+    cdef void _append(self, int node, int entry, int slot) noexcept:
+        """Add ring slot ``slot`` to the leaf ``entry`` of ``node`` as its newest sample."""
+        cdef Node* n = &self._nodes[node]
+        cdef double value = self._ring[slot].value
+        if n.count[entry] == 0:
+            self._previous[slot] = -1
+            n.entries[entry].value = value
+            n.entries[entry].mixed = 0
+        else:
+            self._previous[slot] = n.entries[entry].link
+            if value != n.entries[entry].value:
+                n.entries[entry].mixed = 1
+        n.entries[entry].link = slot
+        n.count[entry] += 1
+
+    cdef int _split(self, int node, int entry, int shift) except -1:
+        """Turn the leaf ``entry`` of ``node`` (at ``shift``) into a child node over the next 8 bits."""
+        cdef int slots[SPLIT + 1]
+        cdef int child = self._new_node()  # may move the pool: pointers are taken after
+        cdef int count = self._nodes[node].count[entry], slot = self._nodes[node].entries[entry].link, i, sub
+        cdef int child_shift = _below(shift)
+        cdef Node* c
+        if count > SPLIT + 1:
+            # Only a leaf of one repeated value splits this large, on receiving another value
+            # (a mixed leaf splits as soon as it holds more than SPLIT): the older samples move
+            # as one block, chain and all, and the newest joins its own entry.
+            c = &self._nodes[child]
+            sub = (_order_key(self._nodes[node].entries[entry].value) >> child_shift) & (FANOUT - 1)
+            c.count[sub] = count - 1
+            c.entries[sub].link = self._previous[slot]
+            c.entries[sub].value = self._nodes[node].entries[entry].value
+            c.entries[sub].mixed = 0
+            self._append(child, (_order_key(self._ring[slot].value) >> child_shift) & (FANOUT - 1), slot)
+        else:
+            for i in range(count):  # newest first
+                slots[i] = slot
+                slot = self._previous[slot]
+            for i in range(count - 1, -1, -1):  # oldest first, so every chain of the child is in time order
+                slot = slots[i]
+                self._append(child, (_order_key(self._ring[slot].value) >> child_shift) & (FANOUT - 1), slot)
+        self._nodes[node].entries[entry].link = child
+        self._nodes[node].entries[entry].split = 1
+        if child_shift > 0:  # a leaf at shift 0 holds one order key: never mixed
+            for sub in range(FANOUT):
+                if self._nodes[child].count[sub] > SPLIT and self._nodes[child].entries[sub].mixed:
+                    self._split(child, sub, child_shift)
+        return 0
+
+    cdef void _collect(self, int node, int* slots, int* found) noexcept:
+        """Gather the ring slots below ``node`` into ``slots`` and free its nodes."""
+        cdef int entry, slot, i
+        cdef Node* n = &self._nodes[node]
+        for entry in range(FANOUT):
+            if n.count[entry] == 0:
+                continue
+            if n.entries[entry].split:
+                self._collect(n.entries[entry].link, slots, found)
+                continue
+            slot = n.entries[entry].link
+            for i in range(n.count[entry]):
+                slots[found[0]] = slot
+                found[0] += 1
+                slot = self._previous[slot]
+        n.entries[0].link = self._free_node
+        self._free_node = node
+        self._live_nodes -= 1
+
+    cdef void _merge(self, int node, int entry) noexcept:
+        """Make the split ``entry`` of ``node`` (at most ``MERGE`` samples) one leaf again."""
+        cdef int slots[MERGE]
+        cdef Py_ssize_t ages[MERGE]
+        cdef int found = 0, i, j, slot
+        cdef Py_ssize_t age
+        self._collect(self._nodes[node].entries[entry].link, slots, &found)
+        self._nodes[node].entries[entry].split = 0
+        self._nodes[node].count[entry] = 0
+        for i in range(found):  # insertion sort by age: the chain is appended oldest first
+            slot = slots[i]
+            age = slot - self._head
+            if age < 0:
+                age += self._capacity
+            j = i
+            while j > 0 and ages[j - 1] > age:
+                slots[j] = slots[j - 1]
+                ages[j] = ages[j - 1]
+                j -= 1
+            slots[j] = slot
+            ages[j] = age
+        for i in range(found):
+            self._append(node, entry, slots[i])
+
+    cdef void _remap(self, int node, Py_ssize_t old_head, Py_ssize_t old_capacity) noexcept:
+        """After the ring was unrolled by ``_grow``: move every leaf's head and tail along."""
+        cdef int entry
+        cdef Node* n = &self._nodes[node]
+        for entry in range(FANOUT):
+            if n.count[entry] == 0:
+                continue
+            if n.entries[entry].split:
+                self._remap(n.entries[entry].link, old_head, old_capacity)
+                continue
+            n.entries[entry].link = <int>((n.entries[entry].link - old_head + old_capacity) % old_capacity)
 
     # -- recording ---------------------------------------------------------------------
 
     cdef int _grow(self) except -1:
         cdef Py_ssize_t capacity = min(self._capacity * 2, self._max_samples)
+        cdef Py_ssize_t old_capacity = self._capacity, old_head = self._head, i, old, previous
         cdef Sample* ring = <Sample*>PyMem_Malloc(capacity * sizeof(Sample))
-        if ring == NULL:
+        cdef int* links = <int*>PyMem_Malloc(capacity * sizeof(int))
+        if ring == NULL or links == NULL:
+            PyMem_Free(ring)
+            PyMem_Free(links)
             raise MemoryError()
-        cdef Py_ssize_t first = min(self._size, self._capacity - self._head)
-        memcpy(ring, self._ring + self._head, first * sizeof(Sample))
-        memcpy(ring + first, self._ring, (self._size - first) * sizeof(Sample))
+        # Unroll the ring: the slot ``old`` moves to ``(old - old_head) % old_capacity``.
+        for i in range(self._size):
+            old = old_head + i
+            if old >= old_capacity:
+                old -= old_capacity
+            ring[i] = self._ring[old]
+            # A link past a leaf's live samples may be stale: it is never followed.
+            previous = self._previous[old]
+            links[i] = -1 if previous < 0 else <int>((previous - old_head + old_capacity) % old_capacity)
         PyMem_Free(self._ring)
+        PyMem_Free(self._previous)
         self._ring = ring
+        self._previous = links
         self._capacity = capacity
         self._head = 0
+        for i in range(TOPS):
+            if self._top_node[i] >= 0:
+                self._remap(self._top_node[i], old_head, old_capacity)
         return 0
 
     def record(self, double timestamp, double value):
@@ -293,18 +464,65 @@ cdef class SlidingWindow:
             if self._capacity < self._max_samples:
                 self._grow()
             else:
-                self._head += 1
-                if self._head == self._capacity:
-                    self._head = 0
-                self._size -= 1
+                self._pop_oldest()
                 self._dropped += 1
         cdef Py_ssize_t tail = self._head + self._size
         if tail >= self._capacity:
             tail -= self._capacity
-        self._ring[tail].timestamp = timestamp
-        self._ring[tail].value = value
+        cdef int slot = <int>tail
+        self._ring[slot].timestamp = timestamp
+        self._ring[slot].value = value
         self._size += 1
-        return 0
+        _add_exactly(self._partials, &self._partial_count, value)
+        # Index it: count it on the way down, append it to the leaf it reaches.
+        cdef unsigned long long key = _order_key(value)
+        cdef int top = key >> TOP_SHIFT, node = self._top_node[top], shift = FIRST_SHIFT, entry
+        cdef Node* n
+        if node < 0:
+            node = self._new_node()
+            self._top_node[top] = node
+        self._top_count[top] += 1
+        while True:
+            n = &self._nodes[node]
+            entry = (key >> shift) & (FANOUT - 1)
+            if n.entries[entry].split:
+                n.count[entry] += 1
+                node = n.entries[entry].link
+                shift = _below(shift)
+                continue
+            self._append(node, entry, slot)
+            if n.entries[entry].mixed and n.count[entry] > SPLIT and shift > 0:
+                self._split(node, entry, shift)
+            return 0
+
+    cdef void _pop_oldest(self) noexcept:
+        """Remove the oldest sample: the oldest of its leaf, so only counts change."""
+        cdef int slot = <int>self._head
+        cdef double value = self._ring[slot].value
+        cdef unsigned long long key = _order_key(value)
+        cdef int top = key >> TOP_SHIFT, node = self._top_node[top], shift = FIRST_SHIFT, entry
+        cdef int merge_node = -1, merge_entry = 0
+        cdef Node* n
+        self._top_count[top] -= 1
+        while True:
+            n = &self._nodes[node]
+            entry = (key >> shift) & (FANOUT - 1)
+            n.count[entry] -= 1
+            if n.entries[entry].split:
+                if merge_node < 0 and n.count[entry] <= MERGE:
+                    merge_node = node
+                    merge_entry = entry
+                node = n.entries[entry].link
+                shift = _below(shift)
+                continue
+            break
+        _add_exactly(self._partials, &self._partial_count, -value)
+        self._head += 1
+        if self._head == self._capacity:
+            self._head = 0
+        self._size -= 1
+        if merge_node >= 0:
+            self._merge(merge_node, merge_entry)
 
     cdef int _expire(self, double now) except -1:
         if not isfinite(now):
@@ -312,80 +530,31 @@ cdef class SlidingWindow:
         self._drop_older_than(now - self._window_seconds)
         return 0
 
-    cdef inline void _drop_older_than(self, double horizon) noexcept:
+    cdef void _drop_older_than(self, double horizon) noexcept:
         while self._size and self._ring[self._head].timestamp <= horizon:
-            self._head += 1
-            if self._head == self._capacity:
-                self._head = 0
-            self._size -= 1
+            self._pop_oldest()
 
     def expire(self, double now):
         self._expire(now)
 
     # -- reading -----------------------------------------------------------------------
 
-    cdef Totals _totals(self, bint copy_values) noexcept nogil:
-        """Count, sum (oldest first, as the reference adds) and extremes of the live samples."""
-        cdef Totals totals
-        cdef Py_ssize_t i, slot = self._head
-        cdef double value
-        totals.count = self._size
-        totals.total = 0.0
-        totals.minimum = NAN
-        totals.maximum = NAN
-        if self._size:
-            totals.minimum = self._ring[slot].value
-            totals.maximum = totals.minimum
-        for i in range(self._size):
-            value = self._ring[slot].value
-            totals.total += value
-            if value < totals.minimum:
-                totals.minimum = value
-            if value > totals.maximum:
-                totals.maximum = value
-            if copy_values:
-                self._scratch[i] = value
-            slot += 1
-            if slot == self._capacity:
-                slot = 0
-        return totals
-
-    cdef int _ensure_scratch(self, Py_ssize_t quantile_count) except -1:
-        # Live values, then candidates of the bucket selection and their spill slot, then two
-        # picks per quantile.
-        cdef Py_ssize_t doubles = 2 * self._capacity + 2 * quantile_count + 4
-        cdef double* scratch = <double*>PyMem_Realloc(self._scratch, doubles * sizeof(double))
-        if scratch == NULL:
-            raise MemoryError()
-        self._scratch = scratch
-        cdef Py_ssize_t* counts = <Py_ssize_t*>PyMem_Realloc(
-            self._counts, (5 * _BUCKETS + 2 * quantile_count + 2) * sizeof(Py_ssize_t)
-        )
-        if counts == NULL:
-            raise MemoryError()
-        self._counts = counts
-        return 0
-
     def count(self, double now):
         self._expire(now)
         return self._size
 
     def sum(self, double now):
-        self._expire(now)
-        return self._totals(False).total
+        return self.summary(now, ())[1]
 
     def min(self, double now):
-        self._expire(now)
-        return self._totals(False).minimum
+        return self.summary(now, ())[2]
 
     def max(self, double now):
-        self._expire(now)
-        return self._totals(False).maximum
+        return self.summary(now, ())[3]
 
     def mean(self, double now):
-        self._expire(now)
-        cdef Totals totals = self._totals(False)
-        return totals.total / totals.count if totals.count else NAN
+        count, total = self.summary(now, ())[:2]
+        return total / count if count else NAN
 
     def rate(self, double now, double started_at):
         if not isfinite(started_at):
@@ -401,51 +570,66 @@ cdef class SlidingWindow:
         return self.summary(now, qs)[4]
 
     def summary(self, double now, qs):
-        """``(count, sum, min, max, quantiles)`` in one pass: what a snapshot needs."""
-        cdef Py_ssize_t nq = len(qs), j
-        cdef double* wanted = <double*>PyMem_Malloc((nq + 1) * sizeof(double) * 2)
-        cdef Py_ssize_t* order = <Py_ssize_t*>PyMem_Malloc((nq + 1) * sizeof(Py_ssize_t))
-        cdef double* results
-        cdef Totals totals
-        if wanted == NULL or order == NULL:
-            PyMem_Free(wanted)
-            PyMem_Free(order)
-            raise MemoryError()
-        results = wanted + nq + 1
-        try:
-            for j, q in enumerate(qs):
-                wanted[j] = q
-                if not (0.0 <= wanted[j] <= 1.0):
-                    raise ValueError(f"quantile must be between 0 and 1, got {q!r}")
-            for j, index in enumerate(sorted(range(nq), key=lambda i: wanted[i])):
-                order[j] = index
-            self._expire(now)
-            self._ensure_scratch(nq)
-            with nogil:
-                totals = self._totals(True)
-                if totals.count:
-                    _select_quantiles(
-                        self._scratch, totals.count, totals.minimum, totals.maximum,
-                        wanted, order, nq, results, self._scratch + self._capacity, self._counts,
-                    )
-                else:
-                    for j in range(nq):
-                        results[j] = NAN
-            return (
-                totals.count,
-                totals.total,
-                totals.minimum,
-                totals.maximum,
-                tuple([results[j] for j in range(nq)]),
-            )
-        finally:
-            PyMem_Free(wanted)
-            PyMem_Free(order)
+        """``(count, sum, min, max, quantiles)``: what a snapshot needs."""
+        return summarize((self,), now, qs)
 
 
 # ---------------------------------------------------------------------------------------
-# Union of windows
+# Several windows together
 # ---------------------------------------------------------------------------------------
+
+def summarize(windows, double now, qs):
+    """``(count, sum, min, max, quantiles)`` over ``windows`` together; see the twin."""
+    cdef list parts = list(windows)
+    cdef list wanted = [float(q) for q in qs]
+    cdef Py_ssize_t count = len(parts), w, total = 0, j, nq = len(wanted), below, above
+    cdef SlidingWindow window
+    cdef double position, gamma, low, high
+    cdef double partials[PARTIALS]
+    cdef int partial_count = 0, i
+    for q in wanted:
+        if not (0.0 <= q <= 1.0):
+            raise ValueError(f"quantile must be between 0 and 1, got {q!r}")
+    for w in range(count):
+        window = <SlidingWindow?>parts[w]
+        if window._window_seconds != (<SlidingWindow>parts[0])._window_seconds:
+            raise ValueError("summary of windows of different lengths")
+    cdef vector[View] views = vector[View](max(count, 1))
+    cdef vector[int] cursors = vector[int](max(count, 1))
+    cdef vector[pair[double, Py_ssize_t]] runs
+    cdef vector[unsigned long long] keys
+    for w in range(count):
+        window = <SlidingWindow>parts[w]
+        window._expire(now)
+        views[w].nodes = window._nodes
+        views[w].ring = window._ring
+        views[w].previous = window._previous
+        views[w].top_count = window._top_count
+        views[w].top_node = window._top_node
+        views[w].size = window._size
+        total += window._size
+        for i in range(window._partial_count):
+            _add_exactly(partials, &partial_count, window._partials[i])
+    if total == 0:
+        return (0, 0.0, NAN, NAN, tuple([NAN] * nq))
+    runs.reserve(count * (SPLIT + 1))
+    keys.reserve(count * (SPLIT + 1))
+    cdef list results = []
+    cdef double minimum, maximum
+    with nogil:
+        minimum = _select(views.data(), count, 0, cursors.data(), runs, keys)
+        maximum = _select(views.data(), count, total - 1, cursors.data(), runs, keys)
+    for j in range(nq):
+        position = <double>(total - 1) * <double>wanted[j]
+        below = <Py_ssize_t>floor(position)
+        gamma = position - <double>below
+        above = below + 1 if below + 1 < total else total - 1
+        with nogil:
+            low = _select(views.data(), count, below, cursors.data(), runs, keys)
+            high = low if above == below else _select(views.data(), count, above, cursors.data(), runs, keys)
+        results.append(_interpolate(low, high, gamma))
+    return (total, _rounded_sum(partials, partial_count), minimum, maximum, tuple(results))
+
 
 def union(windows, double now):
     """A new window holding the live samples at ``now`` of every one of ``windows``; see the twin."""

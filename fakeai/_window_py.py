@@ -2,8 +2,8 @@
 
 This module is the specification. The compiled kernel ``fakeai/_window.pyx`` must give
 exactly the same results (the equivalence tests feed both the same operations); where the
-two could differ (summation order, interpolation arithmetic) the comments say how the
-compiled one matches.
+two could differ (summation, interpolation arithmetic) the comments say how the compiled one
+matches.
 
 Semantics
 ---------
@@ -16,17 +16,28 @@ Semantics
 * Timestamps are kept in order. A timestamp earlier than the newest recorded one (a clock
   that went backwards) is recorded as the newest one.
 * NaN or infinite timestamps and values are rejected with ``ValueError``.
-* At most ``max_samples`` samples are held; recording into a full window drops the oldest
-  sample and counts it in ``dropped``.
+* At most ``max_samples`` samples are held (``max_samples`` below 2**31); recording into a
+  full window drops the oldest sample and counts it in ``dropped``.
+* The sum is the correctly rounded sum of the live values, equal to ``math.fsum`` of them.
+  A sum beyond the largest double is undefined (inf or NaN).
 * Quantiles use linear interpolation between closest ranks, exactly like
   ``numpy.quantile(values, q, method="linear")``: with the values sorted as ``x``,
   ``h = (n - 1) * q``, ``i = floor(h)``, ``g = h - i`` and the result is
   ``x[i] + (x[i+1] - x[i]) * g`` (computed as ``x[i+1] - (x[i+1] - x[i]) * (1 - g)`` when
-  ``g >= 0.5``, as numpy does).
+  ``g >= 0.5``, as numpy does). ``-0.0`` and ``0.0`` are equal values; which of them a
+  quantile, a minimum or a maximum returns is not specified.
 * An empty window has count 0, sum 0.0 and NaN for min, max, mean and every quantile.
 * ``rate(now, started_at)`` is samples per second: the count divided by the window length,
   or by the time elapsed since ``started_at`` while that is shorter than one window (so a
   fresh server does not under-report). With no time elapsed the rate is 0.0.
+* ``summarize(windows, now, qs)`` gives ``(count, sum, min, max, quantiles)`` over the live
+  samples of several windows of one length together, as if they were one window, without
+  building one (``union`` builds one).
+
+This twin keeps the samples in time order only and sorts the live values at each read
+(O(n log n) a read, O(1) a record, as ``FAKEAI_NO_EXTENSIONS=1`` always did). The compiled
+kernel gives the same answers from an index whose reads do not grow with the window (see
+its docstring).
 """
 
 from __future__ import annotations
@@ -37,12 +48,17 @@ from collections import deque
 from collections.abc import Sequence
 from operator import itemgetter
 
-__all__ = ("DEFAULT_MAX_SAMPLES", "SlidingWindow", "union")
+__all__ = ("DEFAULT_MAX_SAMPLES", "MAX_SAMPLES_LIMIT", "SlidingWindow", "summarize", "union")
 
 #: Enough for 100k samples per second over the default 5 s window, with headroom.
 DEFAULT_MAX_SAMPLES = 1_000_000
 
+#: ``max_samples`` must be below this (the compiled kernel links samples with 32-bit indices).
+MAX_SAMPLES_LIMIT = 2**31 - 1
+
 _NAN = math.nan
+
+Summary = tuple[int, float, float, float, tuple[float, ...]]
 
 
 def _check_finite(name: str, number: float) -> float:
@@ -82,11 +98,11 @@ class SlidingWindow:
         window_seconds = _check_finite("window_seconds", window_seconds)
         if window_seconds <= 0.0:
             raise ValueError(f"window_seconds must be positive, got {window_seconds!r}")
-        if int(max_samples) < 1:
-            raise ValueError(f"max_samples must be at least 1, got {max_samples!r}")
+        if not 1 <= int(max_samples) < MAX_SAMPLES_LIMIT:
+            raise ValueError(f"max_samples must be at least 1 and below 2**31 - 1, got {max_samples!r}")
         self._window_seconds = window_seconds
         self._max_samples = int(max_samples)
-        self._samples: deque[tuple[float, float]] = deque()
+        self._samples: deque[tuple[float, float]] = deque()  # time order: expiry is first in, first out
         self._newest = -math.inf
         self._dropped = 0
 
@@ -127,33 +143,22 @@ class SlidingWindow:
         while samples and samples[0][0] <= horizon:
             samples.popleft()
 
-    def _values(self, now: float) -> list[float]:
-        self.expire(now)
-        return [value for _, value in self._samples]
-
     def count(self, now: float) -> int:
         self.expire(now)
         return len(self._samples)
 
     def sum(self, now: float) -> float:
-        # Plain left-to-right addition from the oldest sample, as the compiled kernel does
-        # (not math.fsum and not the builtin sum, which compensates on Python 3.12+).
-        total = 0.0
-        for value in self._values(now):
-            total += value
-        return total
+        return self.summary(now, ())[1]
 
     def min(self, now: float) -> float:
-        values = self._values(now)
-        return min(values) if values else _NAN
+        return self.summary(now, ())[2]
 
     def max(self, now: float) -> float:
-        values = self._values(now)
-        return max(values) if values else _NAN
+        return self.summary(now, ())[3]
 
     def mean(self, now: float) -> float:
-        count = self.count(now)
-        return self.sum(now) / count if count else _NAN
+        count, total = self.summary(now, ())[:2]
+        return total / count if count else _NAN
 
     def rate(self, now: float, started_at: float) -> float:
         count = self.count(now)
@@ -164,23 +169,45 @@ class SlidingWindow:
         return self.quantiles(now, (q,))[0]
 
     def quantiles(self, now: float, qs: Sequence[float]) -> tuple[float, ...]:
-        checked = [_check_quantile(q) for q in qs]
-        ordered = sorted(self._values(now))
-        if not ordered:
-            return tuple(_NAN for _ in checked)
-        return tuple(_interpolate(ordered, q) for q in checked)
+        return self.summary(now, qs)[4]
 
-    def summary(self, now: float, qs: Sequence[float]) -> tuple[int, float, float, float, tuple[float, ...]]:
-        """``(count, sum, min, max, quantiles)`` in one pass: what a snapshot needs."""
-        quantiles = self.quantiles(now, qs)
-        return (self.count(now), self.sum(now), self.min(now), self.max(now), quantiles)
+    def summary(self, now: float, qs: Sequence[float]) -> Summary:
+        """``(count, sum, min, max, quantiles)``: what a snapshot needs."""
+        return summarize((self,), now, qs)
+
+
+def summarize(windows: Sequence[SlidingWindow], now: float, qs: Sequence[float]) -> Summary:
+    """``(count, sum, min, max, quantiles)`` at ``now`` over the live samples of ``windows``
+    together, exactly as one window holding them all would answer; no window at all is an
+    empty one. The windows must have the same length; each is expired to ``now``.
+    """
+    checked = [_check_quantile(q) for q in qs]
+    windows = list(windows)
+    if windows:
+        seconds = windows[0].window_seconds
+        if any(window.window_seconds != seconds for window in windows):
+            raise ValueError("summary of windows of different lengths")
+    for window in windows:
+        window.expire(now)
+    ordered = sorted(value for window in windows for _, value in window._samples)
+    if not ordered:
+        return (0, 0.0, _NAN, _NAN, tuple(_NAN for _ in checked))
+    total = math.fsum(ordered)
+    return (
+        len(ordered),
+        total,
+        ordered[0],
+        ordered[-1],
+        tuple(_interpolate(ordered, q) for q in checked),
+    )
 
 
 def union(windows: Sequence[SlidingWindow], now: float) -> SlidingWindow:
     """A new window holding the live samples at ``now`` of every one of ``windows``.
 
     The windows must have the same length. Samples are merged in timestamp order, ties in the
-    order of ``windows`` (so sums add up in a defined order); nothing is dropped.
+    order of ``windows``; nothing is dropped. ``summarize`` answers the same figures without
+    building a window.
     """
     if not windows:
         raise ValueError("union of no windows")
@@ -193,4 +220,3 @@ def union(windows: Sequence[SlidingWindow], now: float) -> SlidingWindow:
     for timestamp, value in heapq.merge(*(window._samples for window in windows), key=itemgetter(0)):
         merged.record(timestamp, value)
     return merged
-

@@ -126,6 +126,71 @@ def test_growth_keeps_order_across_the_ring_seam(window_kernel) -> None:
     assert list(qs) == list(np.quantile(live, QS, method="linear"))
 
 
+def test_the_sum_is_exact_as_math_fsum(window_kernel) -> None:
+    # Left to right in floating point, 1e16 + 1.0 - 1e16 is 0.0: the window says 1.0.
+    window = window_kernel.SlidingWindow(5.0)
+    for i, value in enumerate([1e16, 1.0, -1e16, 0.1, 0.2, 0.3]):
+        window.record(float(i), value)
+    assert window.sum(5.5) == math.fsum([1.0, -1e16, 0.1, 0.2, 0.3]) != 0.0
+    assert window.sum(6.5) == math.fsum([-1e16, 0.1, 0.2, 0.3]), "subtracting what left the window is exact too"
+    assert window.sum(20.0) == 0.0
+
+
+def _sliding_run(window, values: list[float], seconds: float, reads: int) -> list[tuple]:
+    """Record ``values`` one per 1 ms into ``window``; ``reads`` times, what it says and what
+    the live values say (numpy quantiles, math.fsum)."""
+    seen = []
+    every = max(1, len(values) // reads)
+    for i, value in enumerate(values):
+        window.record(i * 1e-3, value)
+        if i % every == every - 1:
+            now = i * 1e-3
+            live = [v for j, v in enumerate(values[: i + 1]) if j * 1e-3 > now - seconds]
+            expected = (len(live), math.fsum(live), min(live), max(live),
+                        tuple(float(x) for x in np.quantile(live, (0.0, 0.25, 0.5, 0.9, 0.99, 1.0), method="linear")))
+            seen.append((window.summary(now, (0.0, 0.25, 0.5, 0.9, 0.99, 1.0)), expected))
+    return seen
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "lognormal", "one value", "integers", "negative and positive", "zeros of both signs",
+        "huge range", "one fine bucket", "a cluster that moves",
+    ],
+)
+def test_sliding_figures_equal_numpy_and_fsum(window_kernel, shape: str) -> None:
+    """20k samples through a 4 s window (4k live): the distributions that stress the value
+    index (crowded leaves that split, entries that empty and merge, one repeated value)."""
+    rng = np.random.default_rng(7)
+    n = 20_000
+    values = {
+        "lognormal": rng.lognormal(-3.0, 0.5, n),
+        "one value": np.full(n, 0.25),
+        "integers": rng.integers(0, 300, n).astype(float),
+        "negative and positive": rng.normal(0.0, 1.0, n),
+        "zeros of both signs": rng.choice([0.0, -0.0, 1.0, -1.0], n),
+        "huge range": rng.choice([-1.0, 1.0], n) * 10.0 ** rng.uniform(-300, 300, n),
+        "one fine bucket": 1.0 + rng.integers(0, 2**20, n) * 2.0**-52,
+        "a cluster that moves": 1.0 + np.arange(n) * 1e-7 + rng.random(n) * 1e-9,
+    }[shape].tolist()
+    for got, expected in _sliding_run(window_kernel.SlidingWindow(4.0, 10_000), values, 4.0, 25):
+        assert got == expected
+
+
+def test_a_repeated_value_then_a_neighbour(window_kernel) -> None:
+    # Thousands of one value, then values one ulp apart: the compiled index splits the large
+    # leaf of one value as one block.
+    window = window_kernel.SlidingWindow(100.0)
+    values = [1.0] * 5000 + [math.nextafter(1.0, 2.0)] * 3 + [math.nextafter(1.0, 0.0)] * 2
+    for value in values:
+        window.record(0.0, value)
+    assert window.summary(0.0, (0.0, 0.0004, 0.5, 1.0)) == (
+        len(values), math.fsum(values), min(values), max(values),
+        tuple(float(x) for x in np.quantile(values, (0.0, 0.0004, 0.5, 1.0), method="linear")),
+    )
+
+
 def test_window_empties_after_records_stop(window_kernel) -> None:
     window = window_kernel.SlidingWindow(5.0)
     for i in range(100_000):
@@ -147,6 +212,14 @@ quantiles = st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=0, max_si
 operation = st.one_of(
     st.tuples(st.just("record"), st.floats(min_value=-2.0, max_value=5.0), values),
     st.tuples(st.just("burst"), st.integers(min_value=1, max_value=9000), values),
+    st.tuples(
+        st.just("cluster"),
+        st.integers(min_value=1, max_value=3000),
+        st.tuples(
+            st.sampled_from([1.0, -1.0, 0.02, 1e-300, 3e300, 0.0, 4096.0]),
+            st.sampled_from([0.0, 1.0, 2.0**-52, 2.0**-40, -(2.0**-30), 1e-310]),
+        ),
+    ),
     st.tuples(st.just("read"), st.floats(min_value=-2.0, max_value=5.0), quantiles),
     st.tuples(st.just("bad"), st.sampled_from([math.nan, math.inf, -math.inf]), st.none()),
 )
@@ -158,9 +231,14 @@ def _apply(window, clock: float, op) -> tuple[float, object]:
         clock += a  # may go backwards
         window.record(clock, b)
         return clock, None
-    if kind == "burst":  # many samples at once: exercises growth, the ring seam and buckets
+    if kind == "burst":  # many samples at once: exercises growth, the ring seam and the value index
         for i in range(a):
             window.record(clock, b * ((i * 7919) % 1009) / 1009.0)
+        return clock, None
+    if kind == "cluster":  # distinct values a few ulps apart, or integers, or one value repeated
+        count, (base, step) = a, b
+        for i in range(count):
+            window.record(clock, base + step * ((i * 7919) % 1009))
         return clock, None
     if kind == "read":
         clock += a
@@ -237,6 +315,53 @@ def test_union_holds_every_live_sample_in_time_order(window_kernel) -> None:
         window_kernel.union([], 7.0)
 
 
+def test_summarize_is_the_union_without_building_it(window_kernel) -> None:
+    a, b = window_kernel.SlidingWindow(5.0, 100), window_kernel.SlidingWindow(5.0, 100)
+    for timestamp, value in ((1.0, 10.0), (3.0, 30.0), (6.5, 65.0)):
+        a.record(timestamp, value)
+    for timestamp, value in ((2.0, 20.0), (6.0, 60.0)):
+        b.record(timestamp, value)
+    assert window_kernel.summarize([a, b], 7.0, (0.0, 0.5, 1.0)) == (3, 155.0, 30.0, 65.0, (30.0, 60.0, 65.0))
+    assert window_kernel.summarize([a, b], 7.0, (0.5,)) == window_kernel.union([a, b], 7.0).summary(7.0, (0.5,))
+    count, total, low, high, quantiles = window_kernel.summarize([], 7.0, QS)
+    assert (count, total) == (0, 0.0) and all(math.isnan(x) for x in (low, high, *quantiles))
+    with pytest.raises(ValueError, match="different lengths"):
+        window_kernel.summarize([a, window_kernel.SlidingWindow(1.0)], 7.0, QS)
+    with pytest.raises(ValueError, match="quantile must be between 0 and 1"):
+        window_kernel.summarize([a], 7.0, (2.0,))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    parts=st.lists(
+        st.lists(st.tuples(st.floats(0.0, 0.02), st.one_of(values, st.integers(0, 50).map(float))), max_size=3000),
+        min_size=1, max_size=5,
+    ),
+    qs=quantiles,
+)
+def test_summarize_equals_numpy_and_fsum_over_every_window(window_kernel, parts: list, qs: list[float]) -> None:
+    windows, samples = [], []
+    for records in parts:
+        window = window_kernel.SlidingWindow(10.0)
+        clock = 0.0
+        for advance, value in records:
+            clock += advance
+            window.record(clock, value)
+            samples.append((clock, value))
+        windows.append(window)
+    now = max((t for t, _ in samples), default=0.0)  # up to 60 s: older samples have left
+    live = [value for t, value in samples if t > now - 10.0]
+    count, total, low, high, got = window_kernel.summarize(windows, now, qs)
+    assert (count, total) == (len(live), math.fsum(live))
+    if not live:
+        assert all(math.isnan(x) for x in (low, high, *got))
+        return
+    assert (low, high) == (min(live), max(live))
+    expected = np.quantile(np.array(live), qs, method="linear") if qs else []
+    with np.errstate(all="ignore"):
+        assert all(_same(float(e), g) for e, g in zip(expected, got)), (expected, got)
+
+
 @pytest.mark.skipif(NO_EXTENSIONS, reason="FAKEAI_NO_EXTENSIONS=1: only the Python twin is under test")
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3), st.floats(0.0, 2.0), st.floats(-1e6, 1e6)), max_size=80))
@@ -252,3 +377,20 @@ def test_compiled_union_matches_the_reference(records: list) -> None:
             windows[index].record(now, value)
         results.append(module.union(windows, now).summary(now, (0.1, 0.5, 0.99)))
     assert _same(results[0], results[1])
+
+
+def test_summarize_over_windows_indexed_to_different_depths(window_kernel) -> None:
+    # One window crowded with values in [1, 1.001) (the compiled index splits it deep), one
+    # with a few values there (a leaf): their counts are added level by level.
+    rng = np.random.default_rng(3)
+    crowded, sparse = (1.0 + rng.random(5000) * 1e-3).tolist(), (1.0 + rng.random(40) * 1e-3).tolist()
+    windows = [window_kernel.SlidingWindow(5.0), window_kernel.SlidingWindow(5.0)]
+    for window, values in zip(windows, (crowded, sparse)):
+        for value in values:
+            window.record(0.0, value)
+    live = crowded + sparse
+    qs = (0.0, 0.001, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0)
+    assert window_kernel.summarize(windows, 1.0, qs) == (
+        len(live), math.fsum(live), min(live), max(live),
+        tuple(float(x) for x in np.quantile(live, qs, method="linear")),
+    )

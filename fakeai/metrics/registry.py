@@ -49,7 +49,7 @@ from fakeai.metrics.snapshot import (
     WindowStats,
 )
 from fakeai.region import EndpointCells, MetricsWriter, ModelCells
-from fakeai.window import DEFAULT_MAX_SAMPLES, KERNEL, SlidingWindow, union
+from fakeai.window import DEFAULT_MAX_SAMPLES, KERNEL, SlidingWindow, summarize
 
 __all__ = ("QUANTILES", "STARTED_AT_ENV", "MetricsRegistry")
 
@@ -336,8 +336,7 @@ class MetricsRegistry:
         return 1.0 / divisor if divisor > 0.0 else 0.0
 
     def _stats(self, windows: list[SlidingWindow], now: float, per_second: float) -> WindowStats:
-        window = windows[0] if len(windows) == 1 else union(windows, now) if windows else self._empty
-        count, total, low, high, (p50, p90, p99) = window.summary(now, QUANTILES)
+        count, total, low, high, (p50, p90, p99) = summarize(windows, now, QUANTILES)
         return WindowStats(
             count=count,
             rate=count * per_second,
@@ -350,10 +349,6 @@ class MetricsRegistry:
             p90=p90,
             p99=p99,
         )
-
-    @property
-    def _empty(self) -> SlidingWindow:
-        return SlidingWindow(self.window_seconds, 1)
 
     def snapshot(self) -> MetricsSnapshot:
         """Everything, computed once, at one instant, over every process of the server."""
