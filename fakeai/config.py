@@ -183,8 +183,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         _setting(
             "Samples each sliding window (and each worker's journal, 64 bytes a request) holds at most; "
             "beyond it the oldest are dropped and counted (the default covers 50k requests/s per worker "
-            "over a 5 s window).",
+            "over a 5 s window; at most 16,777,216: a 1 GB journal per worker).",
             ge=1,
+            le=16_777_216,
         ),
     ] = 262_144
 

@@ -63,3 +63,14 @@ def prefix_kernel(kernels: SimpleNamespace):
 def region_kernel(kernels: SimpleNamespace):
     """``fakeai._region_py`` or ``fakeai._region`` (with ``window_kernel``: the same side's windows)."""
     return kernels.region
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With the twins forced there is no compiled side to compare them with: the tests marked
+    ``compiled_vs_twin`` are left out of that run (they ran in the normal one), not skipped."""
+    if not NO_EXTENSIONS:
+        return
+    left_out = [item for item in items if item.get_closest_marker("compiled_vs_twin")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker("compiled_vs_twin")]

@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 
 from fakeai import _prefix_py
 from fakeai.simulation.kvcache import KVCacheSimulator, prompt_blocks
-from fakeai.prefix import NO_EXTENSIONS
 
 SYSTEM = "S" * (64 * 4)  # a 64-token system prompt: exactly 4 blocks of 16 tokens
 
@@ -35,10 +34,9 @@ def test_blocks_are_full_and_chained_over_the_prefix() -> None:
     assert len(prompt_blocks("é" * 64)) == 1, "non-ASCII text: still 4 characters a token"
 
 
-compiled_only = pytest.mark.skipif(NO_EXTENSIONS, reason="FAKEAI_NO_EXTENSIONS=1: only the Python twin is under test")
 
 
-@compiled_only
+@pytest.mark.compiled_vs_twin
 @settings(max_examples=200, deadline=None)
 @given(data=st.binary(max_size=600), words=st.integers(min_value=1, max_value=40))
 def test_compiled_block_hashes_equal_the_reference(data: bytes, words: int) -> None:
@@ -181,7 +179,7 @@ def test_several_prompts_are_one_request_on_one_worker() -> None:
     assert sim.worker_state()[0][2] == 0 and sim.workers[0].pinned_blocks() == 0
 
 
-@compiled_only
+@pytest.mark.compiled_vs_twin
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 8), st.integers(0, 3)), max_size=60),
        st.integers(1, 16))

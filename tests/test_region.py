@@ -116,7 +116,7 @@ writer_op = st.tuples(
 )
 
 
-@pytest.mark.skipif(NO_EXTENSIONS, reason="FAKEAI_NO_EXTENSIONS=1: only the Python twin is under test")
+@pytest.mark.compiled_vs_twin
 @settings(max_examples=120, deadline=None)
 @given(ops=st.lists(writer_op, max_size=50))
 def test_compiled_region_matches_the_reference(ops: list) -> None:

@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fakeai import _window_py
-from fakeai.window import NO_EXTENSIONS
 
 QS = (0.5, 0.9, 0.99)
 
@@ -258,7 +257,7 @@ def _same(a, b) -> bool:
     return a == b
 
 
-@pytest.mark.skipif(NO_EXTENSIONS, reason="FAKEAI_NO_EXTENSIONS=1: only the Python twin is under test")
+@pytest.mark.compiled_vs_twin
 @settings(max_examples=300, deadline=None)
 @given(
     seconds=st.sampled_from([0.5, 1.0, 5.0]),
@@ -362,7 +361,7 @@ def test_summarize_equals_numpy_and_fsum_over_every_window(window_kernel, parts:
         assert all(_same(float(e), g) for e, g in zip(expected, got)), (expected, got)
 
 
-@pytest.mark.skipif(NO_EXTENSIONS, reason="FAKEAI_NO_EXTENSIONS=1: only the Python twin is under test")
+@pytest.mark.compiled_vs_twin
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3), st.floats(0.0, 2.0), st.floats(-1e6, 1e6)), max_size=80))
 def test_compiled_union_matches_the_reference(records: list) -> None:
