@@ -95,28 +95,47 @@ async def send_json_parts(exchange: Exchange, receive: Receive, parts: Iterator[
     if len(first) < PART_BYTES:
         await send_json(exchange, first)
         return
+    await _send_chunked(exchange, receive, [_JSON_HEADERS], _giving_way(itertools.chain((first,), parts)))
+
+
+async def _giving_way(parts: Iterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """``parts`` one by one, letting the event loop serve the other requests after each."""
+    for part in parts:
+        yield part
+        await asyncio.sleep(0)
+
+
+async def _send_chunked(
+    exchange: Exchange, receive: Receive, headers: list[tuple[bytes, bytes]], chunks: AsyncGenerator[bytes, None]
+) -> None:
+    """A 200 whose body is ``chunks``, until they end or the response is cut: the client left,
+    or read nothing for ``exchange.send_timeout`` seconds. A cut response is left unfinished
+    (recorded as 499; a stream as failed) and ``chunks`` is closed here, deterministically, so
+    nothing it holds outlives the request."""
     send = exchange.raw_send
-    await send({"type": "http.response.start", "status": 200, "headers": [_JSON_HEADERS]})
+    clock = exchange.clock
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     exchange.status = 200
     cut = _Cut(receive)
     stall = _StallWatch(exchange.send_timeout, cut)
     try:
-        for part in itertools.chain((first,), parts):
+        async for chunk in chunks:
             stall.since = stall.loop.time()
-            await send({"type": "http.response.body", "body": part, "more_body": True})
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
             stall.since = 0.0
-            if not exchange.first_body_at:
-                exchange.first_body_at = exchange.clock()
-            await asyncio.sleep(0)
+            if not exchange.first_body_at and chunk:
+                exchange.first_body_at = clock()
+        cut.stop_watching()
         stall.since = stall.loop.time()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-        exchange.finished_at = exchange.clock()
+        exchange.finished_at = clock()
     except asyncio.CancelledError:
         if not cut.made():
             raise
     finally:
         stall.close()
         cut.close()
+        await chunks.aclose()
 
 
 class _Cut:
@@ -216,27 +235,4 @@ async def send_event_stream(exchange: Exchange, receive: Receive, events: AsyncG
 
     A client that reads nothing for ``exchange.send_timeout`` seconds is cut the same way.
     """
-    send = exchange.raw_send
-    clock = exchange.clock
-    await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-    exchange.status = 200
-    cut = _Cut(receive)
-    stall = _StallWatch(exchange.send_timeout, cut)
-    try:
-        async for chunk in events:
-            stall.since = stall.loop.time()
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            stall.since = 0.0
-            if not exchange.first_body_at and chunk:
-                exchange.first_body_at = clock()
-        cut.stop_watching()
-        stall.since = stall.loop.time()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-        exchange.finished_at = clock()
-    except asyncio.CancelledError:
-        if not cut.made():
-            raise
-    finally:
-        stall.close()
-        cut.close()
-        await events.aclose()
+    await _send_chunked(exchange, receive, _SSE_HEADERS, events)
