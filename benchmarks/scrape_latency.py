@@ -28,7 +28,6 @@ import json
 import random
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
