@@ -370,10 +370,14 @@ cdef class EndpointCells:
     cdef readonly Py_ssize_t duration_histogram, prompt_histogram, completion_histogram
     cdef readonly dict errors
     cdef readonly bint lossy
+    cdef int _last_status
+    cdef Py_ssize_t _last_error_cell, _spill
 
     def __init__(self, writer, str name):
         self._writer = writer
         self.name = name
+        self._last_status = -1
+        self._spill = writer.spill
         cell, key = writer.cell, writer.key_of
         self.requests = cell(*key("endpoint", "requests", name))
         self.id = self.requests
@@ -385,6 +389,15 @@ cdef class EndpointCells:
         self.errors = {}
         self.lossy = writer.spill in (self.requests, self.prompt, self.completion, self.duration_histogram,
                                       self.prompt_histogram, self.completion_histogram)
+
+    cdef inline Py_ssize_t _error_cell(self, int status) except -2:
+        if status == self._last_status:
+            return self._last_error_cell
+        cdef Py_ssize_t cell = self.error_cell(status)
+        if cell != self._spill:
+            self._last_status = status
+            self._last_error_cell = cell
+        return cell
 
     def error_cell(self, int status):
         cell = self.errors.get(status)
@@ -403,10 +416,14 @@ cdef class ModelCells:
     cdef readonly Py_ssize_t running, prompt, generation, ttft, itl, e2e, prompt_histogram, generation_histogram
     cdef readonly dict success
     cdef readonly bint lossy
+    cdef object _last_reason
+    cdef Py_ssize_t _last_success_cell, _spill
 
     def __init__(self, writer, str name):
         self._writer = writer
         self.name = name
+        self._last_reason = None
+        self._spill = writer.spill
         cell, key = writer.cell, writer.key_of
         self.running = cell(*key("model", "running", name))
         self.prompt = cell(*key("model", "prompt", name))
@@ -420,6 +437,15 @@ cdef class ModelCells:
         self.lossy = writer.spill in (self.running, self.prompt, self.generation, self.ttft, self.itl, self.e2e,
                                       self.prompt_histogram, self.generation_histogram)
 
+    cdef inline Py_ssize_t _success_cell(self, object reason) except -2:
+        if reason is self._last_reason:  # the same string object: the finish reasons are constants
+            return self._last_success_cell
+        cdef Py_ssize_t cell = self.success_cell(reason)
+        if cell != self._spill:
+            self._last_reason = reason
+            self._last_success_cell = cell
+        return cell
+
     def success_cell(self, str reason):
         cell = self.success.get(reason)
         if cell is None:
@@ -429,12 +455,33 @@ cdef class ModelCells:
         return cell
 
 
+cdef class KVWorkerCells:
+    """A simulated KV worker's cells as C fields (a tuple of Python ints costs a pointer chase
+    per cell on the request path), and the evictions already counted."""
+
+    cdef readonly Py_ssize_t routed, prompt_tokens, cached_tokens, blocks, capacity_blocks, active_requests
+    cdef readonly Py_ssize_t evictions
+    cdef long long evictions_seen
+
+    def __init__(self, tuple cells):
+        (self.routed, self.prompt_tokens, self.cached_tokens, self.blocks, self.capacity_blocks,
+         self.active_requests, self.evictions) = cells
+        self.evictions_seen = 0
+
+    def __iter__(self):
+        return iter((self.routed, self.prompt_tokens, self.cached_tokens, self.blocks, self.capacity_blocks,
+                     self.active_requests, self.evictions))
+
+    def __eq__(self, other):
+        return tuple(self) == tuple(other)
+
+
 cdef class MetricsWriter:
     """What one process records into its region; see ``fakeai._region_py.MetricsWriter``."""
 
     cdef readonly Region region
     cdef _Bounds _duration, _tokens, _inter_token
-    cdef dict _endpoints, _models, _kv, _evictions_seen
+    cdef dict _endpoints, _models, _kv
     cdef readonly Py_ssize_t active_streams, completed_streams, failed_streams
     cdef readonly Py_ssize_t tokens_per_second_sum, tokens_per_second_count, stream_ttft, stream_itl
     cdef readonly Py_ssize_t kv_hit_requests, kv_oracle, spill, unrecorded
@@ -448,7 +495,6 @@ cdef class MetricsWriter:
         self._endpoints = {}
         self._models = {}
         self._kv = {}
-        self._evictions_seen = {}
         self.layout = layout  # the metrics' declared one (fakeai.metrics.schema.writer_layout)
         self.spill = region.key(layout["global"]["spill"][0],
                                 max(self._duration.size, self._tokens.size, self._inter_token.size) + 3)
@@ -515,8 +561,9 @@ cdef class MetricsWriter:
         if cells is None:
             cell = self.cell
             label = str(worker)
-            cells = tuple(cell(*self.key_of("kv_worker", slot, label)) for slot in _KV_SLOTS)
-            if self.spill not in cells:
+            made = tuple(cell(*self.key_of("kv_worker", slot, label)) for slot in _KV_SLOTS)
+            cells = KVWorkerCells(made)
+            if self.spill not in made:
                 self._kv[worker] = cells
         return cells
 
@@ -543,34 +590,33 @@ cdef class MetricsWriter:
         self.region._cells[self.active_streams] += 1.0
 
     def kv_state(self, int worker, long long blocks, long long capacity, long long active, long long evictions):
-        cdef tuple cells = self._kv.get(worker)
+        cdef KVWorkerCells cells = self._kv.get(worker)
         if cells is None:
             cells = self.kv_worker(worker)
-        self._kv_state(cells, worker, blocks, capacity, active, evictions)
+        self._kv_state(cells, blocks, capacity, active, evictions)
 
-    cdef int _kv_state(self, tuple cells, int worker, long long blocks, long long capacity, long long active,
+    cdef int _kv_state(self, KVWorkerCells cells, long long blocks, long long capacity, long long active,
                        long long evictions) except -1:
         cdef double* values = self.region._cells
-        values[<Py_ssize_t>cells[3]] = blocks
-        values[<Py_ssize_t>cells[4]] = capacity
-        values[<Py_ssize_t>cells[5]] = active
-        cdef long long seen = self._evictions_seen.get(worker, 0)
-        if evictions != seen:
-            values[<Py_ssize_t>cells[6]] += evictions - seen
-            self._evictions_seen[worker] = evictions
+        values[cells.blocks] = blocks
+        values[cells.capacity_blocks] = capacity
+        values[cells.active_requests] = active
+        if evictions != cells.evictions_seen:
+            values[cells.evictions] += evictions - cells.evictions_seen
+            cells.evictions_seen = evictions
         return 0
 
-    cdef int _publish(self, tuple cells, int worker, tuple state) except -1:
+    cdef int _publish(self, KVWorkerCells cells, tuple state) except -1:
         cdef long long blocks, capacity, active, evictions
         blocks, capacity, active, evictions = state
-        return self._kv_state(cells, worker, blocks, capacity, active, evictions)
+        return self._kv_state(cells, blocks, capacity, active, evictions)
 
     def publish(self, int worker, tuple state not None):
         """``kv_state`` with the four figures as one tuple; see the twin's ``publish``."""
-        cdef tuple cells = self._kv.get(worker)
+        cdef KVWorkerCells cells = self._kv.get(worker)
         if cells is None:
             cells = self.kv_worker(worker)
-        self._publish(cells, worker, state)
+        self._publish(cells, state)
 
     def record(self, double now, double duration, int status, long long prompt_tokens, long long completion_tokens,
                EndpointCells endpoint not None, ModelCells model=None, double ttft=NAN, double itl=NAN,
@@ -585,11 +631,15 @@ cdef class MetricsWriter:
         if not isfinite(duration):
             raise ValueError(f"duration must be a finite number, got {duration!r}")
         # cells a first-time status, reason or KV worker needs are allocated before the update
-        cdef Py_ssize_t error_cell = endpoint.error_cell(status) if status >= 400 else -1
+        cdef Py_ssize_t error_cell = endpoint._error_cell(status) if status >= 400 else -1
         cdef Py_ssize_t success_cell = -1
         if model is not None and finish_reason is not None:
-            success_cell = model.success_cell(finish_reason)
-        cdef tuple kv_cells = self.kv_worker(kv_worker) if kv_worker >= 0 else None
+            success_cell = model._success_cell(finish_reason)
+        cdef KVWorkerCells kv_cells = None
+        if kv_worker >= 0:
+            kv_cells = self._kv.get(kv_worker)
+            if kv_cells is None:
+                kv_cells = self.kv_worker(kv_worker)
         cdef Region region = self.region
         cdef double* cells = region._cells
         cdef Record item
@@ -627,9 +677,9 @@ cdef class MetricsWriter:
                 cells[self.tokens_per_second_sum] += completion_tokens / duration
                 cells[self.tokens_per_second_count] += 1.0
         if kv_cells is not None:
-            cells[<Py_ssize_t>kv_cells[0]] += 1.0
-            cells[<Py_ssize_t>kv_cells[1]] += kv_prompt
-            cells[<Py_ssize_t>kv_cells[2]] += kv_cached
+            cells[kv_cells.routed] += 1.0
+            cells[kv_cells.prompt_tokens] += kv_prompt
+            cells[kv_cells.cached_tokens] += kv_cached
             if kv_cached:
                 cells[self.kv_hit_requests] += 1.0
             cells[self.kv_oracle] += kv_oracle
@@ -652,4 +702,4 @@ cdef class MetricsWriter:
         if kv_state is not None:  # the worker's state after the request left it
             if kv_cells is None:
                 kv_cells = self.kv_worker(kv_worker)
-            self._publish(kv_cells, kv_worker, kv_state)
+            self._publish(kv_cells, kv_state)
