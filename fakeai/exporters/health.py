@@ -30,7 +30,7 @@ class _Figures:
 
     def __init__(self, snapshot: MetricsSnapshot, metrics: Iterable[Metric]) -> None:
         self.snapshot = snapshot
-        self.declared = {metric.name: metric for metric in metrics}
+        self.declared = _DECLARED if metrics is METRICS else {metric.name: metric for metric in metrics}
 
     def reading(self, name: str) -> Reading:
         return self.declared[name].reading(self.snapshot)
@@ -42,6 +42,9 @@ class _Figures:
     def by(self, name: str) -> dict[str, Any]:
         """A declaration labelled by one label: ``{its value: the reading}``."""
         return {labels[0][1]: value for labels, value in self.reading(name)}
+
+
+_DECLARED = {metric.name: metric for metric in METRICS}
 
 
 def detailed_health_document(snapshot: MetricsSnapshot, metrics: Iterable[Metric] = METRICS) -> dict[str, Any]:
