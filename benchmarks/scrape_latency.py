@@ -11,7 +11,7 @@ clock) and ``max_samples`` large enough. Then, every figure the median of ``--re
 
 * ``summary``: the p50/p90/p99, count, sum and extremes of one endpoint's latency window;
 * ``snapshot``: ``MetricsRegistry.snapshot()`` with nothing new to replay (a read alone);
-* each format: a snapshot and its rendering (JSON, Prometheus, CSV, ``/health/detailed``)
+* each format: a snapshot and its rendering (JSON, Prometheus, OpenMetrics, CSV, ``/health/detailed``)
   and ``/health`` (``registry.health()``): what one scrape costs on the event loop;
 * ``replay``: ``--batch`` more requests recorded (the window slides: as many leave it),
   then the snapshot that replays them, less a snapshot with nothing to replay; per request
@@ -29,6 +29,7 @@ import random
 import resource
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 
@@ -90,7 +91,8 @@ def measure(size: int, repeat: int, batch: int) -> dict[str, float]:
     else:
         figures["summary"] = _median_seconds(lambda: latency.summary(clock.now, QS), repeat)
     figures["snapshot"] = _median_seconds(registry.snapshot, repeat)
-    for name, render in (("json", render_json), ("prometheus", render_prometheus), ("csv", render_csv),
+    for name, render in (("json", render_json), ("prometheus", render_prometheus),
+                         ("openmetrics", partial(render_prometheus, openmetrics=True)), ("csv", render_csv),
                          ("health/detailed", render_detailed_health)):
         figures[name] = _median_seconds(lambda render=render: render(registry.snapshot()), repeat)
     figures["health"] = _median_seconds(registry.health, repeat)
@@ -121,14 +123,15 @@ def main() -> None:
     sizes = [int(float(size)) for size in args.sizes.split(",")]
     results = {}
     print(f"kernel: {window_module.KERNEL} ({window_module.SlidingWindow.__module__}), medians of {args.repeat}")
-    header = ("samples", "summary", "snapshot", "json", "prometheus", "csv", "health/detailed", "health",
-              "replay/request", "replay/sample", "window MB")
+    header = ("samples", "summary", "snapshot", "json", "prometheus", "openmetrics", "csv", "health/detailed",
+              "health", "replay/request", "replay/sample", "window MB")
     print(" | ".join(f"{column:>15}" for column in header))
     for size in sizes:
         figures = measure(size, args.repeat, args.batch)
         results[size] = figures
         cells = [f"{size:>15.0e}"]
-        for name in ("summary", "snapshot", "json", "prometheus", "csv", "health/detailed", "health"):
+        for name in ("summary", "snapshot", "json", "prometheus", "openmetrics", "csv", "health/detailed",
+                     "health"):
             cells.append(f"{figures[name] * 1e3:>12.3f} ms")
         cells.append(f"{figures['replay per request'] * 1e9:>12.0f} ns")
         cells.append(f"{figures['replay per sample'] * 1e9:>12.0f} ns")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 
@@ -12,7 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from fakeai.app import create_app
 from fakeai.config import Settings
-from fakeai.exporters import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
+from fakeai.exporters import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render_prometheus
+from fakeai.metrics import QUANTILES, MetricsRegistry, MetricsSnapshot
+from fakeai.metrics.schema import METRICS, Metric
 
 MODEL = "openai/gpt-oss-120b"
 HOSTILE_MODEL = 'odd "model" \\ with\nnewline'
@@ -100,3 +103,78 @@ def test_label_values_are_escaped(fixture: str, request: pytest.FixtureRequest) 
     families = (parse_openmetrics if fixture == "openmetrics" else parse_text)(exposition)
     names = {s.labels.get("model_name") for f in families if f.name.startswith("vllm:") for s in f.samples}
     assert HOSTILE_MODEL in names, "a model name with quotes, backslash and newline survives the round trip"
+
+
+# -- what is kept between scrapes never shows a stale figure --------------------------------
+
+
+def _declared_samples(snapshot: MetricsSnapshot) -> dict[tuple, float]:
+    """Every sample the declarations' readings of ``snapshot`` make, by (name, labels)."""
+    expected: dict[tuple, float] = {}
+    for metric in METRICS:
+        if not metric.exported:
+            continue
+        for labels, value in metric.reading(snapshot):
+            key = (metric.name, *labels)
+            if metric.kind == "histogram":
+                for bound, count in zip((*value.bounds, math.inf), value.cumulative):
+                    expected[(f"{metric.name}_bucket", *labels, ("le", bound))] = count
+                expected[(f"{metric.name}_sum", *labels)] = value.sum
+                expected[(f"{metric.name}_count", *labels)] = value.count
+            elif metric.kind == "summary":
+                for q, figure in zip(QUANTILES, (value.window.p50, value.window.p90, value.window.p99)):
+                    expected[(metric.name, *labels, ("quantile", q))] = figure
+                expected[(f"{metric.name}_sum", *labels)] = value.sum
+                expected[(f"{metric.name}_count", *labels)] = value.count
+            else:
+                expected[key] = value
+    return expected
+
+
+def _shown_samples(exposition: str) -> dict[tuple, float]:
+    shown = {}
+    for family in parse_text(exposition):
+        for sample in family.samples:
+            labels = tuple((k, float(v) if k in ("le", "quantile") else v) for k, v in sample.labels.items())
+            shown[(sample.name, *labels)] = sample.value
+    return shown
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def test_scrape_after_scrape_every_sample_is_the_snapshots_reading() -> None:
+    """Headers and series prefixes are kept between scrapes: each scrape still shows exactly
+    its own snapshot's figures, for new series (endpoint, status, model, finish reason) too."""
+    clock = [100.0]
+    registry = MetricsRegistry(window_seconds=10.0, max_samples=256, clock=lambda: clock[0], started_at=0.0)
+    scrapes = []
+    for step, (endpoint, status, model, reason) in enumerate([
+        ("/v1/chat/completions", 200, MODEL, "stop"),
+        ("/v1/completions", 500, MODEL, "length"),
+        ("/v1/chat/completions", 429, HOSTILE_MODEL, "stop"),
+        ("/v1/embeddings", 200, "openai/gpt-oss-20b", "abort"),
+    ]):
+        clock[0] += 4.0  # earlier requests leave the window as later ones arrive
+        registry.request_started(model)
+        registry.record(endpoint, 0.01 * (step + 1), status, 10 + step, 5 * step, model=model,
+                        finish_reason=reason)
+        snapshot = registry.snapshot()
+        scrapes.append((snapshot, render_prometheus(snapshot).decode()))
+    for snapshot, text in scrapes:
+        expected, shown = _declared_samples(snapshot), _shown_samples(text)
+        assert shown.keys() == expected.keys()
+        assert all(_same(shown[key], float(expected[key])) for key in expected), [
+            key for key in expected if not _same(shown[key], float(expected[key]))]
+
+
+def test_a_kept_header_belongs_to_its_own_declaration() -> None:
+    """Two declarations of one name (a test's, a reloaded schema's) each render their own help."""
+    registry = MetricsRegistry(window_seconds=5.0, max_samples=16)
+    snapshot = registry.snapshot()
+    for help_text in ("First meaning.", "Second meaning."):
+        metric = Metric(name="fakeai_test_meaning", kind="gauge", help=help_text, read=lambda s: [((), 1)])
+        text = render_prometheus(snapshot, metrics=(metric,)).decode()
+        assert text == (f"# HELP fakeai_test_meaning {help_text}\n"
+                        "# TYPE fakeai_test_meaning gauge\nfakeai_test_meaning 1\n")

@@ -14,12 +14,12 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from fakeai.app import create_app
 from fakeai.config import Settings
 from fakeai.exporters.csv import render_csv
-from fakeai.exporters.json import render_json
+from fakeai.exporters.json import json_places, json_value, render_json
 from fakeai.exporters.prometheus import render_prometheus
 from fakeai.metrics import MetricsRegistry
 from fakeai.metrics.instruments import DURATION_BUCKETS
 from fakeai.metrics.labels import region_need
-from fakeai.metrics.schema import DASHBOARD_PATHS, METRICS, Cell, Metric, _check, metrics_table
+from fakeai.metrics.schema import DASHBOARD_PATHS, METRICS, Cell, Metric, _check, json_path, metrics_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MODEL = "openai/gpt-oss-120b"
@@ -145,6 +145,44 @@ def test_a_new_declaration_appears_in_every_format_without_an_exporter_change() 
         a + b for a, b in zip(region_need(1, endpoints=1, kv_workers=0), (2, 1 + len(DURATION_BUCKETS) + 3)))
 
 
+IN_WINDOW = Metric(
+    name="fakeai_test_window_requests", kind="gauge", unit="requests", help="Requests in the window, by endpoint.",
+    labels=("endpoint",), read=lambda s: [((("endpoint", path),), ep.latency.count) for path, ep in s.endpoints.items()],
+    json=("summary.window_requests.{endpoint}",), csv="window_requests",
+)
+POLICY_AGAIN = Metric(name="test_policy", kind="value", help="The routing policy, again.",
+                      read=lambda s: [((), s.kv_cache.policy)], json=("smart_routing.policy_again",))
+
+
+def test_a_new_declaration_reading_the_snapshot_appears_in_every_format_it_names() -> None:
+    """A gauge read from the snapshot (no cell of its own) and a JSON-only value: one
+    declaration each, no exporter changed."""
+    metrics = (*METRICS, IN_WINDOW, POLICY_AGAIN)
+    registry = MetricsRegistry(window_seconds=5.0, max_samples=64, metrics=metrics)
+    registry.kv_cache.attach(model_name=MODEL, policy="round-robin", block_tokens=16)
+    for _ in range(3):
+        registry.record("/v1/chat/completions", 0.01, 200, 3, 4)
+    snapshot = registry.snapshot()
+
+    text = render_prometheus(snapshot, metrics=metrics).decode()
+    assert ("# HELP fakeai_test_window_requests Requests in the window, by endpoint.\n"
+            "# TYPE fakeai_test_window_requests gauge\n"
+            'fakeai_test_window_requests{endpoint="/v1/chat/completions"} 3\n') in text
+    assert "test_policy" not in text  # a value has no Prometheus family
+    openmetrics = {family.name: family for family in text_string_to_metric_families(
+        render_prometheus(snapshot, openmetrics=True, metrics=metrics).decode())}
+    assert [s.value for s in openmetrics["fakeai_test_window_requests"].samples] == [3.0]
+
+    document = msgspec.json.decode(render_json(snapshot, metrics=metrics))
+    assert document["summary"]["window_requests"] == {"/v1/chat/completions": 3}
+    assert list(document["summary"])[:-1] == list(msgspec.json.decode(render_json(snapshot))["summary"])
+    assert document["smart_routing"]["policy_again"] == "round-robin"
+
+    rows = render_csv(snapshot, metrics=metrics).decode().splitlines()
+    assert "window_requests,/v1/chat/completions,3,0.0,0.0,0.0,0.0,0.0,0.0" in rows
+    assert metrics_table(metrics).count("test_") == 2
+
+
 def test_a_declared_csv_row_appears_in_the_csv() -> None:
     """CSV rows are the declarations that name one: a declared window row is rendered from it."""
     row = Metric(name="test_latency_again", kind="window", unit="seconds", help="Latency again.",
@@ -183,10 +221,12 @@ def metrics_document() -> dict:
 def _concrete(path: str, document: dict) -> list[list[str]]:
     """Every concrete path of a declared one (each ``{label}`` part: every key there)."""
     paths: list[list] = [[]]
-    for part in path.split("."):
-        if part.startswith("{"):
+    for part in json_path(path)[0]:
+        if "{" in part:  # every key there that the part's template matches
+            template = re.compile(re.sub(r"\\\{\w+\\\}", ".+", re.escape(part)) + r"\Z")
             nodes = [(p, _resolve(document, p)) for p in paths]
-            paths = [[*p, key] for p, node in nodes for key in (range(len(node)) if isinstance(node, list) else node)]
+            paths = [[*p, key] for p, node in nodes for key in (range(len(node)) if isinstance(node, list) else node)
+                     if template.match(str(key))]
         else:
             paths = [[*p, part] for p in paths]
     return paths
@@ -220,3 +260,74 @@ def test_every_dashboard_binding_exists_in_a_real_metrics_document(metrics_docum
     assert {tuple(map(str, path)) for path in bound} >= {tuple(map(str, path)) for path in map(list, DASHBOARD_PATHS)}
     for path in bound:
         _resolve(metrics_document, path)
+
+
+# -- at every declared JSON path, the document holds the declaration's reading -------------
+
+
+@pytest.fixture(scope="module")
+def busy_snapshot():
+    """A snapshot with every kind of label value: endpoints, statuses, models, finish reasons,
+    streams completed and failed, KV workers."""
+    clock = [1000.0]
+    registry = MetricsRegistry(window_seconds=60.0, max_samples=256, clock=lambda: clock[0], started_at=900.0)
+    registry.kv_cache.attach(model_name=MODEL, policy="kv-aware", block_tokens=16)
+    for index, (endpoint, status, reason, stream) in enumerate([
+        ("/v1/chat/completions", 200, "stop", True), ("/v1/chat/completions", 500, None, False),
+        ("/v1/completions", 200, "length", None), ("/v1/completions", 429, None, None),
+        ("/v1/chat/completions", 200, "abort", False),
+    ]):
+        clock[0] += 1.0
+        registry.request_started(MODEL if index % 2 else "other/model")
+        if stream is not None:
+            registry.stream_started()
+        registry.record(endpoint, 0.05 * (index + 1), status, 20 + index, 3 + index,
+                        ttft=0.01 if stream is not None else None, stream_completed=stream,
+                        model=MODEL if index % 2 else "other/model", finish_reason=reason,
+                        kv=(index % 2, 32, 16 * (index % 2), 16, (4 + index, 100, 0, index)))
+    return registry.snapshot()
+
+
+def _at(document: object, parts) -> object:
+    for part in parts:
+        document = document[int(part)] if isinstance(document, list) else document[part]
+    return document
+
+
+def test_at_every_declared_json_path_the_document_holds_the_declarations_reading(busy_snapshot) -> None:
+    """The seed's hand-built sections and the declarations cannot disagree: wherever a
+    declaration says it is shown, the document shows its reading (a distribution's fields
+    within the seed's section, which adds ``rate``)."""
+    document = msgspec.json.decode(render_json(busy_snapshot))
+    checked = set()
+    for metric in METRICS:
+        for labels, value in metric.reading(busy_snapshot):
+            for path in metric.json:
+                parts = json_places(path, labels)
+                if parts is None:
+                    continue
+                shown = _at(document, parts)
+                expected = json_value(value)
+                if isinstance(expected, dict):
+                    assert {key: shown[key] for key in expected} == expected, (metric.name, parts)
+                else:
+                    assert shown == expected, (metric.name, parts, shown, expected)
+                checked.add((metric.name, path))
+    assert checked == {(metric.name, path) for metric in METRICS for path in metric.json}, "a path never checked"
+
+
+def test_the_dashboard_shows_only_declared_figures(metrics_document: dict) -> None:
+    """Every path the dashboard binds is a declared JSON path (or a field of a declared
+    distribution), so what it shows is a declaration's reading."""
+    declared = [(json_path(path)[0], metric.kind) for metric in METRICS for path in metric.json]
+
+    def is_declared(path: tuple[str, ...]) -> bool:
+        for parts, kind in declared:
+            fields = len(path) - len(parts)
+            if fields in (0, 1) if kind in ("summary", "window") else fields == 0:
+                head = path[: len(parts)]
+                if all(p == h or "{" in p for p, h in zip(parts, head)):
+                    return True
+        return False
+
+    assert all(is_declared(path) for path in DASHBOARD_PATHS), [p for p in DASHBOARD_PATHS if not is_declared(p)]

@@ -1,16 +1,20 @@
 """``GET /health`` and ``GET /health/detailed``: the seed's shapes.
 
 ``/health`` renders the registry's cheap ``HealthReading`` (what a probe needs); the
-detailed one renders a snapshot."""
+detailed one renders a snapshot: each of its figures is a declaration's reading
+(``fakeai.metrics.schema``), named here, so it shows what ``/metrics`` shows."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
 from fakeai.exporters._values import shown
+from fakeai.exporters.json import json_value
 from fakeai.metrics import HealthReading, MetricsSnapshot
+from fakeai.metrics.schema import METRICS, Metric, Reading
 
 __all__ = ("render_detailed_health", "render_health")
 
@@ -21,40 +25,64 @@ def render_health(reading: HealthReading) -> bytes:
     return _encode({"status": reading.status, "timestamp": reading.timestamp})
 
 
-def detailed_health_document(snapshot: MetricsSnapshot) -> dict[str, Any]:
-    totals = snapshot.totals
-    kv = snapshot.kv_cache
+class _Figures:
+    """The declarations' readings of one snapshot, by declaration name, as JSON shows them."""
+
+    def __init__(self, snapshot: MetricsSnapshot, metrics: Iterable[Metric]) -> None:
+        self.snapshot = snapshot
+        self.declared = _DECLARED if metrics is METRICS else {metric.name: metric for metric in metrics}
+
+    def reading(self, name: str) -> Reading:
+        return self.declared[name].reading(self.snapshot)
+
+    def one(self, name: str) -> Any:
+        """The value of a declaration without labels."""
+        return json_value(self.reading(name)[0][1])
+
+    def by(self, name: str) -> dict[str, Any]:
+        """A declaration labelled by one label: ``{its value: the reading}``."""
+        return {labels[0][1]: value for labels, value in self.reading(name)}
+
+
+_DECLARED = {metric.name: metric for metric in METRICS}
+
+
+def detailed_health_document(snapshot: MetricsSnapshot, metrics: Iterable[Metric] = METRICS) -> dict[str, Any]:
+    """The seed's shape; every figure a declaration's reading (its JSON value; the endpoints'
+    latency quantiles in milliseconds, as the seed shows them)."""
+    figures = _Figures(snapshot, metrics)
+    latency = figures.by("fakeai_latency_seconds")
     return {
-        "status": totals.health,
+        "status": figures.one("health_status"),
         "timestamp": snapshot.timestamp,
-        "uptime_seconds": snapshot.uptime_seconds,
+        "uptime_seconds": figures.one("fakeai_uptime_seconds"),
         "metrics_summary": {
-            "total_requests_per_second": totals.requests_per_second,
-            "total_errors_per_second": totals.errors_per_second,
-            "error_rate_percentage": totals.error_rate_percentage,
-            "average_latency_seconds": totals.average_latency_seconds,
-            "active_streams": snapshot.streaming.active_streams,
+            "total_requests_per_second": figures.one("total_requests_per_second"),
+            "total_errors_per_second": figures.one("total_errors_per_second"),
+            "error_rate_percentage": figures.one("error_rate_percentage"),
+            "average_latency_seconds": figures.one("average_latency_seconds"),
+            "active_streams": figures.one("fakeai_active_streams"),
         },
         "endpoints": {
-            path: {
-                "requests_per_second": ep.latency.rate,
-                "latency_p50_ms": shown(ep.latency.p50) * 1000.0,
-                "latency_p99_ms": shown(ep.latency.p99) * 1000.0,
+            endpoint: {
+                "requests_per_second": rate,
+                "latency_p50_ms": shown(latency[endpoint].window.p50) * 1000.0,
+                "latency_p99_ms": shown(latency[endpoint].window.p99) * 1000.0,
             }
-            for path, ep in snapshot.endpoints.items()
+            for endpoint, rate in figures.by("fakeai_requests_per_second").items()
         },
         "kv_cache": {
-            "policy": kv.policy,
-            "cache_hit_rate": shown(kv.window.hit_rate),
-            "cache_miss_rate": shown(kv.window.miss_rate),
-            "router_efficiency": shown(kv.window.router_efficiency),
-            "usage": kv.usage,
-            "evictions": kv.evictions,
-            "active_requests_by_worker": [worker.active_requests for worker in kv.workers],
+            "policy": figures.one("kv_routing_policy"),
+            "cache_hit_rate": figures.one("fakeai_kv_cache_hit_ratio"),
+            "cache_miss_rate": figures.one("fakeai_kv_cache_miss_ratio"),
+            "router_efficiency": figures.one("fakeai_kv_router_efficiency_ratio"),
+            "usage": figures.one("kv_cache_usage"),
+            "evictions": figures.one("kv_cache_evictions"),
+            "active_requests_by_worker": list(figures.by("fakeai_kv_worker_active_requests").values()),
         },
-        "processes": snapshot.processes,
-        "kernel": snapshot.kernel,
-        "window_seconds": snapshot.window_seconds,
+        "processes": figures.one("fakeai_processes"),
+        "kernel": figures.one("kernel"),
+        "window_seconds": figures.one("fakeai_window_seconds"),
     }
 
 

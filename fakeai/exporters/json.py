@@ -1,4 +1,5 @@
-"""``GET /metrics`` as JSON: the seed's sections, then fakeai's additions.
+"""``GET /metrics`` as JSON: the seed's sections, then fakeai's additions, then every other
+declared figure at its JSON path.
 
 Seed sections, each ``{endpoint: {rate, avg, min, max, p50, p90, p99, count}}`` over the
 sliding window (``count`` is fakeai's addition: samples in the window):
@@ -23,6 +24,12 @@ prefix caches and router: window figures at the top level of each, ``total`` sin
 ``/kv-cache-metrics`` sends just these two), and the snapshot's ``timestamp``,
 ``uptime_seconds``, ``window_seconds``, ``kernel`` and ``dropped_samples``. An empty
 window's statistics are 0.0 with ``count`` 0.
+
+The sections above are built by hand where the seed fixes a shape and a key order; every
+declaration of ``fakeai.metrics.schema`` is then placed at each of its JSON paths that the
+hand-built part did not produce (or left ``None`` to hold its place), so a new declaration
+appears here without a change to this module. A test checks that at every declared path the
+document holds the declaration's reading, hand-built or placed.
 """
 
 from __future__ import annotations
@@ -34,10 +41,18 @@ import msgspec
 
 from fakeai.exporters._values import DISTRIBUTION_FIELDS, distribution, shown
 from fakeai.metrics import HistogramSnapshot, KVCacheSnapshot, KVReuse, MetricsSnapshot, WindowStats
-from fakeai.metrics.schema import METRICS, Metric
+from fakeai.metrics.schema import METRICS, Metric, SummaryValue, json_path
 from fakeai.metrics.labels import OTHER_MODEL
 
-__all__ = ("kv_cache_document", "render_json", "render_kv_cache_json", "routing_document", "snapshot_document")
+__all__ = (
+    "declared_document",
+    "json_value",
+    "kv_cache_document",
+    "render_json",
+    "render_kv_cache_json",
+    "routing_document",
+    "snapshot_document",
+)
 
 _encode = msgspec.json.Encoder().encode
 _ZEROS = dict.fromkeys(DISTRIBUTION_FIELDS, 0.0)
@@ -154,7 +169,7 @@ def snapshot_document(snapshot: MetricsSnapshot) -> dict[str, Any]:
         "totals": {
             path: {
                 "requests": ep.requests_total,
-                "errors": sum(ep.errors_total.values()),
+                "errors": None,  # endpoint_errors_total's place
                 "prompt_tokens": ep.prompt_tokens_total,
                 "completion_tokens": ep.completion_tokens_total,
                 "latency_seconds_sum": ep.duration_histogram.sum,
@@ -197,26 +212,138 @@ def snapshot_document(snapshot: MetricsSnapshot) -> dict[str, Any]:
     }
 
 
-def _place(document: dict[str, Any], path: str, labels: dict[str, str], value: Any) -> None:
-    """``value`` at ``path`` (dot-separated; ``{label}`` stands for a label's value)."""
-    *parents, last = [part.format(**labels) for part in path.split(".")]
-    for part in parents:
-        document = document.setdefault(part, {})
+def json_value(value: Any) -> Any:
+    """A reading's value as JSON shows it: a histogram as ``{sum, count}``, a summary or a
+    window as its distribution, a number as is (NaN as 0.0)."""
+    if isinstance(value, float):
+        return shown(value)
     if isinstance(value, HistogramSnapshot):
-        value = {"sum": value.sum, "count": value.count}
-    document[last] = value
+        return {"sum": value.sum, "count": value.count}
+    if isinstance(value, SummaryValue):
+        return _distribution(value.window)
+    if isinstance(value, WindowStats):
+        return _distribution(value)
+    return value
+
+
+class _Path:
+    """A declared JSON path, parsed once; and whether the hand-built sections fill it (they
+    do for every label value or for none: they iterate the snapshot as the readings do)."""
+
+    __slots__ = ("hand_built", "parts", "templated", "where")
+
+    def __init__(self, path: str) -> None:
+        self.parts, self.where = json_path(path)
+        self.templated = "{" in path
+        self.hand_built: bool | None = None  # not known until a sample reaches it
+
+    def place(self, labels: dict[str, str]) -> list[str] | tuple[str, ...] | None:
+        """Its concrete parts for a sample's labels (``None``: ``[label=value]`` leaves it out)."""
+        for name, value in self.where:
+            if labels.get(name) != value:
+                return None
+        if not self.templated:
+            return self.parts
+        return [part.format_map(labels) if "{" in part else part for part in self.parts]
+
+
+_PATHS: dict[str, _Path] = {}
+
+
+def _path(path: str) -> _Path:
+    parsed = _PATHS.get(path)
+    if parsed is None:
+        parsed = _PATHS[path] = _Path(path)
+    return parsed
+
+
+def json_places(path: str, labels: Iterable[tuple[str, str]]) -> list[str] | tuple[str, ...] | None:
+    """The concrete place of a declared JSON path for a sample with ``labels`` (``None``
+    when the path's ``[label=value]`` leaves the sample out)."""
+    return _path(path).place(dict(labels))
+
+
+def _filled(document: dict[str, Any], parts: Iterable[str]) -> bool:
+    node: Any = document
+    for part in parts:
+        if isinstance(node, list):
+            index = int(part)
+            node = node[index] if index < len(node) else None
+        else:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return False
+    return True
+
+
+def _place(document: dict[str, Any], parts: Iterable[str], value: Any) -> None:
+    """``value`` at ``parts`` unless something is there already (the first declaration of a
+    place wins); a list (the workers) is indexed."""
+    node: Any = document
+    *parents, last = parts
+    for part in parents:
+        if isinstance(node, list):
+            index = int(part)
+            node.extend({} for _ in range(index + 1 - len(node)))
+            node = node[index]
+        else:
+            node = node.setdefault(part, {})
+    if isinstance(node, list):
+        index = int(last)
+        node.extend(None for _ in range(index + 1 - len(node)))
+        if node[index] is None:
+            node[index] = json_value(value)
+    elif node.get(last) is None:
+        node[last] = json_value(value)
+
+
+_PLANS: dict[int, tuple[tuple[Metric, ...], list[tuple[Metric, list[_Path]]]]] = {}
+"""By tuple of declarations (held, so its id is not reused): those with a JSON path not known
+to be hand-built, and those paths."""
+
+
+def _plan(metrics: Iterable[Metric]) -> list[tuple[Metric, list[_Path]]]:
+    if not isinstance(metrics, tuple):
+        return [(metric, [_path(path) for path in metric.json]) for metric in metrics if metric.json]
+    kept = _PLANS.get(id(metrics))
+    if kept is None:
+        if len(_PLANS) >= 64:
+            _PLANS.clear()
+        plan = [(metric, [_path(path) for path in metric.json]) for metric in metrics if metric.json]
+        kept = _PLANS[id(metrics)] = (metrics, plan)
+    return kept[1]
 
 
 def declared_document(snapshot: MetricsSnapshot, metrics: Iterable[Metric] = METRICS) -> dict[str, Any]:
-    """The seed's document, then every declared metric with cells of its own at its JSON
-    path(s): a new declaration appears here without a change to this module."""
+    """The seed's document, then every declared metric at each of its JSON paths that the
+    hand-built sections do not fill (or hold with ``None``): a new declaration appears here
+    without a change to this module. A path found filled by the hand-built sections is not
+    visited again (a test checks they hold the declaration's reading there)."""
     document = snapshot_document(snapshot)
-    for metric in metrics:
-        if metric.cell is None:
-            continue
-        for labels, value in metric.reading(snapshot):
-            for path in metric.json:
-                _place(document, path, dict(labels), value)
+    plan = _plan(metrics)
+    pending = []
+    learnt = False
+    for metric, paths in plan:
+        reading = metric.reading(snapshot)
+        for parsed in paths:
+            if parsed.hand_built is None:  # learnt from the hand-built sections alone, before any placing
+                for labels, _ in reading:
+                    parts = parsed.place(dict(labels))
+                    if parts is not None:
+                        parsed.hand_built = _filled(document, parts)
+                        learnt = True
+                        break
+        pending.append((reading, paths))
+    if learnt:
+        plan[:] = [(metric, kept) for metric, paths in plan if (kept := [p for p in paths if not p.hand_built])]
+    for reading, paths in pending:
+        for labels, value in reading:
+            values = dict(labels)
+            for parsed in paths:
+                if not parsed.hand_built:
+                    parts = parsed.place(values)
+                    if parts is not None:
+                        _place(document, parts, value)
     return document
 
 

@@ -11,15 +11,21 @@ declaration appears here without a change.
 The two formats differ only where the standards do: OpenMetrics names a counter family
 without ``_total`` in ``# HELP``/``# TYPE``, adds ``# UNIT`` where the family's name ends in
 its declared unit, and ends with ``# EOF``.
+
+A scrape formats only numbers: each family's header and each series' ``name{labels} ``
+prefix (a histogram's one per ``le`` bound, a summary's one per quantile) are rendered the
+first time they are seen and kept (``_Family``). Their number is bounded by the label space:
+endpoints are route templates, models at most ``--max-model-labels``, workers
+``--kv-workers``, statuses and finish reasons a few.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
+from operator import add
 
-from fakeai.metrics import QUANTILES, HistogramSnapshot, MetricsSnapshot
-from fakeai.metrics.schema import METRICS, Metric, SummaryValue
+from fakeai.metrics import QUANTILES, MetricsSnapshot
+from fakeai.metrics.schema import METRICS, Metric
 
 __all__ = ("OPENMETRICS_CONTENT_TYPE", "TEXT_CONTENT_TYPE", "render_prometheus")
 
@@ -27,17 +33,18 @@ TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 Labels = tuple[tuple[str, str], ...]
-Sample = tuple[str, Labels, float]  # (suffix, labels, value)
+
+_SPECIAL = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
+_MAX_SERIES = 1 << 16
+"""Prefixes kept per family (and families kept) before the cache starts over: far above what
+the bounded label space makes, so a scrape never renders them twice in practice."""
 
 
 def _number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
+    """A sample's value: an integer as is, a float as ``repr`` (shortest round trip), NaN and
+    infinities spelled as the exposition formats spell them."""
+    text = repr(value)
+    return _SPECIAL.get(text, text)
 
 
 def _escape_label(value: str) -> str:
@@ -50,67 +57,94 @@ def _labels(labels: Labels) -> str:
     return "{" + ",".join(f'{name}="{_escape_label(value)}"' for name, value in labels) + "}"
 
 
-class _Exposition:
-    def __init__(self, openmetrics: bool) -> None:
-        self.openmetrics = openmetrics
-        self.lines: list[str] = []
-
-    def family(self, name: str, kind: str, help_text: str, samples: Iterable[Sample], unit: str = "") -> None:
-        """One family: HELP, TYPE (and in OpenMetrics UNIT, when the name ends in its unit, as
-        OpenMetrics requires), then its samples (``name + suffix``)."""
-        shown_name = name.removesuffix("_total") if (kind == "counter" and self.openmetrics) else name
-        help_text = help_text.replace("\\", "\\\\").replace("\n", "\\n")
-        self.lines.append(f"# HELP {shown_name} {help_text}")
-        self.lines.append(f"# TYPE {shown_name} {kind}")
-        if self.openmetrics and unit and shown_name.endswith("_" + unit):
-            self.lines.append(f"# UNIT {shown_name} {unit}")
-        for suffix, labels, value in samples:
-            self.lines.append(f"{name}{suffix}{_labels(labels)} {_number(value)}")
-
-    def text(self) -> bytes:
-        if self.openmetrics:
-            self.lines.append("# EOF")
-        return ("\n".join(self.lines) + "\n").encode()
+def _header(metric: Metric, openmetrics: bool) -> str:
+    """HELP, TYPE (and in OpenMetrics UNIT, when the name ends in its unit, as OpenMetrics
+    requires)."""
+    name = metric.name.removesuffix("_total") if (metric.kind == "counter" and openmetrics) else metric.name
+    help_text = metric.help.replace("\\", "\\\\").replace("\n", "\\n")
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {metric.kind}"]
+    if openmetrics and metric.unit and name.endswith("_" + metric.unit):
+        lines.append(f"# UNIT {name} {metric.unit}")
+    return "\n".join(lines)
 
 
-def _histogram(histogram: HistogramSnapshot, labels: Labels) -> list[Sample]:
-    samples: list[Sample] = [
-        ("_bucket", (*labels, ("le", _number(float(bound)))), count)
-        for bound, count in zip(histogram.bounds, histogram.cumulative)
-    ]
-    samples.append(("_bucket", (*labels, ("le", "+Inf")), histogram.cumulative[-1]))
-    samples.append(("_sum", labels, histogram.sum))
-    samples.append(("_count", labels, histogram.count))
-    return samples
+class _Family:
+    """One declaration's text that no scrape changes: its headers, and per series the
+    prefixes its samples' values follow."""
+
+    __slots__ = ("headers", "metric", "prefixes")
+
+    def __init__(self, metric: Metric) -> None:
+        self.metric = metric  # held, so the id that keys it is not reused while it is kept
+        self.headers = (_header(metric, False), _header(metric, True))
+        self.prefixes: dict[Labels, tuple[object, tuple[str, ...]]] = {}
+
+    def series(self, labels: Labels, bounds: tuple[float, ...] | None = None) -> tuple[str, ...]:
+        """The prefixes of one series: ``name{labels} ``; a summary's quantiles then ``_sum``
+        and ``_count``; a histogram's buckets (``bounds``, then ``+Inf``), ``_sum``, ``_count``."""
+        kept = self.prefixes.get(labels)
+        if kept is not None and (kept[0] is bounds or kept[0] == bounds):
+            return kept[1]
+        name, kind = self.metric.name, self.metric.kind
+        if kind == "histogram":
+            edges = [*(_number(float(bound)) for bound in bounds or ()), "+Inf"]
+            prefixes = [f"{name}_bucket{_labels((*labels, ('le', edge)))} " for edge in edges]
+        elif kind == "summary":
+            prefixes = [f"{name}{_labels((*labels, ('quantile', repr(q))))} " for q in QUANTILES]
+        else:
+            prefixes = [f"{name}{_labels(labels)} "]
+        if kind in ("histogram", "summary"):
+            prefixes += [f"{name}_sum{_labels(labels)} ", f"{name}_count{_labels(labels)} "]
+        if len(self.prefixes) >= _MAX_SERIES:
+            self.prefixes.clear()
+        self.prefixes[labels] = (bounds, tuple(prefixes))
+        return self.prefixes[labels][1]
 
 
-def _summary(value: SummaryValue, labels: Labels) -> list[Sample]:
-    stats = value.window
-    samples: list[Sample] = [
-        ("", (*labels, ("quantile", repr(q))), quantile)
-        for q, quantile in zip(QUANTILES, (stats.p50, stats.p90, stats.p99))
-    ]
-    samples.append(("_sum", labels, value.sum))
-    samples.append(("_count", labels, value.count))
-    return samples
+_FAMILIES: dict[int, _Family] = {}
 
 
-def _samples(metric: Metric, snapshot: MetricsSnapshot) -> list[Sample]:
-    """A declaration's reading as exposition samples (histograms and summaries expanded)."""
-    reading = metric.reading(snapshot)
-    if metric.kind == "histogram":
-        return [sample for labels, histogram in reading for sample in _histogram(histogram, labels)]
-    if metric.kind == "summary":
-        return [sample for labels, value in reading for sample in _summary(value, labels)]
-    return [("", labels, value) for labels, value in reading]
+def _family(metric: Metric) -> _Family:
+    family = _FAMILIES.get(id(metric))
+    if family is None:
+        if len(_FAMILIES) >= _MAX_SERIES:
+            _FAMILIES.clear()
+        family = _FAMILIES[id(metric)] = _Family(metric)
+    return family
+
+
+def _render_family(lines: list[str], family: _Family, openmetrics: bool, snapshot: MetricsSnapshot) -> None:
+    """One family's header, then its samples (histograms and summaries expanded)."""
+    metric = family.metric
+    lines.append(family.headers[openmetrics])
+    kind = metric.kind
+    for labels, value in metric.reading(snapshot):
+        if kind == "histogram":
+            prefixes = family.series(labels, value.bounds)
+            buckets = len(value.bounds)
+            lines.extend(map(add, prefixes[: buckets + 1], map(str, value.cumulative[:buckets])))
+            lines.append(prefixes[buckets] + str(value.cumulative[-1]))  # counts: integers
+            lines.append(prefixes[-2] + _number(value.sum))
+            lines.append(prefixes[-1] + _number(value.count))
+        elif kind == "summary":
+            prefixes = family.series(labels)
+            stats = value.window
+            lines.extend(map(add, prefixes[:-2], map(_number, (stats.p50, stats.p90, stats.p99))))
+            lines.append(prefixes[-2] + _number(value.sum))
+            lines.append(prefixes[4] + _number(value.count))
+        else:
+            lines.append(family.series(labels)[0] + _number(value))
 
 
 def render_prometheus(
     snapshot: MetricsSnapshot, *, openmetrics: bool = False, metrics: Iterable[Metric] = METRICS
 ) -> bytes:
     """Every declared family with a Prometheus name, in declaration order."""
-    out = _Exposition(openmetrics)
+    lines: list[str] = []
     for metric in metrics:
         if metric.exported:
-            out.family(metric.name, metric.kind, metric.help, _samples(metric, snapshot), metric.unit)
-    return out.text()
+            _render_family(lines, _family(metric), openmetrics, snapshot)
+    if openmetrics:
+        lines.append("# EOF")
+    lines.append("")
+    return "\n".join(lines).encode()

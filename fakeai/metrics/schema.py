@@ -7,12 +7,24 @@ families first, then vLLM's drop-in names). Everything else is derived from it:
 
 * the Prometheus and OpenMetrics exposition (``fakeai.exporters.prometheus`` iterates
   ``METRICS``: a new declaration appears there with no exporter change);
+* ``GET /metrics`` (``fakeai.exporters.json`` places every declaration's reading at its JSON
+  paths; the seed's hand-built sections fix key order and shape, and a test checks that they
+  hold each declaration's reading), ``GET /metrics/csv`` (the declarations naming a row),
+  ``/health/detailed`` (each field a declaration's reading) and the dashboard (it binds JSON
+  paths, ``DASHBOARD_PATHS``, each a declared one);
 * the README's metrics reference (``metrics_table``, kept equal by a test and rewritten by
   ``scripts/update-readme-metrics.py``).
 
 Kinds: ``counter``, ``gauge``, ``histogram`` and ``summary`` are Prometheus' own;
 ``window`` is a distribution over the sliding window shown in JSON and CSV only (the
-``window`` field of the others says which window's figures they show).
+``window`` field of the others says which window's figures they show); ``value`` is one
+figure shown in JSON only (a number, or a word such as the health level).
+
+A JSON path is dot-separated; ``{label}`` stands for a label's value (also inside a part:
+``{kind}_tokens``), and a trailing ``[label=value]`` restricts the path to the samples with
+that label value (``tokens.{endpoint}.rate[kind=completion]``). In JSON a number is shown as
+is (NaN as 0.0, as the seed shows an empty window), a histogram as ``{sum, count}``, a
+summary or a window as its distribution ``{avg, min, max, p50, p90, p99, count}``.
 
 Each declaration's ``read`` turns a snapshot into ``[(labels, value)]``: ``labels`` a tuple
 of ``(name, value)`` pairs in the declared order, ``value`` a number for a counter or gauge,
@@ -42,11 +54,12 @@ __all__ = (
     "METRICS",
     "Metric",
     "SummaryValue",
+    "json_path",
     "metrics_table",
     "writer_layout",
 )
 
-Kind = Literal["counter", "gauge", "histogram", "summary", "window"]
+Kind = Literal["counter", "gauge", "histogram", "summary", "window", "value"]
 Labels = tuple[tuple[str, str], ...]
 Reading = list[tuple[Labels, Any]]
 
@@ -215,8 +228,8 @@ class Metric:
 
     @property
     def exported(self) -> bool:
-        """Whether it has a Prometheus family (a ``window`` has none)."""
-        return self.kind != "window"
+        """Whether it has a Prometheus family (a ``window`` or a ``value`` has none)."""
+        return self.kind not in ("window", "value")
 
 
 # -- readers ---------------------------------------------------------------------------------
@@ -302,7 +315,7 @@ METRICS: tuple[Metric, ...] = (
            help="Tokens per second over the sliding window, by kind.", labels=("endpoint", "kind"),
            window="each endpoint's prompt and completion tokens per request",
            read=_by_endpoint_and_kind(lambda ep: ep.prompt_tokens.sum_rate, lambda ep: ep.completion_tokens.sum_rate),
-           json=("prompt_tokens.{endpoint}.rate", "tokens.{endpoint}.rate")),
+           json=("prompt_tokens.{endpoint}.rate[kind=prompt]", "tokens.{endpoint}.rate[kind=completion]")),
     Metric(name="fakeai_latency_seconds", kind="summary", unit="seconds",
            help="Request duration until the last byte: window quantiles, cumulative sum and count.",
            labels=("endpoint",), window=_ENDPOINT_WINDOW,
@@ -326,25 +339,24 @@ METRICS: tuple[Metric, ...] = (
            json=("streaming_stats.active_streams", "summary.active_streams")),
     Metric(name="fakeai_error_ratio", kind="gauge", unit="ratio",
            help="Failed / finished requests over the sliding window (0..1).", window=_ENDPOINT_WINDOW,
-           read=_one(lambda s: s.totals.error_rate_percentage / 100.0),
-           json=("summary.error_rate_percentage",)),
+           read=_one(lambda s: s.totals.error_rate_percentage / 100.0)),
     Metric(name="fakeai_health", kind="gauge", labels=("status",),
            help="1 for the current health level (error rate: healthy < 5% <= degraded <= 10% < unhealthy), "
-                "0 for the others.", window=_ENDPOINT_WINDOW, read=_health, json=("summary.status",)),
+                "0 for the others.", window=_ENDPOINT_WINDOW, read=_health),
     # -- Prometheus-native families ---------------------------------------------------------
     Metric(name="fakeai_requests_total", kind="counter", unit="requests", help="Requests finished since start.",
            labels=("endpoint",), read=_by_endpoint(lambda ep: ep.requests_total),
            json=("totals.{endpoint}.requests",)),
     Metric(name="fakeai_errors_total", kind="counter", unit="requests",
            help="Failed requests since start, by HTTP status.", labels=("endpoint", "status"),
-           read=_errors_by_status, json=("errors_by_status.{endpoint}.{status}", "totals.{endpoint}.errors")),
+           read=_errors_by_status, json=("errors_by_status.{endpoint}.{status}",)),
     Metric(name="fakeai_tokens_total", kind="counter", unit="tokens",
            help="Tokens since start, by kind (prompt, completion).", labels=("endpoint", "kind"),
            read=_by_endpoint_and_kind(lambda ep: ep.prompt_tokens_total, lambda ep: ep.completion_tokens_total),
-           json=("totals.{endpoint}.prompt_tokens", "totals.{endpoint}.completion_tokens")),
+           json=("totals.{endpoint}.{kind}_tokens",)),
     Metric(name="fakeai_streams_total", kind="counter", help="Streams ended since start, by outcome.",
            labels=("outcome",), read=_streams,
-           json=("streaming_stats.completed_streams", "streaming_stats.failed_streams")),
+           json=("streaming_stats.{outcome}_streams",)),
     Metric(name="fakeai_dropped_samples_total", kind="counter",
            help="Window samples discarded because a window was full (counters lose nothing).",
            read=_one(lambda s: s.dropped_samples), json=("dropped_samples",)),
@@ -361,7 +373,7 @@ METRICS: tuple[Metric, ...] = (
            read=_one(lambda s: s.label_space.unrecorded_figures), json=("label_space.unrecorded_figures",)),
     Metric(name="fakeai_request_duration_seconds", kind="histogram", unit="seconds",
            help="Request duration until the last byte.", labels=("endpoint",), buckets=DURATION_BUCKETS,
-           read=_by_endpoint(lambda ep: ep.duration_histogram), json=("totals.{endpoint}.latency_seconds_sum",)),
+           read=_by_endpoint(lambda ep: ep.duration_histogram)),
     Metric(name="fakeai_time_to_first_token_seconds", kind="histogram", unit="seconds",
            help="Time to first token of streams.", buckets=DURATION_BUCKETS,
            read=_one(lambda s: s.streaming.ttft_histogram)),
@@ -384,7 +396,7 @@ METRICS: tuple[Metric, ...] = (
            read=_one(lambda s: s.processes), json=("processes",)),
     Metric(name="fakeai_kernel_compiled", kind="gauge",
            help="1 when the compiled sliding-window kernel is in use, 0 for the pure-Python one.",
-           read=_one(lambda s: int(s.kernel == "compiled")), json=("kernel",)),
+           read=_one(lambda s: int(s.kernel == "compiled"))),
     # -- the simulated KV caches and router -------------------------------------------------
     Metric(name="fakeai_kv_cache_requests_total", kind="counter", unit="requests",
            help="Requests routed to each simulated worker.", labels=("worker",),
@@ -462,6 +474,46 @@ METRICS: tuple[Metric, ...] = (
            help="Prompt tokens found cached per routed request (0 for a miss) over the window.",
            window="routed requests' cached tokens", read=_one(lambda s: s.kv_cache.cached_tokens),
            csv="kv_cached_tokens"),
+    # -- figures shown in JSON only ------------------------------------------------------------
+    Metric(name="health_status", kind="value",
+           help="The health level: healthy, degraded or unhealthy (as fakeai_health shows it).",
+           window=_ENDPOINT_WINDOW, read=_one(lambda s: s.totals.health), json=("summary.status",)),
+    Metric(name="total_requests_per_second", kind="value", unit="requests",
+           help="Requests finished per second over the sliding window, every endpoint together.",
+           window=_ENDPOINT_WINDOW, read=_one(lambda s: s.totals.requests_per_second),
+           json=("summary.total_requests_per_second",)),
+    Metric(name="total_errors_per_second", kind="value", unit="requests",
+           help="Failed requests (status >= 400) per second over the sliding window, every endpoint together.",
+           window="each endpoint's failed requests' durations", read=_one(lambda s: s.totals.errors_per_second),
+           json=("summary.total_errors_per_second",)),
+    Metric(name="error_rate_percentage", kind="value", unit="percent",
+           help="Failed / finished requests over the sliding window, in percent (100 x fakeai_error_ratio).",
+           window=_ENDPOINT_WINDOW, read=_one(lambda s: s.totals.error_rate_percentage),
+           json=("summary.error_rate_percentage",)),
+    Metric(name="average_latency_seconds", kind="value", unit="seconds",
+           help="Mean duration of the requests finished in the sliding window, every endpoint together (0 with none).",
+           window=_ENDPOINT_WINDOW, read=_one(lambda s: s.totals.average_latency_seconds),
+           json=("summary.average_latency_seconds",)),
+    Metric(name="stream_completion_rate", kind="value", unit="ratio",
+           help="Completed / ended streams since start (0..1; 0 before the first stream ends).",
+           read=_one(lambda s: s.streaming.completion_rate), json=("streaming_stats.completion_rate",)),
+    Metric(name="endpoint_errors_total", kind="value", unit="requests",
+           help="Failed requests since start, every status together.", labels=("endpoint",),
+           read=_by_endpoint(lambda ep: sum(ep.errors_total.values())), json=("totals.{endpoint}.errors",)),
+    Metric(name="endpoint_latency_seconds_sum", kind="value", unit="seconds",
+           help="Sum of request durations since start (fakeai_request_duration_seconds_sum).", labels=("endpoint",),
+           read=_by_endpoint(lambda ep: ep.duration_histogram.sum), json=("totals.{endpoint}.latency_seconds_sum",)),
+    Metric(name="kernel", kind="value", help="The sliding-window kernel in use: compiled or python.",
+           read=_one(lambda s: s.kernel), json=("kernel",)),
+    Metric(name="kv_routing_policy", kind="value",
+           help="The simulated router's policy (kv-aware, round-robin, random, least-loaded).",
+           read=_one(lambda s: s.kv_cache.policy), json=("smart_routing.policy",)),
+    Metric(name="kv_cache_usage", kind="value", unit="ratio",
+           help="Blocks held / capacity of every simulated worker's cache together (0..1).",
+           read=_one(lambda s: s.kv_cache.usage), json=("kv_cache.usage",)),
+    Metric(name="kv_cache_evictions", kind="value", unit="blocks",
+           help="Blocks evicted from every simulated worker's cache since start.",
+           read=_one(lambda s: s.kv_cache.evictions), json=("kv_cache.evictions",)),
     # -- vLLM's drop-in names ---------------------------------------------------------------
     Metric(name="vllm:num_requests_running", kind="gauge", unit="requests", help="Requests running now.",
            labels=("model_name",), read=_by_model(lambda m: m.running),
@@ -545,6 +597,20 @@ def _check(metrics: Iterable[Metric]) -> None:
         for name in metric.labels:
             if not label.match(name) or name.startswith("__") or name in ("le", "quantile"):
                 raise ValueError(f"{metric.name}: not a label name: {name!r}")
+        for path in metric.json:
+            named = set(re.findall(r"\{(\w*)\}", path)) | {key for key, _ in json_path(path)[1]}
+            if not named <= set(metric.labels):
+                raise ValueError(f"{metric.name}: JSON path {path!r} names a label it does not have")
+
+
+def json_path(path: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """A declared JSON path's parts (each may hold ``{label}``) and the label values it is
+    restricted to (its trailing ``[label=value,...]``)."""
+    where: tuple[tuple[str, str], ...] = ()
+    if path.endswith("]"):
+        path, _, condition = path[:-1].partition("[")
+        where = tuple(tuple(term.split("=", 1)) for term in condition.split(","))  # type: ignore[misc]
+    return tuple(path.split(".")), where
 
 
 _check(METRICS)
