@@ -27,6 +27,7 @@ from fakeai.simulation.errors import ErrorInjector, InjectedError
 from fakeai.simulation.kvcache import KVCacheSimulator
 from fakeai.simulation.latency import LatencyModel
 from fakeai.simulation.text import TextSource
+from fakeai.simulation.tokenizers import PromptTokenizer
 
 __all__ = ("Choice", "Engine", "Plan")
 
@@ -78,6 +79,8 @@ class Engine:
         self.pacer: TimerfdPacer | SleepPacer = SleepPacer(clock)
         """Wakes waiting answers at their deadlines; the precise one is set at start-up."""
         self.text = TextSource()
+        self.tokenizer = PromptTokenizer(settings.tokenizer)
+        """Counts prompt tokens (and gives the KV cache what to hash)."""
         self.models = tuple(settings.models)
         self._known_models = frozenset(settings.models)
         self._accept_any_model = settings.accept_any_model
