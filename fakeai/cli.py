@@ -18,6 +18,7 @@ from fakeai.config import Settings, SettingsError, describe_settings, env_name, 
 from fakeai.metrics.history_ring import ring_file_bytes
 from fakeai.metrics.regions import SHARED_DIR_ENV, pid_alive, region_file_bytes
 from fakeai.metrics.registry import STARTED_AT_ENV
+from fakeai.simulation.tokenizers import missing_extra
 
 __all__ = ("main",)
 
@@ -84,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_env()
     except SettingsError as exc:
         print(f"fakeai: {exc}", file=sys.stderr)
+        return 2
+    missing = missing_extra(settings.tokenizer)
+    if missing:
+        print(f"fakeai: {missing}", file=sys.stderr)
         return 2
 
     from fakeai.server import raise_open_files_limit, serve

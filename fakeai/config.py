@@ -166,6 +166,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         ),
     ] = 6_291_456
 
+    # -- tokens (issue 14: real tokens) ------------------------------------------------------
+    tokenizer: Annotated[
+        Literal["approx", "o200k_base", "cl100k_base"],
+        _setting(
+            "How prompt tokens are counted: approx (4 characters a token, O(1)) or exactly with a real "
+            "encoding, o200k_base (gpt-oss) or cl100k_base, which needs the extra fakeai[tokenizers]; the KV "
+            "cache then hashes the real token ids. Answers are real tokens to both encodings either way.",
+        ),
+    ] = "approx"
+
     # -- metrics -------------------------------------------------------------------------
     metrics_format: Annotated[
         Literal["json", "prometheus"],

@@ -12,7 +12,7 @@ from litestar.handlers import ASGIRouteHandler
 from fakeai.api.generation import admit, answer_parts, generate, read_request
 from fakeai.api.schemas import AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionRequest, Usage
 from fakeai.api.streaming import CHAT_CHUNKS
-from fakeai.simulation.tokens import count_tokens, render_chat
+from fakeai.simulation.tokens import render_chat
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send
@@ -45,8 +45,8 @@ def chat_completions_handler(engine: Engine, registry: MetricsRegistry, max_body
     async def create_chat_completion(scope: Scope, receive: Receive, send: Send) -> None:
         body, exchange = await read_request(scope, receive, decode, max_body_bytes)
         engine.check_model(body.model)
-        prompt = render_chat(body.messages)
-        prompt_tokens = count_tokens(prompt)
+        counted, prompt = engine.tokenizer.tokens(render_chat(body.messages), engine.limits.prompt_tokens)
+        prompt_tokens = engine.limits.counted_prompt_tokens(counted, "messages")
         max_tokens = body.max_completion_tokens or body.max_tokens
         engine.check_context(prompt_tokens, max_tokens)
         engine.limits.check_prompt_tokens(prompt_tokens, "messages")

@@ -13,15 +13,15 @@ from fakeai.api.errors import APIError
 from fakeai.api.generation import admit, answer_parts, generate, read_request
 from fakeai.api.schemas import Completion, CompletionChoice, CompletionRequest, Usage
 from fakeai.api.streaming import COMPLETION_CHUNKS
-from fakeai.simulation.tokens import count_tokens
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send
 
     from fakeai.api.engine import Engine, Plan
     from fakeai.metrics import MetricsRegistry
+    from fakeai.simulation.kvcache import Prompt
 
-__all__ = ("completions_handler", "prompt_parts")
+__all__ = ("completions_handler", "prompt_parts", "prompt_tokens")
 
 
 def prompt_parts(prompt: str | list[Any], field: str) -> list[str | list[int]]:
@@ -42,8 +42,24 @@ def prompt_parts(prompt: str | list[Any], field: str) -> list[str | list[int]]:
     )
 
 
-def prompt_tokens_of(part: str | list[int]) -> int:
-    return count_tokens(part) if isinstance(part, str) else len(part)
+def prompt_tokens(engine: Engine, parts: list[str | list[int]]) -> tuple[int | None, list[int], list[Prompt]]:
+    """The prompts' total tokens (``None``: more than one request may send, counted no
+    further), each prompt's tokens and what the KV cache hashes for it (token ids are exact)."""
+    budget = engine.limits.prompt_tokens
+    total = 0
+    counts: list[int] = []
+    routed: list[Prompt] = []
+    for part in parts:
+        if isinstance(part, str):
+            tokens, prompt = engine.tokenizer.tokens(part, max(budget - total, 0))
+            if tokens is None:
+                return None, counts, routed
+        else:
+            tokens, prompt = len(part), part
+        total += tokens
+        counts.append(tokens)
+        routed.append(prompt)
+    return total, counts, routed
 
 
 def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_bytes: int) -> ASGIRouteHandler:
@@ -59,15 +75,16 @@ def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_byte
         ]
         # Several prompts are answered in one response: choice i * n + j is answer j to
         # prompt i, as OpenAI numbers them. The context limit applies to the longest prompt.
-        tokens_per_prompt = [prompt_tokens_of(prompt) for prompt in prompts]
+        counted, tokens_per_prompt, routed = prompt_tokens(engine, prompts)
         engine.check_model(body.model)
+        total = engine.limits.counted_prompt_tokens(counted, "prompt")
         engine.check_context(max(tokens_per_prompt), body.max_tokens)
-        engine.limits.check_prompt_tokens(sum(tokens_per_prompt), "prompt")
+        engine.limits.check_prompt_tokens(total, "prompt")
         engine.limits.check_generation(
             n=body.n,
             prompts=len(prompts),
             max_tokens=body.max_tokens,
-            echoed_tokens=sum(count_tokens(echo) for echo in echoes),
+            echoed_tokens=sum(tokens for tokens, echo in zip(tokens_per_prompt, echoes) if echo),
         )
         admit(engine, registry, exchange, body.model, "/v1/completions")
 
@@ -92,7 +109,7 @@ def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_byte
             exchange=exchange,
             body=body,
             id_prefix="cmpl",
-            prompts=prompts,
+            prompts=routed,
             tokens_per_prompt=tokens_per_prompt,
             n=body.n * len(prompts),
             max_tokens=body.max_tokens,

@@ -10,7 +10,7 @@ import msgspec
 from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
-from fakeai.api.completions import prompt_parts, prompt_tokens_of
+from fakeai.api.completions import prompt_parts, prompt_tokens
 from fakeai.api.generation import admit, answer_parts, read_request
 from fakeai.api.responses import send_json_parts, wait_while_connected
 from fakeai.api.schemas import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
@@ -42,7 +42,8 @@ def embeddings_handler(
         engine.check_model(body.model)
         dimensions = body.dimensions or default_dimensions
         engine.limits.check_embeddings(len(parts), dimensions, dimensions_requested=body.dimensions is not None)
-        tokens = sum(prompt_tokens_of(part) for part in parts)
+        counted, _, _ = prompt_tokens(engine, parts)
+        tokens = engine.limits.counted_prompt_tokens(counted, "input")
         engine.limits.check_prompt_tokens(tokens, "input")
         admit(engine, registry, exchange, body.model, "/v1/embeddings")
         exchange.finish_reason = "stop"

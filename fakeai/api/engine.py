@@ -27,7 +27,7 @@ from fakeai.simulation.errors import ErrorInjector, InjectedError
 from fakeai.simulation.kvcache import KVCacheSimulator
 from fakeai.simulation.latency import LatencyModel
 from fakeai.simulation.text import TextSource
-from fakeai.simulation.tokens import CHARS_PER_TOKEN
+from fakeai.simulation.tokenizers import PromptTokenizer
 
 __all__ = ("Choice", "Engine", "Plan")
 
@@ -37,16 +37,11 @@ answer is planned in steps, so planning it never holds up the other requests."""
 
 
 class Choice(msgspec.Struct, kw_only=True):
-    """One generated answer: ``tokens`` tokens of the text from token ``start``.
-
-    When a stop sequence cut the answer mid-token, ``partial`` is the text of its last
-    (shorter) token, counted in ``tokens``.
-    """
+    """One generated answer: ``tokens`` tokens of the text from token ``start``."""
 
     start: int
     tokens: int
     finish_reason: str
-    partial: str | None = None
 
 
 class Plan(msgspec.Struct, kw_only=True):
@@ -84,6 +79,8 @@ class Engine:
         self.pacer: TimerfdPacer | SleepPacer = SleepPacer(clock)
         """Wakes waiting answers at their deadlines; the precise one is set at start-up."""
         self.text = TextSource()
+        self.tokenizer = PromptTokenizer(settings.tokenizer)
+        """Counts prompt tokens (and gives the KV cache what to hash)."""
         self.models = tuple(settings.models)
         self._known_models = frozenset(settings.models)
         self._accept_any_model = settings.accept_any_model
@@ -230,30 +227,27 @@ class Engine:
         return self.latency.ttft(self._rng, prompt_tokens, self._load())
 
     def _apply_stops(self, choice: Choice, stops: list[str]) -> None:
-        """Cut ``choice`` at the first of ``stops`` it contains (the schema refuses empty ones).
+        """End ``choice`` before the first of ``stops`` it contains (the schema refuses empty ones).
 
-        The answer repeats the prose, so a stop sequence that occurs at all first occurs within
-        one period of it (plus the sequence's length): only that much is searched, however
-        long the answer.
+        The answer keeps its whole tokens before the stop sequence: the text never holds the
+        sequence and is still whole tokens (a sequence starting mid-token drops that token's
+        beginning too; one starting at a word or punctuation mark cuts exactly there, as vLLM
+        does). The answer repeats the prose, so a stop sequence that occurs at all first
+        occurs within one period of it (plus the sequence's length; a token has at least one
+        character): only that much is searched, however long the answer.
         """
         longest_stop = max(len(s) for s in stops)
-        searched = min(choice.tokens, self.text.size + -(-longest_stop // CHARS_PER_TOKEN))
+        searched = min(choice.tokens, self.text.size + longest_stop)
         text = self.text.text(choice.start, searched)
         cut = min((index for index in (text.find(s) for s in stops) if index >= 0), default=-1)
         if cut < 0:
             return
-        full, rest = divmod(cut, CHARS_PER_TOKEN)
-        choice.tokens = full + (1 if rest else 0)
-        choice.partial = text[full * CHARS_PER_TOKEN : cut] if rest else None
+        choice.tokens = self.text.whole_tokens(choice.start, cut)
         choice.finish_reason = "stop"
 
     def choice_text(self, choice: Choice) -> str:
-        if choice.partial is None:
-            return self.text.text(choice.start, choice.tokens)
-        return self.text.text(choice.start, choice.tokens - 1) + choice.partial
+        return self.text.text(choice.start, choice.tokens)
 
     def token_json(self, choice: Choice, index: int) -> bytes:
         """Token ``index`` of ``choice`` as a JSON string literal."""
-        if choice.partial is not None and index == choice.tokens - 1:
-            return msgspec.json.encode(choice.partial)
         return self.text.token_json(choice.start, index)

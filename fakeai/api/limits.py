@@ -41,13 +41,22 @@ class RequestLimits:
     def check_prompt_tokens(self, tokens: int, param: str) -> None:
         """400 when a request's prompts (or inputs) hold more tokens than one request may send."""
         if tokens > self.prompt_tokens:
-            raise APIError(
-                400,
-                f"This request sends {tokens} prompt tokens; at most {self.prompt_tokens} are allowed per "
-                f"request. Send a shorter '{param}' or split it over several requests.",
-                param=param,
-                code="too_many_prompt_tokens",
-            )
+            raise self._too_many_prompt_tokens(str(tokens), param)
+
+    def counted_prompt_tokens(self, tokens: int | None, param: str) -> int:
+        """``tokens``; 400 when they are ``None``: an exact count stopped once it passed the limit."""
+        if tokens is None:
+            raise self._too_many_prompt_tokens(f"more than {self.prompt_tokens}", param)
+        return tokens
+
+    def _too_many_prompt_tokens(self, tokens: str, param: str) -> APIError:
+        return APIError(
+            400,
+            f"This request sends {tokens} prompt tokens; at most {self.prompt_tokens} are allowed per "
+            f"request. Send a shorter '{param}' or split it over several requests.",
+            param=param,
+            code="too_many_prompt_tokens",
+        )
 
     def check_generation(
         self,

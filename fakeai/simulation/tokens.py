@@ -1,10 +1,10 @@
-"""fakeai's tokenizer approximation: one token per four characters.
+"""fakeai's tokenizer approximation (``--tokenizer approx``): one token per four characters.
 
 Real BPE tokenizers average about four characters of English text per token, so fakeai
-counts ``ceil(len(text) / 4)`` tokens in a text and treats characters ``4i .. 4i+3`` as
-token ``i``. It costs O(1) to count, needs no vocabulary, and is self-consistent: every
-answer fakeai generates is made of 4-character pieces, so re-counting an answer gives its
-``completion_tokens`` exactly.
+counts ``ceil(len(text) / 4)`` tokens in a prompt and treats characters ``4i .. 4i+3`` as
+token ``i``. It costs O(1) to count and needs no vocabulary. (Generated answers do not need
+it: they are made of real tokens, ``text.py``; ``tokenizers.py`` counts prompts exactly when
+asked.)
 
 A chat request is rendered into one prompt text (a simple chat template) before counting,
 so the count includes the role markers, as a real chat template's tokens are counted.
@@ -20,7 +20,9 @@ CHARS_PER_TOKEN = 4
 IMAGE_TOKENS = 85
 """Tokens an image part counts for (OpenAI's low-detail cost)."""
 
-_IMAGE_PLACEHOLDER = "<image>".ljust(IMAGE_TOKENS * CHARS_PER_TOKEN, ".")
+_IMAGE_PLACEHOLDER = " img" * IMAGE_TOKENS
+"""An image part in the rendered prompt: ``IMAGE_TOKENS`` tokens by any count (4 characters each,
+and one token each to o200k_base and cl100k_base)."""
 
 
 def count_tokens(text: str) -> int:

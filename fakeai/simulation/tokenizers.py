@@ -1,0 +1,89 @@
+"""Counting a prompt's tokens: fakeai's O(1) approximation, or a real encoding.
+
+``approx`` counts ``ceil(characters / 4)`` (``tokens.py``) and the KV cache takes characters
+``4i .. 4i+3`` as token ``i``. ``o200k_base`` (gpt-oss, gpt-4o) and ``cl100k_base`` (gpt-4)
+count exactly with the encoding's real vocabulary, from the ``bpe-openai`` package (the
+optional extra ``fakeai[tokenizers]``; its vocabularies ship inside it, nothing is downloaded),
+and the KV cache hashes blocks of the real token ids.
+
+An exact count costs time in proportion to the text (about 5-10 MB of text a second), so it is
+bounded by the request's prompt-token limit: a text that may hold more tokens than the limit
+(more than a quarter of the limit in characters: a token is at least one UTF-8 byte, a
+character at most four) is first counted only up to the limit, which stops once the limit is
+passed, and is encoded only if it fits.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from fakeai.simulation.tokens import count_tokens
+
+if TYPE_CHECKING:
+    from fakeai.simulation.kvcache import Prompt
+
+__all__ = ("EXTRA", "TOKENIZERS", "PromptTokenizer", "TokenizerMissing", "missing_extra")
+
+TOKENIZERS = ("approx", "o200k_base", "cl100k_base")
+EXTRA = "fakeai[tokenizers]"
+"""The optional extra that installs the real encodings."""
+
+
+class TokenizerMissing(RuntimeError):
+    """A real encoding was asked for but the extra providing it is not installed."""
+
+
+def missing_extra(name: str) -> str | None:
+    """Why tokenizer ``name`` cannot be used here (one line naming the extra), or ``None``."""
+    if name == "approx" or importlib.util.find_spec("bpe_openai") is not None:
+        return None
+    return f"--tokenizer {name} needs the optional extra {EXTRA}: pip install '{EXTRA}'"
+
+
+def _encoder(name: str) -> Any:
+    """The ``bpe-openai`` encoder of encoding ``name`` (its Rust tokenizer: ``encode``,
+    ``count_till_limit``; the package's tiktoken-like wrapper refuses texts of a million
+    characters or more, which a prompt may well be)."""
+    try:
+        with warnings.catch_warnings():  # it loads its vocabularies with a deprecated importlib call
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from bpe_openai import _bindings
+    except ImportError:
+        raise TokenizerMissing(missing_extra(name) or f"--tokenizer {name}: bpe-openai does not import") from None
+    return _bindings.tokenizer_for_encoding(name)
+
+
+def _without_lone_surrogates(text: str) -> str:
+    """``text`` with unpaired surrogates (which JSON can carry) as U+FFFD, as tiktoken does."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+class PromptTokenizer:
+    """How prompt texts are counted, by the ``tokenizer`` setting."""
+
+    __slots__ = ("_encoder", "exact", "name")
+
+    def __init__(self, name: str = "approx") -> None:
+        if name not in TOKENIZERS:
+            raise ValueError(f"unknown tokenizer {name!r}; known: {', '.join(TOKENIZERS)}")
+        self.name = name
+        self.exact = name != "approx"
+        """Counts with a real encoding (and the KV cache hashes real token ids)."""
+        self._encoder = _encoder(name) if self.exact else None
+
+    def tokens(self, text: str, limit: int) -> tuple[int | None, Prompt]:
+        """``(tokens, prompt to route)``: the text's token count (``None`` when it is counted
+        exactly and holds more than ``limit`` tokens) and what the KV cache hashes: the text
+        itself (``approx``) or its token ids."""
+        encoder = self._encoder
+        if encoder is None:
+            return count_tokens(text), text
+        try:
+            if len(text) * 4 > limit and encoder.count_till_limit(text, limit) is None:
+                return None, text
+            ids = encoder.encode(text)
+        except UnicodeEncodeError:
+            return self.tokens(_without_lone_surrogates(text), limit)
+        return len(ids), ids
