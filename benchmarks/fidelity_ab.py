@@ -33,8 +33,10 @@ starts (wrk, the monitoring clients), is pinned to core 1.
 Reported per (window size, concurrency): the median over pairs of each run's p50/p99/max
 TTFT and gap errors and share of gaps more than 2 ms late, quiet and scraped, and the
 scraped - quiet difference of the p99s (the target: within 0.3 ms); the scrapes' latency as
-the scraper saw it (p50/p99 over every scrape of the size); and the load client's own health:
-its event loop's lag (a task asking to wake every 0.5 ms; libuv's timers have 1 ms
+the scraper saw it (p50/p99 over every scrape of the size); how contended the machine was (the
+share of the run some task waited for a CPU, Linux's PSI: 0 % on an otherwise idle machine,
+as other processes share the cores it grows and the figures mean less); and the load client's
+own health: its event loop's lag (a task asking to wake every 1 ms; libuv's timers have 1 ms
 granularity, so up to about 1 ms is the probe's resolution) and its CPU use. Results go to
 ``benchmarks/results/fidelity_ab.json`` (``--json`` elsewhere) and a table to stdout.
 """
@@ -68,6 +70,16 @@ STREAM_BODY = ('{"model":"%s","messages":[{"role":"user","content":"hi"}],"max_t
 FILL_ENDPOINT = "/v1/chat/completions"
 CONTENT = b'"content":'
 MONITOR = Path(__file__).with_name("monitoring_load.py")
+
+
+def cpu_pressure_total() -> float:
+    """Seconds some runnable task of this machine waited for a CPU since boot (Linux PSI; NaN
+    without it): its growth over a run says how contended the machine was meanwhile."""
+    try:
+        with open("/proc/pressure/cpu") as pressure:
+            return int(pressure.readline().rsplit("total=", 1)[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -160,8 +172,8 @@ class _Stream(asyncio.Protocol):
 async def _lag_probe(lags: list[float], stop: asyncio.Event) -> None:
     while not stop.is_set():
         asked = time.perf_counter()
-        await asyncio.sleep(0.0005)
-        lags.append(time.perf_counter() - asked - 0.0005)
+        await asyncio.sleep(0.001)  # libuv's timers count whole milliseconds: less would not sleep
+        lags.append(time.perf_counter() - asked - 0.001)
 
 
 async def _paced_streams(host: str, port: int, concurrency: int, monitor: subprocess.Popen | None) -> dict:
@@ -221,6 +233,7 @@ def run(url: str, concurrency: int, scraped: bool, refresh: float) -> dict:
     host, port = url.removeprefix("http://").split(":")
     monitor = _start_monitor(url, refresh) if scraped else None
     server_cpu = url.cpu_seconds()  # type: ignore[attr-defined]
+    pressure = cpu_pressure_total()
     started = time.perf_counter()
     try:
         raw = uvloop.run(_paced_streams(host, int(port), concurrency, monitor))
@@ -229,7 +242,9 @@ def run(url: str, concurrency: int, scraped: bool, refresh: float) -> dict:
         if monitor is not None:
             output, _ = monitor.communicate(b"stop\n", timeout=60)
             scrapes = json.loads(output.splitlines()[-1])
-    server_share = (url.cpu_seconds() - server_cpu) / (time.perf_counter() - started)  # type: ignore[attr-defined]
+    elapsed = time.perf_counter() - started
+    server_share = (url.cpu_seconds() - server_cpu) / elapsed  # type: ignore[attr-defined]
+    pressure_share = (cpu_pressure_total() - pressure) / elapsed
     ttft, gaps, lags = raw["ttft_errors"], raw["gap_errors"], raw["client_lag"]
     ms = 1000.0
     figures = {
@@ -240,6 +255,7 @@ def run(url: str, concurrency: int, scraped: bool, refresh: float) -> dict:
         "gaps_late_share": sum(gap > LATE for gap in gaps) / len(gaps),
         "client_lag_ms": {"p99": quantile(lags, 0.99) * ms, "max": max(lags, default=0.0) * ms},
         "client_cpu_share": raw["client_cpu_share"], "server_cpu_share": server_share,
+        "machine_cpu_pressure": pressure_share,
     }
     if monitor is not None:
         figures["scrape_seconds"] = scrapes["scrape_seconds"]
@@ -263,6 +279,7 @@ def summarize(runs: list[dict]) -> dict:
         summary[kind]["gaps_late_share"] = statistics.median(run["gaps_late_share"] for run in chosen)
         summary[kind]["client_lag_max_ms"] = max(run["client_lag_ms"]["max"] for run in chosen)
         summary[kind]["client_cpu_share_max"] = max(run["client_cpu_share"] for run in chosen)
+        summary[kind]["machine_cpu_pressure"] = statistics.median(run["machine_cpu_pressure"] for run in chosen)
         summary[kind]["streams_not_100_chunks"] = sum(run["streams_not_100_chunks"] for run in chosen)
     for figure in ("gap_error_p99_ms", "ttft_error_p99_ms"):
         summary[f"{figure}_scraped_minus_quiet"] = summary["scraped"][figure] - summary["quiet"][figure]
@@ -278,7 +295,7 @@ def print_table(results: dict) -> None:
     print()
     print("fidelity A/B (errors in ms: client-observed minus TTFT 20 ms / ITL 10 ms; medians over pairs)")
     header = ("samples", "streams", "run", "gap p50", "gap p99", "gap max", ">2ms late", "TTFT p50", "TTFT p99",
-              "TTFT max", "client lag max")
+              "TTFT max", "client lag max", "CPU pressure")
     print(" | ".join(f"{cell:>10}" for cell in header))
     for case in results["cases"]:
         summary = case["summary"]
@@ -289,7 +306,7 @@ def print_table(results: dict) -> None:
                 *(f"{figures[f'gap_error_{q}_ms']:>10.3f}" for q in ("p50", "p99", "max")),
                 f"{figures['gaps_late_share'] * 100:>9.2f}%",
                 *(f"{figures[f'ttft_error_{q}_ms']:>10.3f}" for q in ("p50", "p99", "max")),
-                f"{figures['client_lag_max_ms']:>10.2f}",
+                f"{figures['client_lag_max_ms']:>10.2f}", f"{figures['machine_cpu_pressure'] * 100:>9.0f}%",
             ]))
         print(f"{'':>10}   {'':>10}   {'difference':>10}   {'':>10}   "
               f"{summary['gap_error_p99_ms_scraped_minus_quiet']:>+10.3f}   {'':>10}   {'':>10}   {'':>10}   "
