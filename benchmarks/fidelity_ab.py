@@ -19,9 +19,9 @@ starts (wrk, the monitoring clients), is pinned to core 1.
    alternating (quiet first in even pairs, scraped first in odd ones) so that a drift of the
    machine's load favours neither. A run opens one connection per stream, then writes the
    requests (``stream: true``, ``max_tokens: 100``, ``ignore_eos: true``: exactly 100 content
-   chunks) spread evenly over the first ITL period (a busy-wait: nothing is due back before the
-   TTFT), and timestamps every content chunk as it is read. Per stream, the TTFT error is the
-   first content chunk's arrival - its request's write - 20 ms; per gap, the error is the gap
+   chunks) spread evenly over the first ITL period (``--spread-ms``; the last 2 ms before each
+   write a busy-wait, libuv's timers being too coarse), and timestamps every content chunk as
+   it is read. Per stream, the TTFT error is the first content chunk's arrival - its request's write - 20 ms; per gap, the error is the gap
    between two content chunks - 10 ms (two chunks read together make a gap of 0: -10 ms).
 3. **Monitoring load** (scraped runs only): ``benchmarks/monitoring_load.py`` in a process of
    its own on core 1, started and warmed up (page and assets loaded) before the streams: a
@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -135,15 +136,15 @@ def fill(url: str, target: int) -> dict:
 
 
 class _Stream(asyncio.Protocol):
-    """One stream on its own connection: write the request when told, timestamp content chunks."""
+    """One stream on its own connection: write the request when told, keep what is read with the
+    time it was read (counted afterwards: the less work per read, the less the client lags)."""
 
     def __init__(self, request: bytes, done: asyncio.Future) -> None:
         self.request = request
         self.done = done
         self.transport: asyncio.Transport | None = None
         self.sent_at = 0.0
-        self.arrivals: list[float] = []
-        self.tail = b""
+        self.reads: list[tuple[float, bytes]] = []
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
@@ -153,20 +154,27 @@ class _Stream(asyncio.Protocol):
         self.transport.write(self.request)  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
-        now = time.perf_counter()
-        data = self.tail + data
-        found = data.count(CONTENT)
-        if found:
-            self.arrivals.extend([now] * found)
-            # a match cut in two by a read starts after the last whole one, in the last bytes
-            after = data.rfind(CONTENT) + len(CONTENT)
-            self.tail = data[max(after, len(data) - len(CONTENT) + 1):]
-        else:
-            self.tail = data[-(len(CONTENT) - 1):]
+        self.reads.append((time.perf_counter(), data))
 
     def connection_lost(self, exc) -> None:  # type: ignore[override]
         if not self.done.done():
             self.done.set_result(None)
+
+    def arrivals(self) -> list[float]:
+        """When each content chunk was read (chunks read together share a time)."""
+        arrivals: list[float] = []
+        tail = b""
+        for read_at, data in self.reads:
+            data = tail + data
+            found = data.count(CONTENT)
+            if found:
+                arrivals.extend([read_at] * found)
+                # a match cut in two by a read starts after the last whole one, in the last bytes
+                after = data.rfind(CONTENT) + len(CONTENT)
+                tail = data[max(after, len(data) - len(CONTENT) + 1):]
+            else:
+                tail = data[-(len(CONTENT) - 1):]
+        return arrivals
 
 
 async def _lag_probe(lags: list[float], stop: asyncio.Event) -> None:
@@ -176,7 +184,8 @@ async def _lag_probe(lags: list[float], stop: asyncio.Event) -> None:
         lags.append(time.perf_counter() - asked - 0.001)
 
 
-async def _paced_streams(host: str, port: int, concurrency: int, monitor: subprocess.Popen | None) -> dict:
+async def _paced_streams(host: str, port: int, concurrency: int, spread: float,
+                         monitor: subprocess.Popen | None) -> dict:
     loop = asyncio.get_running_loop()
     request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (host.encode(), len(STREAM_BODY), STREAM_BODY))
@@ -191,23 +200,29 @@ async def _paced_streams(host: str, port: int, concurrency: int, monitor: subpro
         await asyncio.sleep(0.05)  # its first scrape and dashboard refresh are under way
     lags: list[float] = []
     stop = asyncio.Event()
-    probe = asyncio.ensure_future(_lag_probe(lags, stop))
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    started = time.perf_counter()
-    for index, stream in enumerate(streams):  # busy-wait: nothing is due back before the TTFT
-        due = started + index * ITL / concurrency
-        while time.perf_counter() < due:
-            pass
-        stream.send()
-    await asyncio.wait_for(asyncio.gather(*(stream.done for stream in streams)), 60)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_SELF)
+    gc.disable()  # no collector pause in the client while it timestamps
+    try:
+        probe = asyncio.ensure_future(_lag_probe(lags, stop))
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        started = time.perf_counter()
+        for index, stream in enumerate(streams):
+            due = started + index * spread / concurrency
+            while (ahead := due - time.perf_counter()) > 0:
+                if ahead > 0.002:
+                    await asyncio.sleep(0.001)  # the loop reads meanwhile
+                # else busy-wait: libuv's timers are too coarse to space writes 33 us apart
+            stream.send()
+        await asyncio.wait_for(asyncio.gather(*(stream.done for stream in streams)), 60)
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        gc.enable()
     stop.set()
     await probe
     cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     ttft_errors, gap_errors, short = [], [], 0
     for stream in streams:
-        arrivals = stream.arrivals
+        arrivals = stream.arrivals()
         if len(arrivals) != TOKENS:
             short += 1
         if arrivals:
@@ -226,7 +241,7 @@ def _start_monitor(url: str, refresh: float) -> subprocess.Popen:
     return monitor
 
 
-def run(url: str, concurrency: int, scraped: bool, refresh: float) -> dict:
+def run(url: str, concurrency: int, scraped: bool, refresh: float, spread: float = ITL) -> dict:
     """One run of ``concurrency`` paced streams, with or without monitoring load; its figures."""
     import uvloop
 
@@ -236,7 +251,7 @@ def run(url: str, concurrency: int, scraped: bool, refresh: float) -> dict:
     pressure = cpu_pressure_total()
     started = time.perf_counter()
     try:
-        raw = uvloop.run(_paced_streams(host, int(port), concurrency, monitor))
+        raw = uvloop.run(_paced_streams(host, int(port), concurrency, spread, monitor))
     finally:
         scrapes: dict = {}
         if monitor is not None:
@@ -332,6 +347,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, help="quiet/scraped pairs per case (default 3)")
     parser.add_argument("--dashboard-refresh", type=float, default=1.0,
                         help="seconds between the dashboard's refreshes (the page's shortest choice: 1)")
+    parser.add_argument("--spread-ms", type=float, default=ITL * 1000,
+                        help="the streams' requests are written evenly over this many ms (default: one ITL, 10)")
     parser.add_argument("--json", type=Path, default=Path(__file__).with_name("results") / "fidelity_ab.json",
                         help="where the figures (every run's included) are written")
     args = parser.parse_args()
@@ -341,7 +358,7 @@ def main() -> None:
     started = time.perf_counter()
     os.sched_setaffinity(0, {int(harness.LOAD_CPU)})
     results: dict = {"ttft_ms": TTFT * 1000, "itl_ms": ITL * 1000, "tokens": TOKENS, "pairs": pairs,
-                     "dashboard_refresh_seconds": args.dashboard_refresh,
+                     "dashboard_refresh_seconds": args.dashboard_refresh, "spread_ms": args.spread_ms,
                      "load_average_before": os.getloadavg(), "fills": [], "cases": []}
     room = max(sizes) + max(sizes) // 10 + 2 * pairs * sum(concurrencies) * len(sizes) + 10_000
     flags = ("--workers", "1", "--ttft-ms", "20", "--itl-ms", "10", "--ttft-jitter", "0", "--itl-jitter", "0",
@@ -357,7 +374,7 @@ def main() -> None:
                 runs = []
                 for pair in range(pairs):
                     for scraped in ((False, True) if pair % 2 == 0 else (True, False)):
-                        runs.append(run(url, concurrency, scraped, args.dashboard_refresh))
+                        runs.append(run(url, concurrency, scraped, args.dashboard_refresh, args.spread_ms / 1000))
                         time.sleep(0.3)  # the server closes the last connections
                         latest = runs[-1]
                         print(f"  {size:.0e} samples, {concurrency} streams, {'scraped' if scraped else 'quiet':>7}: "
