@@ -160,15 +160,15 @@ cdef class Region:
     def end(self):
         self._end()
 
-    def observe(self, Py_ssize_t block, bounds, double value):
+    def observe(self, Py_ssize_t block, bounds, double value, Py_ssize_t times=1):
         cdef Py_ssize_t size = len(bounds), bucket = size, index
         for index in range(size):
             if value <= bounds[index]:
                 bucket = index
                 break
-        self._cells[block + bucket] += 1.0
-        self._cells[block + size + 1] += value
-        self._cells[block + size + 2] += 1.0
+        self._cells[block + bucket] += times
+        self._cells[block + size + 1] += value * times
+        self._cells[block + size + 2] += times
 
     cdef inline void _observe(self, Py_ssize_t block, const double* bounds, Py_ssize_t size, double value) noexcept:
         cdef Py_ssize_t low = 0, high = size, middle
@@ -181,6 +181,19 @@ cdef class Region:
         self._cells[block + low] += 1.0
         self._cells[block + size + 1] += value
         self._cells[block + size + 2] += 1.0
+
+    cdef inline void _observe_n(self, Py_ssize_t block, const double* bounds, Py_ssize_t size, double value,
+                                double times) noexcept:
+        cdef Py_ssize_t low = 0, high = size, middle
+        while low < high:
+            middle = (low + high) >> 1
+            if bounds[middle] < value:
+                low = middle + 1
+            else:
+                high = middle
+        self._cells[block + low] += times
+        self._cells[block + size + 1] += value * times
+        self._cells[block + size + 2] += times
 
     cdef void _append(self, Record* record) noexcept:
         cdef unsigned long long written = self._header[_JOURNAL_WRITTEN]
@@ -340,6 +353,10 @@ cdef class Region:
 # ---------------------------------------------------------------------------------------
 
 _KV_SLOTS = ("routed", "prompt_tokens", "cached_tokens", "blocks", "capacity_blocks", "active_requests", "evictions")
+ENGINE_SLOTS = ("prompt", "running", "waiting", "generation", "cached", "preemptions", "ttft", "itl", "tpot", "e2e",
+                "queue", "inference", "prefill", "decode", "prompt_histogram", "generation_histogram",
+                "max_generation_histogram", "max_tokens_histogram", "prefill_kv_histogram", "n_histogram")
+PRESET_REASONS = ("stop", "length", "abort")
 
 
 cdef class _Bounds:
@@ -409,33 +426,48 @@ cdef class EndpointCells:
 
 
 cdef class ModelCells:
-    """One model's cells; see ``fakeai._region_py.ModelCells``."""
+    """One model's admitted requests; see ``fakeai._region_py.ModelCells``."""
+
+    cdef readonly str name
+    cdef readonly Py_ssize_t running
+    cdef readonly bint lossy
+
+    def __init__(self, writer, str name):
+        self.name = name
+        self.running = writer.cell(*writer.key_of("model", "running", name))
+        self.lossy = self.running == writer.spill
+
+
+cdef class EngineCells:
+    """A model's cells on one simulated engine; see ``fakeai._region_py.EngineCells``."""
 
     cdef object _writer
-    cdef readonly str name
-    cdef readonly Py_ssize_t running, prompt, generation, ttft, itl, e2e, prompt_histogram, generation_histogram
+    cdef readonly str model
+    cdef readonly int engine
+    cdef readonly Py_ssize_t prompt, running, waiting, generation, cached, preemptions, ttft, itl, tpot, e2e
+    cdef readonly Py_ssize_t queue, inference, prefill, decode, prompt_histogram, generation_histogram
+    cdef readonly Py_ssize_t max_generation_histogram, max_tokens_histogram, prefill_kv_histogram, n_histogram
     cdef readonly dict success
     cdef readonly bint lossy
     cdef object _last_reason
     cdef Py_ssize_t _last_success_cell, _spill
 
-    def __init__(self, writer, str name):
+    def __init__(self, writer, str model, int engine):
         self._writer = writer
-        self.name = name
+        self.model = model
+        self.engine = engine
         self._last_reason = None
         self._spill = writer.spill
-        cell, key = writer.cell, writer.key_of
-        self.running = cell(*key("model", "running", name))
-        self.prompt = cell(*key("model", "prompt", name))
-        self.generation = cell(*key("model", "generation", name))
-        self.ttft = cell(*key("model", "ttft", name))
-        self.itl = cell(*key("model", "itl", name))
-        self.e2e = cell(*key("model", "e2e", name))
-        self.prompt_histogram = cell(*key("model", "prompt_histogram", name))
-        self.generation_histogram = cell(*key("model", "generation_histogram", name))
+        label = str(engine)
+        made = [writer.cell(*writer.key_of("engine", slot, model, label)) for slot in ENGINE_SLOTS]
+        (self.prompt, self.running, self.waiting, self.generation, self.cached, self.preemptions, self.ttft,
+         self.itl, self.tpot, self.e2e, self.queue, self.inference, self.prefill, self.decode,
+         self.prompt_histogram, self.generation_histogram, self.max_generation_histogram, self.max_tokens_histogram,
+         self.prefill_kv_histogram, self.n_histogram) = made
+        self.lossy = writer.spill in made
         self.success = {}
-        self.lossy = writer.spill in (self.running, self.prompt, self.generation, self.ttft, self.itl, self.e2e,
-                                      self.prompt_histogram, self.generation_histogram)
+        for reason in PRESET_REASONS:
+            self.success_cell(reason)
 
     cdef inline Py_ssize_t _success_cell(self, object reason) except -2:
         if reason is self._last_reason:  # the same string object: the finish reasons are constants
@@ -449,7 +481,7 @@ cdef class ModelCells:
     def success_cell(self, str reason):
         cell = self.success.get(reason)
         if cell is None:
-            cell = self._writer.cell(*self._writer.key_of("model", "success", self.name, reason))
+            cell = self._writer.cell(*self._writer.key_of("engine", "success", self.model, str(self.engine), reason))
             if cell != self._writer.spill:
                 self.success[reason] = cell
         return cell
@@ -480,24 +512,31 @@ cdef class MetricsWriter:
     """What one process records into its region; see ``fakeai._region_py.MetricsWriter``."""
 
     cdef readonly Region region
-    cdef _Bounds _duration, _tokens, _inter_token
-    cdef dict _endpoints, _models, _kv
+    cdef _Bounds _duration, _tokens, _inter_token, _vllm_ttft, _vllm_itl, _vllm_latency, _vllm_tokens, _vllm_n
+    cdef dict _bounds, _endpoints, _models, _engines, _kv
     cdef readonly Py_ssize_t active_streams, completed_streams, failed_streams
-    cdef readonly Py_ssize_t tokens_per_second_sum, tokens_per_second_count, stream_ttft, stream_itl
+    cdef readonly Py_ssize_t tokens_per_second_sum, tokens_per_second_count, stream_ttft, stream_itl, stream_itl_gaps
     cdef readonly Py_ssize_t kv_hit_requests, kv_oracle, spill, unrecorded
     cdef readonly dict layout
 
-    def __init__(self, Region region, duration_bounds, token_bounds, inter_token_bounds, dict layout not None):
+    def __init__(self, Region region, dict bounds not None, dict layout not None):
         self.region = region
-        self._duration = _Bounds(duration_bounds)
-        self._tokens = _Bounds(token_bounds)
-        self._inter_token = _Bounds(inter_token_bounds)
+        self._bounds = {name: _Bounds(values) for name, values in bounds.items()}
+        self._duration = self._bounds["duration"]
+        self._tokens = self._bounds["tokens"]
+        self._inter_token = self._bounds["inter_token"]
+        self._vllm_ttft = self._bounds["vllm_ttft"]
+        self._vllm_itl = self._bounds["vllm_inter_token"]
+        self._vllm_latency = self._bounds["vllm_latency"]
+        self._vllm_tokens = self._bounds["vllm_tokens"]
+        self._vllm_n = self._bounds["vllm_n"]
         self._endpoints = {}
         self._models = {}
+        self._engines = {}
         self._kv = {}
         self.layout = layout  # the metrics' declared one (fakeai.metrics.schema.writer_layout)
         self.spill = region.key(layout["global"]["spill"][0],
-                                max(self._duration.size, self._tokens.size, self._inter_token.size) + 3)
+                                max((<_Bounds>chosen).size for chosen in self._bounds.values()) + 3)
         own = self.key_of
         self.unrecorded = region.key(*own("global", "unrecorded"))
         self.active_streams = region.key(*own("global", "active_streams"))
@@ -507,6 +546,7 @@ cdef class MetricsWriter:
         self.tokens_per_second_count = region.key(*own("global", "tokens_per_second_count"))
         self.stream_ttft = region.key(*own("global", "stream_ttft"))
         self.stream_itl = region.key(*own("global", "stream_itl"))
+        self.stream_itl_gaps = region.key(*own("global", "stream_itl_gaps"))
         self.kv_hit_requests = region.key(*own("global", "kv_hit_requests"))
         self.kv_oracle = region.key(*own("global", "kv_oracle"))
 
@@ -516,8 +556,7 @@ cdef class MetricsWriter:
         name = "|".join((key, *labels))
         if bounds is None:
             return name, 1
-        cdef _Bounds chosen = (self._duration if bounds == "duration" else self._tokens if bounds == "tokens"
-                               else self._inter_token)
+        cdef _Bounds chosen = self._bounds[bounds]
         return name, chosen.size + 3
 
     @property
@@ -555,6 +594,35 @@ cdef class MetricsWriter:
             if not (<ModelCells>cells).lossy:
                 self._models[name] = cells
         return cells
+
+    def engine(self, str model, int engine):
+        key = (model, engine)
+        cells = self._engines.get(key)
+        if cells is None:
+            cells = EngineCells(self, model, engine)
+            if not (<EngineCells>cells).lossy:
+                self._engines[key] = cells
+        return cells
+
+    def routed(self, EngineCells engine not None):
+        self.region._cells[engine.running] += 1.0
+
+    def gaps(self, EngineCells engine, double gap, Py_ssize_t gapped, Py_ssize_t zeros):
+        """Inter-token gaps of one write of a stream; see the twin's ``gaps``."""
+        if not isfinite(gap):
+            raise ValueError(f"gap must be a finite number, got {gap!r}")
+        cdef Region region = self.region
+        region._begin()
+        if engine is not None:
+            if gapped:
+                region._observe_n(engine.itl, self._vllm_itl.values, self._vllm_itl.size, gap, gapped)
+            if zeros:
+                region._observe_n(engine.itl, self._vllm_itl.values, self._vllm_itl.size, 0.0, zeros)
+        if gapped:
+            region._observe_n(self.stream_itl_gaps, self._inter_token.values, self._inter_token.size, gap, gapped)
+        if zeros:
+            region._observe_n(self.stream_itl_gaps, self._inter_token.values, self._inter_token.size, 0.0, zeros)
+        region._end()
 
     def kv_worker(self, int worker):
         cells = self._kv.get(worker)
@@ -611,6 +679,37 @@ cdef class MetricsWriter:
         blocks, capacity, active, evictions = state
         return self._kv_state(cells, blocks, capacity, active, evictions)
 
+    cdef void _observe_finished(self, EngineCells engine, double duration, long long prompt_tokens,
+                                long long completion_tokens, long long cached, double ttft, double decode,
+                                long long n, long long max_tokens, long long longest) noexcept:
+        cdef Region region = self.region
+        cdef _Bounds latency = self._vllm_latency, tokens = self._vllm_tokens, itl = self._vllm_itl
+        region._observe(engine.e2e, latency.values, latency.size, duration)
+        region._observe(engine.queue, latency.values, latency.size, 0.0)
+        region._observe(engine.prompt_histogram, tokens.values, tokens.size, prompt_tokens)
+        region._observe(engine.generation_histogram, tokens.values, tokens.size, completion_tokens)
+        region._observe(engine.prefill_kv_histogram, tokens.values, tokens.size,
+                        prompt_tokens - cached if prompt_tokens > cached else 0)
+        region._observe(engine.max_generation_histogram, tokens.values, tokens.size, longest)
+        if n > 0:
+            region._observe(engine.n_histogram, self._vllm_n.values, self._vllm_n.size, n)
+        if max_tokens > 0:
+            region._observe(engine.max_tokens_histogram, tokens.values, tokens.size, max_tokens)
+        if ttft == ttft:
+            if decode != decode:
+                decode = 0.0
+            region._observe(engine.prefill, latency.values, latency.size, ttft)
+            region._observe(engine.decode, latency.values, latency.size, decode)
+            region._observe(engine.inference, latency.values, latency.size, ttft + decode)
+            region._observe(engine.tpot, itl.values, itl.size, decode / (longest - 1) if longest > 1 else 0.0)
+
+    def observe_finished(self, EngineCells engine not None, double duration, long long prompt_tokens,
+                         long long completion_tokens, long long cached, double ttft, double decode, long long n,
+                         long long max_tokens, long long longest):
+        """See the twin's ``observe_finished``."""
+        self._observe_finished(engine, duration, prompt_tokens, completion_tokens, cached, ttft, decode, n,
+                               max_tokens, longest)
+
     def publish(self, int worker, tuple state not None):
         """``kv_state`` with the four figures as one tuple; see the twin's ``publish``."""
         cdef KVWorkerCells cells = self._kv.get(worker)
@@ -621,7 +720,8 @@ cdef class MetricsWriter:
     def record(self, double now, double duration, int status, long long prompt_tokens, long long completion_tokens,
                EndpointCells endpoint not None, ModelCells model=None, double ttft=NAN, double itl=NAN,
                finish_reason=None, int stream=0, int kv_worker=-1, long long kv_prompt=0, long long kv_cached=0,
-               long long kv_oracle=0, tuple kv_state=None):
+               long long kv_oracle=0, tuple kv_state=None, EngineCells engine=None, double decode=NAN,
+               long long n=0, long long max_tokens=0, long long longest=0, list offsets=None, choice_tokens=None):
         if prompt_tokens < 0:
             raise ValueError(f"prompt_tokens must not be negative, got {prompt_tokens!r}")
         if completion_tokens < 0:
@@ -632,9 +732,10 @@ cdef class MetricsWriter:
             raise ValueError(f"duration must be a finite number, got {duration!r}")
         # cells a first-time status, reason or KV worker needs are allocated before the update
         cdef Py_ssize_t error_cell = endpoint._error_cell(status) if status >= 400 else -1
-        cdef Py_ssize_t success_cell = -1
-        if model is not None and finish_reason is not None:
-            success_cell = model._success_cell(finish_reason)
+        cdef Py_ssize_t success_cell = -1, index, end
+        cdef long long tokens
+        if engine is not None and finish_reason is not None:
+            success_cell = engine._success_cell(finish_reason)
         cdef KVWorkerCells kv_cells = None
         if kv_worker >= 0:
             kv_cells = self._kv.get(kv_worker)
@@ -654,18 +755,23 @@ cdef class MetricsWriter:
             cells[error_cell] += 1.0
         if model is not None:
             cells[model.running] -= 1.0
-            cells[model.prompt] += prompt_tokens
-            cells[model.generation] += completion_tokens
+        if engine is not None:
+            cells[engine.running] -= 1.0
+            cells[engine.prompt] += prompt_tokens
+            cells[engine.generation] += completion_tokens
+            cells[engine.cached] += kv_cached
+            if ttft == ttft:
+                region._observe(engine.ttft, self._vllm_ttft.values, self._vllm_ttft.size, ttft)
+            if offsets is not None and choice_tokens is not None:
+                for tokens in choice_tokens:
+                    end = min(<Py_ssize_t>tokens, len(offsets))
+                    for index in range(1, end):
+                        region._observe(engine.itl, self._vllm_itl.values, self._vllm_itl.size,
+                                        <double>offsets[index] - <double>offsets[index - 1])
             if success_cell >= 0:
                 cells[success_cell] += 1.0
-                region._observe(model.e2e, self._duration.values, self._duration.size, duration)
-                region._observe(model.prompt_histogram, self._tokens.values, self._tokens.size, prompt_tokens)
-                region._observe(model.generation_histogram, self._tokens.values, self._tokens.size,
-                                completion_tokens)
-                if ttft == ttft:
-                    region._observe(model.ttft, self._duration.values, self._duration.size, ttft)
-                if itl == itl:
-                    region._observe(model.itl, self._inter_token.values, self._inter_token.size, itl)
+                self._observe_finished(engine, duration, prompt_tokens, completion_tokens, kv_cached, ttft, decode,
+                                       n, max_tokens, longest)
         if stream != STREAM_PLAIN_:
             cells[self.active_streams] -= 1.0
             cells[self.completed_streams if stream == STREAM_COMPLETED_ else self.failed_streams] += 1.0

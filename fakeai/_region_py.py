@@ -31,13 +31,19 @@ from fakeai._layout import (
 if TYPE_CHECKING:
     from fakeai._window_py import SlidingWindow
 
-__all__ = ("EndpointCells", "MetricsWriter", "ModelCells", "Region", "region_bytes", "replay")
+__all__ = ("EndpointCells", "EngineCells", "MetricsWriter", "ModelCells", "Region", "region_bytes", "replay")
 
 _U64 = struct.Struct("=Q")
 _F64 = struct.Struct("=d")
 _KEY_HEAD = struct.Struct("=II")
 _KV_SLOTS = ("routed", "prompt_tokens", "cached_tokens", "blocks", "capacity_blocks", "active_requests", "evictions")
 """A KV worker's cells, in the order ``kv_worker`` returns them (the layout gives their keys)."""
+ENGINE_SLOTS = ("prompt", "running", "waiting", "generation", "cached", "preemptions", "ttft", "itl", "tpot", "e2e",
+                "queue", "inference", "prefill", "decode", "prompt_histogram", "generation_histogram",
+                "max_generation_histogram", "max_tokens_histogram", "prefill_kv_histogram", "n_histogram")
+"""A (model, engine) pair's cells, made in this order (the layout gives their keys and bucket sets)."""
+PRESET_REASONS = ("stop", "length", "abort")
+"""The finish reasons a pair's success counters are made for at once (shown at 0, as vLLM does)."""
 
 
 def _check_finite(name: str, number: float) -> float:
@@ -130,17 +136,18 @@ class Region:
     def end(self) -> None:
         self._put("seq", self._get("seq") + 1)
 
-    def observe(self, block: int, bounds: Sequence[float], value: float) -> None:
-        """Histogram block: a count per bucket (``len(bounds) + 1``, the last +Inf), then sum, count."""
+    def observe(self, block: int, bounds: Sequence[float], value: float, times: int = 1) -> None:
+        """Histogram block: a count per bucket (``len(bounds) + 1``, the last +Inf), then sum,
+        count; ``value`` observed ``times`` times."""
         bucket = len(bounds)
         for index, bound in enumerate(bounds):
             if value <= bound:
                 bucket = index
                 break
         cells = self._cells
-        cells[block + bucket] += 1.0
-        cells[block + len(bounds) + 1] += value
-        cells[block + len(bounds) + 2] += 1.0
+        cells[block + bucket] += times
+        cells[block + len(bounds) + 1] += value * times
+        cells[block + len(bounds) + 2] += times
 
     def append(self, record: tuple) -> None:
         """Add a record to the journal (overwriting the oldest once full)."""
@@ -258,53 +265,70 @@ class EndpointCells:
 
 
 class ModelCells:
-    """One model's cells: running (a gauge), token counters, successes by finish reason, five histograms.
+    """One model's admitted requests: ``running``, a gauge (their sum is the latency model's load).
 
     ``name`` is the model's label in its keys (the registry's, never a raw model name: see
     ``fakeai.metrics.labels``). Made by ``writer.model(name)``; ``lossy`` as for an endpoint.
     """
 
-    __slots__ = ("e2e", "generation", "generation_histogram", "itl", "lossy", "name", "prompt", "prompt_histogram",
-                 "running", "success", "ttft", "_writer")
+    __slots__ = ("lossy", "name", "running")
 
     def __init__(self, writer: MetricsWriter, name: str):
-        self._writer = writer
         self.name = name
-        cell, key = writer.cell, writer.key_of
-        self.running = cell(*key("model", "running", name))
-        self.prompt = cell(*key("model", "prompt", name))
-        self.generation = cell(*key("model", "generation", name))
-        self.ttft = cell(*key("model", "ttft", name))
-        self.itl = cell(*key("model", "itl", name))
-        self.e2e = cell(*key("model", "e2e", name))
-        self.prompt_histogram = cell(*key("model", "prompt_histogram", name))
-        self.generation_histogram = cell(*key("model", "generation_histogram", name))
+        self.running = writer.cell(*writer.key_of("model", "running", name))
+        self.lossy = self.running == writer.spill
+
+
+class EngineCells:
+    """A model's cells on one simulated engine (a KV worker): vLLM's families.
+
+    Counters and gauges (prompt, running, waiting, generation, cached prompt tokens,
+    preemptions), successes by finish reason (``stop``, ``length`` and ``abort`` made at once)
+    and fourteen histograms (see ``ENGINE_SLOTS``). ``model`` is the model's label, ``engine``
+    the worker's number. Made by ``writer.engine(model, engine)``; ``lossy`` as for an endpoint.
+    """
+
+    __slots__ = ("engine", "lossy", "model", "success", "_writer", *ENGINE_SLOTS)
+
+    def __init__(self, writer: MetricsWriter, model: str, engine: int):
+        self._writer = writer
+        self.model = model
+        self.engine = engine
+        label = str(engine)
+        for slot in ENGINE_SLOTS:
+            setattr(self, slot, writer.cell(*writer.key_of("engine", slot, model, label)))
+        self.lossy = writer.spill in (getattr(self, slot) for slot in ENGINE_SLOTS)
         self.success: dict[str, int] = {}
-        self.lossy = writer.spill in (self.running, self.prompt, self.generation, self.ttft, self.itl, self.e2e,
-                                      self.prompt_histogram, self.generation_histogram)
+        for reason in PRESET_REASONS:
+            self.success_cell(reason)
 
     def success_cell(self, reason: str) -> int:
         cell = self.success.get(reason)
         if cell is None:
-            cell = self._writer.cell(*self._writer.key_of("model", "success", self.name, reason))
-            if cell != self._writer.spill:
+            writer = self._writer
+            cell = writer.cell(*writer.key_of("engine", "success", self.model, str(self.engine), reason))
+            if cell != writer.spill:
                 self.success[reason] = cell
         return cell
 
 
 class MetricsWriter:
-    """What one process records into its region; one call per finished request.
+    """What one process records into its region; one call per finished request (and, for a
+    stream, one ``gaps`` call per write that carried tokens).
 
     ``record`` adds, between the two ``seq`` increments: the endpoint's request, token
-    counters, histograms and (status >= 400) errors by status; for a model, the end of a
-    running request, its tokens and, when it succeeded (a finish reason), the reason and
-    the model's histograms (NaN TTFT or ITL: not observed); for a stream (``stream`` 1
-    completed, 2 failed), the end of an active stream, its outcome, TTFT and ITL histograms
-    and tokens per second (when it lasted and sent tokens); for a routed request
-    (``kv_worker`` >= 0), the worker's routed requests, prompt and cached tokens, the hit
-    requests and the oracle's tokens. Then the journal record, and (with ``kv_state``, the
-    worker's ``(blocks, capacity, active, evictions)`` after the request left it) the KV
-    worker's state, as ``publish`` records it.
+    counters, histograms and (status >= 400) errors by status; for an admitted request
+    (``model``), the end of a running one; for a request routed to a simulated engine
+    (``engine``), vLLM's figures: the end of a running request there, its prompt, generation
+    and cached prompt tokens, its TTFT (when a first token was produced: ``ttft`` not NaN), the
+    planned gaps between the tokens of a plain answer (``offsets``, ``choice_tokens``) and, when
+    it finished (a finish reason), the reason and the per-request histograms (``observe_finished``);
+    for a stream (``stream`` 1 completed, 2 failed), the end of an active stream, its outcome,
+    TTFT and mean ITL histograms and tokens per second (when it lasted and sent tokens); for a
+    routed request (``kv_worker`` >= 0), the worker's routed requests, prompt and cached
+    tokens, the hit requests and the oracle's tokens. Then the journal record, and (with
+    ``kv_state``, the worker's ``(blocks, capacity, active, evictions)`` after the request left
+    it) the KV worker's state, as ``publish`` records it.
 
     Keys come from ``layout`` (``{scope: {slot: (key, bucket set)}}``, the one
     ``fakeai.metrics.schema.writer_layout()`` declares; the kernel never imports the metrics):
@@ -315,23 +339,22 @@ class MetricsWriter:
     what it asks for so that this does not happen (``fakeai.metrics.labels``).
     """
 
-    def __init__(self, region: Region, duration_bounds: Sequence[float], token_bounds: Sequence[float],
-                 inter_token_bounds: Sequence[float], layout: dict):
+    def __init__(self, region: Region, bounds: dict[str, Sequence[float]], layout: dict):
         self.region = region
-        self.duration_bounds = tuple(duration_bounds)
-        self.token_bounds = tuple(token_bounds)
-        self.inter_token_bounds = tuple(inter_token_bounds)
-        self._bounds = {"duration": self.duration_bounds, "tokens": self.token_bounds,
-                        "inter_token": self.inter_token_bounds}
+        self._bounds = {name: tuple(float(bound) for bound in values) for name, values in bounds.items()}
+        """The bucket sets, by name (``fakeai.metrics.schema.BUCKETS``' names)."""
+        self.duration_bounds = self._bounds["duration"]
+        self.token_bounds = self._bounds["tokens"]
+        self.inter_token_bounds = self._bounds["inter_token"]
         self._endpoints: dict[str, EndpointCells] = {}
         self._models: dict[str, ModelCells] = {}
+        self._engines: dict[tuple[str, int], EngineCells] = {}
         self._kv: dict[int, tuple[int, ...]] = {}
         self._evictions_seen: dict[int, int] = {}
         self.layout = layout
         """``{scope: {slot: (key, bucket set or None)}}``: the keys this writer makes."""
         key = region.key
-        self.spill = key(layout["global"]["spill"][0], max(len(self.duration_bounds), len(self.token_bounds),
-                                                           len(self.inter_token_bounds)) + 3)
+        self.spill = key(layout["global"]["spill"][0], max(map(len, self._bounds.values())) + 3)
         """The block a figure goes to when its key could not be made (the largest histogram's size)."""
         own = self.key_of
         self.unrecorded = key(*own("global", "unrecorded"))
@@ -342,6 +365,7 @@ class MetricsWriter:
         self.tokens_per_second_count = key(*own("global", "tokens_per_second_count"))
         self.stream_ttft = key(*own("global", "stream_ttft"))
         self.stream_itl = key(*own("global", "stream_itl"))
+        self.stream_itl_gaps = key(*own("global", "stream_itl_gaps"))
         self.kv_hit_requests = key(*own("global", "kv_hit_requests"))
         self.kv_oracle = key(*own("global", "kv_oracle"))
 
@@ -376,6 +400,38 @@ class MetricsWriter:
             if not cells.lossy:
                 self._models[name] = cells
         return cells
+
+    def engine(self, model: str, engine: int) -> EngineCells:
+        """The cells of model label ``model`` on simulated engine ``engine`` (made on first use)."""
+        cells = self._engines.get((model, engine))
+        if cells is None:
+            cells = EngineCells(self, model, engine)
+            if not cells.lossy:
+                self._engines[(model, engine)] = cells
+        return cells
+
+    def routed(self, engine: EngineCells) -> None:
+        """A request was sent to ``engine``: it runs there until ``record(engine=...)``."""
+        self.region.add(engine.running, 1.0)
+
+    def gaps(self, engine: EngineCells | None, gap: float, gapped: int, zeros: int) -> None:
+        """Inter-token gaps of one write of a stream: ``gapped`` tokens that follow their choice's
+        previous token by ``gap`` seconds, ``zeros`` that follow one sent in the same write (in
+        ``engine``'s vLLM histogram, and fakeai's own)."""
+        gap = _check_finite("gap", gap)
+        region = self.region
+        region.begin()
+        if engine is not None:
+            bounds = self._bounds["vllm_inter_token"]
+            if gapped:
+                region.observe(engine.itl, bounds, gap, gapped)
+            if zeros:
+                region.observe(engine.itl, bounds, 0.0, zeros)
+        if gapped:
+            region.observe(self.stream_itl_gaps, self.inter_token_bounds, gap, gapped)
+        if zeros:
+            region.observe(self.stream_itl_gaps, self.inter_token_bounds, 0.0, zeros)
+        region.end()
 
     def kv_worker(self, worker: int) -> tuple[int, ...]:
         """Cells of a simulated KV worker: routed, prompt, cached (counters); blocks, capacity,
@@ -418,14 +474,21 @@ class MetricsWriter:
                endpoint: EndpointCells, model: ModelCells | None = None, ttft: float = math.nan,
                itl: float = math.nan, finish_reason: str | None = None, stream: int = STREAM_PLAIN,
                kv_worker: int = -1, kv_prompt: int = 0, kv_cached: int = 0, kv_oracle: int = 0,
-               kv_state: tuple[int, int, int, int] | None = None) -> None:
+               kv_state: tuple[int, int, int, int] | None = None, engine: EngineCells | None = None,
+               decode: float = math.nan, n: int = 0, max_tokens: int = 0, longest: int = 0,
+               offsets: Sequence[float] | None = None, choice_tokens: Sequence[int] | None = None) -> None:
+        """One finished request (see the class docstring). ``ttft``: seconds from arrival to its
+        first token (NaN: none); ``itl``: a finished stream's mean inter-token latency;
+        ``decode``: seconds from its first token to its last; ``n``, ``max_tokens`` (0: not
+        given): its parameters; ``longest``: tokens of its longest choice; ``offsets`` and
+        ``choice_tokens``: a plain answer's planned token times and each choice's tokens."""
         prompt_tokens = _check_count("prompt_tokens", prompt_tokens)
         completion_tokens = _check_count("completion_tokens", completion_tokens)
         _check_finite("now", now)
         _check_finite("duration", duration)
         # cells a first-time status, reason or KV worker needs are allocated before the update
         error_cell = endpoint.error_cell(status) if status >= 400 else None
-        success_cell = model.success_cell(finish_reason) if model is not None and finish_reason is not None else None
+        success_cell = engine.success_cell(finish_reason) if engine is not None and finish_reason is not None else None
         kv_cells = self.kv_worker(kv_worker) if kv_worker >= 0 else None
         region = self.region
         add, observe = region.add, region.observe
@@ -440,17 +503,22 @@ class MetricsWriter:
             add(error_cell, 1.0)
         if model is not None:
             add(model.running, -1.0)
-            add(model.prompt, prompt_tokens)
-            add(model.generation, completion_tokens)
+        if engine is not None:
+            bounds = self._bounds
+            add(engine.running, -1.0)
+            add(engine.prompt, prompt_tokens)
+            add(engine.generation, completion_tokens)
+            add(engine.cached, kv_cached)
+            if not math.isnan(ttft):
+                observe(engine.ttft, bounds["vllm_ttft"], ttft)
+            if offsets is not None and choice_tokens is not None:
+                for tokens in choice_tokens:
+                    for index in range(1, min(tokens, len(offsets))):
+                        observe(engine.itl, bounds["vllm_inter_token"], offsets[index] - offsets[index - 1])
             if success_cell is not None:
                 add(success_cell, 1.0)
-                observe(model.e2e, self.duration_bounds, duration)
-                observe(model.prompt_histogram, self.token_bounds, prompt_tokens)
-                observe(model.generation_histogram, self.token_bounds, completion_tokens)
-                if not math.isnan(ttft):
-                    observe(model.ttft, self.duration_bounds, ttft)
-                if not math.isnan(itl):
-                    observe(model.itl, self.inter_token_bounds, itl)
+                self.observe_finished(engine, duration, prompt_tokens, completion_tokens, kv_cached, ttft, decode,
+                                      n, max_tokens, longest)
         if stream != STREAM_PLAIN:
             add(self.active_streams, -1.0)
             add(self.completed_streams if stream == STREAM_COMPLETED else self.failed_streams, 1.0)
@@ -474,6 +542,33 @@ class MetricsWriter:
                        1 if kv_worker >= 0 else 0, kv_prompt, kv_cached, kv_oracle, max(kv_worker, 0)))
         if kv_state is not None:  # the worker's state after the request left it
             self.publish(kv_worker, kv_state)
+
+    def observe_finished(self, engine: EngineCells, duration: float, prompt_tokens: int, completion_tokens: int,
+                         cached: int, ttft: float, decode: float, n: int, max_tokens: int, longest: int) -> None:
+        """A finished request's per-request histograms, as vLLM observes them: end-to-end
+        latency, queue time (0: fakeai schedules on arrival), prompt and generation tokens,
+        prompt tokens computed (not cached), ``n``, the longest choice's tokens, ``max_tokens``
+        when given; and, once a first token was produced, prefill (= TTFT), decode, inference
+        (prefill + decode) and time per output token (decode / (longest - 1), 0 for one token)."""
+        bounds = self._bounds
+        observe = self.region.observe
+        latency, tokens = bounds["vllm_latency"], bounds["vllm_tokens"]
+        observe(engine.e2e, latency, duration)
+        observe(engine.queue, latency, 0.0)
+        observe(engine.prompt_histogram, tokens, prompt_tokens)
+        observe(engine.generation_histogram, tokens, completion_tokens)
+        observe(engine.prefill_kv_histogram, tokens, max(prompt_tokens - cached, 0))
+        observe(engine.max_generation_histogram, tokens, longest)
+        if n > 0:
+            observe(engine.n_histogram, bounds["vllm_n"], n)
+        if max_tokens > 0:
+            observe(engine.max_tokens_histogram, tokens, max_tokens)
+        if not math.isnan(ttft):
+            decode = 0.0 if math.isnan(decode) else decode
+            observe(engine.prefill, latency, ttft)
+            observe(engine.decode, latency, decode)
+            observe(engine.inference, latency, ttft + decode)
+            observe(engine.tpot, bounds["vllm_inter_token"], decode / (longest - 1) if longest > 1 else 0.0)
 
     def publish(self, worker: int, state: tuple[int, int, int, int]) -> None:
         """``kv_state`` with the four figures as one tuple ``(blocks, capacity, active,

@@ -25,6 +25,7 @@ from fakeai.api.recording import Recorder
 from fakeai.api.sampling import HistorySampler
 from fakeai.config import Settings, settings_from_env
 from fakeai.metrics import MetricsRegistry
+from fakeai.metrics.labels import engines_per_process
 from fakeai.metrics.regions import claim_slot, shared_counter
 from fakeai.metrics.history import MetricsHistory
 from fakeai.metrics.history_ring import SamplingLease, SharedHistory
@@ -71,6 +72,8 @@ def create_app(
         wall_clock=wall_clock,
         model_label_budget=settings.max_model_labels,
         configured_models=settings.models,
+        engines=engines_per_process(settings.kv_workers, settings.workers),
+        max_model_len=settings.max_context_tokens,
     )
     slot = claim_slot(registry.regions.directory, settings.workers)
     shared = registry.regions.directory

@@ -16,6 +16,7 @@ from typing import Literal, get_args, get_origin
 
 from fakeai.config import Settings, SettingsError, describe_settings, env_name, settings_from_env
 from fakeai.metrics.history_ring import ring_file_bytes
+from fakeai.metrics.labels import engines_per_process, region_capacity
 from fakeai.metrics.regions import SHARED_DIR_ENV, pid_alive, region_file_bytes
 from fakeai.metrics.registry import STARTED_AT_ENV
 from fakeai.simulation.tokenizers import missing_extra
@@ -98,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # so any worker answers a scrape for the whole server; one of them writes the server's
     # history ring there, which all of them serve. The directory goes when the server stops.
     shared = _shared_metrics_dir(
-        settings.workers * region_file_bytes(settings.max_window_samples)
+        settings.workers * region_file_bytes(settings.max_window_samples, *region_capacity(
+            max(settings.max_model_labels, len(set(settings.models))),
+            engines_per_process(settings.kv_workers, settings.workers), settings.max_context_tokens))
         + ring_file_bytes(settings.history_seconds, settings.history_interval_seconds)
     )
     os.environ[SHARED_DIR_ENV] = str(shared)

@@ -31,6 +31,10 @@ def _setting(description: str, **constraints: Any) -> Meta:
 MAX_MODEL_LABELS = 1000
 """The most model labels a metrics region has room for (``fakeai.metrics.labels``; a test
 keeps the two equal): the bound of --max-model-labels and of the number of --models."""
+MAX_ENGINE_LABELS = 8192
+"""The most (model label, simulated engine) pairs one server process records vLLM's families
+for (``fakeai.metrics.labels``; a test keeps the two equal): (model labels + 1) x the KV
+workers a process routes among. Each pair takes about 5.6 KB of the process's metrics region."""
 RESERVED_MODEL = "__other__"
 """The model name of the metrics' other bucket: not a model id a server can be given."""
 
@@ -273,6 +277,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             raise ValueError(f"models: at most {MAX_MODEL_LABELS} ids (each has a metrics label of its own)")
         if RESERVED_MODEL in self.models:
             raise ValueError(f"models: {RESERVED_MODEL} is the metrics' name for every model without a label")
+        labels = max(self.max_model_labels, len(set(self.models))) + 1
+        engines = max(1, -(-self.kv_workers // self.workers))
+        if labels * engines > MAX_ENGINE_LABELS:
+            raise ValueError(
+                f"max_model_labels: vLLM's metrics are per model and simulated engine, and {labels} model labels "
+                f"(with __other__) on {engines} KV workers per process are {labels * engines} pairs; at most "
+                f"{MAX_ENGINE_LABELS}: lower --max-model-labels or --kv-workers, or raise --workers"
+            )
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and validated."""

@@ -18,6 +18,7 @@ __all__ = (
     "KERNEL",
     "NO_EXTENSIONS",
     "EndpointCells",
+    "EngineCells",
     "MetricsWriter",
     "ModelCells",
     "Region",
@@ -25,6 +26,6 @@ __all__ = (
 )
 
 if TYPE_CHECKING or KERNEL == "python":
-    from fakeai._region_py import EndpointCells, MetricsWriter, ModelCells, Region
+    from fakeai._region_py import EndpointCells, EngineCells, MetricsWriter, ModelCells, Region
 else:
-    from fakeai._region import EndpointCells, MetricsWriter, ModelCells, Region
+    from fakeai._region import EndpointCells, EngineCells, MetricsWriter, ModelCells, Region

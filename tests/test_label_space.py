@@ -21,19 +21,21 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from fakeai.app import create_app
+from fakeai import config
 from fakeai.config import Settings
 from fakeai.metrics import MetricsRegistry
 from fakeai.metrics.labels import (
     ERROR_STATUSES,
     FINISH_REASONS,
     MAX_ENDPOINTS,
+    MAX_ENGINE_LABELS,
     MAX_KV_WORKERS,
     MAX_MODEL_LABELS,
     OTHER_MODEL,
     ModelLabels,
+    region_capacity,
     region_need,
 )
-from fakeai.metrics.regions import CELL_CAPACITY, KEY_CAPACITY
 from fakeai.region import Region
 from tests.servers import eventually, running_cli
 
@@ -82,12 +84,23 @@ def prometheus_value(text: str, family_name: str) -> float:
 # -- the arithmetic: everything bounded fits ----------------------------------------------
 
 
-def test_the_largest_budget_with_every_endpoint_status_and_reason_fits_the_region() -> None:
-    keys, cells = region_need(MAX_MODEL_LABELS + 1)  # every label, and __other__
-    assert (keys, cells) == (28_001, 155_687)  # what regions.py's comment states
-    assert keys <= KEY_CAPACITY
-    assert cells <= CELL_CAPACITY
-    # the settings cannot ask for more than fits
+def test_the_largest_label_space_the_settings_allow_is_bounded() -> None:
+    """vLLM's families are per (model label, engine): the settings refuse more pairs per process
+    than ``MAX_ENGINE_LABELS``, whose region is stated (``labels.MAX_ENGINE_LABELS``: about 5.6 KB
+    a pair, about 50 MB at most)."""
+    assert MAX_ENGINE_LABELS == config.MAX_ENGINE_LABELS
+    keys, cells = region_capacity(MAX_ENGINE_LABELS - 1, 1, 131_072)
+    assert keys * 128 + cells * 8 < 50_000_000
+    keys, cells = region_capacity(MAX_ENGINE_LABELS - 1, 1, 10**12)  # the largest context's buckets too
+    assert keys * 128 + cells * 8 < 57_000_000
+    one_pair = [a - b for a, b in zip(region_need(1, engines=1), region_need(1, engines=0))]
+    assert one_pair[0] * 128 + one_pair[1] * 8 < 5_800
+    assert Settings().replace(kv_workers=81).kv_workers == 81  # 101 labels x 81 = 8181 pairs
+    with pytest.raises(ValueError, match="pairs"):
+        Settings().replace(kv_workers=82)
+    assert Settings().replace(kv_workers=256, workers=4, max_model_labels=127).kv_workers == 256  # 128 x 64
+    assert Settings().replace(kv_workers=256, max_model_labels=31).kv_workers == 256  # 32 x 256
+    # the settings cannot ask for more labels than the table holds
     assert Settings().replace(max_model_labels=MAX_MODEL_LABELS).max_model_labels == MAX_MODEL_LABELS
     with pytest.raises(ValueError):
         Settings().replace(max_model_labels=MAX_MODEL_LABELS + 1)
@@ -108,13 +121,14 @@ def test_every_label_endpoint_status_reason_and_kv_worker_at_once_is_recorded() 
     """The proof by filling: the largest budget, then every endpoint with every status, every
     model with every finish reason, every KV worker: nothing refused, every count exact."""
     registry = MetricsRegistry(window_seconds=5.0, max_samples=1024, model_label_budget=MAX_MODEL_LABELS,
-                               configured_models=())
+                               configured_models=(), engines=8)
     now = 1.0
     models = [f"model|{index}" for index in range(MAX_MODEL_LABELS + 5)]  # 5 more than the budget
-    for name in models:
+    for number, name in enumerate(models):
         for reason in FINISH_REASONS:
-            registry.request_started(name)
-            registry.record("/v1/chat/completions", 0.01, 200, 3, 4, model=name, finish_reason=reason, now=now)
+            registry.routed(registry.request_started(name), number % 8)
+            registry.record("/v1/chat/completions", 0.01, 200, 3, 4, model=name, finish_reason=reason, now=now,
+                            kv=(number % 8, 3, 0, 0, None))  # every model label on every engine
     endpoints = ["unmatched", *(f"/route/{index}" for index in range(MAX_ENDPOINTS - 1))]
     for endpoint in endpoints:
         for status in range(100, 600):
@@ -132,22 +146,24 @@ def test_every_label_endpoint_status_reason_and_kv_worker_at_once_is_recorded() 
         errors = snapshot.endpoints[endpoint].errors_total
         assert errors == dict.fromkeys(ERROR_STATUSES, 1)
         assert snapshot.endpoints[endpoint].requests_total == 500
-    assert [worker.requests_routed for worker in snapshot.kv_cache.workers[:MAX_KV_WORKERS]] == [1] * MAX_KV_WORKERS
+    routed = [worker.requests_routed for worker in snapshot.kv_cache.workers[:MAX_KV_WORKERS]]
+    assert routed[8:] == [1] * (MAX_KV_WORKERS - 8)
+    assert sum(routed[:8]) == 8 + len(models) * len(FINISH_REASONS)
+    assert sum(model.running for model in snapshot.models.values()) == 0 == snapshot.in_flight
 
 
 def test_the_region_need_counts_every_key_the_writer_makes() -> None:
     """region_need is what the writer allocates (so the arithmetic above is about real keys)."""
     registry = MetricsRegistry(window_seconds=5.0, max_samples=1024, model_label_budget=3, configured_models=())
     base_keys, base_cells = len(registry.regions.own.keys()), len(registry.regions.own.cells())
-    registry.request_started("x")
     for reason in FINISH_REASONS:
-        registry.record("/e", 0.01, 200, model="x", finish_reason=reason, now=1.0)
+        registry.routed(registry.request_started("x"), 0)
+        registry.record("/e", 0.01, 200, model="x", finish_reason=reason, now=1.0, kv=(0, 1, 0, 0, None))
     for status in ERROR_STATUSES:
         registry.record("/e", 0.01, status, now=1.0)
-    registry.record("/e", 0.01, 200, now=1.0, kv=(0, 1, 0, 0, None))
-    assert (base_keys, base_cells) == region_need(0, endpoints=0, kv_workers=0)
+    assert (base_keys, base_cells) == region_need(0, endpoints=0, kv_workers=0, buckets=registry.buckets)
     assert (len(registry.regions.own.keys()), len(registry.regions.own.cells())) == region_need(
-        1, endpoints=1, kv_workers=1)
+        1, endpoints=1, kv_workers=1, engines=1, buckets=registry.buckets)
 
 
 # -- the label table -----------------------------------------------------------------------
@@ -207,7 +223,8 @@ def test_a_thousand_models_fill_the_budget_and_the_rest_is_counted_as_other() ->
     for name in names[:labelled]:
         assert succeeded(document, name) == 1
     assert succeeded(document, CONFIGURED[0]) == 1
-    assert succeeded(document, OTHER_MODEL) == 1000 - labelled + 1  # and the embedding
+    # (the embedding is not: no engine generated for it, as in vLLM's generation families)
+    assert succeeded(document, OTHER_MODEL) == 1000 - labelled
     assert document["label_space"] == {
         "model_label_budget": budget,
         "model_labels": budget,
@@ -341,9 +358,9 @@ def test_two_workers_agree_on_which_models_have_a_label() -> None:
     assert set(document["models"]) == {*labelled, OTHER_MODEL}
     for name in labelled:
         assert succeeded(document, name) == sent[name]
-    others = total - sum(sent[name] for name in labelled) + 6  # and the embeddings
+    others = total - sum(sent[name] for name in labelled)  # not the embeddings: they reach no engine
     assert succeeded(document, OTHER_MODEL) == others
-    assert document["label_space"]["other_requests"] == others
+    assert document["label_space"]["other_requests"] == others + 6  # admitted for a model: the embeddings too
     assert document["label_space"]["model_labels"] == budget
     assert document["label_space"]["unrecorded_figures"] == 0
     assert document["errors_by_status"][CHAT] == {"405": 6}

@@ -144,9 +144,13 @@ def test_prometheus_equals_json(served) -> None:
     assert value("fakeai_request_duration_seconds_bucket", endpoint=CHAT, le="0.0001") == 2
     assert value("fakeai_request_duration_seconds_bucket", endpoint=CHAT, le="0.15") == 4
     assert value("fakeai_request_duration_seconds_bucket", endpoint=CHAT, le="+Inf") == 10
-    assert value("vllm:generation_tokens_total", model_name=MODEL) == 70
-    assert value("vllm:request_success_total", model_name=MODEL, finished_reason="length") == 8
-    assert value("vllm:e2e_request_latency_seconds_count", model_name=MODEL) == 8
+    def engines_sum(name: str, **labels: str) -> float:  # vLLM's families are per engine
+        wanted = set(labels.items())
+        return sum(v for (n, found), v in samples.items() if n == name and wanted <= found and dict(found).get("engine"))
+
+    assert engines_sum("vllm:generation_tokens_total", model_name=MODEL) == 70
+    assert engines_sum("vllm:request_success_total", model_name=MODEL, finished_reason="length") == 8
+    assert engines_sum("vllm:e2e_request_latency_seconds_count", model_name=MODEL) == 8
 
 
 def test_csv_rows_equal_json(served) -> None:
@@ -190,3 +194,36 @@ def test_scrapes_are_not_counted_as_traffic(served) -> None:
         served.get(path)
     assert served.get("/metrics").json()["totals"] == before
     assert not any(path.startswith(("/metrics", "/health")) for path in before)
+
+
+def test_vllm_families_observe_what_vllm_observes(served) -> None:
+    """The same workload in vLLM's terms: TTFT 0.1 s for each of the 8 generation requests,
+    plain ones included; one ITL of 0.01 s per gap (6 x 9 + 2 x 4); per request a TPOT of
+    0.01 s, prefill 0.1 s, decode 0.09 s (plain) or 0.04 s (streamed), no queueing. The two
+    injected errors never reached an engine and the embedding is no generation: neither is in."""
+    samples = _prometheus_samples(served.get("/metrics/prometheus").text)
+
+    def total(name: str) -> float:
+        return sum(value for (found, labels), value in samples.items()
+                   if found == name and dict(labels).get("model_name") == MODEL)
+
+    assert total("vllm:time_to_first_token_seconds_count") == 8
+    assert total("vllm:time_to_first_token_seconds_sum") == pytest.approx(0.8)
+    assert total("vllm:inter_token_latency_seconds_count") == 6 * 9 + 2 * 4
+    assert total("vllm:inter_token_latency_seconds_sum") == pytest.approx(0.62)
+    assert total("vllm:request_time_per_output_token_seconds_count") == 8
+    assert total("vllm:request_time_per_output_token_seconds_sum") == pytest.approx(0.08)
+    assert total("vllm:request_prefill_time_seconds_sum") == pytest.approx(0.8)
+    assert total("vllm:request_decode_time_seconds_sum") == pytest.approx(6 * 0.09 + 2 * 0.04)
+    assert total("vllm:request_inference_time_seconds_sum") == pytest.approx(6 * 0.19 + 2 * 0.14)
+    assert total("vllm:e2e_request_latency_seconds_sum") == pytest.approx(6 * 0.19 + 2 * 0.14)
+    assert (total("vllm:request_queue_time_seconds_count"), total("vllm:request_queue_time_seconds_sum")) == (8, 0)
+    assert total("vllm:request_params_max_tokens_sum") == 6 * 10 + 2 * 5
+    assert total("vllm:request_params_n_sum") == total("vllm:request_params_n_count") == 8
+    assert total("vllm:request_max_num_generation_tokens_sum") == 70
+    assert total("vllm:request_prompt_tokens_sum") == total("vllm:prompt_tokens_total") == 8 * PROMPT_TOKENS
+    assert total("vllm:request_success_total") == 8
+    # fakeai's own: every streamed gap, and the streams' mean ITL apart
+    assert samples[("fakeai_inter_token_latency_seconds_count", frozenset())] == 2 * 4
+    assert samples[("fakeai_inter_token_latency_seconds_sum", frozenset())] == pytest.approx(0.08)
+    assert samples[("fakeai_stream_mean_inter_token_latency_seconds_count", frozenset())] == 2

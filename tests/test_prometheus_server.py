@@ -60,21 +60,23 @@ def test_prometheus_scrapes_and_queries_fakeai() -> None:
                     '{job="fakeai",endpoint="/v1/chat/completions"}[5s])))',
                     lambda r: r and r[0]["value"][1] != "NaN" and 0.025 < float(r[0]["value"][1]) <= 0.05,
                 )
+                # TTFT 20 ms (plain answers included, as vLLM observes them) lies in vLLM's
+                # (0.02, 0.04] bucket, summed over the engines
                 ttft = prometheus.wait_for(
                     'histogram_quantile(0.5, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket'
                     f'{{job="fakeai",model_name="{MODEL}"}}[5s])))',
-                    lambda r: r and r[0]["value"][1] != "NaN" and 0.01 < float(r[0]["value"][1]) <= 0.025,
+                    lambda r: r and r[0]["value"][1] != "NaN" and 0.02 < float(r[0]["value"][1]) <= 0.04,
                 )
                 negotiated = prometheus.wait_for(
                     'fakeai_requests_total{job="fakeai-negotiated",endpoint="/v1/chat/completions"}',
                     lambda r: r and float(r[0]["value"][1]) > 0,
                 )
-                tokens = prometheus.query(f'vllm:generation_tokens_total{{job="fakeai",model_name="{MODEL}"}}')
+                tokens = prometheus.query(f'sum(vllm:generation_tokens_total{{job="fakeai",model_name="{MODEL}"}})')
         finally:
             stop.set()
             sender.join(timeout=30)
     assert float(rate[0]["value"][1]) > 1.0
     assert 0.025 < float(p99[0]["value"][1]) <= 0.05
-    assert 0.01 < float(ttft[0]["value"][1]) <= 0.025
+    assert 0.02 < float(ttft[0]["value"][1]) <= 0.04
     assert float(negotiated[0]["value"][1]) > 0
     assert float(tokens[0]["value"][1]) >= 4

@@ -18,14 +18,16 @@ from fakeai.region import NO_EXTENSIONS
 from tests.conftest import COMPILED, PYTHON
 from tests.test_window import _same
 
-BOUNDS = ((0.1, 1.0, 10.0), (1.0, 10.0), (0.01, 0.1))  # duration, tokens, inter-token
+BOUNDS = {"duration": (0.1, 1.0, 10.0), "tokens": (1.0, 10.0), "inter_token": (0.01, 0.1),
+          "vllm_ttft": (0.05, 0.5), "vllm_inter_token": (0.01, 0.02, 0.1), "vllm_latency": (0.3, 3.0),
+          "vllm_tokens": (1.0, 2.0, 5.0, 10.0, 20.0), "vllm_n": (1.0, 2.0, 5.0)}
 
 
 def _region(region_kernel, journal: int = 64, window: float = 5.0):
     buffer = mmap.mmap(-1, region_bytes(256, 4096, journal))
     region = region_kernel.Region(buffer, create=True, pid=os.getpid(), key_capacity=256, cell_capacity=4096,
                                   journal_capacity=journal, window_seconds=window)
-    return region, region_kernel.MetricsWriter(region, *BOUNDS, writer_layout())
+    return region, region_kernel.MetricsWriter(region, BOUNDS, writer_layout())
 
 
 def _cells(region) -> dict[str, list[float]]:
@@ -56,11 +58,11 @@ def test_the_writer_refuses_what_it_cannot_count(region_kernel) -> None:
 def test_a_key_the_region_cannot_hold_is_counted_never_raised(region_kernel) -> None:
     """A full region (or a key too long to name) never fails a request: the figure goes to the
     spill block, is counted in ``c|unrecorded_figures`` each time, and nothing else changes."""
-    globals_keys = 11  # spill, unrecorded, 5 stream cells, 2 stream histograms, 2 KV totals
+    globals_keys = 12  # spill, unrecorded, 5 stream cells, 3 stream histograms, 2 KV totals
     buffer = mmap.mmap(-1, region_bytes(globals_keys + 7, 4096, 64))
     region = region_kernel.Region(buffer, create=True, pid=os.getpid(), key_capacity=globals_keys + 7,
                                   cell_capacity=4096, journal_capacity=64, window_seconds=5.0)
-    writer = region_kernel.MetricsWriter(region, *BOUNDS, writer_layout())
+    writer = region_kernel.MetricsWriter(region, BOUNDS, writer_layout())
     endpoint = writer.endpoint("/e")  # 6 keys: room for one error status after it
     assert not endpoint.lossy
     writer.record(1.0, 0.1, 500, 1, 2, endpoint)
@@ -70,16 +72,20 @@ def test_a_key_the_region_cannot_hold_is_counted_never_raised(region_kernel) -> 
     assert cells["c|requests|/e"] == [3.0]
     assert cells["c|errors|/e|500"] == [1.0] and "c|errors|/e|503" not in cells
     assert cells["c|unrecorded_figures"] == [2.0]
-    model = writer.model("m")  # no room for any of its 8 keys
+    model = writer.model("m")  # no room for its key
     assert model.lossy and model.running == writer.spill
+    engine = writer.engine("m", 0)  # nor its engine's 20 keys and 3 preset reasons
+    assert engine.lossy and engine.running == writer.spill
     writer.started(model)
-    writer.record(1.0, 0.1, 200, 1, 2, endpoint, model, math.nan, math.nan, "stop")
+    writer.routed(engine)
+    writer.record(1.0, 0.1, 200, 1, 2, endpoint, model, 0.01, math.nan, "stop", 0, -1, 0, 0, 0, None, engine)
     long_name = writer.endpoint("/" + "x" * 200)  # longer than a key can name
     assert long_name.lossy
     writer.record(1.0, 0.1, 200, 1, 2, long_name)
     cells = _cells(region)
     assert cells["c|requests|/e"] == [4.0]
-    assert cells["c|unrecorded_figures"] == [2.0 + 8 + 1 + 6]  # the model's keys, its reason, the endpoint's
+    # the model's key, its engine's 20 and 3 reasons, the reason again when recorded, the endpoint's 6
+    assert cells["c|unrecorded_figures"] == [2.0 + 1 + 20 + 3 + 1 + 6]
     assert len(region.keys()) == globals_keys + 7
     assert not any("|m" in name or "xxx" in name for name, _, _ in region.keys())
     assert region.journal_written() == 5
@@ -113,6 +119,9 @@ writer_op = st.tuples(
     st.sampled_from([None, "stop", "length", "abort"]),
     st.integers(min_value=-1, max_value=2),  # KV worker
     st.integers(min_value=0, max_value=300),
+    st.lists(st.integers(min_value=0, max_value=6), min_size=1, max_size=3),  # tokens of each choice
+    st.sampled_from([0, 1, 16]),  # max_tokens (0: not given)
+    st.tuples(st.floats(min_value=0.0, max_value=0.5), st.integers(0, 3), st.integers(0, 3)),  # a write's gaps
 )
 
 
@@ -124,20 +133,28 @@ def test_compiled_region_matches_the_reference(ops: list) -> None:
     for side in (COMPILED, PYTHON):
         region, writer = _region(side.region, journal=16)
         now = 0.0
-        for advance, duration, status, prompt, completion, path, model, stream, ttft, reason, kv, tokens in ops:
+        for (advance, duration, status, prompt, completion, path, model, stream, ttft, reason, kv, tokens,
+             choice_tokens, max_tokens, (gap, gapped, zeros)) in ops:
             now += advance
             cells = writer.model(model) if model else None
             if cells is not None:
                 writer.started(cells)
+            engine = writer.engine(cells.name, kv) if cells is not None and kv >= 0 else None
+            if engine is not None:
+                writer.routed(engine)
             if stream:
                 writer.stream_started()
-            ttft = math.nan if ttft is None or not stream else ttft
+                writer.gaps(engine, gap, gapped, zeros)
+            ttft = math.nan if ttft is None else ttft
             itl = (duration - ttft) / (completion - 1) if stream and completion > 1 and not math.isnan(ttft) else math.nan
+            # a plain answer's planned token times
+            offsets = None if stream else [0.01 * index * index for index in range(max(choice_tokens))]
             # a KV worker's state: handed over with the request, after it, or as a tuple after it
             state = (tokens, 1000, 1, tokens // 7)
             writer.record(now, duration, status, prompt, completion, writer.endpoint(path), cells, ttft, itl,
                           reason if cells is not None else None, stream, kv, tokens, tokens // 2, tokens // 2,
-                          state if kv >= 0 and tokens % 3 == 1 else None)
+                          state if kv >= 0 and tokens % 3 == 1 else None, engine, duration / 3, len(choice_tokens),
+                          max_tokens, max(choice_tokens), offsets, choice_tokens)
             if kv >= 0 and tokens % 3 == 0:
                 writer.kv_state(kv, tokens, 1000, 1, 2)
             elif kv >= 0 and tokens % 3 == 2:
@@ -159,7 +176,7 @@ def _hammer(region_path: str, records: int) -> None:
         buffer = mmap.mmap(file.fileno(), 0)
     region = Region(buffer, create=True, pid=os.getpid(), key_capacity=256, cell_capacity=4096,
                     journal_capacity=1024, window_seconds=5.0)
-    writer = MetricsWriter(region, *BOUNDS, writer_layout())
+    writer = MetricsWriter(region, BOUNDS, writer_layout())
     endpoint = writer.endpoint("/e")
     for index in range(records):
         writer.record(float(index), 0.5, 500 if index % 3 == 0 else 200, 2, 3, endpoint)

@@ -130,13 +130,20 @@ def test_histograms_are_cumulative_with_inclusive_upper_bounds(registry: Metrics
 
 
 def test_models_count_running_requests_and_finish_reasons(registry: MetricsRegistry) -> None:
+    cells = registry.request_started("m")
     registry.request_started("m")
-    registry.request_started("m")
-    assert registry.in_flight == 2 and registry.snapshot().models["m"].running == 2
-    registry.record("/v1/completions", 0.5, 200, 3, 4, model="m", finish_reason="length")
-    registry.record("/v1/completions", 0.5, 503, 3, model="m")
+    registry.request_started("m")  # never routed to an engine (an embedding): in no vLLM family
+    registry.routed(cells, 1)
+    registry.routed(cells, 1)
+    assert registry.in_flight == 3 and registry.snapshot().models["m"].running == 2
+    registry.record("/v1/completions", 0.5, 200, 3, 4, model="m", finish_reason="length", kv=(1, 3, 0, 0, None))
+    registry.record("/v1/completions", 0.5, 503, 3, model="m", kv=(1, 3, 0, 0, None))
+    registry.record("/v1/embeddings", 0.5, 200, 3, model="m", finish_reason="stop")
     model = registry.snapshot().models["m"]
     assert model.running == 0 and registry.in_flight == 0
-    assert model.success_total == {"length": 1}, "failed requests are not successes"
+    assert model.success_total == {"length": 1}, "failed requests are not successes, embeddings are not counted"
     assert (model.prompt_tokens_total, model.generation_tokens_total) == (6, 4)
-    assert model.e2e_histogram.count == 1
+    assert list(model.engines) == ["1"]
+    engine = model.engines["1"]
+    assert engine.success_total == {"abort": 0, "length": 1, "stop": 0}
+    assert engine.e2e_histogram.count == 1

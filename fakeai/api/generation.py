@@ -101,11 +101,13 @@ def _route(
     engine: Engine, registry: MetricsRegistry, exchange: Exchange, prompts: list[Prompt], tokens: list[int]
 ) -> list[int]:
     """Send the request to a simulated worker (the recorder releases it at the end, whatever
-    the outcome); the cached tokens of each prompt."""
+    the outcome), where it runs for vLLM's metrics; the cached tokens of each prompt."""
     routing = engine.kv_cache.route(prompts, tokens)
     exchange.routing = routing
     if exchange.recording:
         registry.kv_publish(routing.worker, routing.cache.state())
+        if exchange.model_series is not None:
+            exchange.engine_series = registry.routed(exchange.model_series, routing.worker)
     return routing.cached_tokens
 
 
@@ -147,6 +149,8 @@ async def generate(
     )
     exchange.prompt_tokens = plan.prompt_tokens
     exchange.finish_reason = plan.choices[0].finish_reason
+    exchange.n = body.n
+    exchange.max_tokens = max_tokens or 0
     clock = registry.clock
     if body.stream:
         exchange.stream = True
@@ -161,12 +165,20 @@ async def generate(
             clock,
             include_usage,
             lambda sent: _usage(plan.prompt_tokens, sent, plan.cached_tokens),
+            registry.writer.gaps if exchange.recording else None,
         )
         await send_event_stream(exchange, receive, events)
         return
     exchange.completion_tokens = plan.completion_tokens
-    if plan.offsets and clock() < exchange.started + plan.offsets[-1]:
-        await wait_while_connected(receive, engine.pacer.wait_until(exchange.started + plan.offsets[-1]))
+    offsets = plan.offsets
+    if offsets and clock() < exchange.started + offsets[-1]:
+        await wait_while_connected(receive, engine.pacer.wait_until(exchange.started + offsets[-1]))
+    if offsets:  # the answer is due: its tokens were produced when the plan says
+        exchange.first_token_at = exchange.started + offsets[0]
+        exchange.last_token_at = exchange.started + offsets[-1]
+        exchange.longest = len(offsets)
+        exchange.offsets = offsets
+        exchange.choice_tokens = [choice.tokens for choice in plan.choices]
     usage = _usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens)
     await send_json_parts(exchange, receive, render(plan, usage))
 

@@ -3,7 +3,8 @@
 ``Recorder`` wraps the whole Litestar ASGI handler, so every request is seen, including
 404s, 405s, 413s and validation errors. What it records comes from the ``Exchange`` it puts
 in the ASGI scope: the status, when the first body bytes (a stream's first token) and the
-last byte were sent, and what only the handler knows (tokens, model, whether it streams).
+last byte were sent, and what only the handler knows (tokens, model, whether it streams,
+the simulated engine it was routed to and when its first and last tokens were produced).
 fakeai's own senders (``responses.py``) fill the timing in themselves and use the raw
 ``send``; any other response (Litestar's errors, the model list) goes through a watching
 ``send`` that fills it in. A response that never sent its last byte (the client went away)
@@ -25,12 +26,14 @@ import asyncio
 import math
 from collections.abc import Callable
 
+from fakeai._layout import STREAM_COMPLETED, STREAM_FAILED, STREAM_PLAIN
+
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
     from fakeai.metrics import MetricsRegistry
     from fakeai.simulation.kvcache import KVCacheSimulator, Routing
-    from fakeai.region import EndpointCells, ModelCells
+    from fakeai.region import EndpointCells, EngineCells, ModelCells
 
 __all__ = (
     "CLIENT_CLOSED_REQUEST",
@@ -84,16 +87,24 @@ class Exchange:
     """What the recorder learns about one request, from the handler and from the senders."""
 
     __slots__ = (
+        "choice_tokens",
         "clock",
         "send_timeout",
         "completion_tokens",
+        "engine_series",
         "failure_status",
         "finish_reason",
         "finished_at",
         "first_body_at",
+        "first_token_at",
+        "last_token_at",
+        "longest",
+        "max_tokens",
         "model",
         "model_series",
         "monitoring",
+        "n",
+        "offsets",
         "prompt_tokens",
         "raw_send",
         "recording",
@@ -142,6 +153,23 @@ class Exchange:
         """Where the KV-cache router sent the request; released when the request ends."""
         self.send_timeout = send_timeout
         """Seconds a stream's write may wait for a client that does not read (None: no limit)."""
+        self.engine_series: EngineCells | None = None
+        """The registry's handle for this request's model on the simulated engine it was routed to."""
+        self.first_token_at = _NAN
+        """When its first token was produced (a stream: when the write carrying it was made;
+        a plain answer: when the plan says; NaN: none was)."""
+        self.last_token_at = _NAN
+        """When its last token was produced (as ``first_token_at``)."""
+        self.longest = 0
+        """Tokens produced for its longest choice."""
+        self.n = 0
+        """Its ``n`` parameter (0: not a generation request)."""
+        self.max_tokens = 0
+        """Its ``max_tokens`` parameter (0: not given)."""
+        self.offsets: list[float] | None = None
+        """A plain answer's planned token times after arrival, once it was due (its gaps are
+        vLLM's inter-token latencies); ``choice_tokens``: each choice's tokens."""
+        self.choice_tokens: list[int] | None = None
 
     async def watching_send(self, message: Message) -> None:
         """``send`` for responses fakeai's own senders do not make: notes status and timing."""
@@ -226,50 +254,40 @@ class Recorder:
         exchange.first_body_at = exchange.finished_at = exchange.clock()
 
     def _record(self, scope: Scope, exchange: Exchange, kv_state: tuple[int, int, int, int] | None) -> None:
-        """Record the request; ``kv_state`` is its KV worker's state after it left (plain numbers
-        from the simulation, see ``MetricsRegistry.kv_publish``), or ``None``."""
+        """Record the request, in one call of the writer; ``kv_state`` is its KV worker's state
+        after it left (plain numbers from the simulation, see ``MetricsRegistry.kv_publish``),
+        or ``None``."""
         started = exchange.started
         finished_at = exchange.finished_at
-        model = exchange.model
         if finished_at == 0.0:  # the last byte never went out: the client went away
             completed = False
             status = CLIENT_CLOSED_REQUEST
             finished_at = self.registry.clock()
-            finish_reason = None if model is None else "abort"
+            finish_reason = None if exchange.model is None else "abort"
         else:
             completed = True
             status = exchange.status if exchange.failure_status is None else exchange.failure_status
             finish_reason = exchange.finish_reason if status < 400 else None
-        routing = exchange.routing
-        if not exchange.stream and exchange.series is not None:
-            # The fast path: what registry.record does for a plain request, in one compiled call.
-            if routing is None:
-                self._write(finished_at, finished_at - started, status, exchange.prompt_tokens,
-                            exchange.completion_tokens, exchange.series, exchange.model_series, _NAN, _NAN,
-                            finish_reason)
-            else:
-                self._write(finished_at, finished_at - started, status, exchange.prompt_tokens,
-                            exchange.completion_tokens, exchange.series, exchange.model_series, _NAN, _NAN,
-                            finish_reason, 0, routing.worker, routing.prompt_tokens, routing.cached_total,
-                            routing.oracle_tokens, kv_state)
-            return
-        ttft = stream_completed = None
+        series = exchange.series
+        if series is None:
+            series = self.registry.endpoint_series(scope.get("path_template", UNMATCHED_ENDPOINT))  # type: ignore[arg-type]
+        duration = finished_at - started
+        first_token_at = exchange.first_token_at
+        ttft = first_token_at - started
+        itl = _NAN
+        stream = STREAM_PLAIN
         if exchange.stream:
-            if exchange.first_body_at:
-                ttft = exchange.first_body_at - started
-            stream_completed = completed and exchange.failure_status is None
+            stream = STREAM_COMPLETED if completed and exchange.failure_status is None else STREAM_FAILED
+            if exchange.completion_tokens > 1:
+                itl = (duration - ttft) / (exchange.completion_tokens - 1)
+        routing = exchange.routing
         # Positional on purpose: this is the per-request hot path.
-        self.registry.record(
-            scope.get("path_template", UNMATCHED_ENDPOINT),  # type: ignore[arg-type]
-            finished_at - started,
-            status,
-            exchange.prompt_tokens,
-            exchange.completion_tokens,
-            ttft,
-            stream_completed,
-            model,
-            finish_reason,
-            finished_at,
-            None if routing is None else (routing.worker, routing.prompt_tokens, routing.cached_total,
-                                          routing.oracle_tokens, kv_state),
-        )
+        if routing is None:
+            self._write(finished_at, duration, status, exchange.prompt_tokens, exchange.completion_tokens, series,
+                        exchange.model_series, ttft, itl, finish_reason, stream)
+        else:
+            self._write(finished_at, duration, status, exchange.prompt_tokens, exchange.completion_tokens, series,
+                        exchange.model_series, ttft, itl, finish_reason, stream, routing.worker,
+                        routing.prompt_tokens, routing.cached_total, routing.oracle_tokens, kv_state,
+                        exchange.engine_series, exchange.last_token_at - first_token_at, exchange.n,
+                        exchange.max_tokens, exchange.longest, exchange.offsets, exchange.choice_tokens)

@@ -11,11 +11,18 @@ order follows OpenAI: the first chunk of each choice carries the role
 and its first token, each choice ends with a chunk carrying its ``finish_reason``, then the
 usage chunk (when ``stream_options.include_usage`` asks for it, with empty ``choices``),
 then ``data: [DONE]``.
+
+A token is produced when the write carrying it is made (the clock read when its batch is
+assembled, just before it is handed to the server): that is the stream's first and last
+token time, and each write tells the metrics its inter-token gaps in one call (``gaps``):
+the first token of a choice in a write follows the choice's previous one by the time since
+the previous write that carried tokens; the others in the same write follow by 0.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Callable
 
 import msgspec
@@ -23,6 +30,10 @@ import msgspec
 from fakeai.api.engine import Engine, Plan
 from fakeai.api.recording import Exchange
 from fakeai.api.schemas import ErrorBody, Usage
+from fakeai.region import EngineCells
+
+Gaps = Callable[[EngineCells | None, float, int, int], None]
+"""``MetricsWriter.gaps``: one write's inter-token gaps."""
 
 __all__ = ("BATCH_BYTES", "CHAT_CHUNKS", "COMPLETION_CHUNKS", "ChunkFormat", "sse_events")
 
@@ -87,8 +98,11 @@ async def sse_events(
     clock: Callable[[], float],
     include_usage: bool,
     usage: Callable[[int], Usage],
+    gaps: Gaps | None = None,
 ) -> AsyncIterator[bytes]:
-    """The body of a streamed answer; keeps ``exchange.completion_tokens`` at the tokens sent."""
+    """The body of a streamed answer; keeps ``exchange.completion_tokens`` at the tokens sent,
+    ``exchange.first_token_at``, ``last_token_at`` and ``longest`` at what was produced, and
+    hands each write's inter-token gaps to ``gaps`` (``None``: not recorded)."""
     templates = fmt.templates(plan)
     token_tail = _TOKEN_TAIL if fmt is CHAT_CHUNKS else _COMPLETION_TOKEN_TAIL
     choices = plan.choices
@@ -103,10 +117,20 @@ async def sse_events(
     """The next event: token ``index`` of choice ``number`` (a full batch can end mid-index)."""
     batch: list[bytes] = []
     size = 0
+    cells = exchange.engine_series
+    last_write = math.nan
+    """When the previous write that carried tokens was made."""
     for position, choice in enumerate(choices):
         if choice.tokens == 0:  # a stop sequence at the very start
             batch.append(templates.finish[position] + b'"%s"' % choice.finish_reason.encode() + _FINISH_TAIL)
     while True:
+        written = sent
+        first_index, first_number = index, number
+        """Where this write starts: a choice's first token in it is at ``first_index``, or at the
+        next index for a choice before ``first_number``."""
+        firsts = starts = 0
+        """Tokens that are the first of their choice in this write; those that are a choice's first."""
+        now = math.nan
         if index < total:
             deadline = started + offsets[index]
             if clock() < deadline:
@@ -121,8 +145,12 @@ async def sse_events(
                     error = engine.as_api_error(engine.errors.stream_error)
                     exchange.failure_status = error.status
                     batch.append(b"data: " + _encode(ErrorBody(error=error.detail)) + b"\n\n")
+                    if sent > written:
+                        last_write = _produced(exchange, gaps, cells, now, last_write, sent - written, firsts, starts,
+                                               index, number, total)
                     yield b"".join(batch)
                     return
+                before = sent
                 while number < count and size < BATCH_BYTES:
                     choice = choices[number]
                     if index < choice.tokens:
@@ -131,14 +159,21 @@ async def sse_events(
                         batch.append(event)
                         size += len(event)
                         sent += 1
+                        if index == first_index or (number < first_number and index == first_index + 1):
+                            firsts += 1
                         if index == choice.tokens - 1:
                             reason = b'"%s"' % choice.finish_reason.encode()
                             batch.append(templates.finish[number] + reason + _FINISH_TAIL)
                     number += 1
+                if index == 0:
+                    starts += sent - before
                 if number == count:
                     number = 0
                     index += 1
         exchange.completion_tokens = sent
+        if sent > written:
+            last_write = _produced(exchange, gaps, cells, now, last_write, sent - written, firsts, starts, index,
+                                   number, total)
         if index >= total:
             if include_usage:
                 batch.append(b'data: {"id":%s,"object":"%s","created":%d,"model":%s,"choices":[],"usage":%s}\n\n' % (
@@ -152,3 +187,19 @@ async def sse_events(
         if size >= BATCH_BYTES:  # more is due at once: let the other requests run first
             await asyncio.sleep(0)
         size = 0
+
+
+def _produced(exchange: Exchange, gaps: Gaps | None, cells: EngineCells | None, now: float, last_write: float,
+              tokens: int, firsts: int, starts: int, index: int, number: int, total: int) -> float:
+    """Note a write of ``tokens`` tokens made at ``now``: the stream's token times, its longest
+    choice so far, and the write's inter-token gaps (``firsts - starts`` tokens follow their
+    choice's previous one by ``now - last_write``, ``tokens - firsts`` by 0). Returns ``now``."""
+    if exchange.first_token_at != exchange.first_token_at:  # NaN: the first
+        exchange.first_token_at = now
+    exchange.last_token_at = now
+    exchange.longest = min(index + (1 if number else 0), total)
+    if gaps is not None:
+        gapped = firsts - starts
+        gap = now - last_write
+        gaps(cells, gap if gapped and gap == gap else 0.0, gapped, tokens - firsts)
+    return now

@@ -17,8 +17,8 @@ sliding window (``count`` is fakeai's addition: samples in the window):
 Additions: ``prompt_tokens`` (like ``tokens``, for prompts), ``errors_by_status`` and
 ``totals`` (cumulative counts), ``streaming_stats.completion_rate`` and ``.itl`` (mean
 inter-token latency per stream, seconds), ``summary`` (what ``/health/detailed`` reports),
-``models`` (per model, what vLLM reports; models without a label of their own under
-``__other__``), ``label_space`` (how many models have a label, the budget, requests counted
+``models`` (per model, what vLLM reports, summed over its simulated engines and under
+``engines`` per engine; models without a label of their own under ``__other__``), ``label_space`` (how many models have a label, the budget, requests counted
 as other, figures that found no room), ``kv_cache`` and ``smart_routing`` (the simulated
 prefix caches and router: window figures at the top level of each, ``total`` since start;
 ``/kv-cache-metrics`` sends just these two), and the snapshot's ``timestamp``,
@@ -191,6 +191,17 @@ def snapshot_document(snapshot: MetricsSnapshot) -> dict[str, Any]:
                 "prompt_tokens": model.prompt_tokens_total,
                 "generation_tokens": model.generation_tokens_total,
                 "requests_succeeded": model.success_total,
+                "engines": {
+                    engine_id: {
+                        "requests_running": engine.running,
+                        "requests_waiting": engine.waiting,
+                        "prompt_tokens": engine.prompt_tokens_total,
+                        "prompt_tokens_cached": engine.cached_prompt_tokens_total,
+                        "generation_tokens": engine.generation_tokens_total,
+                        "requests_succeeded": engine.success_total,
+                    }
+                    for engine_id, engine in model.engines.items()
+                },
             }
             for name, model in snapshot.models.items()
         },

@@ -5,6 +5,7 @@ from fakeai.metrics.health import HealthReading, health_status
 from fakeai.metrics.instruments import HistogramSnapshot
 from fakeai.metrics.snapshot import (
     EndpointSnapshot,
+    EngineSnapshot,
     KVCacheSnapshot,
     KVReuse,
     KVWorkerSnapshot,
@@ -19,6 +20,7 @@ from fakeai.metrics.snapshot import (
 __all__ = (
     "QUANTILES",
     "EndpointSnapshot",
+    "EngineSnapshot",
     "HealthReading",
     "HistogramSnapshot",
     "KVCacheSnapshot",

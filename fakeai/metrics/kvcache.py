@@ -70,10 +70,12 @@ class KVCacheStats:
         ids = sorted({int(name.rsplit("|", 1)[1]) for name in values
                       if name.startswith((routed.name(""), capacity_cell.name("")))})
         workers = []
-        for worker in map(str, ids):
+        for worker_id in ids:
+            worker = str(worker_id)
             used, capacity = count(blocks.name(worker)), count(capacity_cell.name(worker))
             workers.append(
                 KVWorkerSnapshot(
+                    id=worker_id,
                     blocks_used=used,
                     capacity_blocks=capacity,
                     usage=_ratio(used, capacity) if capacity else 0.0,

@@ -18,9 +18,12 @@ so all of them give a name the same label (or all count it as other) and the fig
 across their regions stay consistent. A worker takes the lock only for a name it has not
 seen while the table is not full: at most ``budget + 1`` times in its life.
 
-``region_need`` is the arithmetic: what the largest budget, every endpoint with every error
-status, every finish reason and every KV worker take in a region; the region is sized so
-that it fits (``regions.KEY_CAPACITY``, ``CELL_CAPACITY``; a test checks it).
+``region_need`` is the arithmetic: what the budget, every endpoint with every error status,
+every KV worker and every (model label, simulated engine) pair with every finish reason take
+in a region; each process's region is made that size (``region_capacity``). vLLM's families
+are per model and engine, so their cells grow with the product: ``MAX_ENGINE_LABELS`` bounds
+it (``Settings`` refuses more), which bounds a region's keys and cells at about 50 MB (56 MB for a
+context of 10^12 tokens, whose token histograms have more buckets).
 """
 
 from __future__ import annotations
@@ -31,19 +34,22 @@ import struct
 from collections.abc import Iterable
 from pathlib import Path
 
-from fakeai.metrics.schema import BUCKETS, CELLS, METRICS, SPILL, Metric
+from fakeai.metrics.schema import BUCKETS, CELLS, METRICS, SPILL, Metric, bucket_sets
 
 __all__ = (
     "DEFAULT_MODEL_LABELS",
     "ERROR_STATUSES",
     "FINISH_REASONS",
     "MAX_ENDPOINTS",
+    "MAX_ENGINE_LABELS",
     "MAX_KV_WORKERS",
     "MAX_MODEL_LABELS",
     "MODEL_NAME_MAX_BYTES",
     "OTHER_KEY",
     "OTHER_MODEL",
     "ModelLabels",
+    "engines_per_process",
+    "region_capacity",
     "region_need",
 )
 
@@ -68,6 +74,15 @@ FINISH_REASONS = ("stop", "length", "abort", "content_filter", "tool_calls")
 """Finish reasons a success counter is made for (fakeai sends the first three)."""
 MAX_KV_WORKERS = 256
 """Simulated KV workers one process routes among at most (``--kv-workers``' bound)."""
+MAX_ENGINE_LABELS = 8192
+"""(model label, simulated engine) pairs one process may record vLLM's families for: model
+labels (the budget and ``__other__``) times the KV workers the process routes among. Each pair
+takes about 5.6 KB of a region (25 keys of 128 bytes, about 300 cells of 8 bytes)."""
+
+
+def engines_per_process(kv_workers: int, workers: int) -> int:
+    """Simulated KV workers one server process routes among at most (``app.kv_worker_ids``)."""
+    return max(1, -(-kv_workers // max(1, workers)))
 
 _TABLE = "model-labels.table"
 _LENGTH = struct.Struct("<I")
@@ -78,24 +93,37 @@ def region_need(
     *,
     endpoints: int = MAX_ENDPOINTS,
     kv_workers: int = MAX_KV_WORKERS,
+    engines: int = 1,
     metrics: Iterable[Metric] = METRICS,
+    buckets: dict[str, tuple[float, ...]] = BUCKETS,
 ) -> tuple[int, int]:
     """``(keys, cells)`` a region needs at most for ``model_labels`` model labels (the other
-    bucket included), ``endpoints`` endpoints and ``kv_workers`` KV workers, every endpoint
-    with every error status and every model with every finish reason.
+    bucket included), ``endpoints`` endpoints, ``kv_workers`` KV workers and every model on
+    each of ``engines`` simulated engines, every endpoint with every error status and every
+    (model, engine) pair with every finish reason.
 
     It counts the declared cells (``fakeai.metrics.schema.CELLS``, and the cells of
     ``metrics`` that have their own), which are what ``MetricsWriter`` and the registry
     allocate (a test checks the two agree).
     """
-    per_scope = {"global": 1, "endpoint": endpoints, "model": model_labels, "kv_worker": kv_workers}
+    per_scope = {"global": 1, "endpoint": endpoints, "model": model_labels, "engine": model_labels * engines,
+                 "kv_worker": kv_workers}
     per_label = {None: 1, "status": len(ERROR_STATUSES), "finished_reason": len(FINISH_REASONS)}
     keys = cells = 0
     for declared in (*CELLS, *(metric.cell for metric in metrics if metric.cell is not None)):
         made = per_scope[declared.scope] * per_label[declared.by]
         keys += made
-        cells += made * (max(map(len, BUCKETS.values())) + 3 if declared is SPILL else declared.size())
+        cells += made * (max(map(len, buckets.values())) + 3 if declared is SPILL else declared.size(buckets))
     return keys, cells
+
+
+def region_capacity(
+    model_label_budget: int, engines: int, max_model_len: int, metrics: Iterable[Metric] = METRICS
+) -> tuple[int, int]:
+    """``(keys, cells)`` one process's region is made with: room for ``model_label_budget``
+    labels and ``__other__`` on each of its ``engines``, for a context of ``max_model_len``
+    tokens (vLLM's token buckets depend on it)."""
+    return region_need(model_label_budget + 1, engines=engines, metrics=metrics, buckets=bucket_sets(max_model_len))
 
 
 class ModelLabels:

@@ -51,14 +51,13 @@ DROPPED_KEY = "c|dropped_samples"
 """A compact copy's record of the samples its journal had dropped (the header's count)."""
 KEY_CAPACITY = 32_768
 CELL_CAPACITY = 196_608
-"""Room for the largest label space there can be: ``labels.region_need(MAX_MODEL_LABELS + 1)``
-is 28,001 keys and 155,687 cells (4 MB of keys, 1.5 MB of cells; a test checks it fits)."""
+"""A region's default room (the registry sizes its own for its label space: ``labels.region_need``)."""
 MIN_JOURNAL = 1024
 
 
-def region_file_bytes(max_samples: int) -> int:
+def region_file_bytes(max_samples: int, key_capacity: int = KEY_CAPACITY, cell_capacity: int = CELL_CAPACITY) -> int:
     """The size of one worker's region file."""
-    return region_bytes(KEY_CAPACITY, CELL_CAPACITY, max(MIN_JOURNAL, max_samples))
+    return region_bytes(key_capacity, cell_capacity, max(MIN_JOURNAL, max_samples))
 
 
 def pid_alive(pid: int) -> bool:
@@ -138,14 +137,14 @@ class Regions:
     """This process's region (written) and every region of the server (read)."""
 
     def __init__(self, *, window_seconds: float, max_samples: int, directory: str | os.PathLike | None = None,
-                 pid: int | None = None) -> None:
+                 pid: int | None = None, key_capacity: int = KEY_CAPACITY, cell_capacity: int = CELL_CAPACITY) -> None:
         self.window_seconds = float(window_seconds)
         self.max_samples = int(max_samples)
         self.pid = os.getpid() if pid is None else pid
         self.directory = Path(directory) if directory else None
         journal = max(MIN_JOURNAL, self.max_samples)
-        size = region_file_bytes(self.max_samples)
-        layout = dict(key_capacity=KEY_CAPACITY, cell_capacity=CELL_CAPACITY, journal_capacity=journal,
+        size = region_file_bytes(self.max_samples, key_capacity, cell_capacity)
+        layout = dict(key_capacity=key_capacity, cell_capacity=cell_capacity, journal_capacity=journal,
                       window_seconds=self.window_seconds)
         self._readers: dict[str, RegionReader] = {}
         if self.directory is None:

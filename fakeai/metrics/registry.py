@@ -1,15 +1,17 @@
 """The metrics registry: where requests are recorded and snapshots are taken.
 
 One registry per app (per process), injected where it is needed; nothing here is global.
-The request path calls ``request_started`` when a request is admitted, ``stream_started``
-when a stream opens, and ``record`` once when the request ends; a scrape calls ``snapshot``
-once and hands the result to an exporter. Every metric fakeai reports is defined here and in
+The request path calls ``request_started`` when a request is admitted, ``routed`` when the
+KV router sends a generation request to a simulated engine, ``stream_started`` when a stream
+opens, and ``record`` once when the request ends; a scrape calls ``snapshot`` once and hands
+the result to an exporter. Every metric fakeai reports is defined here and in
 ``snapshot.py``.
 
 Recording writes into this process's region (``regions.py``): counters and histograms in
 place, and one journal record per request, all by the kernel's ``MetricsWriter`` in one
-compiled call. ``endpoint_series`` and ``request_started`` return the writer's handles, so
-the recorder can make that call itself for a plain request (its fast path). A model is
+compiled call. ``endpoint_series``, ``request_started`` and ``routed`` return the writer's
+handles, so the recorder makes that call itself. vLLM's families are per model and engine
+(``EngineCells``): only a request routed to an engine is in them. A model is
 counted under its label in the server's label table, or under ``__other__`` (``labels.py``):
 the label is looked up once per distinct name and process, never per request.
 
@@ -28,19 +30,20 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from fakeai.metrics.health import HealthReading, error_rate_percentage, health_status
-from fakeai.metrics.instruments import DURATION_BUCKETS, INTER_TOKEN_BUCKETS, TOKEN_COUNT_BUCKETS, HistogramSnapshot
+from fakeai.metrics.instruments import DEFAULT_MAX_MODEL_LEN, HistogramSnapshot
 from fakeai.metrics.kvcache import KVCacheStats
 from fakeai.metrics.labels import (
     DEFAULT_MODEL_LABELS,
     OTHER_KEY,
     OTHER_MODEL,
     ModelLabels,
-    region_need,
+    region_capacity,
 )
-from fakeai.metrics.schema import BUCKETS, METRICS, Cell, Metric, cell, writer_layout
-from fakeai.metrics.regions import CELL_CAPACITY, DROPPED_KEY, KEY_CAPACITY, SHARED_DIR_ENV, Regions
+from fakeai.metrics.schema import CELLS, METRICS, Cell, Metric, bucket_sets, cell, writer_layout
+from fakeai.metrics.regions import DROPPED_KEY, SHARED_DIR_ENV, Regions
 from fakeai.metrics.snapshot import (
     EndpointSnapshot,
+    EngineSnapshot,
     LabelSpaceSnapshot,
     MetricsSnapshot,
     ModelSnapshot,
@@ -48,7 +51,7 @@ from fakeai.metrics.snapshot import (
     Totals,
     WindowStats,
 )
-from fakeai.region import EndpointCells, MetricsWriter, ModelCells
+from fakeai.region import EndpointCells, EngineCells, MetricsWriter, ModelCells
 from fakeai.window import DEFAULT_MAX_SAMPLES, KERNEL, SlidingWindow, summarize
 
 __all__ = ("QUANTILES", "STARTED_AT_ENV", "MetricsRegistry")
@@ -70,14 +73,23 @@ _DURATION, _PROMPT_HISTOGRAM, _COMPLETION_HISTOGRAM = (
     cell(key) for key in ("h|duration", "h|prompt_tokens", "h|completion_tokens"))
 _STREAMS_COMPLETED, _STREAMS_FAILED, _ACTIVE_STREAMS = (
     cell(key) for key in ("c|streams|completed", "c|streams|failed", "g|active_streams"))
-_TPS_SUM, _TPS_COUNT, _STREAM_TTFT, _STREAM_ITL = (
+_TPS_SUM, _TPS_COUNT, _STREAM_TTFT, _STREAM_ITL, _STREAM_ITL_GAPS = (
     cell(key) for key in ("c|stream_tokens_per_second_sum", "c|stream_tokens_per_second_count", "h|stream_ttft",
-                          "h|stream_itl"))
-_RUNNING, _MODEL_PROMPT, _MODEL_GENERATION, _SUCCESS = (
-    cell(key) for key in ("g|running", "c|model_prompt_tokens", "c|model_generation_tokens", "c|success"))
-_MODEL_HISTOGRAMS = tuple(
-    cell(key) for key in ("h|model_ttft", "h|model_itl", "h|model_e2e", "h|model_prompt_tokens",
-                          "h|model_generation_tokens"))
+                          "h|stream_itl", "h|stream_itl_gaps"))
+_RUNNING = cell("g|running")
+_ENGINE = {declared.slot: declared for declared in CELLS if declared.scope == "engine"}
+"""A (model, engine) pair's cells by slot; ``prompt``'s key, a counter made first, finds the pairs."""
+_ENGINE_HISTOGRAMS = {
+    "ttft_histogram": "ttft", "itl_histogram": "itl", "tpot_histogram": "tpot", "e2e_histogram": "e2e",
+    "queue_histogram": "queue", "inference_histogram": "inference", "prefill_histogram": "prefill",
+    "decode_histogram": "decode", "prompt_tokens_histogram": "prompt_histogram",
+    "generation_tokens_histogram": "generation_histogram",
+    "max_generation_tokens_histogram": "max_generation_histogram", "max_tokens_histogram": "max_tokens_histogram",
+    "prefill_kv_computed_histogram": "prefill_kv_histogram", "n_histogram": "n_histogram",
+}
+"""``EngineSnapshot``'s histograms and the slots of their cells."""
+PRESET_REASONS = ("abort", "length", "stop")
+"""The finish reasons every engine shows, at 0 until one ends so (vLLM pre-creates them)."""
 
 Clock = Callable[[], float]
 
@@ -86,7 +98,8 @@ class _Cells:
     """Every region's cells, added up by key: counters and histograms over all regions,
     gauges over the regions whose process is alive."""
 
-    def __init__(self) -> None:
+    def __init__(self, buckets: dict[str, tuple[float, ...]]) -> None:
+        self.buckets = buckets
         self.values: dict[str, float] = defaultdict(float)
         self.blocks: dict[str, list[float]] = {}
         self._groups: dict[str, dict[str, float]] | None = None
@@ -121,7 +134,7 @@ class _Cells:
         return groups.get(prefix, {})
 
     def histogram(self, declared: Cell, *labels: str) -> HistogramSnapshot:
-        bounds = BUCKETS[declared.bounds]  # type: ignore[index]
+        bounds = self.buckets[declared.bounds]  # type: ignore[index]
         block = self.blocks.get(declared.name(*labels))
         if block is None:
             block = [0.0] * (len(bounds) + 3)
@@ -152,6 +165,9 @@ class MetricsRegistry:
         configured_models: The models served: they always have a label of their own.
         metrics: The declared metrics (``fakeai.metrics.schema.METRICS``); those with cells
             of their own are recorded by name with ``add`` and ``observe``.
+        engines: Simulated engines (KV workers) this process routes requests to: the region
+            has room for every model label on each.
+        max_model_len: The context length, in tokens: vLLM's token-count buckets go up to it.
     """
 
     def __init__(
@@ -166,6 +182,8 @@ class MetricsRegistry:
         model_label_budget: int = DEFAULT_MODEL_LABELS,
         configured_models: Iterable[str] = (),
         metrics: Iterable[Metric] = METRICS,
+        engines: int = 4,
+        max_model_len: int = DEFAULT_MAX_MODEL_LEN,
     ) -> None:
         self.window_seconds = float(window_seconds)
         self.max_samples = int(max_samples)
@@ -175,22 +193,25 @@ class MetricsRegistry:
         if started_at is None:
             started_at = float(os.environ[STARTED_AT_ENV]) if os.environ.get(STARTED_AT_ENV) else clock()
         self.started_at = started_at
+        self.metrics = tuple(metrics)
+        """The declarations this registry records and its snapshots are rendered from."""
+        self.buckets = bucket_sets(max_model_len)
+        """The bucket sets of every histogram, by name (vLLM's token buckets for this context)."""
+        configured_models = tuple(configured_models)
+        capacity = max(int(model_label_budget), len(set(configured_models)))
+        key_capacity, cell_capacity = region_capacity(capacity, engines, max_model_len, self.metrics)
         self.regions = Regions(
             window_seconds=self.window_seconds,
             max_samples=self.max_samples,
             directory=os.environ.get(SHARED_DIR_ENV) if shared_dir is None else shared_dir,
+            key_capacity=key_capacity,
+            cell_capacity=cell_capacity,
         )
         self.model_labels = ModelLabels(model_label_budget, configured_models, self.regions.directory)
         """Which model names have a label of their own (shared by the server's processes)."""
-        self.metrics = tuple(metrics)
-        """The declarations this registry records and its snapshots are rendered from."""
         self._declared = {metric.name: metric for metric in self.metrics if metric.cell is not None}
         self._declared_cells: dict[tuple[str, str], int] = {}
-        keys, cells = region_need(self.model_labels.capacity + 1, metrics=self.metrics)
-        if keys > KEY_CAPACITY or cells > CELL_CAPACITY:
-            raise ValueError(f"{self.model_labels.capacity} model labels do not fit in a metrics region")
-        self.writer = MetricsWriter(self.regions.own, DURATION_BUCKETS, TOKEN_COUNT_BUCKETS, INTER_TOKEN_BUCKETS,
-                                    writer_layout())
+        self.writer = MetricsWriter(self.regions.own, self.buckets, writer_layout())
         """This process's recording handle (the recorder's fast path calls ``writer.record``)."""
         self._model_cells: dict[str, ModelCells] = {}
         """Cells of each labelled model name this process has seen (at most the table's capacity)."""
@@ -246,6 +267,13 @@ class MetricsRegistry:
         self.writer.started(cells)
         return cells
 
+    def routed(self, model: ModelCells, engine: int) -> EngineCells:
+        """A request admitted for ``model`` (``request_started``'s cells) was sent to simulated
+        engine ``engine``: it runs there until ``record`` ends it. Returns the pair's cells."""
+        cells = self.writer.engine(model.name, engine)
+        self.writer.routed(cells)
+        return cells
+
     def endpoint_series(self, endpoint: str) -> EndpointCells:
         """The cells of ``endpoint`` (made on first use), for the recorder's fast path."""
         return self.writer.endpoint(endpoint)
@@ -268,6 +296,10 @@ class MetricsRegistry:
         finish_reason: str | None = None,
         now: float | None = None,
         kv: tuple | None = None,
+        decode: float | None = None,
+        n: int = 1,
+        max_tokens: int = 0,
+        longest: int | None = None,
     ) -> None:
         """Record one finished request.
 
@@ -277,7 +309,8 @@ class MetricsRegistry:
             status: HTTP status recorded; 400 and above count as errors.
             prompt_tokens: Prompt tokens of the request.
             completion_tokens: Completion tokens sent.
-            ttft: Seconds from arrival until the first token was sent, if one was.
+            ttft: Seconds from arrival until the first token was produced (sent, for a
+                stream), if one was.
             stream_completed: ``None`` for a plain response; for a stream opened with
                 ``stream_started``, whether it finished (True) or ended early (False).
             model: The model of a request admitted with ``request_started``.
@@ -287,20 +320,31 @@ class MetricsRegistry:
             kv: For a request the KV router placed: (worker, prompt tokens looked up, cached
                 tokens, an oracle's cached tokens, the worker's state after the request or
                 ``None``); with the state (``(blocks, capacity, running, evictions)``, see
-                ``kv_publish``), it is published too.
+                ``kv_publish``), it is published too. A request of a ``model`` placed on a
+                worker is a generation request on that engine (vLLM's families), ``routed``
+                there when it started.
+            decode: Seconds from its first token to its last (``None``: the rest of the
+                duration after ``ttft``).
+            n: Its ``n`` parameter; ``max_tokens``: its ``max_tokens`` (0: not given);
+                ``longest``: tokens of its longest choice (``None``: ``completion_tokens``).
         """
         if now is None:
             now = self._clock()
         itl = _NAN
-        if ttft is not None and completion_tokens > 1:
+        if ttft is not None and stream_completed is not None and completion_tokens > 1:
             itl = (duration - ttft) / (completion_tokens - 1)
         stream = STREAM_PLAIN if stream_completed is None else (STREAM_COMPLETED if stream_completed else STREAM_FAILED)
         model_cells = None if model is None else self.model_cells(model)
         worker, kv_prompt, kv_cached, kv_oracle, kv_state = kv if kv is not None else (-1, 0, 0, 0, None)
+        engine = None
+        if model_cells is not None and worker >= 0:
+            engine = self.writer.engine(model_cells.name, worker)
+        if decode is None:
+            decode = _NAN if ttft is None else duration - ttft
         self.writer.record(
             now, duration, status, prompt_tokens, completion_tokens, self.writer.endpoint(endpoint), model_cells,
             _NAN if ttft is None else ttft, itl, finish_reason, stream, worker, kv_prompt, kv_cached, kv_oracle,
-            kv_state,
+            kv_state, engine, decode, n, max_tokens, completion_tokens if longest is None else longest,
         )
 
     def add(self, name: str, value: float = 1.0, label: str | None = None) -> None:
@@ -354,7 +398,7 @@ class MetricsRegistry:
         """Everything, computed once, at one instant, over every process of the server."""
         now = self._clock()
         per_second = self._per_second(now)
-        cells = _Cells()
+        cells = _Cells(self.buckets)
         by_endpoint: dict[str, list[tuple[SlidingWindow, ...]]] = defaultdict(list)
         streaming: list[tuple[SlidingWindow, ...]] = []
         kv_windows: list[tuple[SlidingWindow, ...]] = []
@@ -413,7 +457,7 @@ class MetricsRegistry:
             window_seconds=self.window_seconds,
             kernel=self.kernel,
             dropped_samples=dropped,
-            in_flight=sum(model.running for model in models.values()),
+            in_flight=int(sum(value for name, value in cells.values.items() if name.startswith(_RUNNING.name("")))),
             processes=processes,
             endpoints=endpoints,
             models=models,
@@ -429,6 +473,7 @@ class MetricsRegistry:
                 tokens_per_second_count=cells.count(_TPS_COUNT.name()),
                 ttft_histogram=cells.histogram(_STREAM_TTFT),
                 itl_histogram=cells.histogram(_STREAM_ITL),
+                itl_gaps_histogram=cells.histogram(_STREAM_ITL_GAPS),
             ),
             totals=Totals(
                 requests_per_second=requests * per_second,
@@ -494,28 +539,53 @@ class MetricsRegistry:
         )
 
     def _models(self, cells: _Cells) -> dict[str, ModelSnapshot]:
-        """Every model with figures, by its real name (the other bucket last, as ``__other__``)."""
+        """Every model with a generation request routed to an engine, by its real name (the
+        other bucket last, as ``__other__``), with its engines in engine order."""
         names = self.model_labels.names()
+        prefix = _ENGINE["prompt"].name("")
+        pairs: dict[str, list[str]] = defaultdict(list)
+        for key in cells.values:
+            if key.startswith(prefix):
+                label, _, engine = key[len(prefix):].partition("|")
+                pairs[label].append(engine)
         shown = {}
-        for label in cells.labelled(_MODEL_PROMPT.name("")):
-            if label != OTHER_KEY and int(label) < len(names):
+        for label in pairs:
+            if label == OTHER_KEY:
+                shown[OTHER_MODEL] = label
+            elif int(label) < len(names):
                 shown[names[int(label)]] = label
-        models = {name: self._model_snapshot(cells, shown[name]) for name in sorted(shown)}
-        if _MODEL_PROMPT.name(OTHER_KEY) in cells.values:
-            models[OTHER_MODEL] = self._model_snapshot(cells, OTHER_KEY)
+        order = sorted(name for name in shown if name != OTHER_MODEL) + ([OTHER_MODEL] if OTHER_MODEL in shown else [])
+        models = {}
+        for name in order:
+            label = shown[name]
+            engines = {engine: self._engine_snapshot(cells, label, engine) for engine in sorted(pairs[label], key=int)}
+            success: dict[str, int] = defaultdict(int)
+            for engine in engines.values():
+                for reason, count in engine.success_total.items():
+                    success[reason] += count
+            models[name] = ModelSnapshot(
+                running=sum(engine.running for engine in engines.values()),
+                prompt_tokens_total=sum(engine.prompt_tokens_total for engine in engines.values()),
+                generation_tokens_total=sum(engine.generation_tokens_total for engine in engines.values()),
+                success_total={reason: count for reason, count in sorted(success.items()) if count},
+                engines=engines,
+            )
         return models
 
     @staticmethod
-    def _model_snapshot(cells: _Cells, name: str) -> ModelSnapshot:
-        ttft, itl, e2e, prompt, generation = _MODEL_HISTOGRAMS
-        return ModelSnapshot(
-            running=cells.count(_RUNNING.name(name)),
-            prompt_tokens_total=cells.count(_MODEL_PROMPT.name(name)),
-            generation_tokens_total=cells.count(_MODEL_GENERATION.name(name)),
-            success_total={reason: int(count) for reason, count in sorted(cells.labelled(_SUCCESS.name(name, "")).items())},
-            ttft_histogram=cells.histogram(ttft, name),
-            itl_histogram=cells.histogram(itl, name),
-            e2e_histogram=cells.histogram(e2e, name),
-            prompt_tokens_histogram=cells.histogram(prompt, name),
-            generation_tokens_histogram=cells.histogram(generation, name),
+    def _engine_snapshot(cells: _Cells, label: str, engine: str) -> EngineSnapshot:
+        def count(slot: str) -> int:
+            return cells.count(_ENGINE[slot].name(label, engine))
+
+        success = {reason: 0 for reason in PRESET_REASONS}
+        success.update((reason, int(n)) for reason, n in cells.labelled(_ENGINE["success"].name(label, engine, "")).items())
+        return EngineSnapshot(
+            running=count("running"),
+            waiting=count("waiting"),
+            prompt_tokens_total=count("prompt"),
+            generation_tokens_total=count("generation"),
+            cached_prompt_tokens_total=count("cached"),
+            preemptions_total=count("preemptions"),
+            success_total=dict(sorted(success.items())),
+            **{field: cells.histogram(_ENGINE[slot], label, engine) for field, slot in _ENGINE_HISTOGRAMS.items()},
         )

@@ -39,7 +39,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from fakeai.metrics.instruments import DURATION_BUCKETS, INTER_TOKEN_BUCKETS, TOKEN_COUNT_BUCKETS
+from fakeai.metrics.instruments import (
+    DURATION_BUCKETS,
+    INTER_TOKEN_BUCKETS,
+    TOKEN_COUNT_BUCKETS,
+    VLLM_INTER_TOKEN_BUCKETS,
+    VLLM_N_BUCKETS,
+    VLLM_REQUEST_LATENCY_BUCKETS,
+    VLLM_TOKEN_BUCKETS,
+    VLLM_TTFT_BUCKETS,
+    build_1_2_5_buckets,
+)
 
 if TYPE_CHECKING:
     from fakeai.metrics.snapshot import MetricsSnapshot, WindowStats
@@ -54,6 +64,7 @@ __all__ = (
     "METRICS",
     "Metric",
     "SummaryValue",
+    "bucket_sets",
     "json_path",
     "metrics_table",
     "writer_layout",
@@ -76,7 +87,7 @@ class SummaryValue(NamedTuple):
     count: int
 
 
-Scope = Literal["global", "endpoint", "model", "kv_worker"]
+Scope = Literal["global", "endpoint", "model", "engine", "kv_worker"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +95,10 @@ class Cell:
     """Cells of a metrics region: one key, or one key per label value of its scope.
 
     A key is ``key`` (``c|`` counter, ``g|`` gauge, ``h|`` histogram block, ``s|`` the spill
-    block), then ``|`` and the scope's label (an endpoint's route, a model's label-table
-    index, a KV worker's number), then ``|`` and the ``by`` label's value if it has one (an
-    error's status, a success's finish reason): ``c|errors|/v1/chat/completions|500``.
+    block), then ``|`` and the scope's label(s) (an endpoint's route, a model's label-table
+    index, a model's index and a simulated engine's number, a KV worker's number), then ``|``
+    and the ``by`` label's value if it has one (an error's status, a success's finish
+    reason): ``c|errors|/v1/chat/completions|500``, ``c|success|0|3|stop``.
     """
 
     key: str
@@ -94,8 +106,8 @@ class Cell:
     slot: str = ""
     """The attribute the writer keeps its first cell in (the compiled ``record`` reads it)."""
     bounds: str | None = None
-    """A histogram block's bucket set: ``duration``, ``tokens`` or ``inter_token`` (the
-    writer is given the bounds of each; see ``BUCKETS``)."""
+    """A histogram block's bucket set, by name (the writer is given the bounds of each; see
+    ``BUCKETS``)."""
     by: str | None = None
     """A further label, one key per value, made on first use (``status``, ``finished_reason``)."""
 
@@ -110,15 +122,28 @@ class Cell:
         return len((buckets or BUCKETS)[self.bounds]) + 3
 
 
-SCOPE_LABELS = {"endpoint": "endpoint", "model": "model_name", "kv_worker": "worker"}
-"""The label a scoped cell's figures carry."""
+SCOPE_LABELS = {"global": (), "endpoint": ("endpoint",), "model": ("model_name",),
+                "engine": ("model_name", "engine"), "kv_worker": ("worker",)}
+"""The labels a scoped cell's figures carry."""
 
 BUCKETS: dict[str, tuple[float, ...]] = {
     "duration": DURATION_BUCKETS,
     "tokens": TOKEN_COUNT_BUCKETS,
     "inter_token": INTER_TOKEN_BUCKETS,
+    "vllm_ttft": VLLM_TTFT_BUCKETS,
+    "vllm_inter_token": VLLM_INTER_TOKEN_BUCKETS,
+    "vllm_latency": VLLM_REQUEST_LATENCY_BUCKETS,
+    "vllm_tokens": VLLM_TOKEN_BUCKETS,
+    "vllm_n": VLLM_N_BUCKETS,
 }
-"""The named bucket sets a histogram cell uses (``fakeai.metrics.instruments``)."""
+"""The named bucket sets a histogram cell uses (``fakeai.metrics.instruments``), with vLLM's
+token buckets at the default context length (a registry's are ``bucket_sets``' for its own)."""
+
+
+def bucket_sets(max_model_len: int) -> dict[str, tuple[float, ...]]:
+    """``BUCKETS`` for a server whose context length is ``max_model_len``: vLLM's token-count
+    buckets are ``build_1_2_5_buckets(max_model_len)``, as vLLM builds them."""
+    return {**BUCKETS, "vllm_tokens": build_1_2_5_buckets(max_model_len)}
 
 SPILL = Cell("s|spill", slot="spill")
 """Where a figure goes when its key could not be made: the largest histogram's size."""
@@ -134,6 +159,7 @@ CELLS: tuple[Cell, ...] = (
     Cell("c|stream_tokens_per_second_count", slot="tokens_per_second_count"),
     Cell("h|stream_ttft", slot="stream_ttft", bounds="duration"),
     Cell("h|stream_itl", slot="stream_itl", bounds="inter_token"),
+    Cell("h|stream_itl_gaps", slot="stream_itl_gaps", bounds="inter_token"),
     Cell("c|kv_hit_requests", slot="kv_hit_requests"),
     Cell("c|kv_oracle_cached_tokens", slot="kv_oracle"),
     # made by the registry when it starts
@@ -146,16 +172,31 @@ CELLS: tuple[Cell, ...] = (
     Cell("h|prompt_tokens", "endpoint", "prompt_histogram", bounds="tokens"),
     Cell("h|completion_tokens", "endpoint", "completion_histogram", bounds="tokens"),
     Cell("c|errors", "endpoint", "errors", by="status"),
-    # per model label
+    # per model label: API requests admitted and not ended (the latency model's load)
     Cell("g|running", "model", "running"),
-    Cell("c|model_prompt_tokens", "model", "prompt"),
-    Cell("c|model_generation_tokens", "model", "generation"),
-    Cell("h|model_ttft", "model", "ttft", bounds="duration"),
-    Cell("h|model_itl", "model", "itl", bounds="inter_token"),
-    Cell("h|model_e2e", "model", "e2e", bounds="duration"),
-    Cell("h|model_prompt_tokens", "model", "prompt_histogram", bounds="tokens"),
-    Cell("h|model_generation_tokens", "model", "generation_histogram", bounds="tokens"),
-    Cell("c|success", "model", "success", by="finished_reason"),
+    # per model label and simulated engine (a KV worker the router sends requests to): vLLM's
+    # families (the first, always made, is how a snapshot finds the pairs)
+    Cell("c|engine_prompt_tokens", "engine", "prompt"),
+    Cell("g|engine_running", "engine", "running"),
+    Cell("g|engine_waiting", "engine", "waiting"),
+    Cell("c|engine_generation_tokens", "engine", "generation"),
+    Cell("c|engine_cached_tokens", "engine", "cached"),
+    Cell("c|engine_preemptions", "engine", "preemptions"),
+    Cell("h|engine_ttft", "engine", "ttft", bounds="vllm_ttft"),
+    Cell("h|engine_itl", "engine", "itl", bounds="vllm_inter_token"),
+    Cell("h|engine_tpot", "engine", "tpot", bounds="vllm_inter_token"),
+    Cell("h|engine_e2e", "engine", "e2e", bounds="vllm_latency"),
+    Cell("h|engine_queue", "engine", "queue", bounds="vllm_latency"),
+    Cell("h|engine_inference", "engine", "inference", bounds="vllm_latency"),
+    Cell("h|engine_prefill", "engine", "prefill", bounds="vllm_latency"),
+    Cell("h|engine_decode", "engine", "decode", bounds="vllm_latency"),
+    Cell("h|engine_prompt_tokens", "engine", "prompt_histogram", bounds="vllm_tokens"),
+    Cell("h|engine_generation_tokens", "engine", "generation_histogram", bounds="vllm_tokens"),
+    Cell("h|engine_max_generation_tokens", "engine", "max_generation_histogram", bounds="vllm_tokens"),
+    Cell("h|engine_max_tokens", "engine", "max_tokens_histogram", bounds="vllm_tokens"),
+    Cell("h|engine_prefill_kv", "engine", "prefill_kv_histogram", bounds="vllm_tokens"),
+    Cell("h|engine_n", "engine", "n_histogram", bounds="vllm_n"),
+    Cell("c|success", "engine", "success", by="finished_reason"),
     # per simulated KV worker
     Cell("c|kv_routed", "kv_worker", "routed"),
     Cell("c|kv_prompt_tokens", "kv_worker", "prompt_tokens"),
@@ -180,8 +221,10 @@ _BY_KEY = {declared.key: declared for declared in CELLS}
 
 def writer_layout() -> dict[str, dict[str, tuple[str, str | None]]]:
     """What the kernel's writer makes, by scope: ``{slot: (key, bucket set or None)}``, for
-    the writer's own cells (``global``), an endpoint's, a model's and a KV worker's."""
-    layout: dict[str, dict[str, tuple[str, str | None]]] = {"global": {}, "endpoint": {}, "model": {}, "kv_worker": {}}
+    the writer's own cells (``global``), an endpoint's, a model's, a (model, engine) pair's
+    and a KV worker's."""
+    layout: dict[str, dict[str, tuple[str, str | None]]] = {
+        "global": {}, "endpoint": {}, "model": {}, "engine": {}, "kv_worker": {}}
     for declared in CELLS:
         if declared.slot != "other_requests":  # the registry's
             layout[declared.scope][declared.slot] = (declared.key, declared.bounds)
@@ -262,13 +305,48 @@ def _by_worker(value: Callable[[Any], Any]) -> Callable[[MetricsSnapshot], Readi
 
 def _by_engine(value: Callable[[Any], Any]) -> Callable[[MetricsSnapshot], Reading]:
     return lambda snapshot: [
-        ((("model_name", snapshot.kv_cache.model_name), ("engine", str(index))), value(worker))
-        for index, worker in enumerate(snapshot.kv_cache.workers)
+        ((("model_name", snapshot.kv_cache.model_name), ("engine", str(worker.id))), value(worker))
+        for worker in snapshot.kv_cache.workers
     ]
 
 
-def _by_model(value: Callable[[Any], Any]) -> Callable[[MetricsSnapshot], Reading]:
-    return lambda snapshot: [((("model_name", name),), value(model)) for name, model in snapshot.models.items()]
+_ENGINE = ("model_name", "engine")
+SLEEP_STATES = ("awake", "weights_offloaded", "discard_all")
+"""vLLM's ``sleep_state`` label values (a simulated engine is always awake)."""
+PROMPT_SOURCES = ("local_compute", "local_cache_hit", "external_kv_transfer")
+"""vLLM's ``source`` label values of ``vllm:prompt_tokens_by_source``."""
+
+
+def _by_model_engine(value: Callable[[Any], Any]) -> Callable[[MetricsSnapshot], Reading]:
+    return lambda snapshot: [
+        ((("model_name", name), ("engine", engine_id)), value(engine))
+        for name, model in snapshot.models.items()
+        for engine_id, engine in model.engines.items()
+    ]
+
+
+def _engine_json(field: str) -> tuple[str, ...]:
+    return (f"models.{{model_name}}.engines.{{engine}}.{field}",)
+
+
+def _sleep_state(snapshot: MetricsSnapshot) -> Reading:
+    return [
+        ((("model_name", name), ("engine", engine_id), ("sleep_state", state)), int(state == "awake"))
+        for name, model in snapshot.models.items()
+        for engine_id in model.engines
+        for state in SLEEP_STATES
+    ]
+
+
+def _prompt_tokens_by_source(snapshot: MetricsSnapshot) -> Reading:
+    reading: Reading = []
+    for name, model in snapshot.models.items():
+        for engine_id, engine in model.engines.items():
+            cached = engine.cached_prompt_tokens_total
+            by_source = (engine.prompt_tokens_total - cached, cached, 0)
+            reading += [((("model_name", name), ("engine", engine_id), ("source", source)), count)
+                        for source, count in zip(PROMPT_SOURCES, by_source)]
+    return reading
 
 
 def _errors_by_status(snapshot: MetricsSnapshot) -> Reading:
@@ -281,9 +359,10 @@ def _errors_by_status(snapshot: MetricsSnapshot) -> Reading:
 
 def _success_by_reason(snapshot: MetricsSnapshot) -> Reading:
     return [
-        ((("model_name", name), ("finished_reason", reason)), count)
+        ((("model_name", name), ("engine", engine_id), ("finished_reason", reason)), count)
         for name, model in snapshot.models.items()
-        for reason, count in model.success_total.items()
+        for engine_id, engine in model.engines.items()
+        for reason, count in engine.success_total.items()
     ]
 
 
@@ -375,9 +454,12 @@ METRICS: tuple[Metric, ...] = (
            help="Request duration until the last byte.", labels=("endpoint",), buckets=DURATION_BUCKETS,
            read=_by_endpoint(lambda ep: ep.duration_histogram)),
     Metric(name="fakeai_time_to_first_token_seconds", kind="histogram", unit="seconds",
-           help="Time to first token of streams.", buckets=DURATION_BUCKETS,
+           help="Time to first token of streams: until the write carrying it was made.", buckets=DURATION_BUCKETS,
            read=_one(lambda s: s.streaming.ttft_histogram)),
     Metric(name="fakeai_inter_token_latency_seconds", kind="histogram", unit="seconds",
+           help="Every gap between two consecutive streamed tokens of a choice (0 between tokens sent in one write).",
+           buckets=INTER_TOKEN_BUCKETS, read=_one(lambda s: s.streaming.itl_gaps_histogram)),
+    Metric(name="fakeai_stream_mean_inter_token_latency_seconds", kind="histogram", unit="seconds",
            help="Mean inter-token latency of each finished stream of two or more tokens.",
            buckets=INTER_TOKEN_BUCKETS, read=_one(lambda s: s.streaming.itl_histogram)),
     Metric(name="fakeai_request_prompt_tokens", kind="histogram", unit="tokens", help="Prompt tokens per request.",
@@ -514,44 +596,86 @@ METRICS: tuple[Metric, ...] = (
     Metric(name="kv_cache_evictions", kind="value", unit="blocks",
            help="Blocks evicted from every simulated worker's cache since start.",
            read=_one(lambda s: s.kv_cache.evictions), json=("kv_cache.evictions",)),
-    # -- vLLM's drop-in names ---------------------------------------------------------------
-    Metric(name="vllm:num_requests_running", kind="gauge", unit="requests", help="Requests running now.",
-           labels=("model_name",), read=_by_model(lambda m: m.running),
-           json=("models.{model_name}.requests_running",)),
+    # -- vLLM's drop-in names, with vLLM's meaning (vllm/v1/metrics/loggers.py) ----------------
+    # Every family is labelled model_name and engine (a simulated KV worker); a generation
+    # request is counted on the engine the router sent it to.
+    Metric(name="vllm:num_requests_running", kind="gauge", unit="requests",
+           help="Number of requests in model execution batches.", labels=_ENGINE,
+           read=_by_model_engine(lambda e: e.running), json=_engine_json("requests_running")),
     Metric(name="vllm:num_requests_waiting", kind="gauge", unit="requests",
-           help="Requests waiting to run (fakeai never queues).", labels=("model_name",),
-           read=_by_model(lambda m: 0)),
+           help="Number of requests waiting to be processed.", labels=_ENGINE,
+           read=_by_model_engine(lambda e: e.waiting), json=_engine_json("requests_waiting")),
+    Metric(name="vllm:engine_sleep_state", kind="gauge",
+           help="Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; "
+                "weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.",
+           labels=(*_ENGINE, "sleep_state"), read=_sleep_state),
     Metric(name="vllm:kv_cache_usage_perc", kind="gauge", unit="ratio",
-           help="KV-cache usage of each simulated worker, 0..1.", labels=("model_name", "engine"),
+           help="KV-cache usage. 1 means 100 percent usage.", labels=_ENGINE,
            read=_by_engine(lambda w: w.usage)),
     Metric(name="vllm:prefix_cache_queries_total", kind="counter", unit="tokens",
-           help="Prompt tokens looked up in the prefix cache.", labels=("model_name", "engine"),
+           help="Prefix cache queries, in terms of number of queried tokens.", labels=_ENGINE,
            read=_by_engine(lambda w: w.prompt_tokens)),
     Metric(name="vllm:prefix_cache_hits_total", kind="counter", unit="tokens",
-           help="Prompt tokens found in the prefix cache.", labels=("model_name", "engine"),
+           help="Prefix cache hits, in terms of number of cached tokens.", labels=_ENGINE,
            read=_by_engine(lambda w: w.cached_tokens)),
-    Metric(name="vllm:prompt_tokens_total", kind="counter", unit="tokens", help="Prompt tokens processed.",
-           labels=("model_name",), read=_by_model(lambda m: m.prompt_tokens_total),
-           json=("models.{model_name}.prompt_tokens",)),
-    Metric(name="vllm:generation_tokens_total", kind="counter", unit="tokens", help="Generation tokens sent.",
-           labels=("model_name",), read=_by_model(lambda m: m.generation_tokens_total),
-           json=("models.{model_name}.generation_tokens",)),
+    Metric(name="vllm:num_preemptions_total", kind="counter", unit="requests",
+           help="Cumulative number of preemption from the engine.", labels=_ENGINE,
+           read=_by_model_engine(lambda e: e.preemptions_total)),
+    Metric(name="vllm:prompt_tokens_total", kind="counter", unit="tokens", help="Number of prefill tokens processed.",
+           labels=_ENGINE, read=_by_model_engine(lambda e: e.prompt_tokens_total),
+           json=_engine_json("prompt_tokens")),
+    Metric(name="vllm:prompt_tokens_by_source_total", kind="counter", unit="tokens",
+           help="Number of prompt tokens by source.", labels=(*_ENGINE, "source"), read=_prompt_tokens_by_source),
+    Metric(name="vllm:prompt_tokens_cached_total", kind="counter", unit="tokens",
+           help="Number of cached prompt tokens (local + external).", labels=_ENGINE,
+           read=_by_model_engine(lambda e: e.cached_prompt_tokens_total), json=_engine_json("prompt_tokens_cached")),
+    Metric(name="vllm:generation_tokens_total", kind="counter", unit="tokens",
+           help="Number of generation tokens processed.", labels=_ENGINE,
+           read=_by_model_engine(lambda e: e.generation_tokens_total), json=_engine_json("generation_tokens")),
     Metric(name="vllm:request_success_total", kind="counter", unit="requests",
-           help="Finished requests, by finish reason.", labels=("model_name", "finished_reason"),
-           read=_success_by_reason, json=("models.{model_name}.requests_succeeded.{finished_reason}",)),
-    Metric(name="vllm:time_to_first_token_seconds", kind="histogram", unit="seconds", help="Time to first token.",
-           labels=("model_name",), buckets=DURATION_BUCKETS, read=_by_model(lambda m: m.ttft_histogram)),
-    Metric(name="vllm:inter_token_latency_seconds", kind="histogram", unit="seconds",
-           help="Mean inter-token latency per request.", labels=("model_name",), buckets=INTER_TOKEN_BUCKETS,
-           read=_by_model(lambda m: m.itl_histogram)),
-    Metric(name="vllm:e2e_request_latency_seconds", kind="histogram", unit="seconds",
-           help="End-to-end request latency.", labels=("model_name",), buckets=DURATION_BUCKETS,
-           read=_by_model(lambda m: m.e2e_histogram)),
-    Metric(name="vllm:request_prompt_tokens", kind="histogram", unit="tokens", help="Prompt tokens per request.",
-           labels=("model_name",), buckets=TOKEN_COUNT_BUCKETS, read=_by_model(lambda m: m.prompt_tokens_histogram)),
+           help="Count of successfully processed requests.", labels=(*_ENGINE, "finished_reason"),
+           read=_success_by_reason, json=_engine_json("requests_succeeded.{finished_reason}")),
+    Metric(name="vllm:request_prompt_tokens", kind="histogram", unit="tokens",
+           help="Number of prefill tokens processed.", labels=_ENGINE, buckets=VLLM_TOKEN_BUCKETS,
+           read=_by_model_engine(lambda e: e.prompt_tokens_histogram)),
     Metric(name="vllm:request_generation_tokens", kind="histogram", unit="tokens",
-           help="Generation tokens per request.", labels=("model_name",), buckets=TOKEN_COUNT_BUCKETS,
-           read=_by_model(lambda m: m.generation_tokens_histogram)),
+           help="Number of generation tokens processed.", labels=_ENGINE, buckets=VLLM_TOKEN_BUCKETS,
+           read=_by_model_engine(lambda e: e.generation_tokens_histogram)),
+    Metric(name="vllm:request_max_num_generation_tokens", kind="histogram", unit="tokens",
+           help="Histogram of maximum number of requested generation tokens.", labels=_ENGINE,
+           buckets=VLLM_TOKEN_BUCKETS, read=_by_model_engine(lambda e: e.max_generation_tokens_histogram)),
+    Metric(name="vllm:request_params_n", kind="histogram", help="Histogram of the n request parameter.",
+           labels=_ENGINE, buckets=VLLM_N_BUCKETS, read=_by_model_engine(lambda e: e.n_histogram)),
+    Metric(name="vllm:request_params_max_tokens", kind="histogram", unit="tokens",
+           help="Histogram of the max_tokens request parameter.", labels=_ENGINE, buckets=VLLM_TOKEN_BUCKETS,
+           read=_by_model_engine(lambda e: e.max_tokens_histogram)),
+    Metric(name="vllm:time_to_first_token_seconds", kind="histogram", unit="seconds",
+           help="Histogram of time to first token in seconds.", labels=_ENGINE, buckets=VLLM_TTFT_BUCKETS,
+           read=_by_model_engine(lambda e: e.ttft_histogram)),
+    Metric(name="vllm:inter_token_latency_seconds", kind="histogram", unit="seconds",
+           help="Histogram of inter-token latency in seconds.", labels=_ENGINE, buckets=VLLM_INTER_TOKEN_BUCKETS,
+           read=_by_model_engine(lambda e: e.itl_histogram)),
+    Metric(name="vllm:request_time_per_output_token_seconds", kind="histogram", unit="seconds",
+           help="Histogram of time_per_output_token_seconds per request.", labels=_ENGINE,
+           buckets=VLLM_INTER_TOKEN_BUCKETS, read=_by_model_engine(lambda e: e.tpot_histogram)),
+    Metric(name="vllm:e2e_request_latency_seconds", kind="histogram", unit="seconds",
+           help="Histogram of e2e request latency in seconds.", labels=_ENGINE,
+           buckets=VLLM_REQUEST_LATENCY_BUCKETS, read=_by_model_engine(lambda e: e.e2e_histogram)),
+    Metric(name="vllm:request_queue_time_seconds", kind="histogram", unit="seconds",
+           help="Histogram of time spent in WAITING phase for request.", labels=_ENGINE,
+           buckets=VLLM_REQUEST_LATENCY_BUCKETS, read=_by_model_engine(lambda e: e.queue_histogram)),
+    Metric(name="vllm:request_inference_time_seconds", kind="histogram", unit="seconds",
+           help="Histogram of time spent in RUNNING phase for request.", labels=_ENGINE,
+           buckets=VLLM_REQUEST_LATENCY_BUCKETS, read=_by_model_engine(lambda e: e.inference_histogram)),
+    Metric(name="vllm:request_prefill_time_seconds", kind="histogram", unit="seconds",
+           help="Histogram of time spent in PREFILL phase for request.", labels=_ENGINE,
+           buckets=VLLM_REQUEST_LATENCY_BUCKETS, read=_by_model_engine(lambda e: e.prefill_histogram)),
+    Metric(name="vllm:request_decode_time_seconds", kind="histogram", unit="seconds",
+           help="Histogram of time spent in DECODE phase for request.", labels=_ENGINE,
+           buckets=VLLM_REQUEST_LATENCY_BUCKETS, read=_by_model_engine(lambda e: e.decode_histogram)),
+    Metric(name="vllm:request_prefill_kv_computed_tokens", kind="histogram", unit="tokens",
+           help="Histogram of new KV tokens computed during prefill (excluding cached tokens).", labels=_ENGINE,
+           buckets=VLLM_TOKEN_BUCKETS, read=_by_model_engine(lambda e: e.prefill_kv_computed_histogram)),
 )
 """Every metric, in the order the exposition shows them."""
 
@@ -586,7 +710,7 @@ def _check(metrics: Iterable[Metric]) -> None:
         if metric.cell is not None:
             if metric.cell.bounds is not None and BUCKETS.get(metric.cell.bounds) != metric.buckets:
                 raise ValueError(f"{metric.name}: its cell's bucket set must be its buckets")
-            if metric.labels != (() if metric.cell.scope == "global" else (SCOPE_LABELS[metric.cell.scope],)):
+            if metric.labels != SCOPE_LABELS[metric.cell.scope]:
                 raise ValueError(f"{metric.name}: a metric with cells of its own is labelled by its scope only")
         if metric.kind == "counter" and not metric.name.endswith("_total"):
             raise ValueError(f"counter {metric.name} must end in _total")

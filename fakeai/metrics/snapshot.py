@@ -17,6 +17,7 @@ from fakeai.metrics.instruments import HistogramSnapshot
 
 __all__ = (
     "EndpointSnapshot",
+    "EngineSnapshot",
     "KVCacheSnapshot",
     "KVReuse",
     "KVWorkerSnapshot",
@@ -82,7 +83,8 @@ class StreamingSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     completion_rate: float
     """completed / (completed + failed) since start; NaN before the first stream ends."""
     ttft: WindowStats
-    """Time to first token: from the request's arrival until its first token was sent."""
+    """Time to first token: from the request's arrival until the write carrying its first
+    token was made."""
     tokens_per_second: WindowStats
     """Per finished stream: completion tokens / the stream's duration."""
     itl: WindowStats
@@ -93,22 +95,54 @@ class StreamingSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     tokens_per_second_count: int
     ttft_histogram: HistogramSnapshot
     itl_histogram: HistogramSnapshot
+    """Each finished stream's mean inter-token latency (as ``itl``, since start)."""
+    itl_gaps_histogram: HistogramSnapshot
+    """Every gap between two consecutive streamed tokens of a choice (0 between tokens sent in
+    one write), since start."""
+
+
+class EngineSnapshot(msgspec.Struct, kw_only=True, frozen=True):
+    """One model on one simulated engine (a KV worker), as vLLM reports an engine: the
+    generation requests the router sent there."""
+
+    running: int
+    """Requests routed here and not finished."""
+    waiting: int
+    """Requests waiting for this engine (0: fakeai does not queue yet)."""
+    prompt_tokens_total: int
+    generation_tokens_total: int
+    cached_prompt_tokens_total: int
+    """Prompt tokens found in the engine's prefix cache (not prefilled)."""
+    preemptions_total: int
+    success_total: dict[str, int]
+    """Finished requests by finish reason, ``stop``, ``length`` and ``abort`` always present."""
+    ttft_histogram: HistogramSnapshot
+    itl_histogram: HistogramSnapshot
+    tpot_histogram: HistogramSnapshot
+    e2e_histogram: HistogramSnapshot
+    queue_histogram: HistogramSnapshot
+    inference_histogram: HistogramSnapshot
+    prefill_histogram: HistogramSnapshot
+    decode_histogram: HistogramSnapshot
+    prompt_tokens_histogram: HistogramSnapshot
+    generation_tokens_histogram: HistogramSnapshot
+    max_generation_tokens_histogram: HistogramSnapshot
+    max_tokens_histogram: HistogramSnapshot
+    prefill_kv_computed_histogram: HistogramSnapshot
+    n_histogram: HistogramSnapshot
 
 
 class ModelSnapshot(msgspec.Struct, kw_only=True, frozen=True):
-    """One model, as vLLM reports it (``model_name``)."""
+    """One model (``model_name``): its engines' figures, and their sums."""
 
     running: int
-    """Requests for this model in flight now."""
+    """Generation requests for this model routed to an engine and not finished."""
     prompt_tokens_total: int
     generation_tokens_total: int
     success_total: dict[str, int]
-    """Finished requests by finish reason (``stop``, ``length``, ``abort``)."""
-    ttft_histogram: HistogramSnapshot
-    itl_histogram: HistogramSnapshot
-    e2e_histogram: HistogramSnapshot
-    prompt_tokens_histogram: HistogramSnapshot
-    generation_tokens_histogram: HistogramSnapshot
+    """Finished generation requests by finish reason (only the reasons that occurred)."""
+    engines: dict[str, EngineSnapshot]
+    """By engine (the simulated KV worker's number)."""
 
 
 class Totals(msgspec.Struct, kw_only=True, frozen=True):
@@ -130,6 +164,8 @@ class Totals(msgspec.Struct, kw_only=True, frozen=True):
 class KVWorkerSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     """One simulated inference worker and its prefix cache."""
 
+    id: int
+    """Its number: the ``engine`` label of vLLM's families."""
     blocks_used: int
     capacity_blocks: int
     usage: float
