@@ -431,11 +431,13 @@ cdef class ModelCells:
     cdef readonly str name
     cdef readonly Py_ssize_t running
     cdef readonly bint lossy
+    cdef list _engines  # its EngineCells by engine number, as ``route`` finds them
 
     def __init__(self, writer, str name):
         self.name = name
         self.running = writer.cell(*writer.key_of("model", "running", name))
         self.lossy = self.running == writer.spill
+        self._engines = []
 
 
 cdef class EngineCells:
@@ -606,6 +608,26 @@ cdef class MetricsWriter:
 
     def routed(self, EngineCells engine not None):
         self.region._cells[engine.running] += 1.0
+
+    def route(self, ModelCells model not None, int worker, tuple state not None):
+        """``publish(worker, state)``, then ``routed(engine(model.name, worker))``, in one call;
+        returns the engine's cells. See the twin's ``route``."""
+        cdef KVWorkerCells kv = self._kv.get(worker)
+        if kv is None:
+            kv = self.kv_worker(worker)
+        self._publish(kv, state)
+        cdef EngineCells cells = None
+        cdef list known = model._engines
+        if 0 <= worker < len(known):
+            cells = known[worker]
+        if cells is None:
+            cells = self.engine(model.name, worker)
+            if not cells.lossy and worker >= 0:
+                if worker >= len(known):
+                    known.extend([None] * (worker + 1 - len(known)))
+                known[worker] = cells
+        self.region._cells[cells.running] += 1.0
+        return cells
 
     def gaps(self, EngineCells engine, double gap, Py_ssize_t gapped, Py_ssize_t zeros):
         """Inter-token gaps of one write of a stream; see the twin's ``gaps``."""

@@ -414,6 +414,15 @@ class MetricsWriter:
         """A request was sent to ``engine``: it runs there until ``record(engine=...)``."""
         self.region.add(engine.running, 1.0)
 
+    def route(self, model: ModelCells, worker: int, state: tuple[int, int, int, int]) -> EngineCells:
+        """A request admitted for ``model`` was sent to simulated engine (KV worker) ``worker``,
+        whose state is now ``state``: ``publish(worker, state)``, then ``routed`` on the
+        model's cells on that engine, which it returns (one call on the request path)."""
+        self.publish(worker, state)
+        cells = self.engine(model.name, worker)
+        self.routed(cells)
+        return cells
+
     def gaps(self, engine: EngineCells | None, gap: float, gapped: int, zeros: int) -> None:
         """Inter-token gaps of one write of a stream: ``gapped`` tokens that follow their choice's
         previous token by ``gap`` seconds, ``zeros`` that follow one sent in the same write (in

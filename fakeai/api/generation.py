@@ -105,9 +105,10 @@ def _route(
     routing = engine.kv_cache.route(prompts, tokens)
     exchange.routing = routing
     if exchange.recording:
-        registry.kv_publish(routing.worker, routing.cache.state())
         if exchange.model_series is not None:
-            exchange.engine_series = registry.routed(exchange.model_series, routing.worker)
+            exchange.engine_series = registry.routed(exchange.model_series, routing.worker, routing.cache.state())
+        else:
+            registry.kv_publish(routing.worker, routing.cache.state())
     return routing.cached_tokens
 
 
