@@ -206,16 +206,16 @@ def test_a_failed_point_does_not_end_the_history() -> None:
     registry = MetricsRegistry(window_seconds=10.0)
     history = MetricsHistory(seconds=10.0, interval_seconds=0.05)
     sampler = HistorySampler(registry, history)
-    real_snapshot = registry.snapshot
+    real_snapshot = registry.snapshot_async
     calls = []
 
-    def failing_twice():
+    async def failing_twice():
         calls.append(1)
         if len(calls) <= 2:
             raise RuntimeError("a failing tick")
-        return real_snapshot()
+        return await real_snapshot()
 
-    registry.snapshot = failing_twice
+    registry.snapshot_async = failing_twice
 
     async def scenario() -> None:
         sampler.start()

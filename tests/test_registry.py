@@ -147,3 +147,60 @@ def test_models_count_running_requests_and_finish_reasons(registry: MetricsRegis
     engine = model.engines["1"]
     assert engine.success_total == {"abort": 0, "length": 1, "stop": 0}
     assert engine.e2e_histogram.count == 1
+
+
+def _busy(registry: MetricsRegistry) -> None:
+    """Requests on two endpoints, two models on two engines, streams, errors."""
+    for index in range(40):
+        model = ("m-a", "m-b")[index % 2]
+        registry.request_started(model)
+        stream = index % 3 == 0
+        if stream:
+            registry.stream_started()
+        registry.record(("/v1/chat/completions", "/v1/completions")[index % 2], 0.01 * (index + 1),
+                        500 if index % 7 == 0 else 200, 10 + index, 5 + index,
+                        ttft=0.005 if stream else None, stream_completed=True if stream else None,
+                        model=model, finish_reason=None if index % 7 == 0 else "stop",
+                        kv=(index % 2, 10 + index, 4, 8, (3, 100, 0, 0)))
+
+
+def test_a_snapshot_in_slices_lets_the_loop_run_and_shows_one_instant(
+    registry: MetricsRegistry, clock: FakeClock
+) -> None:
+    """``snapshot_async`` lets other tasks run between its slices, and what it shows is the
+    registry at the instant it started: requests recorded meanwhile (as a scrape's slices
+    interleave with serving) are in the next snapshot, not half in this one."""
+    import asyncio
+
+    from fakeai.exporters import render_json, render_prometheus
+
+    _busy(registry)
+    clock.now += 1.0
+
+    async def scenario():
+        recorded = 0
+
+        async def serving() -> None:
+            nonlocal recorded
+            while True:
+                registry.request_started("m-a")
+                registry.record("/v1/chat/completions", 0.5, 200, 1, 1, model="m-a", finish_reason="stop",
+                                kv=(0, 1, 0, 0, (3, 100, 0, 0)))
+                recorded += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(serving())
+        await asyncio.sleep(0)
+        expected = registry.snapshot()
+        before = recorded
+        sliced = await registry.snapshot_async(slice_seconds=0.0)
+        task.cancel()
+        return expected, sliced, recorded - before
+
+    expected, sliced, recorded = asyncio.run(scenario())
+    assert recorded >= 3  # the loop ran between the slices (after the window reads, each endpoint, each engine)
+    assert render_json(sliced) == render_json(expected)
+    assert render_prometheus(sliced) == render_prometheus(expected)
+    after = registry.snapshot()
+    chat = "/v1/chat/completions"
+    assert after.endpoints[chat].requests_total == expected.endpoints[chat].requests_total + recorded

@@ -12,7 +12,7 @@ probes) always send Prometheus text: OpenMetrics 1.0 when the client asks for it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from litestar import asgi
@@ -27,9 +27,10 @@ from fakeai.exporters import (
     render_health,
     render_json,
     render_kv_cache_json,
-    render_prometheus,
+    prometheus_steps,
 )
 from fakeai.exporters.history import render_history_json
+from fakeai.metrics.slicing import run_in_slices
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send
@@ -92,13 +93,20 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _prometheus(snapshot: MetricsSnapshot, accept: str | None) -> tuple[bytes, str]:
+async def _prometheus_text(snapshot: MetricsSnapshot, openmetrics: bool) -> bytes:
+    """The exposition, rendered a family at a time between which the event loop may run."""
+    lines: list[str] = []
+    await run_in_slices(prometheus_steps(lines, snapshot, openmetrics=openmetrics))
+    return "\n".join(lines).encode()
+
+
+async def _prometheus(snapshot: MetricsSnapshot, accept: str | None) -> tuple[bytes, str]:
     if choose_format(accept, "prometheus") == "openmetrics":
-        return render_prometheus(snapshot, openmetrics=True), OPENMETRICS_CONTENT_TYPE
-    return render_prometheus(snapshot), TEXT_CONTENT_TYPE
+        return await _prometheus_text(snapshot, True), OPENMETRICS_CONTENT_TYPE
+    return await _prometheus_text(snapshot, False), TEXT_CONTENT_TYPE
 
 
-Render = Callable[[str | None], tuple[bytes, str]]
+Render = Callable[[str | None], Awaitable[tuple[bytes, str]]]
 """From the request's Accept header (or None) to the body and its content type."""
 
 
@@ -106,7 +114,7 @@ def _endpoint(path: str | list[str], render: Render, extra_headers: tuple[tuple[
     @asgi(path, copy_scope=False)
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
         method = document_method(scope)
-        body, content_type = render(_header(scope, b"accept"))
+        body, content_type = await render(_header(scope, b"accept"))
         await send_document(send, method, body, content_type, ((b"cache-control", b"no-store"), *extra_headers))
 
     return handler
@@ -115,27 +123,37 @@ def _endpoint(path: str | list[str], render: Render, extra_headers: tuple[tuple[
 def monitoring_handlers(
     registry: MetricsRegistry, metrics_format: str, history: MetricsHistory | SharedHistory
 ) -> list[ASGIRouteHandler]:
-    def of_snapshot(render: Callable[[MetricsSnapshot, str | None], tuple[bytes, str]]) -> Render:
-        return lambda accept: render(registry.snapshot(), accept)
+    def of_snapshot(render: Callable[[MetricsSnapshot, str | None], Awaitable[tuple[bytes, str]]]) -> Render:
+        async def rendered(accept: str | None) -> tuple[bytes, str]:
+            return await render(await registry.snapshot_async(), accept)
 
-    def json_of(render: Callable[[MetricsSnapshot], bytes]) -> Render:
-        return lambda _: (render(registry.snapshot()), JSON_CONTENT_TYPE)
+        return rendered
 
-    def negotiated(snapshot: MetricsSnapshot, accept: str | None) -> tuple[bytes, str]:
+    def of(render: Callable[[MetricsSnapshot], bytes], content_type: str) -> Render:
+        async def rendered(_: str | None) -> tuple[bytes, str]:
+            return render(await registry.snapshot_async()), content_type
+
+        return rendered
+
+    def now(body: Callable[[], bytes]) -> Render:
+        async def rendered(_: str | None) -> tuple[bytes, str]:
+            return body(), JSON_CONTENT_TYPE
+
+        return rendered
+
+    async def negotiated(snapshot: MetricsSnapshot, accept: str | None) -> tuple[bytes, str]:
         chosen = choose_format(accept, metrics_format)
         if chosen == "json":
             return render_json(snapshot), JSON_CONTENT_TYPE
-        if chosen == "openmetrics":
-            return render_prometheus(snapshot, openmetrics=True), OPENMETRICS_CONTENT_TYPE
-        return render_prometheus(snapshot), TEXT_CONTENT_TYPE
+        return await _prometheus(snapshot, "application/openmetrics-text" if chosen == "openmetrics" else None)
 
     attachment = (b"content-disposition", f'attachment; filename="{CSV_FILENAME}"'.encode())
     return [
         _endpoint("/metrics", of_snapshot(negotiated), ((b"vary", b"Accept"),)),
         _endpoint(["/metrics/prometheus", "/prometheus/metrics"], of_snapshot(_prometheus)),
-        _endpoint("/metrics/csv", lambda _: (render_csv(registry.snapshot()), CSV_CONTENT_TYPE), (attachment,)),
-        _endpoint("/metrics/history", lambda _: (render_history_json(history), JSON_CONTENT_TYPE)),
-        _endpoint("/health", lambda _: (render_health(registry.health()), JSON_CONTENT_TYPE)),  # a probe: cheap
-        _endpoint("/health/detailed", json_of(render_detailed_health)),
-        _endpoint(["/kv-cache-metrics", "/kv-cache/metrics"], json_of(render_kv_cache_json)),
+        _endpoint("/metrics/csv", of(render_csv, CSV_CONTENT_TYPE), (attachment,)),
+        _endpoint("/metrics/history", now(lambda: render_history_json(history))),
+        _endpoint("/health", now(lambda: render_health(registry.health()))),  # a probe: cheap
+        _endpoint("/health/detailed", of(render_detailed_health, JSON_CONTENT_TYPE)),
+        _endpoint(["/kv-cache-metrics", "/kv-cache/metrics"], of(render_kv_cache_json, JSON_CONTENT_TYPE)),
     ]

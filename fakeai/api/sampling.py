@@ -87,7 +87,7 @@ class HistorySampler:
                     due = now
             await asyncio.sleep(max(0.0, due - now))
             try:
-                self.history.add(self.registry.snapshot(), due + interval)
+                self.history.add(await self.registry.snapshot_async(), due + interval)
                 self._failing = None
             except Exception as exc:  # a failed point must not end the history
                 self._failed("taking a metrics history point", exc)

@@ -21,13 +21,13 @@ endpoints are route templates, models at most ``--max-model-labels``, workers
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from operator import add
 
 from fakeai.metrics import QUANTILES, MetricsSnapshot
 from fakeai.metrics.schema import METRICS, Metric
 
-__all__ = ("OPENMETRICS_CONTENT_TYPE", "TEXT_CONTENT_TYPE", "render_prometheus")
+__all__ = ("OPENMETRICS_CONTENT_TYPE", "TEXT_CONTENT_TYPE", "prometheus_steps", "render_prometheus")
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -141,10 +141,21 @@ def render_prometheus(
 ) -> bytes:
     """Every declared family with a Prometheus name, in declaration order."""
     lines: list[str] = []
+    for _ in prometheus_steps(lines, snapshot, openmetrics=openmetrics, metrics=metrics):
+        pass
+    return "\n".join(lines).encode()
+
+
+def prometheus_steps(
+    lines: list[str], snapshot: MetricsSnapshot, *, openmetrics: bool = False, metrics: Iterable[Metric] = METRICS
+) -> Iterator[None]:
+    """``render_prometheus`` one family at a time: appends the exposition's lines to ``lines``
+    (joined with newlines, ending in one) and yields after each family, so a caller on the
+    event loop can let it run between them."""
     for metric in metrics:
         if metric.exported:
             _render_family(lines, _family(metric), openmetrics, snapshot)
+            yield
     if openmetrics:
         lines.append("# EOF")
     lines.append("")
-    return "\n".join(lines).encode()

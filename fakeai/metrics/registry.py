@@ -27,7 +27,7 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 
 from fakeai.metrics.health import HealthReading, error_rate_percentage, health_status
 from fakeai.metrics.instruments import DEFAULT_MAX_MODEL_LEN, HistogramSnapshot
@@ -39,6 +39,7 @@ from fakeai.metrics.labels import (
     ModelLabels,
     region_capacity,
 )
+from fakeai.metrics.slicing import SLICE_SECONDS, run, run_in_slices
 from fakeai.metrics.schema import CELLS, METRICS, Cell, Metric, bucket_sets, cell, writer_layout
 from fakeai.metrics.regions import DROPPED_KEY, SHARED_DIR_ENV, Regions
 from fakeai.metrics.snapshot import (
@@ -267,9 +268,13 @@ class MetricsRegistry:
         self.writer.started(cells)
         return cells
 
-    def routed(self, model: ModelCells, engine: int) -> EngineCells:
+    def routed(self, model: ModelCells, engine: int, state: tuple[int, int, int, int] | None = None) -> EngineCells:
         """A request admitted for ``model`` (``request_started``'s cells) was sent to simulated
-        engine ``engine``: it runs there until ``record`` ends it. Returns the pair's cells."""
+        engine ``engine``: it runs there until ``record`` ends it. Returns the pair's cells.
+        With ``state``, the engine's KV state after the request joined it is published too
+        (``kv_publish``), in the same call."""
+        if state is not None:
+            return self.writer.route(model, engine, state)
         cells = self.writer.engine(model.name, engine)
         self.writer.routed(cells)
         return cells
@@ -396,6 +401,19 @@ class MetricsRegistry:
 
     def snapshot(self) -> MetricsSnapshot:
         """Everything, computed once, at one instant, over every process of the server."""
+        return run(self._snapshot_steps())
+
+    async def snapshot_async(self, slice_seconds: float = SLICE_SECONDS) -> MetricsSnapshot:
+        """``snapshot()``, letting the event loop run between slices of about ``slice_seconds``
+        (a paced token due meanwhile goes out on time). The same figures: every window is read,
+        and every region's cells copied, in the first slice, at one instant; what follows only
+        assembles those copies."""
+        return await run_in_slices(self._snapshot_steps(), slice_seconds)
+
+    def _snapshot_steps(self) -> Generator[None, None, MetricsSnapshot]:
+        """``snapshot()`` in steps: it yields where the loop may run, never before every window
+        has been read (the windows change when a later read replays new records; the copies
+        taken here do not)."""
         now = self._clock()
         per_second = self._per_second(now)
         cells = _Cells(self.buckets)
@@ -417,21 +435,28 @@ class MetricsRegistry:
         def stats(windows: list[SlidingWindow]) -> WindowStats:
             return self._stats(windows, now, per_second)
 
-        endpoints = {}
-        requests = errors = 0
-        latency_total = 0.0
+        # -- every window, read now -------------------------------------------------------------
+        windowed: dict[str, tuple[WindowStats, ...]] = {}
         every_latency: list[SlidingWindow] = []
         for path in sorted(by_endpoint):
             parts = by_endpoint[path]
-            latency = stats([part[0] for part in parts])
-            failed = stats([part[1] for part in parts])
+            windowed[path] = tuple(stats([part[index] for part in parts]) for index in range(4))
             every_latency += [part[0] for part in parts]
-            duration_histogram = cells.histogram(_DURATION, path)
+        streaming_stats = tuple(stats([part[index] for part in streaming]) for index in range(3))
+        overall_latency = stats(every_latency)
+        kv_stats = tuple(stats([windows[i] for windows in kv_windows]) for i in range(4))
+        yield
+
+        # -- the rest assembles the copies ----------------------------------------------------------
+        endpoints = {}
+        requests = errors = 0
+        latency_total = 0.0
+        for path, (latency, failed, prompt_tokens, completion_tokens) in windowed.items():
             endpoints[path] = EndpointSnapshot(
                 latency=latency,
                 errors=failed,
-                prompt_tokens=stats([part[2] for part in parts]),
-                completion_tokens=stats([part[3] for part in parts]),
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
                 requests_total=cells.count(_ENDPOINT_REQUESTS.name(path)),
                 errors_total={
                     int(status): int(count)
@@ -439,18 +464,24 @@ class MetricsRegistry:
                 },
                 prompt_tokens_total=cells.count(_ENDPOINT_PROMPT.name(path)),
                 completion_tokens_total=cells.count(_ENDPOINT_COMPLETION.name(path)),
-                duration_histogram=duration_histogram,
+                duration_histogram=cells.histogram(_DURATION, path),
                 prompt_tokens_histogram=cells.histogram(_PROMPT_HISTOGRAM, path),
                 completion_tokens_histogram=cells.histogram(_COMPLETION_HISTOGRAM, path),
             )
             requests += latency.count
             errors += failed.count
             latency_total += latency.sum
+            yield
         completed = cells.count(_STREAMS_COMPLETED.name())
         failed_streams = cells.count(_STREAMS_FAILED.name())
         ended = completed + failed_streams
         error_rate = error_rate_percentage(errors, requests)
-        models = self._models(cells)
+        models = yield from self._models(cells)
+        series = {}
+        for name, metric in self._declared.items():
+            series[name] = self._series(cells, metric)
+            yield
+        ttft, tokens_per_second, itl = streaming_stats
         return MetricsSnapshot(
             timestamp=self._wall_clock(),
             uptime_seconds=now - self.started_at,
@@ -466,9 +497,9 @@ class MetricsRegistry:
                 completed_streams=completed,
                 failed_streams=failed_streams,
                 completion_rate=completed / ended if ended else math.nan,
-                ttft=stats([part[0] for part in streaming]),
-                tokens_per_second=stats([part[1] for part in streaming]),
-                itl=stats([part[2] for part in streaming]),
+                ttft=ttft,
+                tokens_per_second=tokens_per_second,
+                itl=itl,
                 tokens_per_second_sum=cells.values.get(_TPS_SUM.name(), 0.0),
                 tokens_per_second_count=cells.count(_TPS_COUNT.name()),
                 ttft_histogram=cells.histogram(_STREAM_TTFT),
@@ -480,7 +511,7 @@ class MetricsRegistry:
                 errors_per_second=errors * per_second,
                 error_rate_percentage=error_rate,
                 average_latency_seconds=latency_total / requests if requests else 0.0,
-                latency=stats(every_latency),
+                latency=overall_latency,
                 health=health_status(error_rate),
             ),
             label_space=LabelSpaceSnapshot(
@@ -489,10 +520,8 @@ class MetricsRegistry:
                 other_requests=cells.count(_OTHER_REQUESTS.name()),
                 unrecorded_figures=cells.count(_UNRECORDED.name()),
             ),
-            kv_cache=self.kv_cache.snapshot(
-                cells.values, tuple(stats([windows[i] for windows in kv_windows]) for i in range(4))  # type: ignore[arg-type]
-            ),
-            series={name: self._series(cells, metric) for name, metric in self._declared.items()},
+            kv_cache=self.kv_cache.snapshot(cells.values, kv_stats),  # type: ignore[arg-type]
+            series=series,
         )
 
     def _series(self, cells: _Cells, metric: Metric) -> list:
@@ -538,7 +567,7 @@ class MetricsRegistry:
             error_rate_percentage=error_rate,
         )
 
-    def _models(self, cells: _Cells) -> dict[str, ModelSnapshot]:
+    def _models(self, cells: _Cells) -> Generator[None, None, dict[str, ModelSnapshot]]:
         """Every model with a generation request routed to an engine, by its real name (the
         other bucket last, as ``__other__``), with its engines in engine order."""
         names = self.model_labels.names()
@@ -558,7 +587,10 @@ class MetricsRegistry:
         models = {}
         for name in order:
             label = shown[name]
-            engines = {engine: self._engine_snapshot(cells, label, engine) for engine in sorted(pairs[label], key=int)}
+            engines = {}
+            for engine in sorted(pairs[label], key=int):
+                engines[engine] = self._engine_snapshot(cells, label, engine)
+                yield
             success: dict[str, int] = defaultdict(int)
             for engine in engines.values():
                 for reason, count in engine.success_total.items():

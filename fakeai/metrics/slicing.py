@@ -1,0 +1,44 @@
+"""Long reads in slices, so that the event loop keeps serving while they run.
+
+A scrape's work (assembling a snapshot from the copies it took, rendering it) is written as a
+generator that yields where it may pause. ``run`` drives one to its end at once; ``run_in_slices``
+lets the event loop run whenever a slice has taken ``slice_seconds``, so that a paced token
+falling due meanwhile waits at most about that long, however large the scrape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Generator
+from typing import TypeVar
+
+__all__ = ("SLICE_SECONDS", "run", "run_in_slices")
+
+T = TypeVar("T")
+
+SLICE_SECONDS = 0.0002
+"""How long a read works before it lets the event loop run."""
+
+
+def run(steps: Generator[None, None, T]) -> T:
+    """Every step at once; the generator's return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+async def run_in_slices(steps: Generator[None, None, T], slice_seconds: float = SLICE_SECONDS) -> T:
+    """Every step, letting the event loop run after each slice of about ``slice_seconds``."""
+    clock = time.perf_counter
+    started = clock()
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        if clock() - started >= slice_seconds:
+            await asyncio.sleep(0)
+            started = clock()
