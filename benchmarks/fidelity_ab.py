@@ -24,7 +24,10 @@ starts (wrk, the monitoring clients), is pinned to core 1.
    it is read. Per stream, the TTFT error is the first content chunk's arrival - its request's write - 20 ms; per gap, the error is the gap
    between two content chunks - 10 ms (two chunks read together make a gap of 0: -10 ms).
 3. **Monitoring load** (scraped runs only): ``benchmarks/monitoring_load.py`` in a process of
-   its own on core 1, started and warmed up (page and assets loaded) before the streams: a
+   its own on core 1 at Linux's ``SCHED_IDLE`` priority (it runs when the stream client does
+   not need the core, so the client's timestamps are not delayed by the scheduler: what the
+   streams show is the server's doing; the scrapes' own latencies then include waiting for
+   the core), started and warmed up (page and assets loaded) before the streams: a
    10 Hz ``GET /metrics/prometheus`` scraper and one open dashboard refreshing ``/metrics`` and
    ``/metrics/history`` every ``--dashboard-refresh`` seconds, as ``dashboard.js`` does. The
    history sampler runs in the server in every run, quiet ones included (it cannot be turned
@@ -233,9 +236,13 @@ async def _paced_streams(host: str, port: int, concurrency: int, spread: float,
 
 
 def _start_monitor(url: str, refresh: float) -> subprocess.Popen:
+    # SCHED_IDLE: the monitoring clients run on core 1 only while the stream client (the
+    # measurement) does not need it, so what the streams show is the server's doing, not the
+    # scheduler's (a Prometheus server does not share the benchmark client's core).
     monitor = subprocess.Popen(
         ["taskset", "-c", harness.LOAD_CPU, harness.PYTHON, str(MONITOR), url, "--scrape-hz", "10",
-         "--dashboard-refresh", str(refresh)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+         "--dashboard-refresh", str(refresh)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        preexec_fn=lambda: os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0)))
     if monitor.stdout.readline().strip() != b"ready":  # type: ignore[union-attr]
         raise RuntimeError("the monitoring client did not start")
     return monitor
