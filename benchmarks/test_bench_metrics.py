@@ -64,6 +64,38 @@ def test_record(benchmark, report) -> None:
     report("record a request (with request_started)", benchmark, RECORDS_PER_ROUND)
 
 
+@pytest.mark.parametrize("tokens", [1, 16, 128])
+def test_record_generation_request(benchmark, report, tokens: int) -> None:
+    """Everything recorded for one plain chat request, as the recorder records it: admission
+    (the model's running gauge, the endpoint's cells), routing to a simulated engine (the
+    worker's state published, the engine's running gauge), then the one ``record`` call with
+    every series, vLLM's per-request histograms and one inter-token observation per planned
+    gap of the answer (``tokens`` - 1 of them)."""
+    registry = MetricsRegistry(window_seconds=5.0)
+    writer = registry.writer
+    start, series, routed, publish = (registry.request_started, registry.endpoint_series, registry.routed,
+                                      registry.kv_publish)
+    record = writer.record
+    offsets = [0.02 + 0.01 * index for index in range(tokens)]
+    choice_tokens = [tokens]
+    state = (12, 4096, 1, 0)
+    nan = float("nan")
+
+    def run() -> None:
+        for index in range(RECORDS_PER_ROUND):
+            now = 100.0 + index * 1e-4
+            model = start("openai/gpt-oss-120b")
+            endpoint = series("/v1/chat/completions")
+            publish(0, state)
+            engine = routed(model, 0)
+            record(now, 0.05, 200, 100, tokens, endpoint, model, 0.02, nan, "length", 0, 0, 100, 64, 64, state,
+                   engine, offsets[-1] - offsets[0], 1, tokens, tokens, offsets, choice_tokens)
+
+    benchmark(run)
+    report(f"record a plain chat request of {tokens} tokens (everything the recorder records)", benchmark,
+           RECORDS_PER_ROUND)
+
+
 @pytest.mark.parametrize("render", [None, render_json, render_prometheus, render_csv, render_detailed_health],
                          ids=["snapshot", "json", "prometheus", "csv", "health"])
 def test_read(benchmark, report, render) -> None:
