@@ -421,16 +421,15 @@ class MetricsRegistry:
         streaming: list[tuple[SlidingWindow, ...]] = []
         kv_windows: list[tuple[SlidingWindow, ...]] = []
         dropped = processes = 0
+        copies = []
         for reader, alive in self.regions.readers(now):
             processes += alive
-            keys, values = reader.refresh()
-            cells.add(keys, values, alive)
+            copies.append((*reader.refresh(), alive))
             for endpoint_id, windows in reader.endpoints.items():
                 by_endpoint[reader.endpoint_names[endpoint_id]].append(windows)
             streaming.append(reader.streaming)
             kv_windows.append(reader.kv)
             dropped += reader.region.dropped() + reader.lost + sum(window.dropped for window in reader.windows())
-        dropped += cells.count(DROPPED_KEY)
 
         def stats(windows: list[SlidingWindow]) -> WindowStats:
             return self._stats(windows, now, per_second)
@@ -446,6 +445,10 @@ class MetricsRegistry:
         overall_latency = stats(every_latency)
         kv_stats = tuple(stats([windows[i] for windows in kv_windows]) for i in range(4))
         yield
+        for keys, values, alive in copies:
+            cells.add(keys, values, alive)
+            yield
+        dropped += cells.count(DROPPED_KEY)
 
         # -- the rest assembles the copies ----------------------------------------------------------
         endpoints = {}
