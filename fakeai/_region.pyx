@@ -171,16 +171,7 @@ cdef class Region:
         self._cells[block + size + 2] += times
 
     cdef inline void _observe(self, Py_ssize_t block, const double* bounds, Py_ssize_t size, double value) noexcept:
-        cdef Py_ssize_t low = 0, high = size, middle
-        while low < high:
-            middle = (low + high) >> 1
-            if bounds[middle] < value:
-                low = middle + 1
-            else:
-                high = middle
-        self._cells[block + low] += 1.0
-        self._cells[block + size + 1] += value
-        self._cells[block + size + 2] += 1.0
+        self._observe_n(block, bounds, size, value, 1.0)
 
     cdef inline void _observe_n(self, Py_ssize_t block, const double* bounds, Py_ssize_t size, double value,
                                 double times) noexcept:
