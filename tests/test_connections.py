@@ -6,6 +6,7 @@ well-behaved clients are served meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import time
 import socket
 import threading
 from urllib.parse import urlsplit
@@ -298,11 +299,11 @@ class _FlakyRegistry:
         self.real = real
         self.calls = 0
 
-    def snapshot(self):
+    async def snapshot_async(self):
         self.calls += 1
         if self.calls == 2:
             raise OSError(24, "Too many open files")
-        return self.real.snapshot()
+        return await self.real.snapshot_async()
 
 
 def test_the_history_sampler_keeps_sampling_after_a_failed_point() -> None:
@@ -313,8 +314,10 @@ def test_the_history_sampler_keeps_sampling_after_a_failed_point() -> None:
         history = MetricsHistory(60.0, 0.05)
         sampler = HistorySampler(registry, history)  # type: ignore[arg-type]
         sampler.start()
+        deadline = time.monotonic() + 10.0
         try:
             while registry.calls < 5:
+                assert time.monotonic() < deadline, f"the sampler stopped sampling after {registry.calls} points"
                 await asyncio.sleep(0.01)
         finally:
             await sampler.stop()
