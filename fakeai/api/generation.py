@@ -104,11 +104,8 @@ def _route(
     the outcome), where it runs for vLLM's metrics; the cached tokens of each prompt."""
     routing = engine.kv_cache.route(prompts, tokens)
     exchange.routing = routing
-    if exchange.recording:
-        if exchange.model_series is not None:
-            exchange.engine_series = registry.routed(exchange.model_series, routing.worker, routing.cache.state())
-        else:
-            registry.kv_publish(routing.worker, routing.cache.state())
+    if exchange.recording:  # admitted, so its model's cells are known (``admit``)
+        exchange.engine_series = registry.routed(exchange.model_series, routing.worker, routing.cache.state())
     return routing.cached_tokens
 
 
