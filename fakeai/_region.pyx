@@ -247,14 +247,17 @@ cdef class Region:
     def dropped(self):
         return self._header[_DROPPED]
 
-    cdef Record* _copy_since(self, unsigned long long start, unsigned long long* first_out,
+    cdef Record* _copy_since(self, unsigned long long start, unsigned long long limit, unsigned long long* first_out,
                              unsigned long long* count_out, unsigned long long* end_out) except NULL:
-        """Copy the records from index ``start`` on that the ring still holds; keep only those
-        the writer cannot have overwritten while they were copied (``*first_out`` is the index
-        of the first kept, ``*count_out`` how many). The caller frees the copy."""
+        """Copy the records from index ``start`` on that the ring still holds (at most ``limit``
+        of them when ``limit`` is not 0); keep only those the writer cannot have overwritten
+        while they were copied (``*first_out`` is the index of the first kept, ``*count_out``
+        how many, ``*end_out`` the index after the last copied). The caller frees the copy."""
         cdef unsigned long long end = fakeai_load(&self._header[_JOURNAL_WRITTEN])
         cdef unsigned long long capacity = self.journal_capacity
         cdef unsigned long long first = max(start, end - capacity if end > capacity else 0)
+        if limit and end > first + limit:
+            end = first + limit
         cdef unsigned long long count = end - first if end > first else 0, index, safe_from, skip
         cdef Record* copy = <Record*>PyMem_Malloc(max(count, 1) * sizeof(Record))
         if copy == NULL:
@@ -272,9 +275,9 @@ cdef class Region:
         end_out[0] = end
         return copy
 
-    def records(self, unsigned long long start):
+    def records(self, unsigned long long start, unsigned long long limit=0):
         cdef unsigned long long first, count, end, index
-        cdef Record* copy = self._copy_since(start, &first, &count, &end)
+        cdef Record* copy = self._copy_since(start, limit, &first, &count, &end)
         cdef Record* item
         try:
             records = []
@@ -327,11 +330,11 @@ cdef class Region:
                     kv_hit_window._push(item.finished_at, item.kv_cached)
         return 0
 
-    def replay(self, unsigned long long start, dict endpoints, tuple streaming, tuple kv):
-        """Journal records from index ``start`` into windows (see the twin's ``replay``);
-        ``(the next index to read, records lost)``."""
+    def replay(self, unsigned long long start, dict endpoints, tuple streaming, tuple kv, unsigned long long limit=0):
+        """Journal records from index ``start`` into windows, at most ``limit`` of them when
+        ``limit`` is not 0 (see the twin's ``replay``); ``(the next index to read, records lost)``."""
         cdef unsigned long long first, count, end
-        cdef Record* copy = self._copy_since(start, &first, &count, &end)
+        cdef Record* copy = self._copy_since(start, limit, &first, &count, &end)
         try:
             self._replay(copy, count, endpoints, streaming[0], streaming[1], streaming[2], kv[0], kv[1], kv[2], kv[3])
             return end, first - start

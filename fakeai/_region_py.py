@@ -201,24 +201,27 @@ class Region:
     def dropped(self) -> int:
         return self._get("dropped")
 
-    def replay(self, start: int, endpoints: dict, streaming: tuple, kv: tuple) -> tuple[int, int]:
-        """Journal records from index ``start`` into windows (see ``replay``); ``(the next index
-        to read, records lost)``."""
-        records, first, lost = self.records(start)
+    def replay(self, start: int, endpoints: dict, streaming: tuple, kv: tuple, limit: int = 0) -> tuple[int, int]:
+        """Journal records from index ``start`` into windows (see ``replay``), at most ``limit``
+        of them when ``limit`` is positive; ``(the next index to read, records lost)``."""
+        records, first, lost = self.records(start, limit)
         replay(records, endpoints, streaming, kv)
         return first + len(records), lost
 
-    def records(self, start: int) -> tuple[list[tuple], int, int]:
+    def records(self, start: int, limit: int = 0) -> tuple[list[tuple], int, int]:
         """``(records from index start on, index of the first returned, lost)``: records the
-        ring no longer holds (or that were overwritten while copied) are ``lost``."""
+        ring no longer holds (or that were overwritten while copied) are ``lost``; at most
+        ``limit`` records when ``limit`` is positive (the oldest the ring still holds)."""
         end = self._get("journal_written")
         first = max(start, end - self.journal_capacity)
+        if limit > 0:
+            end = min(end, first + limit)
         raw = []
         for index in range(first, end):
             at = self._journal_at + (index % self.journal_capacity) * RECORD.size
             raw.append(bytes(self._view[at : at + RECORD.size]))
         safe_from = self._get("journal_written") - self.journal_capacity  # what may have been overwritten since
-        skip = max(0, safe_from - first)
+        skip = min(max(0, safe_from - first), len(raw))
         records = [RECORD.unpack(item) for item in raw[skip:]]
         return records, first + skip, (first + skip) - start
 

@@ -106,6 +106,31 @@ def test_a_journal_that_wrapped_reports_what_it_lost(region_kernel, window_kerne
     assert len(windows[endpoint.id][0]) == 4
 
 
+def test_a_journal_replays_in_batches_as_at_once(region_kernel, window_kernel) -> None:
+    """A reader taking a backlog a few records at a time (a scrape in slices) fills its windows
+    exactly as one replay of everything does, and loses what the ring lost, once."""
+    region, writer = _region(region_kernel, journal=8, window=100.0)
+    endpoint = writer.endpoint("/e")
+    for index in range(11):
+        writer.record(float(index), 0.1 * index, 500 if index % 4 == 0 else 200, index, 2 * index, endpoint)
+
+    def windows():
+        return ({endpoint.id: tuple(window_kernel.SlidingWindow(100.0) for _ in range(4))},
+                tuple(window_kernel.SlidingWindow(100.0) for _ in range(3)),
+                tuple(window_kernel.SlidingWindow(100.0) for _ in range(4)))
+
+    at_once = windows()
+    assert region.replay(1, *at_once) == (11, 2)
+    batched = windows()
+    steps = [region.replay(1, *batched, 3)]
+    while steps[-1][0] < region.journal_written():
+        steps.append(region.replay(steps[-1][0], *batched, 3))
+    assert steps == [(6, 2), (9, 0), (11, 0)]
+    for whole, parts in zip(at_once[0][endpoint.id], batched[0][endpoint.id], strict=True):
+        assert whole.summary(10.0, (0.5, 0.99)) == parts.summary(10.0, (0.5, 0.99))
+        assert len(whole) == len(parts) > 0
+
+
 writer_op = st.tuples(
     st.floats(min_value=0.0, max_value=2.0),  # clock advance
     st.floats(min_value=0.0, max_value=50.0),  # duration
@@ -127,8 +152,10 @@ writer_op = st.tuples(
 
 @pytest.mark.compiled_vs_twin
 @settings(max_examples=120, deadline=None)
-@given(ops=st.lists(writer_op, max_size=50))
-def test_compiled_region_matches_the_reference(ops: list) -> None:
+@given(ops=st.lists(writer_op, max_size=50), batch=st.integers(min_value=0, max_value=7))
+def test_compiled_region_matches_the_reference(ops: list, batch: int) -> None:
+    """The same writes give the same cells, journal and windows; the journal replayed
+    ``batch`` records at a time (0: at once), as a read takes a backlog in slices."""
     results = []
     for side in (COMPILED, PYTHON):
         region, writer = _region(side.region, journal=16)
@@ -167,7 +194,13 @@ def test_compiled_region_matches_the_reference(ops: list) -> None:
         endpoints = {endpoint_id: tuple(side.window.SlidingWindow(3.0, 20) for _ in range(4)) for endpoint_id in ids}
         streaming = tuple(side.window.SlidingWindow(3.0, 20) for _ in range(3))
         kv_windows = tuple(side.window.SlidingWindow(3.0, 20) for _ in range(4))
-        position = region.replay(0, endpoints, streaming, kv_windows)
+        position, lost = 0, 0
+        while True:
+            position, batch_lost = region.replay(position, endpoints, streaming, kv_windows, batch)
+            lost += batch_lost
+            if not batch or position >= region.journal_written():
+                break
+        position = (position, lost)
         windows = [w.summary(now, (0.5, 0.9)) for group in (*endpoints.values(), streaming, kv_windows) for w in group]
         results.append((region.keys(), region.cells(), region.dropped(), position, windows))
     assert _same(results[0], results[1])

@@ -204,3 +204,80 @@ def test_a_snapshot_in_slices_lets_the_loop_run_and_shows_one_instant(
     after = registry.snapshot()
     chat = "/v1/chat/completions"
     assert after.endpoints[chat].requests_total == expected.endpoints[chat].requests_total + recorded
+
+
+def test_a_long_backlog_is_replayed_in_slices_and_counted_whole(registry: MetricsRegistry, clock: FakeClock) -> None:
+    """A read after many records nobody read yet (a worker not scraped during a burst) lets the
+    loop run while it replays them -- and then shows every one of them."""
+    import asyncio
+
+    from fakeai.metrics.registry import CATCH_UP_RECORDS
+
+    backlog = 40 * CATCH_UP_RECORDS
+    for index in range(backlog):
+        registry.request_started("m-a")
+        registry.record("/v1/chat/completions", 0.001 * (index % 97), 200, 3, 4, model="m-a", finish_reason="stop")
+
+    async def scenario(read):
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        result = await read(slice_seconds=0.0)
+        task.cancel()
+        return result, ticks
+
+    health, ticks = asyncio.run(scenario(registry.health_async))
+    assert ticks >= backlog // CATCH_UP_RECORDS
+    assert health.requests == backlog
+    for index in range(backlog):  # another backlog, for a full snapshot this time
+        registry.request_started("m-a")
+        registry.record("/v1/chat/completions", 0.001 * (index % 89), 200, 3, 4, model="m-a", finish_reason="stop")
+    snapshot, ticks = asyncio.run(scenario(registry.snapshot_async))
+    assert ticks >= backlog // CATCH_UP_RECORDS
+    chat = snapshot.endpoints["/v1/chat/completions"]
+    assert chat.latency.count == chat.requests_total == 2 * backlog
+    assert render_json_of(snapshot) == render_json_of(registry.snapshot())
+
+
+def render_json_of(snapshot) -> bytes:
+    from fakeai.exporters import render_json
+
+    return render_json(snapshot)
+
+
+def test_a_read_between_the_slices_of_another_does_not_mix_two_instants(
+    registry: MetricsRegistry, clock: FakeClock
+) -> None:
+    """A probe (or another scrape) that replays new records while a sliced snapshot is reading
+    its windows would put records after the snapshot's instant into the windows it has not read
+    yet; the snapshot notices and reads every window again, at one new instant: the counts over
+    the window agree with the counters it copied."""
+    import asyncio
+
+    _busy(registry)
+
+    async def scenario():
+        async def probing() -> None:
+            while True:
+                registry.request_started("m-b")
+                registry.record("/v1/completions", 0.2, 200, 1, 1, model="m-b", finish_reason="stop")
+                registry.health()
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(probing())
+        await asyncio.sleep(0)
+        snapshot = await registry.snapshot_async(slice_seconds=0.0)
+        task.cancel()
+        return snapshot
+
+    snapshot = asyncio.run(scenario())
+    for endpoint in snapshot.endpoints.values():
+        assert endpoint.latency.count == endpoint.requests_total
+    assert snapshot.endpoints["/v1/completions"].requests_total > 20  # the probe's requests are in it

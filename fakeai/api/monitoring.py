@@ -135,6 +135,9 @@ def monitoring_handlers(
 
         return rendered
 
+    async def health(_: str | None) -> tuple[bytes, str]:
+        return render_health(await registry.health_async()), JSON_CONTENT_TYPE
+
     def now(body: Callable[[], bytes]) -> Render:
         async def rendered(_: str | None) -> tuple[bytes, str]:
             return body(), JSON_CONTENT_TYPE
@@ -153,7 +156,7 @@ def monitoring_handlers(
         _endpoint(["/metrics/prometheus", "/prometheus/metrics"], of_snapshot(_prometheus)),
         _endpoint("/metrics/csv", of(render_csv, CSV_CONTENT_TYPE), (attachment,)),
         _endpoint("/metrics/history", now(lambda: render_history_json(history))),
-        _endpoint("/health", now(lambda: render_health(registry.health()))),  # a probe: cheap
+        _endpoint("/health", health),  # a probe: cheap
         _endpoint("/health/detailed", of(render_detailed_health, JSON_CONTENT_TYPE)),
         _endpoint(["/kv-cache-metrics", "/kv-cache/metrics"], of(render_kv_cache_json, JSON_CONTENT_TYPE)),
     ]

@@ -99,22 +99,30 @@ class RegionReader:
         """Read what is new: replay the journal into the windows; the keys and a consistent
         copy of the cells."""
         region = self.region
+        written = region.journal_written()  # before the keys: every record up to here has its key
         cells = region.cells()
         # keys after the cells: every change in the copy was made after its key was published
         keys = [key for key in region.keys() if key[1] + key[2] <= len(cells)]
         self._learn_endpoints(keys)
-        self._replay()
+        self._replay(written - self.cursor)
         return keys, cells
 
-    def catch_up(self) -> None:
-        """Replay only what is new in the journal into the windows (an endpoint seen for the
-        first time gets its windows from the keys): ``refresh`` without copying the cells, for
-        reads that need window counts only. Nothing to do when no record is new."""
+    def catch_up(self, limit: int = 0) -> Iterator[None]:
+        """Replay what is new in the journal into the windows (an endpoint seen for the first
+        time gets its windows from the keys), ``limit`` records at a time when ``limit`` is
+        positive, yielding after each batch but the last: ``refresh`` without copying the
+        cells, for reads that need window counts only, or to take a long backlog in slices.
+        Nothing to do when no record is new."""
         region = self.region
-        if region.journal_written() == self.cursor:
+        written = region.journal_written()  # before the keys: every record up to here has its key
+        if written <= self.cursor:
             return
-        self._learn_endpoints(region.keys())  # a record's endpoint key is published before it
-        self._replay()
+        self._learn_endpoints(region.keys())
+        while True:
+            self._replay(min(written - self.cursor, limit) if limit > 0 else written - self.cursor)
+            if self.cursor >= written:
+                return
+            yield
 
     def _learn_endpoints(self, keys: list[tuple[str, int, int]]) -> None:
         for name, first, _ in keys:
@@ -122,8 +130,11 @@ class RegionReader:
                 self.endpoints[first] = tuple(self._window() for _ in range(4))
                 self.endpoint_names[first] = name.removeprefix(_ENDPOINT_ID)
 
-    def _replay(self) -> None:
-        self.cursor, lost = self.region.replay(self.cursor, self.endpoints, self.streaming, self.kv)
+    def _replay(self, limit: int) -> None:
+        """At most ``limit`` (> 0) records, from the cursor on."""
+        if limit <= 0:
+            return
+        self.cursor, lost = self.region.replay(self.cursor, self.endpoints, self.streaming, self.kv, limit)
         self.lost += lost
 
     def windows(self) -> Iterator[SlidingWindow]:

@@ -41,7 +41,7 @@ from fakeai.metrics.labels import (
 )
 from fakeai.metrics.slicing import SLICE_SECONDS, run, run_in_slices
 from fakeai.metrics.schema import CELLS, METRICS, Cell, Metric, bucket_sets, cell, writer_layout
-from fakeai.metrics.regions import DROPPED_KEY, SHARED_DIR_ENV, Regions
+from fakeai.metrics.regions import DROPPED_KEY, SHARED_DIR_ENV, RegionReader, Regions
 from fakeai.metrics.snapshot import (
     EndpointSnapshot,
     EngineSnapshot,
@@ -60,6 +60,10 @@ __all__ = ("QUANTILES", "STARTED_AT_ENV", "MetricsRegistry")
 _NAN = math.nan
 
 QUANTILES = (0.5, 0.9, 0.99)
+
+CATCH_UP_RECORDS = 32
+"""Journal records a read replays between two points where the event loop may run: about
+0.1 ms of work when the windows are out of the CPU's caches (as they are under load)."""
 """The quantiles every snapshot reports (p50, p90, p99)."""
 
 STARTED_AT_ENV = "FAKEAI_STARTED_AT"
@@ -212,6 +216,9 @@ class MetricsRegistry:
         """Which model names have a label of their own (shared by the server's processes)."""
         self._declared = {metric.name: metric for metric in self.metrics if metric.cell is not None}
         self._declared_cells: dict[tuple[str, str], int] = {}
+        self._window_epoch = 0
+        """Moved by every read that changes the windows (a replay, or a read at a later instant,
+        which expires samples): a read taken in steps sees whether its windows stayed still."""
         self.writer = MetricsWriter(self.regions.own, self.buckets, writer_layout())
         """This process's recording handle (the recorder's fast path calls ``writer.record``)."""
         self._model_cells: dict[str, ModelCells] = {}
@@ -411,40 +418,26 @@ class MetricsRegistry:
         return await run_in_slices(self._snapshot_steps(), slice_seconds)
 
     def _snapshot_steps(self) -> Generator[None, None, MetricsSnapshot]:
-        """``snapshot()`` in steps: it yields where the loop may run, never before every window
-        has been read (the windows change when a later read replays new records; the copies
-        taken here do not)."""
-        now = self._clock()
-        per_second = self._per_second(now)
+        """``snapshot()`` in steps: it yields where the loop may run.
+
+        First each region's journal is replayed into its windows, ``CATCH_UP_RECORDS`` records
+        at a time (a long backlog -- a worker nobody scraped for a while -- in many slices).
+        Then, at one instant, the rest of each journal is replayed, the cells copied, and every
+        window read, one figure's windows per step: between those steps the windows must not
+        change, and they do not unless another read replays into them meanwhile (every read
+        that does moves ``_window_epoch``); then they are read again, at a new instant, in one
+        step. What follows only assembles the copies."""
+        readers = self.regions.readers(self._clock())
+        for reader, _ in readers:
+            for _ in reader.catch_up(CATCH_UP_RECORDS):
+                self._window_epoch += 1
+                yield
+        read = yield from self._read_windows(readers, sliced=True)
+        if read is None:  # another read moved the windows meanwhile
+            read = yield from self._read_windows(readers, sliced=False)
+        now, per_second, copies, windowed, streaming_stats, overall_latency, kv_stats, dropped = read
+        processes = sum(alive for _, alive in readers)
         cells = _Cells(self.buckets)
-        by_endpoint: dict[str, list[tuple[SlidingWindow, ...]]] = defaultdict(list)
-        streaming: list[tuple[SlidingWindow, ...]] = []
-        kv_windows: list[tuple[SlidingWindow, ...]] = []
-        dropped = processes = 0
-        copies = []
-        for reader, alive in self.regions.readers(now):
-            processes += alive
-            copies.append((*reader.refresh(), alive))
-            for endpoint_id, windows in reader.endpoints.items():
-                by_endpoint[reader.endpoint_names[endpoint_id]].append(windows)
-            streaming.append(reader.streaming)
-            kv_windows.append(reader.kv)
-            dropped += reader.region.dropped() + reader.lost + sum(window.dropped for window in reader.windows())
-
-        def stats(windows: list[SlidingWindow]) -> WindowStats:
-            return self._stats(windows, now, per_second)
-
-        # -- every window, read now -------------------------------------------------------------
-        windowed: dict[str, tuple[WindowStats, ...]] = {}
-        every_latency: list[SlidingWindow] = []
-        for path in sorted(by_endpoint):
-            parts = by_endpoint[path]
-            windowed[path] = tuple(stats([part[index] for part in parts]) for index in range(4))
-            every_latency += [part[0] for part in parts]
-        streaming_stats = tuple(stats([part[index] for part in streaming]) for index in range(3))
-        overall_latency = stats(every_latency)
-        kv_stats = tuple(stats([windows[i] for windows in kv_windows]) for i in range(4))
-        yield
         for keys, values, alive in copies:
             cells.add(keys, values, alive)
             yield
@@ -527,6 +520,49 @@ class MetricsRegistry:
             series=series,
         )
 
+    def _read_windows(self, readers: list[tuple[RegionReader, bool]], sliced: bool) -> Generator[None, None, tuple | None]:
+        """At one instant: every region's journal replayed to its end and its cells copied, then
+        every window read at that instant -- one figure's windows per step when ``sliced``;
+        None if another read moved the windows between two steps."""
+        self._window_epoch += 1
+        epoch = self._window_epoch
+        now = self._clock()
+        per_second = self._per_second(now)
+        by_endpoint: dict[str, list[tuple[SlidingWindow, ...]]] = defaultdict(list)
+        streaming: list[tuple[SlidingWindow, ...]] = []
+        kv_windows: list[tuple[SlidingWindow, ...]] = []
+        dropped = 0
+        copies = []
+        for reader, alive in readers:
+            copies.append((*reader.refresh(), alive))
+            for endpoint_id, windows in reader.endpoints.items():
+                by_endpoint[reader.endpoint_names[endpoint_id]].append(windows)
+            streaming.append(reader.streaming)
+            kv_windows.append(reader.kv)
+            dropped += reader.region.dropped() + reader.lost + sum(window.dropped for window in reader.windows())
+
+        def stats(windows: list[SlidingWindow]) -> WindowStats:
+            return self._stats(windows, now, per_second)
+
+        groups: list[list[SlidingWindow]] = []  # every figure over the window: its windows (one per region)
+        for path in sorted(by_endpoint):
+            groups += [[part[index] for part in by_endpoint[path]] for index in range(4)]
+        groups += [[part[index] for part in streaming] for index in range(3)]
+        groups.append([part[0] for path in sorted(by_endpoint) for part in by_endpoint[path]])  # every endpoint's latency
+        groups += [[windows[index] for windows in kv_windows] for index in range(4)]
+        read: list[WindowStats] = []
+        for windows in groups:
+            read.append(stats(windows))
+            if sliced:
+                yield
+                if self._window_epoch != epoch:
+                    return None
+        windowed = {path: tuple(read[4 * at : 4 * at + 4]) for at, path in enumerate(sorted(by_endpoint))}
+        streaming_stats = tuple(read[-8:-5])
+        overall_latency = read[-5]
+        kv_stats = tuple(read[-4:])
+        return now, per_second, copies, windowed, streaming_stats, overall_latency, kv_stats, dropped
+
     def _series(self, cells: _Cells, metric: Metric) -> list:
         """A metric with cells of its own, read from the summed cells: ``[(labels, value)]``."""
         declared = metric.cell
@@ -554,10 +590,24 @@ class MetricsRegistry:
         to the records since then) and only the endpoints' window counts are taken: no
         percentile, no sort, no copy of the cells, whatever the window holds.
         """
+        return run(self._health_steps())
+
+    async def health_async(self, slice_seconds: float = SLICE_SECONDS) -> HealthReading:
+        """``health()``, letting the event loop run while a long backlog of records is replayed."""
+        return await run_in_slices(self._health_steps(), slice_seconds)
+
+    def _health_steps(self) -> Generator[None, None, HealthReading]:
+        readers = self.regions.readers(self._clock())
+        for reader, _ in readers:
+            for _ in reader.catch_up(CATCH_UP_RECORDS):
+                self._window_epoch += 1
+                yield
+        self._window_epoch += 1
         now = self._clock()
         requests = errors = 0
-        for reader, _ in self.regions.readers(now):
-            reader.catch_up()
+        for reader, _ in readers:
+            for _ in reader.catch_up():
+                pass
             for latency, failed, _, _ in reader.endpoints.values():
                 requests += latency.count(now)
                 errors += failed.count(now)
