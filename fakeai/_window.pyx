@@ -46,6 +46,7 @@ cdef Py_ssize_t _INITIAL_CAPACITY = 64
 
 cdef enum:
     SPLIT = 256  # a leaf of unequal values holding more samples than this is split
+    FEW_RUNS = 32  # a selection sorts the runs it has left once this few
     MERGE = 64   # a split entry holding this many samples or fewer becomes a leaf again
     TOP_SHIFT = 60    # the top level tells apart the top 4 bits of the order key (sign, 3 of exponent)
     FIRST_SHIFT = 52  # its nodes the next 8 (the rest of the exponent: the binade), then 8 bits a level
@@ -156,7 +157,7 @@ cdef double _select(View* views, Py_ssize_t count, Py_ssize_t rank, int* cursors
     """
     cdef Py_ssize_t table[FANOUT]
     cdef Py_ssize_t w, i, kept
-    cdef int shift = FIRST_SHIFT, entry, node, slot, live = 0
+    cdef int shift = FIRST_SHIFT, entry, node, slot, live = 0, bottom = 0
     cdef Node* n
     runs.clear()
     keys.clear()
@@ -212,6 +213,30 @@ cdef double _select(View* views, Py_ssize_t count, Py_ssize_t rank, int* cursors
                 runs.push_back(pair[double, Py_ssize_t](views[w].ring[slot].value, 1))
                 keys.push_back(_order_key(views[w].ring[slot].value))
                 slot = views[w].previous[slot]
+        if shift == 0:
+            bottom = 1
+        shift = _below(shift)
+    # Many runs left (leaves of several windows ended at this level): go on down the keys'
+    # levels over the runs alone, each keeping only the entry that holds the rank, until few
+    # are left -- cheaper than sorting them all (up to SPLIT a window).
+    while not bottom and <Py_ssize_t>runs.size() > FEW_RUNS:
+        memset(table, 0, sizeof(table))
+        for i in range(<Py_ssize_t>runs.size()):
+            table[(keys[i] >> shift) & (FANOUT - 1)] += runs[i].second
+        entry = 0
+        while rank >= table[entry]:
+            rank -= table[entry]
+            entry += 1
+        kept = 0
+        for i in range(<Py_ssize_t>runs.size()):
+            if <int>((keys[i] >> shift) & (FANOUT - 1)) == entry:
+                runs[kept] = runs[i]
+                keys[kept] = keys[i]
+                kept += 1
+        runs.resize(kept)
+        keys.resize(kept)
+        if shift == 0:
+            bottom = 1
         shift = _below(shift)
     if runs.size() > 1:
         sort(runs.begin(), runs.end())

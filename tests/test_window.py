@@ -393,3 +393,23 @@ def test_summarize_over_windows_indexed_to_different_depths(window_kernel) -> No
         len(live), math.fsum(live), min(live), max(live),
         tuple(float(x) for x in np.quantile(live, qs, method="linear")),
     )
+
+
+def test_summarize_over_many_windows_whose_leaves_end_together(window_kernel) -> None:
+    # Eight windows, each with fewer distinct values than a leaf holds, in one binade and with
+    # repeats: a selection ends with hundreds of samples from every window's leaf, which the
+    # compiled kernel narrows down by the keys' lower bits before sorting the few left.
+    rng = np.random.default_rng(11)
+    windows, live = [], []
+    for index in range(8):
+        values = (1.0 + np.round(rng.random(200), 3 + index % 3)).tolist() + [1.5] * (index * 5)
+        window = window_kernel.SlidingWindow(5.0)
+        for value in values:
+            window.record(0.0, value)
+        windows.append(window)
+        live += values
+    qs = (0.0, 0.001, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 1.0)
+    assert window_kernel.summarize(windows, 1.0, qs) == (
+        len(live), math.fsum(live), min(live), max(live),
+        tuple(float(x) for x in np.quantile(live, qs, method="linear")),
+    )
