@@ -13,6 +13,11 @@ clock) and ``max_samples`` large enough. Then, every figure the median of ``--re
 * ``snapshot``: ``MetricsRegistry.snapshot()`` with nothing new to replay (a read alone);
 * each format: a snapshot and its rendering (JSON, Prometheus, OpenMetrics, CSV, ``/health/detailed``)
   and ``/health`` (``registry.health()``): what one scrape costs on the event loop;
+* ``longest step, cold``: the longest step of a snapshot taken in steps (what
+  ``snapshot_async`` holds the event loop for at most, a slice being at least one step),
+  with 200 requests recorded since the previous read and the CPU's caches flushed first
+  (64 MB written), as serving leaves them; in CPU time (``time.thread_time``), so that a
+  step the machine's other work preempted does not count longer than it is;
 * ``replay``: ``--batch`` more requests recorded (the window slides: as many leave it),
   then the snapshot that replays them, less a snapshot with nothing to replay; per request
   (every window a request feeds) and per sample pushed.
@@ -74,6 +79,28 @@ def _median_seconds(function, repeat: int) -> float:
     return statistics.median(times)
 
 
+_FLUSH = bytearray(64 << 20)
+
+
+def _longest_step_cold(registry: MetricsRegistry, clock: Clock, rng: random.Random, until: int) -> float:
+    """200 requests recorded (up to ``until``), the caches flushed, then a snapshot step by
+    step: its longest step."""
+    for index in range(until - 199, until + 1):
+        _record(registry, clock, rng, index)
+    for offset in range(0, len(_FLUSH), 64):
+        _FLUSH[offset] = 1
+    steps = registry._snapshot_steps()
+    longest = 0.0
+    clock = time.thread_time  # CPU time: a step the machine's other work preempted is not longer
+    while True:
+        started = clock()
+        try:
+            next(steps)
+        except StopIteration:
+            return max(longest, clock() - started)
+        longest = max(longest, clock() - started)
+
+
 def measure(size: int, repeat: int, batch: int) -> dict[str, float]:
     clock = Clock()
     rng = random.Random(size)
@@ -96,8 +123,10 @@ def measure(size: int, repeat: int, batch: int) -> dict[str, float]:
                          ("health/detailed", render_detailed_health)):
         figures[name] = _median_seconds(lambda render=render: render(registry.snapshot()), repeat)
     figures["health"] = _median_seconds(registry.health, repeat)
-    per_request, per_sample = [], []
     index = size
+    figures["longest step, cold"] = statistics.median(
+        _longest_step_cold(registry, clock, rng, index := index + 200) for _ in range(repeat))
+    per_request, per_sample = [], []
     for _ in range(max(3, repeat // 3)):
         pushed = 0
         for _ in range(batch):
@@ -124,14 +153,14 @@ def main() -> None:
     results = {}
     print(f"kernel: {window_module.KERNEL} ({window_module.SlidingWindow.__module__}), medians of {args.repeat}")
     header = ("samples", "summary", "snapshot", "json", "prometheus", "openmetrics", "csv", "health/detailed",
-              "health", "replay/request", "replay/sample", "window MB")
+              "health", "longest step", "replay/request", "replay/sample", "window MB")
     print(" | ".join(f"{column:>15}" for column in header))
     for size in sizes:
         figures = measure(size, args.repeat, args.batch)
         results[size] = figures
         cells = [f"{size:>15.0e}"]
         for name in ("summary", "snapshot", "json", "prometheus", "openmetrics", "csv", "health/detailed",
-                     "health"):
+                     "health", "longest step, cold"):
             cells.append(f"{figures[name] * 1e3:>12.3f} ms")
         cells.append(f"{figures['replay per request'] * 1e9:>12.0f} ns")
         cells.append(f"{figures['replay per sample'] * 1e9:>12.0f} ns")
