@@ -42,6 +42,8 @@ class Choice(msgspec.Struct, kw_only=True):
     start: int
     tokens: int
     finish_reason: str
+    stop_sequence: str | None = None
+    """The stop sequence that ended it, if one did (Anthropic's ``stop_sequence``)."""
 
 
 class Plan(msgspec.Struct, kw_only=True):
@@ -239,11 +241,13 @@ class Engine:
         longest_stop = max(len(s) for s in stops)
         searched = min(choice.tokens, self.text.size + longest_stop)
         text = self.text.text(choice.start, searched)
-        cut = min((index for index in (text.find(s) for s in stops) if index >= 0), default=-1)
-        if cut < 0:
+        found = [(index, stop) for stop in stops if (index := text.find(stop)) >= 0]
+        if not found:
             return
+        cut, stop = min(found, key=lambda hit: hit[0])  # the first to occur; of those, the first given
         choice.tokens = self.text.whole_tokens(choice.start, cut)
         choice.finish_reason = "stop"
+        choice.stop_sequence = stop
 
     def choice_text(self, choice: Choice) -> str:
         return self.text.text(choice.start, choice.tokens)

@@ -1,8 +1,10 @@
-"""What chat, completions and embeddings share: reading the body, and answering.
+"""What the generation endpoints share: reading the body, planning, and answering.
 
-A plain answer is sent when its last token is due (TTFT + (n - 1) inter-token latencies
-after arrival), made and sent in parts when it is long (``answer_parts``,
-``responses.send_json_parts``); a streamed one is handed to ``streaming.sse_events``.
+A request is admitted (``admit``), routed and planned (``plan_answer``). A plain answer is
+sent when its last token is due (TTFT + (n - 1) inter-token latencies after arrival), made and
+sent in parts when it is long (``send_when_due``, ``answer_parts``); a streamed one is handed
+to ``streaming.sse_events`` (chat, completions: ``generate`` does all of it) or to
+``event_streams.typed_events`` (the Responses API, Anthropic's Messages).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from fakeai.metrics import MetricsRegistry
     from fakeai.simulation.kvcache import Prompt
 
-__all__ = ("admit", "answer_parts", "generate", "read_request")
+__all__ = ("admit", "answer_parts", "generate", "open_stream", "plan_answer", "read_request", "send_when_due")
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
@@ -109,6 +111,80 @@ def _route(
     return routing.cached_tokens
 
 
+async def plan_answer(
+    engine: Engine,
+    registry: MetricsRegistry,
+    exchange: Exchange,
+    *,
+    id_prefix: str,
+    model: str,
+    prompts: list[Prompt],
+    tokens_per_prompt: list[int],
+    max_tokens: int | None,
+    n: int = 1,
+    choices: int | None = None,
+    min_tokens: int = 0,
+    ignore_eos: bool = False,
+    stop: str | list[str] | None = None,
+    seed: int | None = None,
+    stream: bool = False,
+) -> Plan:
+    """Route an admitted request to a simulated worker and plan its answer (``choices`` answers,
+    ``n`` when not given; ``n`` is the request's parameter), noting in ``exchange`` what the
+    recorder records of it.
+
+    ``prompts`` are the request's prompt texts (or token-id lists) and their token counts: one
+    for chat, one or more for completions (answered together; prefill takes as long as the
+    longest uncached part).
+    """
+    cached = _route(engine, registry, exchange, prompts, tokens_per_prompt)
+    plan = await engine.plan(
+        id_prefix=id_prefix,
+        model=model,
+        prompt_tokens=sum(tokens_per_prompt),
+        cached_tokens=sum(cached),
+        uncached_prompt_tokens=max(tokens - hit for tokens, hit in zip(tokens_per_prompt, cached)),
+        n=n if choices is None else choices,
+        max_tokens=max_tokens,
+        min_tokens=min_tokens,
+        ignore_eos=ignore_eos,
+        stop=stop,
+        seed=seed,
+        stream=stream,
+    )
+    exchange.prompt_tokens = plan.prompt_tokens
+    exchange.finish_reason = plan.choices[0].finish_reason
+    exchange.n = n
+    exchange.max_tokens = max_tokens or 0
+    return plan
+
+
+def open_stream(registry: MetricsRegistry, exchange: Exchange) -> None:
+    """Count the request's answer as a stream (the recorder closes it, completed or failed)."""
+    exchange.stream = True
+    if exchange.recording:
+        registry.stream_started()
+
+
+async def send_when_due(
+    engine: Engine, exchange: Exchange, receive: Receive, plan: Plan, render: Callable[[], Iterator[bytes]]
+) -> None:
+    """Send a plain answer when its last token is due: the parts ``render`` makes (see
+    ``answer_parts``), noting when its tokens were produced. A client that leaves first is
+    recorded as 499."""
+    exchange.completion_tokens = plan.completion_tokens
+    offsets = plan.offsets
+    if offsets and exchange.clock() < exchange.started + offsets[-1]:
+        await wait_while_connected(receive, engine.pacer.wait_until(exchange.started + offsets[-1]))
+    if offsets:  # the answer is due: its tokens were produced when the plan says
+        exchange.first_token_at = exchange.started + offsets[0]
+        exchange.last_token_at = exchange.started + offsets[-1]
+        exchange.longest = len(offsets)
+        exchange.offsets = offsets
+        exchange.choice_tokens = [choice.tokens for choice in plan.choices]
+    await send_json_parts(exchange, receive, render())
+
+
 async def generate(
     receive: Receive,
     *,
@@ -126,59 +202,43 @@ async def generate(
 ) -> None:
     """Plan the answer to a chat or completions ``body`` and send it: whole when due, or streamed.
 
-    ``prompts`` are the request's prompt texts (or token-id lists) and their token counts: one
-    for chat, one or more for completions (answered together; ``n`` then counts every answer,
-    prefill takes as long as the longest uncached part). The request has been admitted.
+    ``n`` counts every answer of a completions request with several prompts (``body.n`` for
+    each). The request has been admitted.
     """
-    cached = _route(engine, registry, exchange, prompts, tokens_per_prompt)
-    plan = await engine.plan(
+    plan = await plan_answer(
+        engine,
+        registry,
+        exchange,
         id_prefix=id_prefix,
         model=body.model,
-        prompt_tokens=sum(tokens_per_prompt),
-        cached_tokens=sum(cached),
-        uncached_prompt_tokens=max(tokens - hit for tokens, hit in zip(tokens_per_prompt, cached)),
-        n=body.n if n is None else n,
+        prompts=prompts,
+        tokens_per_prompt=tokens_per_prompt,
         max_tokens=max_tokens,
+        n=body.n,
+        choices=n,
         min_tokens=body.min_tokens,
         ignore_eos=body.ignore_eos,
         stop=body.stop,
         seed=body.seed,
         stream=body.stream,
     )
-    exchange.prompt_tokens = plan.prompt_tokens
-    exchange.finish_reason = plan.choices[0].finish_reason
-    exchange.n = body.n
-    exchange.max_tokens = max_tokens or 0
-    clock = registry.clock
     if body.stream:
-        exchange.stream = True
-        if exchange.recording:
-            registry.stream_started()
+        open_stream(registry, exchange)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = sse_events(
             engine,
             plan,
             exchange,
             chunks,
-            clock,
+            registry.clock,
             include_usage,
             lambda sent: _usage(plan.prompt_tokens, sent, plan.cached_tokens),
             registry.writer.gaps if exchange.recording else None,
         )
         await send_event_stream(exchange, receive, events)
         return
-    exchange.completion_tokens = plan.completion_tokens
-    offsets = plan.offsets
-    if offsets and clock() < exchange.started + offsets[-1]:
-        await wait_while_connected(receive, engine.pacer.wait_until(exchange.started + offsets[-1]))
-    if offsets:  # the answer is due: its tokens were produced when the plan says
-        exchange.first_token_at = exchange.started + offsets[0]
-        exchange.last_token_at = exchange.started + offsets[-1]
-        exchange.longest = len(offsets)
-        exchange.offsets = offsets
-        exchange.choice_tokens = [choice.tokens for choice in plan.choices]
     usage = _usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens)
-    await send_json_parts(exchange, receive, render(plan, usage))
+    await send_when_due(engine, exchange, receive, plan, lambda: render(plan, usage))
 
 
 def answer_parts(envelope: bytes, field: bytes, items: Iterable[bytes]) -> Iterator[bytes]:
