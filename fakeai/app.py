@@ -22,6 +22,7 @@ from fakeai.api.errors import EXCEPTION_HANDLERS
 from fakeai.api.models import model_handlers
 from fakeai.api.monitoring import monitoring_handlers
 from fakeai.api.recording import Recorder
+from fakeai.api.responses_api import responses_handler
 from fakeai.api.sampling import HistorySampler
 from fakeai.config import Settings, settings_from_env
 from fakeai.metrics import MetricsRegistry
@@ -105,6 +106,7 @@ def create_app(
             chat_completions_handler(engine, registry, settings.max_request_bytes),
             completions_handler(engine, registry, settings.max_request_bytes),
             embeddings_handler(engine, registry, settings.embedding_dimensions, settings.max_request_bytes),
+            responses_handler(engine, registry, settings.max_request_bytes),
             *model_handlers(engine),
         ],
         guards=[api_key_guard(settings.api_keys)] if settings.api_keys else None,

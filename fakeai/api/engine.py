@@ -160,16 +160,17 @@ class Engine:
     def new_id(self, prefix: str) -> str:
         return f"{prefix}-{self._id_prefix}{next(self._ids):x}"
 
-    def check_context(self, context_tokens: int, max_tokens: int | None) -> None:
-        """400 when the (longest) prompt plus ``max_tokens`` exceeds the context length."""
+    def check_context(self, context_tokens: int, max_tokens: int | None, param: str = "messages") -> None:
+        """400 when the (longest) prompt plus ``max_tokens`` exceeds the context length (``param``:
+        the request's field holding the prompt)."""
         requested = context_tokens + (max_tokens or 0)
         if requested > self.max_context_tokens:
             raise APIError(
                 400,
                 f"This model's maximum context length is {self.max_context_tokens} tokens. However, you "
-                f"requested {requested} tokens ({context_tokens} in the messages, {max_tokens or 0} in the "
-                "completion). Please reduce the length of the messages or completion.",
-                param="messages",
+                f"requested {requested} tokens ({context_tokens} in the {param}, {max_tokens or 0} in the "
+                f"completion). Please reduce the length of the {param} or completion.",
+                param=param,
                 code="context_length_exceeded",
             )
 
