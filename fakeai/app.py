@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from litestar import Litestar, Router
 
+from fakeai.api.anthropic_messages import messages_handler
 from fakeai.api.auth import api_key_guard
 from fakeai.api.chat import chat_completions_handler
 from fakeai.api.completions import completions_handler
@@ -114,6 +115,8 @@ def create_app(
     app = Litestar(
         route_handlers=[
             v1,
+            # Anthropic's route reads its key its own way (x-api-key) and answers in its own shape
+            messages_handler(engine, registry, settings.max_request_bytes, settings.api_keys),
             *monitoring_handlers(registry, settings.metrics_format, history),
             *dashboard_handlers(settings.dashboard_refresh_seconds),
         ],
