@@ -1,0 +1,221 @@
+"""``POST /v1/messages`` through the official anthropic SDK, plain and streamed, against a real server."""
+
+from __future__ import annotations
+
+import anthropic
+import httpx
+import msgspec
+import openai
+import pytest
+from anthropic.types import Message, TextBlock
+
+from fakeai.config import Settings
+from tests.real_tokenizers import O200K
+from tests.servers import eventually, running_app
+
+MODEL = "openai/gpt-oss-120b"
+ENDPOINT = "/v1/messages"
+HELLO = [{"role": "user", "content": "Hello!"}]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_app(Settings(ttft_ms=2, itl_ms=0.2, ttft_jitter=0, itl_jitter=0)) as (base_url, app):
+        yield base_url, app
+
+
+@pytest.fixture
+def client(server) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=server[0], api_key="unused", max_retries=0)
+
+
+def _events(text: str) -> list[tuple[str, dict]]:
+    """``(event name, data)`` of each server-sent event of a stream's body."""
+    events = []
+    for block in text.split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        if lines:
+            events.append((lines["event"], msgspec.json.decode(lines["data"])))
+    return events
+
+
+def test_plain_message_is_the_sdks_message(client: anthropic.Anthropic) -> None:
+    reply = client.messages.create(model=MODEL, max_tokens=12, messages=HELLO, extra_body={"ignore_eos": True})
+    assert isinstance(reply, Message) and reply.role == "assistant" and reply.model == MODEL
+    [block] = reply.content
+    assert isinstance(block, TextBlock) and len(O200K.encode_ordinary(block.text)) == 12
+    assert reply.stop_reason == "max_tokens" and reply.stop_sequence is None
+    assert reply.usage.output_tokens == 12 and reply.id.startswith("msg_")
+
+
+def test_input_tokens_are_the_chat_prompts_tokens(server, client: anthropic.Anthropic) -> None:
+    """The same conversation costs the same prompt tokens on both APIs; Anthropic splits them into
+    ``input_tokens`` and the ``cache_read_input_tokens`` found in the (simulated) prefix cache."""
+    system = "You are terse."
+    history = [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."},
+               {"role": "user", "content": [{"type": "text", "text": "Another one, "}, {"type": "text", "text": "please."}]}]
+    as_chat = [{"role": "system", "content": system}, *history[:2], {"role": "user", "content": "Another one, please."}]
+    chat = openai.OpenAI(base_url=server[0] + "/v1", api_key="unused", max_retries=0).chat.completions.create(
+        model=MODEL, messages=as_chat, max_tokens=1)
+    for _ in range(2):  # the second time, some of it is in the prefix cache
+        reply = client.messages.create(model=MODEL, max_tokens=1, system=[{"type": "text", "text": system}],
+                                       messages=history)
+        usage = reply.usage
+        assert usage.input_tokens + usage.cache_read_input_tokens == chat.usage.prompt_tokens
+        assert usage.cache_creation_input_tokens == 0
+    assert usage.cache_read_input_tokens > 0
+
+
+def test_a_stop_sequence_ends_the_answer_before_it(client: anthropic.Anthropic) -> None:
+    reply = client.messages.create(model=MODEL, max_tokens=200, messages=HELLO, stop_sequences=["zzz", "."],
+                                   extra_body={"seed": 3})
+    assert reply.stop_reason == "stop_sequence" and reply.stop_sequence == "."
+    assert "." not in reply.content[0].text
+    assert reply.usage.output_tokens == len(O200K.encode_ordinary(reply.content[0].text))
+
+
+def test_tool_use_history_and_images_are_accepted(client: anthropic.Anthropic) -> None:
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"},
+                                     {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}]},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "Look it up.", "signature": "sig"},
+            {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "21 C"}]},
+    ]
+    reply = client.messages.create(model=MODEL, max_tokens=5, messages=history)
+    shorter = client.messages.create(model=MODEL, max_tokens=5, messages=history[:1])
+    total = reply.usage.input_tokens + reply.usage.cache_read_input_tokens
+    assert total > shorter.usage.input_tokens + shorter.usage.cache_read_input_tokens > 85, "an image counts 85"
+
+
+def test_stream_has_the_messages_event_sequence(server) -> None:
+    body = {"model": MODEL, "max_tokens": 15, "messages": HELLO, "stream": True, "ignore_eos": True}
+    response = httpx.post(server[0] + ENDPOINT, json=body, headers={"anthropic-version": "2023-06-01"}, timeout=10)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = _events(response.text)
+    names = [name for name, _ in events]
+    assert all(data["type"] == name for name, data in events)
+    assert names == ["message_start", "content_block_start", "ping", *["content_block_delta"] * 15,
+                     "content_block_stop", "message_delta", "message_stop"]
+    start = events[0][1]["message"]
+    assert start["content"] == [] and start["stop_reason"] is None and start["usage"]["output_tokens"] == 0
+    assert events[1][1] == {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    deltas = [data["delta"] for name, data in events if name == "content_block_delta"]
+    assert all(delta["type"] == "text_delta" for delta in deltas)
+    delta = events[-2][1]
+    assert delta["delta"] == {"stop_reason": "max_tokens", "stop_sequence": None}
+    assert delta["usage"]["output_tokens"] == 15
+    assert delta["usage"]["input_tokens"] == start["usage"]["input_tokens"]
+
+
+def test_stream_helper_gives_the_final_message(client: anthropic.Anthropic) -> None:
+    with client.messages.stream(model=MODEL, max_tokens=40, messages=HELLO, stop_sequences=[";"]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert final.content[0].text == text
+    assert final.usage.output_tokens == len(O200K.encode_ordinary(text))
+    assert final.stop_reason in ("end_turn", "max_tokens", "stop_sequence")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "kind"),
+    [
+        ({"messages": HELLO}, 400, "invalid_request_error"),  # max_tokens is required
+        ({"max_tokens": 0, "messages": HELLO}, 400, "invalid_request_error"),
+        ({"max_tokens": 5, "messages": []}, 400, "invalid_request_error"),
+        ({"max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, 400, "invalid_request_error"),
+        ({"max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]}, 400,
+         "invalid_request_error"),
+        ({"max_tokens": 5, "messages": HELLO, "temperature": 1.5}, 400, "invalid_request_error"),
+        ({"max_tokens": 5, "messages": HELLO, "stop_sequences": [""]}, 400, "invalid_request_error"),
+        ({"max_tokens": 5, "messages": HELLO, "model": "no/such-model"}, 404, "not_found_error"),
+        ({"max_tokens": 5, "messages": HELLO, "tools": [{"name": "f", "input_schema": {}}]}, 400,
+         "invalid_request_error"),
+        ({"max_tokens": 500_000, "messages": HELLO}, 400, "invalid_request_error"),
+    ],
+)
+def test_errors_have_anthropics_shape(server, body: dict, status: int, kind: str) -> None:
+    response = httpx.post(server[0] + ENDPOINT, json={"model": MODEL, **body}, timeout=10)
+    assert response.status_code == status
+    error = response.json()
+    assert error["type"] == "error" and error["error"]["type"] == kind and error["error"]["message"]
+    assert set(error) == {"type", "error"} and set(error["error"]) == {"type", "message"}
+
+
+def test_errors_are_the_sdks_exceptions(server, client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        client.messages.create(model="no/such-model", max_tokens=5, messages=HELLO)
+    assert caught.value.body["error"]["type"] == "not_found_error"
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.create(model=MODEL, max_tokens=5, messages=HELLO, temperature=3)
+    wrong_method = httpx.get(server[0] + ENDPOINT)
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "error_type", "exception"),
+    [
+        ("rate_limit", 429, "rate_limit_error", anthropic.RateLimitError),
+        ("server_error", 500, "api_error", anthropic.InternalServerError),
+        ("service_unavailable", 503, "overloaded_error", anthropic.InternalServerError),
+    ],
+)
+def test_injected_errors_have_anthropics_types(kind: str, status: int, error_type: str, exception: type) -> None:
+    settings = Settings(zero_latency=True, fail_first=1, error_kinds=(kind,), retry_after_seconds=7)
+    with running_app(settings) as (base_url, app):
+        client = anthropic.Anthropic(base_url=base_url, api_key="unused", max_retries=0)
+        with pytest.raises(exception) as caught:
+            client.messages.create(model=MODEL, max_tokens=5, messages=HELLO)
+        assert caught.value.status_code == status and caught.value.body["error"]["type"] == error_type
+        if status != 500:
+            assert caught.value.response.headers["retry-after"] == "7"
+        assert client.messages.create(model=MODEL, max_tokens=5, messages=HELLO).content
+        eventually(lambda: app.state.metrics.snapshot().endpoints[ENDPOINT].requests_total == 2, "both recorded")
+        assert app.state.metrics.snapshot().endpoints[ENDPOINT].errors_total == {status: 1}
+
+
+def test_a_stream_broken_midway_raises_the_sdks_error() -> None:
+    with running_app(Settings(zero_latency=True, stream_error_rate=1.0)) as (base_url, app):
+        client = anthropic.Anthropic(base_url=base_url, api_key="unused", max_retries=0)
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            with client.messages.stream(model=MODEL, max_tokens=50, messages=HELLO,
+                                        extra_body={"ignore_eos": True}) as stream:
+                for _ in stream:
+                    pass
+        assert caught.value.body["error"]["type"] == "api_error"
+        eventually(lambda: app.state.metrics.snapshot().streaming.failed_streams == 1, "the stream was recorded")
+        assert app.state.metrics.snapshot().endpoints[ENDPOINT].errors_total == {500: 1}
+
+
+def test_api_keys_are_read_as_the_sdk_sends_them() -> None:
+    with running_app(Settings(zero_latency=True, api_keys=("sk-right",))) as (base_url, _):
+        right = anthropic.Anthropic(base_url=base_url, api_key="sk-right", max_retries=0)
+        assert right.messages.create(model=MODEL, max_tokens=3, messages=HELLO).content
+        bearer = anthropic.Anthropic(base_url=base_url, auth_token="sk-right", max_retries=0)
+        assert bearer.messages.create(model=MODEL, max_tokens=3, messages=HELLO).content
+        wrong = anthropic.Anthropic(base_url=base_url, api_key="sk-wrong", max_retries=0)
+        with pytest.raises(anthropic.AuthenticationError) as caught:
+            wrong.messages.create(model=MODEL, max_tokens=3, messages=HELLO)
+        assert caught.value.body["error"]["type"] == "authentication_error"
+        assert "sk-right" not in caught.value.response.text
+        missing = httpx.post(base_url + ENDPOINT, json={"model": MODEL, "max_tokens": 3, "messages": HELLO})
+        assert missing.status_code == 401 and missing.json()["error"]["type"] == "authentication_error"
+
+
+def test_requests_tokens_and_errors_are_counted_under_the_endpoint(server, client: anthropic.Anthropic) -> None:
+    _, app = server
+    registry = app.state.metrics
+    before = registry.snapshot().endpoints.get(ENDPOINT)
+    plain = client.messages.create(model=MODEL, max_tokens=7, messages=HELLO, extra_body={"ignore_eos": True})
+    with client.messages.stream(model=MODEL, max_tokens=9, messages=HELLO, extra_body={"ignore_eos": True}) as stream:
+        streamed = stream.get_final_message()
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.create(model=MODEL, max_tokens=5, messages=HELLO, temperature=2)
+    requests = (before.requests_total if before else 0) + 3
+    eventually(lambda: registry.snapshot().endpoints[ENDPOINT].requests_total == requests, "the three were recorded")
+    after = registry.snapshot().endpoints[ENDPOINT]
+    prompt = sum(r.usage.input_tokens + r.usage.cache_read_input_tokens for r in (plain, streamed))
+    assert after.prompt_tokens_total - (before.prompt_tokens_total if before else 0) == prompt
+    assert after.completion_tokens_total - (before.completion_tokens_total if before else 0) == 7 + 9
+    assert after.errors_total.get(400, 0) - (before.errors_total.get(400, 0) if before else 0) == 1
