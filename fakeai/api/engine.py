@@ -15,6 +15,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -29,6 +30,9 @@ from fakeai.simulation.latency import LatencyModel
 from fakeai.simulation.text import TextSource
 from fakeai.simulation.tokenizers import PromptTokenizer
 
+if TYPE_CHECKING:
+    from fakeai.api.shaping import ChatShaping, Output
+
 __all__ = ("Choice", "Engine", "Plan")
 
 OFFSETS_PER_STEP = 4096
@@ -37,11 +41,14 @@ answer is planned in steps, so planning it never holds up the other requests."""
 
 
 class Choice(msgspec.Struct, kw_only=True):
-    """One generated answer: ``tokens`` tokens of the text from token ``start``."""
+    """One generated answer: ``tokens`` tokens of the text from token ``start``, or (``output``
+    set: a shaped answer, ``fakeai.api.shaping``) a reasoning part, tool calls or JSON content
+    too, ``tokens`` of them all."""
 
     start: int
     tokens: int
     finish_reason: str
+    output: Output | None = None
     stop_sequence: str | None = None
     """The stop sequence that ended it, if one did (Anthropic's ``stop_sequence``)."""
 
@@ -191,18 +198,23 @@ class Engine:
         stop: str | list[str] | None,
         seed: int | None,
         stream: bool,
+        shaping: ChatShaping | None = None,
     ) -> Plan:
         """Draw the answer of one request (whose context ``check_context`` has accepted and whose
-        size ``limits`` has), returning to the event loop between steps of a long plan."""
+        size ``limits`` has), returning to the event loop between steps of a long plan.
+        ``shaping`` draws each choice of a chat request that asked for more than prose."""
         rng = self._rng if seed is None else random.Random(seed)
         stops = [stop] if isinstance(stop, str) else stop
         choices = []
-        for _ in range(n):
-            tokens, finish_reason = self.lengths.draw(rng, max_tokens, min_tokens, ignore_eos)
-            choice = Choice(start=self.text.start(rng), tokens=tokens, finish_reason=finish_reason)
-            if stops and not ignore_eos:
-                self._apply_stops(choice, stops)
-            choices.append(choice)
+        if shaping is not None:
+            choices = [shaping.draw(self, rng, max_tokens, min_tokens, ignore_eos, stops) for _ in range(n)]
+        else:
+            for _ in range(n):
+                tokens, finish_reason = self.lengths.draw(rng, max_tokens, min_tokens, ignore_eos)
+                choice = Choice(start=self.text.start(rng), tokens=tokens, finish_reason=finish_reason)
+                if stops and not ignore_eos:
+                    self.apply_stops(choice, stops)
+                choices.append(choice)
         longest = max(choice.tokens for choice in choices)
         load = self._load()
         offsets = self.latency.token_offsets(rng, min(longest, OFFSETS_PER_STEP), uncached_prompt_tokens, load)
@@ -229,7 +241,7 @@ class Engine:
         """How long reading ``prompt_tokens`` takes (an embedding request's whole latency)."""
         return self.latency.ttft(self._rng, prompt_tokens, self._load())
 
-    def _apply_stops(self, choice: Choice, stops: list[str]) -> None:
+    def apply_stops(self, choice: Choice, stops: list[str]) -> None:
         """End ``choice`` before the first of ``stops`` it contains (the schema refuses empty ones).
 
         The answer keeps its whole tokens before the stop sequence: the text never holds the

@@ -18,13 +18,16 @@ from litestar.exceptions import MethodNotAllowedException
 from fakeai.api.errors import APIError, invalid_body
 from fakeai.api.recording import EXCHANGE_KEY, ClientDisconnected, Exchange
 from fakeai.api.responses import PART_BYTES, send_event_stream, send_json_parts, wait_while_connected
-from fakeai.api.schemas import PromptTokensDetails, Usage
+from fakeai.api.rich import reasoning_tokens
+from fakeai.api.schemas import CompletionTokensDetails, PromptTokensDetails, Usage
 from fakeai.api.streaming import ChunkFormat, sse_events
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope
 
     from fakeai.api.engine import Engine, Plan
+    from fakeai.api.rich import ChatRender, CompletionRender
+    from fakeai.api.shaping import ChatShaping
     from fakeai.metrics import MetricsRegistry
     from fakeai.simulation.kvcache import Prompt
 
@@ -90,12 +93,13 @@ def admit(engine: Engine, registry: MetricsRegistry, exchange: Exchange, model: 
         exchange.model = model
 
 
-def _usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> Usage:
+def _usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int, reasoning: int | None = None) -> Usage:
     return Usage(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         total_tokens=prompt_tokens + completion_tokens,
         prompt_tokens_details=PromptTokensDetails(cached_tokens=cached_tokens),
+        completion_tokens_details=None if reasoning is None else CompletionTokensDetails(reasoning_tokens=reasoning),
     )
 
 
@@ -128,6 +132,7 @@ async def plan_answer(
     stop: str | list[str] | None = None,
     seed: int | None = None,
     stream: bool = False,
+    shaping: ChatShaping | None = None,
 ) -> Plan:
     """Route an admitted request to a simulated worker and plan its answer (``choices`` answers,
     ``n`` when not given; ``n`` is the request's parameter), noting in ``exchange`` what the
@@ -135,7 +140,7 @@ async def plan_answer(
 
     ``prompts`` are the request's prompt texts (or token-id lists) and their token counts: one
     for chat, one or more for completions (answered together; prefill takes as long as the
-    longest uncached part).
+    longest uncached part). ``shaping`` draws answers with reasoning, tool calls or JSON content.
     """
     cached = _route(engine, registry, exchange, prompts, tokens_per_prompt)
     plan = await engine.plan(
@@ -151,6 +156,7 @@ async def plan_answer(
         stop=stop,
         seed=seed,
         stream=stream,
+        shaping=shaping,
     )
     exchange.prompt_tokens = plan.prompt_tokens
     exchange.finish_reason = plan.choices[0].finish_reason
@@ -199,11 +205,15 @@ async def generate(
     chunks: ChunkFormat,
     render: Callable[[Plan, Usage], Iterator[bytes]],
     n: int | None = None,
+    shaping: ChatShaping | None = None,
+    rich: ChatRender | CompletionRender | None = None,
 ) -> None:
     """Plan the answer to a chat or completions ``body`` and send it: whole when due, or streamed.
 
     ``n`` counts every answer of a completions request with several prompts (``body.n`` for
-    each). The request has been admitted.
+    each). The request has been admitted. ``shaping`` draws a chat answer with reasoning, tool
+    calls or JSON content, ``rich`` renders what is more than prose (``render`` then being its
+    ``parts``); both ``None`` for plain answers.
     """
     plan = await plan_answer(
         engine,
@@ -221,10 +231,14 @@ async def generate(
         stop=body.stop,
         seed=body.seed,
         stream=body.stream,
+        shaping=shaping,
     )
+    reasoning = reasoning_tokens(plan) if shaping is not None and shaping.reasons else None
     if body.stream:
         open_stream(registry, exchange)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        if rich is not None:
+            rich.prompt_tokens = plan.prompt_tokens
         events = sse_events(
             engine,
             plan,
@@ -232,12 +246,13 @@ async def generate(
             chunks,
             registry.clock,
             include_usage,
-            lambda sent: _usage(plan.prompt_tokens, sent, plan.cached_tokens),
+            lambda sent: _usage(plan.prompt_tokens, sent, plan.cached_tokens, reasoning),
             registry.writer.gaps if exchange.recording else None,
+            rich,
         )
         await send_event_stream(exchange, receive, events)
         return
-    usage = _usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens)
+    usage = _usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens, reasoning)
     await send_when_due(engine, exchange, receive, plan, lambda: render(plan, usage))
 
 

@@ -3,7 +3,8 @@
 A reasoning model (gpt-oss, by default every model id containing ``gpt-oss``) writes a
 reasoning part before its answer, as vLLM serves gpt-oss's analysis channel. Its length is
 drawn per request from a normal distribution around the mean of the request's effort
-(``low``, ``medium``, ``high``: the values vLLM and gpt-oss accept), at least one token.
+(``low``, ``medium``, ``high``: the values vLLM and gpt-oss accept), at least one token and
+at most twice the mean.
 
 The text is ``REASONING_PROSE``, written under the same rules as the answers' ``PROSE``
 (``text.py``): words and ``.`` ``,`` ``:`` ``;`` that are each one token to o200k_base and
@@ -69,11 +70,12 @@ class ReasoningLength(msgspec.Struct, frozen=True, kw_only=True):
         raise ValueError(f"unknown reasoning effort {effort!r}; known: {', '.join(REASONING_EFFORTS)}")
 
     def draw(self, rng: random.Random, effort: str) -> int:
-        """The length in tokens of one reasoning part of ``effort``: at least 1."""
+        """The length in tokens of one reasoning part of ``effort``: at least 1, at most twice
+        the mean (so what a request may cost is bounded)."""
         mean = self.mean(effort)
         if not self.spread:
             return max(1, round(mean))
-        return max(1, round(rng.gauss(mean, mean * self.spread)))
+        return min(max(1, round(rng.gauss(mean, mean * self.spread))), max(1, round(2 * mean)))
 
 
 class ReasoningModels:

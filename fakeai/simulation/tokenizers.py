@@ -19,7 +19,7 @@ import importlib.util
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from fakeai.simulation.tokens import count_tokens
+from fakeai.simulation.tokens import CHARS_PER_TOKEN, count_tokens
 
 if TYPE_CHECKING:
     from fakeai.simulation.kvcache import Prompt
@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 __all__ = ("EXTRA", "TOKENIZERS", "PromptTokenizer", "TokenizerMissing", "missing_extra")
 
 TOKENIZERS = ("approx", "o200k_base", "cl100k_base")
+VOCABULARY_SIZES = {"o200k_base": 199_998, "cl100k_base": 100_256}
+"""Ordinary tokens of each encoding: a larger id (a special token, or none) is never decoded
+(``bpe-openai`` panics on ids past its vocabulary)."""
+REPLACEMENT = "\ufffd"
+"""The text of a token that is part of a character (as tiktoken decodes it, errors="replace")."""
 EXTRA = "fakeai[tokenizers]"
 """The optional extra that installs the real encodings."""
 
@@ -63,7 +68,7 @@ def _without_lone_surrogates(text: str) -> str:
 class PromptTokenizer:
     """How prompt texts are counted, by the ``tokenizer`` setting."""
 
-    __slots__ = ("_encoder", "exact", "name")
+    __slots__ = ("_encoder", "_vocabulary", "exact", "name")
 
     def __init__(self, name: str = "approx") -> None:
         if name not in TOKENIZERS:
@@ -72,6 +77,7 @@ class PromptTokenizer:
         self.exact = name != "approx"
         """Counts with a real encoding (and the KV cache hashes real token ids)."""
         self._encoder = _encoder(name) if self.exact else None
+        self._vocabulary = VOCABULARY_SIZES.get(name, 0)
 
     def tokens(self, text: str, limit: int) -> tuple[int | None, Prompt]:
         """``(tokens, prompt to route)``: the text's token count (``None`` when it is counted
@@ -87,3 +93,30 @@ class PromptTokenizer:
         except UnicodeEncodeError:
             return self.tokens(_without_lone_surrogates(text), limit)
         return len(ids), ids
+
+    def token_texts(self, prompt: str | list[int]) -> list[str]:
+        """The text of each token of ``prompt`` (a text or token ids), as many as it counts:
+        ``approx`` cuts a text every four characters and cannot read token ids (each is
+        ``token_id:N``, vLLM's spelling); a real encoding decodes each token (a token that is
+        part of a character is U+FFFD; an id outside the vocabulary is ``token_id:N``)."""
+        encoder = self._encoder
+        if encoder is None:
+            if isinstance(prompt, str):
+                return [prompt[i : i + CHARS_PER_TOKEN] for i in range(0, len(prompt), CHARS_PER_TOKEN)]
+            return [f"token_id:{token}" for token in prompt]
+        if isinstance(prompt, str):
+            try:
+                prompt = encoder.encode(prompt)
+            except UnicodeEncodeError:
+                prompt = encoder.encode(_without_lone_surrogates(prompt))
+        vocabulary = self._vocabulary
+        texts = []
+        for token in prompt:
+            if token >= vocabulary:
+                texts.append(f"token_id:{token}")
+                continue
+            try:
+                texts.append(encoder.decode([token]))
+            except ValueError:
+                texts.append(REPLACEMENT)
+        return texts
