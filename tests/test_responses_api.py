@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import msgspec
 import openai
@@ -138,7 +140,7 @@ def test_stream_helper_gives_the_final_response(client: openai.OpenAI) -> None:
         ({"top_logprobs": 2}, "top_logprobs"),
         ({"truncation": "auto"}, "truncation"),
         ({"include": ["message.output_text.logprobs"]}, "include[0]"),
-        ({"tools": [{"type": "web_search"}]}, "tools"),
+        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].id"),
         ({"input": [{"type": "computer_call_output", "call_id": "c"}]}, "input[0].type"),
         ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}, "input[0].content[0].type"),
@@ -199,3 +201,150 @@ def test_a_stream_broken_by_an_injected_error_ends_with_error_and_response_faile
         assert [event["sequence_number"] for event in events] == list(range(len(events)))
         eventually(lambda: app.state.metrics.snapshot().streaming.failed_streams == 1, "the stream was recorded")
         assert app.state.metrics.snapshot().endpoints[ENDPOINT].errors_total == {500: 1}
+
+
+WEATHER = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "minLength": 2},
+        "unit": {"enum": ["celsius", "fahrenheit"]},
+        "days": {"type": "integer", "minimum": 1, "maximum": 14},
+    },
+    "required": ["city", "unit"],
+    "additionalProperties": False,
+}
+TOOLS = [
+    {"type": "function", "name": "weather", "description": "The forecast.", "parameters": WEATHER},
+    {"type": "function", "name": "time", "parameters": {"type": "object", "properties": {"zone": {"type": "string"}},
+                                                        "required": ["zone"]}},
+]
+
+
+def test_a_reasoning_model_reasons_first(client: openai.OpenAI) -> None:
+    reply = client.responses.create(model=MODEL, input="Why?", reasoning={"effort": "low"})
+    reasoning, message = reply.output
+    assert reasoning.type == "reasoning" and reasoning.summary == [] and reasoning.id.startswith("rs_")
+    [part] = reasoning.content
+    thought = reply.usage.output_tokens_details.reasoning_tokens
+    assert part.type == "reasoning_text" and len(O200K.encode_ordinary(part.text)) == thought >= 1
+    assert message.type == "message" and reply.usage.output_tokens == thought + len(
+        O200K.encode_ordinary(reply.output_text))
+    assert reasoning.encrypted_content is None
+
+
+def test_reasoning_counts_against_max_output_tokens(client: openai.OpenAI) -> None:
+    reply = client.responses.create(model=MODEL, input="Why?", reasoning={"effort": "high"}, max_output_tokens=20)
+    assert reply.status == "incomplete" and [item.type for item in reply.output] == ["reasoning"]
+    assert reply.usage.output_tokens == reply.usage.output_tokens_details.reasoning_tokens == 20
+
+
+def test_a_model_that_does_not_reason_refuses_an_effort(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="meta-llama/Llama-3.1-8B-Instruct", input="Why?", reasoning={"effort": "low"})
+    assert caught.value.param == "reasoning.effort"
+
+
+def test_a_reasoning_stream_streams_the_reasoning_then_the_answer(client: openai.OpenAI) -> None:
+    with client.responses.stream(model=MODEL, input="Why?", reasoning={"effort": "low"}) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    thought = [event.delta for event in events if event.type == "response.reasoning_text.delta"]
+    said = [event.delta for event in events if event.type == "response.output_text.delta"]
+    assert len(thought) == final.usage.output_tokens_details.reasoning_tokens
+    assert len(thought) + len(said) == final.usage.output_tokens
+    assert "".join(thought) == final.output[0].content[0].text and "".join(said) == final.output_text
+    added = [event.item.type for event in events if event.type == "response.output_item.added"]
+    assert added == ["reasoning", "message"]
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+
+
+def test_encrypted_reasoning_is_included_and_accepted_back(client: openai.OpenAI) -> None:
+    reply = client.responses.create(model=MODEL, input="Why?", reasoning={"effort": "low"}, store=False,
+                                    include=["reasoning.encrypted_content"])
+    assert reply.output[0].encrypted_content
+    history = [{"role": "user", "content": "Why?"}, *[item.model_dump(exclude_none=True) for item in reply.output],
+               {"role": "user", "content": "And then?"}]
+    assert client.responses.create(model=MODEL, input=history, max_output_tokens=5).output
+
+
+def _valid_calls(reply, names: set[str]) -> list:
+    import jsonschema
+
+    schemas = {tool["name"]: tool["parameters"] for tool in TOOLS}
+    calls = [item for item in reply.output if item.type == "function_call"]
+    for call in calls:
+        assert call.name in names and call.call_id.startswith("call_") and call.status == "completed"
+        jsonschema.validate(json.loads(call.arguments), schemas[call.name])
+    return calls
+
+
+def test_required_tool_calls_are_function_call_items_valid_against_their_schemas(client: openai.OpenAI) -> None:
+    for seed in range(5):
+        reply = client.responses.create(model=MODEL, input="Weather?", tools=TOOLS, tool_choice="required",
+                                        extra_body={"seed": seed})
+        calls = _valid_calls(reply, {"weather", "time"})
+        assert 1 <= len(calls) == len(reply.output) and reply.status == "completed"
+    single = client.responses.create(model=MODEL, input="Weather?", tools=TOOLS, tool_choice="required",
+                                     parallel_tool_calls=False)
+    assert len(_valid_calls(single, {"weather", "time"})) == 1
+    named = client.responses.create(model=MODEL, input="Weather?", tools=TOOLS,
+                                    tool_choice={"type": "function", "name": "weather"})
+    assert [call.name for call in _valid_calls(named, {"weather"})] == ["weather"]
+    none = client.responses.create(model=MODEL, input="Weather?", tools=TOOLS, tool_choice="none")
+    assert [item.type for item in none.output] == ["message"]
+
+
+def test_tool_calls_stream_as_argument_deltas(client: openai.OpenAI) -> None:
+    with client.responses.stream(model=MODEL, input="Weather?", tools=TOOLS,
+                                 tool_choice={"type": "function", "name": "weather"}) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    [call] = _valid_calls(final, {"weather"})
+    added = next(event for event in events if event.type == "response.output_item.added")
+    assert added.item.type == "function_call" and added.item.name == "weather" and added.item.arguments == ""
+    deltas = [event.delta for event in events if event.type == "response.function_call_arguments.delta"]
+    assert "".join(deltas) == call.arguments
+    assert final.usage.output_tokens == 1 + len(deltas), "the name is a token, each piece one more"
+    done = next(event for event in events if event.type == "response.function_call_arguments.done")
+    assert done.arguments == call.arguments
+
+
+def test_tools_cost_the_prompt_tokens_chat_charges(client: openai.OpenAI) -> None:
+    chat_tools = [{"type": "function", "function": {key: value for key, value in tool.items() if key != "type"}}
+                  for tool in TOOLS]
+    chat = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Weather?"}],
+                                          tools=chat_tools, tool_choice="none", max_tokens=1)
+    reply = client.responses.create(model=MODEL, input="Weather?", tools=TOOLS, tool_choice="none",
+                                    max_output_tokens=1)
+    assert reply.usage.input_tokens == chat.usage.prompt_tokens
+
+
+def test_a_json_schema_format_answers_a_valid_instance(client: openai.OpenAI) -> None:
+    import jsonschema
+
+    for seed in range(3):
+        reply = client.responses.create(
+            model=MODEL, input="Forecast?", extra_body={"seed": seed},
+            text={"format": {"type": "json_schema", "name": "forecast", "schema": WEATHER, "strict": True}})
+        jsonschema.validate(json.loads(reply.output_text), WEATHER)
+    anything = client.responses.create(model=MODEL, input="Forecast?", text={"format": {"type": "json_object"}})
+    assert isinstance(json.loads(anything.output_text), dict)
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tools": TOOLS, "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice"),
+        ({"tools": TOOLS, "tool_choice": {"type": "allowed_tools", "tools": []}}, "tool_choice"),
+        ({"tools": [TOOLS[0], TOOLS[0]]}, "tools[1].parameters"),
+        ({"tools": [{"type": "function", "name": "f", "parameters": {"type": "string", "pattern": "x"}}]},
+         "tools[0].parameters"),
+        ({"tools": TOOLS, "tool_choice": "required", "extra_body": {"ignore_eos": True}}, "ignore_eos"),
+        ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),
+    ],
+)
+def test_tool_and_format_mistakes_are_400s(client: openai.OpenAI, extra: dict, param: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model=MODEL, input="Hi", **extra)  # type: ignore[call-overload]
+    assert caught.value.param == param

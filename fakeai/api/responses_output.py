@@ -1,16 +1,25 @@
 """What a Responses API answer holds: its output items, and the ``Response`` around them.
 
 One planned answer (``engine.Plan``, one choice) becomes the response's ``output``, one item
-per segment of the answer (``answer_layout``): a ``message`` item whose ``output_text`` is the
-answer's words.
+per segment of the answer (``answer_layout``): a ``reasoning`` item (its text as
+``reasoning_text`` content, as vLLM serves gpt-oss; ``summary`` empty), then a ``message``
+item whose ``output_text`` is the answer's words or JSON, or one ``function_call`` item per
+tool call.
+
+With ``include: ["reasoning.encrypted_content"]`` (what a client that stores nothing asks, to
+send the reasoning back) a reasoning item carries ``encrypted_content``: an opaque string
+(the reasoning text in base64, not encrypted), accepted back in ``input`` like any reasoning item.
 """
 
 from __future__ import annotations
 
+import base64
 import time
+
 from fakeai.api.answer_layout import Segment, segments
 from fakeai.api.engine import Engine, Plan
 from fakeai.api.responses_schemas import (
+    FunctionCallItem,
     IncompleteDetails,
     InputTokensDetails,
     MessageItem,
@@ -18,32 +27,53 @@ from fakeai.api.responses_schemas import (
     OutputText,
     OutputTokensDetails,
     ReasoningConfig,
+    ReasoningItem,
+    ReasoningText,
     Response,
     ResponsesRequest,
     ResponseUsage,
     TextConfig,
 )
 
-__all__ = ("OutputPart", "ResponseAnswer")
+__all__ = ("ENCRYPTED_REASONING", "OutputPart", "ResponseAnswer")
+
+ENCRYPTED_REASONING = "reasoning.encrypted_content"
+_PREFIXES = {"reasoning": "rs_", "text": "msg_", "tool_call": "fc_"}
 
 
 class OutputPart:
     """One output item of an answer: one segment of its tokens, with the item's id."""
 
-    __slots__ = ("item_id", "segment")
+    __slots__ = ("encrypted", "item_id", "segment")
 
-    def __init__(self, segment: Segment, item_id: str) -> None:
+    def __init__(self, segment: Segment, item_id: str, encrypted: bool) -> None:
         self.segment = segment
         self.item_id = item_id
+        self.encrypted = encrypted
+        """A reasoning item carries ``encrypted_content``."""
 
     def item(self, status: str, tokens: int | None = None) -> OutputItem:
         """The item as the API sends it, made of its first ``tokens`` tokens (all of them by default)."""
         segment = self.segment
         text = segment.text(segment.tokens if tokens is None else tokens)
+        if segment.kind == "reasoning":
+            encrypted = base64.b64encode(text.encode()).decode() if self.encrypted else None
+            return ReasoningItem(id=self.item_id, content=[ReasoningText(text=text)], encrypted_content=encrypted)
+        if segment.kind == "tool_call":
+            call = segment.call
+            return FunctionCallItem(id=self.item_id, call_id=call.id, name=call.name, arguments=text,  # type: ignore[union-attr]
+                                    status=status)
         return MessageItem(id=self.item_id, status=status, content=[OutputText(text=text)])
 
     def in_progress(self) -> OutputItem:
         """The item as ``response.output_item.added`` sends it: no content yet."""
+        segment = self.segment
+        if segment.kind == "reasoning":
+            return ReasoningItem(id=self.item_id, content=[])
+        if segment.kind == "tool_call":
+            call = segment.call
+            return FunctionCallItem(id=self.item_id, call_id=call.id, name=call.name, arguments="",  # type: ignore[union-attr]
+                                    status="in_progress")
         return MessageItem(id=self.item_id, status="in_progress")
 
 
@@ -58,8 +88,12 @@ class ResponseAnswer:
         self.id = "resp_" + suffix
         self.incomplete = choice.finish_reason == "length"
         """The answer reached ``max_output_tokens``: the response is ``incomplete``."""
-        self.parts = [OutputPart(segment, "msg_" + suffix) for segment in segments(engine, choice)]
-        self.reasoning_tokens = 0
+        encrypted = ENCRYPTED_REASONING in request.include
+        self.parts = [
+            OutputPart(segment, f"{_PREFIXES[segment.kind]}{suffix}{number}", encrypted)
+            for number, segment in enumerate(segments(engine, choice))
+        ]
+        self.reasoning_tokens = sum(part.segment.tokens for part in self.parts if part.segment.kind == "reasoning")
 
     def status(self) -> str:
         return "incomplete" if self.incomplete else "completed"

@@ -65,8 +65,10 @@ class ReasoningConfig(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 class TextFormat(msgspec.Struct, kw_only=True, omit_defaults=True):
     type: Literal["text", "json_object", "json_schema"]
-    name: str | None = None
-    schema: dict[str, Any] | None = None
+    name: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    schema: msgspec.Raw = msgspec.Raw()
+    """The JSON Schema of ``json_schema``, kept as the request's bytes (empty: none given;
+    compiled once per distinct schema)."""
     strict: bool | None = None
     description: str | None = None
 
@@ -76,13 +78,18 @@ class TextConfig(msgspec.Struct, kw_only=True, omit_defaults=True):
     verbosity: Literal["low", "medium", "high"] | None = None
 
 
+FunctionName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_.-]+$")]
+
+
 class Tool(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A tool offered to the model: ``function`` ones are called; the built-in ones are refused."""
 
     type: str
-    name: str | None = None
+    name: FunctionName | None = None
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: msgspec.Raw = msgspec.Raw()
+    """Its JSON Schema, kept as the request's bytes (empty: none given; compiled once per
+    distinct schema)."""
     strict: bool | None = None
 
 
@@ -96,7 +103,7 @@ class ResponsesRequest(msgspec.Struct, kw_only=True):
     top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
     reasoning: ReasoningConfig | None = None
     text: TextConfig | None = None
-    tools: list[Tool] = []
+    tools: Annotated[list[Tool], Meta(max_length=128)] = []
     tool_choice: str | dict[str, Any] = "auto"
     parallel_tool_calls: bool = True
     max_tool_calls: PositiveInt | None = None
@@ -141,12 +148,11 @@ class MessageItem(_Sent, kw_only=True, tag_field="type", tag="message"):
     content: list[OutputText] = []
 
 
-class ReasoningItem(_Sent, kw_only=True, tag_field="type", tag="reasoning", omit_defaults=True):
+class ReasoningItem(_Sent, kw_only=True, tag_field="type", tag="reasoning"):
     id: str
     summary: list[Any] = []
     content: list[ReasoningText] | None = None
     encrypted_content: str | None = None
-    status: str | None = None
 
 
 class FunctionCallItem(_Sent, kw_only=True, tag_field="type", tag="function_call"):

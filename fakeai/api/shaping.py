@@ -30,16 +30,16 @@ if TYPE_CHECKING:
     from fakeai.api.schemas import ChatCompletionRequest
     from fakeai.config import Settings
 
-__all__ = ("ChatShaping", "Features", "Output", "PlannedCall", "needs_shaping")
+__all__ = ("ANY_OBJECT", "NO_PARAMETERS", "ChatShaping", "Features", "Output", "PlannedCall", "needs_shaping")
 
 SCHEMA_CACHE_SIZE = 256
 """Distinct compiled schemas kept (agents send the same tools with every request)."""
 INSTANCE_EXTRA_CHARS = 240
 """How much longer than its schema's smallest instance a generated instance may be."""
 _ID_ALPHABET = string.ascii_letters + string.digits
-_NO_PARAMETERS = {"type": "object", "properties": {}, "additionalProperties": False}
+NO_PARAMETERS = {"type": "object", "properties": {}, "additionalProperties": False}
 """A function without ``parameters`` takes none: its arguments are ``{}``."""
-_ANY_OBJECT = {"type": "object"}
+ANY_OBJECT = {"type": "object"}
 """``response_format: json_object``: some JSON object."""
 
 
@@ -176,7 +176,7 @@ class Features:
                 raise APIError(400, f"Invalid 'tools': the function name '{name}' is used twice.",
                                param=f"tools[{position}].function.name", code="invalid_value")
             names.add(name)
-            tools.append((name, self.schema(tool.function.parameters, _NO_PARAMETERS,
+            tools.append((name, self.schema(tool.function.parameters, NO_PARAMETERS,
                                             f"tools[{position}].function.parameters")))
         if choice is None:
             mode = "auto"
@@ -198,7 +198,7 @@ class Features:
         if kind == "TextFormat":
             return None
         if kind == "JsonObjectFormat":
-            return self.schema(None, _ANY_OBJECT, "response_format")
+            return self.schema(None, ANY_OBJECT, "response_format")
         return self.schema(fmt.json_schema.schema, {}, "response_format.json_schema.schema")  # type: ignore[union-attr]
 
 
@@ -250,6 +250,7 @@ class ChatShaping:
         if reasoning:
             output.reasoning_start = reasoning_text().start(rng)
         start = engine.text.start(rng)
+        stop_sequence = None
         calls = self._calls(rng)
         if calls is not None:
             output.calls = calls
@@ -263,8 +264,8 @@ class ChatShaping:
             if stops and not ignore_eos:
                 prose = Choice(start=start, tokens=body, finish_reason=reason)
                 engine.apply_stops(prose, stops)
-                body, reason = prose.tokens, prose.finish_reason
+                body, reason, stop_sequence = prose.tokens, prose.finish_reason, prose.stop_sequence
         tokens = reasoning + body
         if max_tokens is not None and tokens > max_tokens:
-            tokens, reason = max_tokens, "length"
-        return Choice(start=start, tokens=tokens, finish_reason=reason, output=output)
+            tokens, reason, stop_sequence = max_tokens, "length", None
+        return Choice(start=start, tokens=tokens, finish_reason=reason, output=output, stop_sequence=stop_sequence)
