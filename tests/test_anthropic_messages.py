@@ -130,8 +130,7 @@ def test_stream_helper_gives_the_final_message(client: anthropic.Anthropic) -> N
         ({"max_tokens": 5, "messages": HELLO, "temperature": 1.5}, 400, "invalid_request_error"),
         ({"max_tokens": 5, "messages": HELLO, "stop_sequences": [""]}, 400, "invalid_request_error"),
         ({"max_tokens": 5, "messages": HELLO, "model": "no/such-model"}, 404, "not_found_error"),
-        ({"max_tokens": 5, "messages": HELLO, "tools": [{"name": "f", "input_schema": {}}]}, 400,
-         "invalid_request_error"),
+        ({"max_tokens": 5, "messages": HELLO, "tools": [{"name": "f"}]}, 400, "invalid_request_error"),
         ({"max_tokens": 500_000, "messages": HELLO}, 400, "invalid_request_error"),
     ],
 )
@@ -148,7 +147,7 @@ def test_errors_are_the_sdks_exceptions(server, client: anthropic.Anthropic) -> 
         client.messages.create(model="no/such-model", max_tokens=5, messages=HELLO)
     assert caught.value.body["error"]["type"] == "not_found_error"
     with pytest.raises(anthropic.BadRequestError):
-        client.messages.create(model=MODEL, max_tokens=5, messages=HELLO, temperature=3)
+        client.messages.create(model=MODEL, max_tokens=5, messages=HELLO, extra_body={"temperature": 3})
     wrong_method = httpx.get(server[0] + ENDPOINT)
     assert wrong_method.status_code == 405 and wrong_method.json()["error"]["type"] == "invalid_request_error"
 
@@ -211,7 +210,7 @@ def test_requests_tokens_and_errors_are_counted_under_the_endpoint(server, clien
     with client.messages.stream(model=MODEL, max_tokens=9, messages=HELLO, extra_body={"ignore_eos": True}) as stream:
         streamed = stream.get_final_message()
     with pytest.raises(anthropic.BadRequestError):
-        client.messages.create(model=MODEL, max_tokens=5, messages=HELLO, temperature=2)
+        client.messages.create(model=MODEL, max_tokens=5, messages=HELLO, extra_body={"temperature": 2})
     requests = (before.requests_total if before else 0) + 3
     eventually(lambda: registry.snapshot().endpoints[ENDPOINT].requests_total == requests, "the three were recorded")
     after = registry.snapshot().endpoints[ENDPOINT]
@@ -219,3 +218,107 @@ def test_requests_tokens_and_errors_are_counted_under_the_endpoint(server, clien
     assert after.prompt_tokens_total - (before.prompt_tokens_total if before else 0) == prompt
     assert after.completion_tokens_total - (before.completion_tokens_total if before else 0) == 7 + 9
     assert after.errors_total.get(400, 0) - (before.errors_total.get(400, 0) if before else 0) == 1
+
+
+WEATHER = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "minLength": 2}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+    "required": ["city", "unit"],
+}
+TOOLS = [{"name": "weather", "description": "The forecast.", "input_schema": WEATHER},
+         {"name": "time", "input_schema": {"type": "object", "properties": {"zone": {"type": "string"}}}}]
+
+
+def test_thinking_comes_first_within_its_budget(client: anthropic.Anthropic) -> None:
+    reply = client.messages.create(model=MODEL, max_tokens=3000, messages=HELLO,
+                                   thinking={"type": "enabled", "budget_tokens": 1024})
+    thinking, text = reply.content
+    assert thinking.type == "thinking" and thinking.signature and text.type == "text"
+    thought = len(O200K.encode_ordinary(thinking.thinking))
+    assert 1 <= thought <= 1024 and reply.usage.output_tokens_details.thinking_tokens == thought
+    assert reply.usage.output_tokens == thought + len(O200K.encode_ordinary(text.text))
+    plain = client.messages.create(model=MODEL, max_tokens=30, messages=HELLO, thinking={"type": "disabled"})
+    assert [block.type for block in plain.content] == ["text"] and plain.usage.output_tokens_details is None
+
+
+def test_thinking_streams_with_its_signature(client: anthropic.Anthropic) -> None:
+    with client.messages.stream(model=MODEL, max_tokens=2000, messages=HELLO,
+                                thinking={"type": "adaptive"}, output_config={"effort": "low"}) as stream:
+        events = list(stream)
+        final = stream.get_final_message()
+    kinds = [event.delta.type for event in events if event.type == "content_block_delta"]
+    thought = kinds.count("thinking_delta")
+    assert thought == final.usage.output_tokens_details.thinking_tokens >= 1
+    assert kinds[:thought] == ["thinking_delta"] * thought and kinds[thought] == "signature_delta"
+    assert final.content[0].type == "thinking" and final.content[0].signature
+    assert final.content[1].type == "text" and final.usage.output_tokens == thought + kinds.count("text_delta")
+
+
+def test_thinking_needs_a_reasoning_model_and_a_budget_below_max_tokens(server) -> None:
+    cases = [
+        ({"model": "meta-llama/Llama-3.1-8B-Instruct", "thinking": {"type": "enabled", "budget_tokens": 1024},
+          "max_tokens": 2000}, "thinking"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 512}, "max_tokens": 2000}, "budget_tokens"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 2000}, "max_tokens": 2000}, "max_tokens"),
+    ]
+    for extra, named in cases:
+        response = httpx.post(server[0] + ENDPOINT, json={"model": MODEL, "messages": HELLO, **extra}, timeout=10)
+        assert response.status_code == 400 and named in response.json()["error"]["message"]
+
+
+def _valid_uses(reply: Message, names: set[str]) -> list:
+    import jsonschema
+
+    schemas = {tool["name"]: tool["input_schema"] for tool in TOOLS}
+    uses = [block for block in reply.content if block.type == "tool_use"]
+    for use in uses:
+        assert use.name in names and use.id.startswith("toolu_")
+        jsonschema.validate(use.input, schemas[use.name])
+    return uses
+
+
+def test_tool_use_blocks_are_valid_against_their_schemas(client: anthropic.Anthropic) -> None:
+    for seed in range(5):
+        reply = client.messages.create(model=MODEL, max_tokens=500, messages=HELLO, tools=TOOLS,
+                                       tool_choice={"type": "any"}, extra_body={"seed": seed})
+        assert reply.stop_reason == "tool_use" and 1 <= len(_valid_uses(reply, {"weather", "time"}))
+    one = client.messages.create(model=MODEL, max_tokens=500, messages=HELLO, tools=TOOLS,
+                                 tool_choice={"type": "any", "disable_parallel_tool_use": True})
+    assert len(_valid_uses(one, {"weather", "time"})) == 1
+    named = client.messages.create(model=MODEL, max_tokens=500, messages=HELLO, tools=TOOLS,
+                                   tool_choice={"type": "tool", "name": "weather"})
+    assert [use.name for use in _valid_uses(named, {"weather"})] == ["weather"]
+    none = client.messages.create(model=MODEL, max_tokens=30, messages=HELLO, tools=TOOLS,
+                                  tool_choice={"type": "none"})
+    assert [block.type for block in none.content] == ["text"]
+
+
+def test_tool_use_streams_as_input_json_deltas(client: anthropic.Anthropic) -> None:
+    with client.messages.stream(model=MODEL, max_tokens=500, messages=HELLO, tools=TOOLS,
+                                tool_choice={"type": "tool", "name": "weather"}) as stream:
+        events = list(stream)
+        final = stream.get_final_message()
+    [use] = _valid_uses(final, {"weather"})
+    start = next(event for event in events if event.type == "content_block_start")
+    assert start.content_block.type == "tool_use" and start.content_block.name == "weather"
+    pieces = [event.delta.partial_json for event in events
+              if event.type == "content_block_delta" and event.delta.type == "input_json_delta"]
+    assert msgspec.json.decode("".join(pieces)) == use.input
+    assert final.stop_reason == "tool_use" and final.usage.output_tokens == 1 + len(pieces)
+
+
+def test_a_json_output_format_answers_a_valid_instance(client: anthropic.Anthropic) -> None:
+    import jsonschema
+
+    reply = client.messages.create(model=MODEL, max_tokens=500, messages=HELLO,
+                                   output_config={"format": {"type": "json_schema", "schema": WEATHER}})
+    jsonschema.validate(msgspec.json.decode(reply.content[0].text), WEATHER)
+
+
+def test_server_tools_and_unknown_tool_choices_are_400s(server) -> None:
+    for extra in ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
+                  {"tools": TOOLS, "tool_choice": {"type": "tool", "name": "nope"}},
+                  {"tool_choice": {"type": "any"}}):
+        response = httpx.post(server[0] + ENDPOINT, json={"model": MODEL, "max_tokens": 50, "messages": HELLO,
+                                                          **extra}, timeout=10)
+        assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"

@@ -76,8 +76,40 @@ class Metadata(msgspec.Struct, kw_only=True):
 
 
 class ThinkingConfig(msgspec.Struct, kw_only=True):
-    type: Literal["enabled", "disabled", "adaptive"]
-    budget_tokens: Annotated[int, Meta(ge=1)] | None = None
+    type: Literal["enabled", "disabled", "adaptive", "between_tools"]
+    budget_tokens: int | None = None
+
+
+ToolName = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9_-]+$")]
+
+
+class ToolParam(msgspec.Struct, kw_only=True):
+    """A tool offered to the model: a custom one (``input_schema``) is called; a server tool
+    (``type`` ``bash_20250124``, ``web_search_20250305``, ...) is refused."""
+
+    name: ToolName
+    description: str | None = None
+    input_schema: msgspec.Raw = msgspec.Raw()
+    """Its JSON Schema, kept as the request's bytes (empty: none given; compiled once per
+    distinct schema)."""
+    type: str | None = None
+
+
+class ToolChoice(msgspec.Struct, kw_only=True):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool = False
+
+
+class OutputFormat(msgspec.Struct, kw_only=True):
+    type: Literal["json_schema"]
+    schema: msgspec.Raw
+
+
+class OutputConfig(msgspec.Struct, kw_only=True):
+    effort: Literal["low", "medium", "high"] | None = None
+    """The reasoning efforts fakeai's reasoning models take."""
+    format: OutputFormat | None = None
 
 
 StopSequence = Annotated[str, Meta(min_length=1)]
@@ -95,8 +127,9 @@ class MessagesRequest(msgspec.Struct, kw_only=True):
     stream: bool = False
     metadata: Metadata | None = None
     thinking: ThinkingConfig | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: dict[str, Any] | None = None
+    tools: Annotated[list[ToolParam], Meta(max_length=128)] | None = None
+    tool_choice: ToolChoice | None = None
+    output_config: OutputConfig | None = None
     # -- vLLM's extras, as the chat endpoint takes them -------------------------------------
     ignore_eos: bool = False
     min_tokens: Annotated[int, Meta(ge=0)] = 0
@@ -106,25 +139,45 @@ class MessagesRequest(msgspec.Struct, kw_only=True):
 # -- responses -----------------------------------------------------------------------------
 
 
-class MessageUsage(msgspec.Struct, kw_only=True):
+class OutputTokensDetails(msgspec.Struct, kw_only=True):
+    thinking_tokens: int
+
+
+class MessageUsage(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Anthropic's usage: ``input_tokens`` are the prompt tokens not read from the (simulated)
-    prefix cache, ``cache_read_input_tokens`` those that were; the prompt is their sum."""
+    prefix cache, ``cache_read_input_tokens`` those that were; the prompt is their sum.
+    ``output_tokens_details`` is sent for an answer that thinks."""
 
     input_tokens: int
-    cache_creation_input_tokens: int = 0
+    cache_creation_input_tokens: int
     cache_read_input_tokens: int
     output_tokens: int
+    output_tokens_details: OutputTokensDetails | None = None
 
 
 class TextContent(msgspec.Struct, kw_only=True, tag_field="type", tag="text"):
     text: str
 
 
+class ThinkingContent(msgspec.Struct, kw_only=True, tag_field="type", tag="thinking"):
+    thinking: str
+    signature: str
+
+
+class ToolUseContent(msgspec.Struct, kw_only=True, tag_field="type", tag="tool_use"):
+    id: str
+    name: str
+    input: Any
+
+
+Content = TextContent | ThinkingContent | ToolUseContent
+
+
 class Message(msgspec.Struct, kw_only=True, tag_field="type", tag="message"):
     id: str
     role: str = "assistant"
     model: str
-    content: list[TextContent]
+    content: list[Content]
     stop_reason: str | None
     stop_sequence: str | None
     usage: MessageUsage
