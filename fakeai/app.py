@@ -25,6 +25,7 @@ from fakeai.api.monitoring import monitoring_handlers
 from fakeai.api.recording import Recorder
 from fakeai.api.responses_api import responses_handler
 from fakeai.api.sampling import HistorySampler
+from fakeai.api.tokenize import tokenize_handlers
 from fakeai.config import Settings, settings_from_env
 from fakeai.metrics import MetricsRegistry
 from fakeai.metrics.labels import engines_per_process
@@ -117,6 +118,7 @@ def create_app(
             v1,
             # Anthropic's route reads its key its own way (x-api-key) and answers in its own shape
             messages_handler(engine, registry, settings.max_request_bytes, settings.api_keys),
+            *tokenize_handlers(engine, settings.max_request_bytes),  # vLLM's, outside /v1: no key
             *monitoring_handlers(registry, settings.metrics_format, history),
             *dashboard_handlers(settings.dashboard_refresh_seconds),
         ],

@@ -19,6 +19,7 @@ import importlib.util
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from fakeai.simulation.approx_ids import OPAQUE, approx_decode, approx_ids
 from fakeai.simulation.tokens import CHARS_PER_TOKEN, count_tokens
 
 if TYPE_CHECKING:
@@ -120,3 +121,41 @@ class PromptTokenizer:
             except ValueError:
                 texts.append(REPLACEMENT)
         return texts
+
+    def ids(self, text: str, prompt: Prompt) -> list[int]:
+        """The token ids of ``text``, whose ``prompt`` ``tokens`` returned: a real encoding's ids,
+        or ``approx``'s ids of its pieces (``approx_ids``)."""
+        return approx_ids(text) if self._encoder is None else prompt  # type: ignore[return-value]
+
+    def unknown(self, ids: list[int]) -> int | None:
+        """The position of the first of ``ids`` (none negative) that ``decode`` cannot read
+        (``None``: none): past the vocabulary, or an ``approx`` id of a non-ASCII piece."""
+        vocabulary = OPAQUE if self._encoder is None else self._vocabulary
+        if not ids or max(ids) < vocabulary:
+            return None
+        return next(position for position, token in enumerate(ids) if token >= vocabulary)
+
+    def decode(self, ids: list[int]) -> str:
+        """The text of ``ids`` (``unknown`` found none): a token that is part of a character and
+        is not completed by the tokens after it is U+FFFD, as tiktoken decodes it."""
+        encoder = self._encoder
+        if encoder is None:
+            return approx_decode(ids)  # type: ignore[return-value]
+        try:
+            return encoder.decode(ids)
+        except ValueError:  # not UTF-8 as a whole: decode what is, character by character
+            pass
+        texts = []
+        position = 0
+        while position < len(ids):
+            for end in range(position + 1, min(position + 4, len(ids)) + 1):  # a character spans 4 tokens at most
+                try:
+                    texts.append(encoder.decode(ids[position:end]))
+                except ValueError:
+                    continue
+                position = end
+                break
+            else:
+                texts.append(REPLACEMENT)
+                position += 1
+        return "".join(texts)
