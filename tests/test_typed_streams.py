@@ -60,7 +60,8 @@ def test_client_that_leaves_mid_stream_is_a_failed_stream(endpoint: str, body: d
         request["max_output_tokens" if "max_output_tokens" in body else "max_tokens"] = 200
         with httpx.Client(timeout=10) as client:
             with client.stream("POST", base_url + endpoint, json=request) as response:
-                assert next(line for line in response.iter_lines() if line == f"event: {delta}")
+                lines = response.iter_lines()  # kept: closing it would close the connection
+                assert next(line for line in lines if line == f"event: {delta}")
                 assert registry.snapshot().streaming.active_streams == 1
         eventually(lambda: registry.snapshot().streaming.active_streams == 0, "the stream ended on the server")
         snapshot = registry.snapshot()
@@ -77,6 +78,7 @@ def test_client_that_leaves_before_a_plain_answer_is_499(endpoint: str, body: di
         registry = app.state.metrics
         with httpx.Client(timeout=0.3) as client, pytest.raises(httpx.ReadTimeout):
             client.post(base_url + endpoint, json={"model": MODEL, **body})
-        eventually(lambda: endpoint in registry.snapshot().endpoints, "the request was recorded")
+        eventually(lambda: endpoint in registry.snapshot().endpoints
+                   and registry.snapshot().endpoints[endpoint].requests_total == 1, "the request was recorded")
         snapshot = registry.snapshot()
         assert snapshot.endpoints[endpoint].errors_total == {499: 1} and registry.in_flight == 0
