@@ -185,13 +185,15 @@ class ChatRender:
                 for call in output.calls if call.first < rest
             ]
         else:
-            tokens = [self._content_token(choice, position) for position in range(rest)]
-            if output.pieces is None and rest:
+            if not rest:
+                message["content"] = None if reasoning else ""
+            elif output.pieces is None:
                 message["content"] = self.text.text(choice.start, rest)
             else:
-                message["content"] = "".join(tokens) if rest or not reasoning else None
+                message["content"] = "".join(output.pieces[:rest])
             if self.logprobs:
-                entries = [self._entry(number, choice, token) for token in tokens]
+                entries = [self._entry(number, choice, self._content_token(choice, position))
+                           for position in range(rest)]
         if reasoning:
             text = self.reasoning.text(output.reasoning_start, reasoning)
             for field in self.fields:

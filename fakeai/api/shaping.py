@@ -34,6 +34,9 @@ __all__ = ("ANY_OBJECT", "NO_PARAMETERS", "ChatShaping", "Features", "Output", "
 
 SCHEMA_CACHE_SIZE = 256
 """Distinct compiled schemas kept (agents send the same tools with every request)."""
+SCHEMA_CACHE_BYTES = 64 * 1024
+"""Largest schema (its JSON text) kept in the cache: a larger one is compiled every time, so the
+cache holds at most 16 MB of keys."""
 INSTANCE_EXTRA_CHARS = 240
 """How much longer than its schema's smallest instance a generated instance may be."""
 _ID_ALPHABET = string.ascii_letters + string.digits
@@ -104,9 +107,10 @@ class Features:
         compiled = self._schemas.get(key)
         if compiled is None:
             compiled = self._compile(key, default)
-            self._schemas[key] = compiled
-            if len(self._schemas) > SCHEMA_CACHE_SIZE:
-                self._schemas.popitem(last=False)
+            if len(key) <= SCHEMA_CACHE_BYTES:
+                self._schemas[key] = compiled
+                if len(self._schemas) > SCHEMA_CACHE_SIZE:
+                    self._schemas.popitem(last=False)
         else:
             self._schemas.move_to_end(key)
         if isinstance(compiled, SchemaError):

@@ -140,19 +140,26 @@ class _Never(_Node):
 class _Values(_Node):
     """``enum`` or ``const``: one of the listed values."""
 
-    __slots__ = ("encoded", "values")
+    __slots__ = ("encoded", "shortest", "values")
 
     def __init__(self, values: list[object]) -> None:
         self.values = values
         self.encoded = [json_text(value) for value in values]
-        self.min_chars = min(map(len, self.encoded)) if values else INF
+        lengths = list(map(len, self.encoded))
+        self.min_chars = min(lengths) if values else INF
+        self.shortest = lengths.index(self.min_chars) if values else 0
         self.domain = len(set(self.encoded))
 
     def types(self) -> frozenset[str]:
         return frozenset(_json_type(value) for value in self.values)
 
     def generate(self, rng: random.Random, spare: list[float]) -> object:
-        return self.values[rng.randrange(len(self.values))]
+        picked = rng.randrange(len(self.values))
+        extra = len(self.encoded[picked]) - self.min_chars
+        if extra > spare[0]:  # a longer value than the allowance: the shortest instead
+            picked, extra = self.shortest, 0
+        spare[0] -= extra
+        return self.values[picked]
 
 
 class _Null(_Node):
@@ -377,7 +384,7 @@ def _distinct_fallback(node: _Node, seen: set[str]) -> object:
             text = (_WORDS[k % len(_WORDS)] * (node.min_length + 1))[: max(node.min_length, 1)] + str(k)
             if len(text) <= node.max_length and json_text(text) not in seen:
                 return text
-    raise SchemaError("uniqueItems: could not find enough distinct items")
+    return node.generate(random.Random(len(seen)), [0.0])  # not reached for the items compile accepts
 
 
 class _Object(_Node):
@@ -650,7 +657,7 @@ class _Compiler:
         if low > high:
             return _Never()
         fmt = schema.get("format")
-        if fmt is not None and fmt not in _FORMATS:
+        if fmt is not None and (not isinstance(fmt, str) or fmt not in _FORMATS):
             raise SchemaError(f"format '{fmt}' is not supported; supported: {', '.join(_FORMATS)}",
                               _join(path, "format"))
         if fmt is not None and ("minLength" in schema or "maxLength" in schema):
@@ -689,6 +696,8 @@ class _Compiler:
             return None
         if isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0 or not math.isfinite(step):
             raise SchemaError("'multipleOf' must be a number greater than 0", _join(path, "multipleOf"))
+        if not math.isfinite(1e6 / step):
+            raise SchemaError("'multipleOf' is too small", _join(path, "multipleOf"))
         return step
 
     def integer(self, schema: dict, path: str) -> _Node:
@@ -809,6 +818,10 @@ def compile_schema(schema: object, limits: SchemaLimits = DEFAULT_LIMITS) -> Com
         root = compiler.compile(schema, "", 0, 0)
     except RecursionError:  # msgspec decoded it, so it is nested at most some hundreds deep
         raise SchemaError(f"the schema nests deeper than {limits.max_depth} levels") from None
+    except SchemaError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:  # a value of a shape no check above foresaw
+        raise SchemaError(f"the schema could not be read ({type(exc).__name__}: {exc})") from None
     if root.min_chars == INF:
         raise SchemaError("no JSON value is valid against the schema (or every one nests too deeply)")
     if root.min_chars > limits.max_instance_chars:
