@@ -6,6 +6,9 @@ count exactly with the encoding's real vocabulary, from the ``bpe-openai`` packa
 optional extra ``fakeai[tokenizers]``; its vocabularies ship inside it, nothing is downloaded),
 and the KV cache hashes blocks of the real token ids.
 
+``ids``, ``decode`` and ``token_texts`` serve vLLM's ``/tokenize`` and ``/detokenize``: the real
+encoding's ids, or ``approx``'s ids of its four-character pieces (``approx_ids``).
+
 An exact count costs time in proportion to the text (about 5-10 MB of text a second), so it is
 bounded by the request's prompt-token limit: a text that may hold more tokens than the limit
 (more than a quarter of the limit in characters: a token is at least one UTF-8 byte, a
