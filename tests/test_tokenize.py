@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fakeai.config import Settings
+from fakeai.simulation.approx_ids import OPAQUE, approx_decode, approx_ids, approx_unknown
+from fakeai.simulation.tokens import count_tokens
 from tests.real_tokenizers import CL100K, O200K
 from tests.servers import eventually, running_app
 
@@ -155,3 +159,23 @@ def test_recorded_under_their_own_endpoints_without_prompt_tokens() -> None:
         assert (detokenize.requests_total, detokenize.errors_total) == (2, {405: 1})
         assert tokenize.prompt_tokens_total == detokenize.prompt_tokens_total == 0, "no model read them"
         assert MODEL not in snapshot.models, "no model request was started"
+
+
+@given(text=st.text(max_size=60))
+def test_approx_ids_are_one_per_counted_token(text: str) -> None:
+    ids = approx_ids(text)
+    assert len(ids) == count_tokens(text) and all(0 <= token < 2**31 for token in ids)
+    unknown = approx_unknown(ids)
+    if text.isascii():
+        assert unknown is None and approx_decode(ids) == text
+        for cut in range(len(ids) + 1):  # sliced anywhere, the ids decode to a text with the same ids
+            assert approx_ids(approx_decode(ids[:cut])) == ids[:cut]
+    else:  # the first piece with another character is the first that cannot be decoded
+        first = next(i for i in range(0, len(text), 4) if not text[i : i + 4].isascii()) // 4
+        assert unknown == first and ids[first] >= OPAQUE
+
+
+@given(token=st.integers(min_value=0, max_value=OPAQUE - 1))
+def test_an_id_no_text_has_is_unknown(token: int) -> None:
+    decoded = approx_decode([token]) if approx_unknown([token]) is None else None
+    assert decoded is None or approx_ids(decoded) == [token], "every id it decodes is the id of what it decodes to"

@@ -6,7 +6,8 @@
 bits each, and its length: ids below ``OPAQUE``, each of which decodes to exactly one piece, so
 any list of them (sliced, joined) decodes to a text of as many pieces, which counts as that
 many tokens again when its pieces are whole. A piece with any other character is a hash of it,
-``OPAQUE`` and above: it names the piece, but cannot be decoded.
+``OPAQUE`` and above: it names the piece, but cannot be decoded (nor can an id with bits beyond
+its piece's characters: no text has it).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import zlib
 
 from fakeai.simulation.tokens import CHARS_PER_TOKEN
 
-__all__ = ("OPAQUE", "approx_decode", "approx_ids")
+__all__ = ("OPAQUE", "approx_decode", "approx_ids", "approx_unknown")
 
 OPAQUE = 1 << 30
 """The first id of a piece that is not all ASCII (ids stay below 2**31, as a token id does)."""
 _FULL = (CHARS_PER_TOKEN - 1) << 28
 """The length bits of a whole piece."""
+_CHARACTERS = (1 << 28) - 1
+"""The bits that hold a piece's characters, seven each."""
 
 
 def _piece_id(piece: str) -> int:
@@ -46,13 +49,17 @@ def approx_ids(text: str) -> list[int]:
     return ids
 
 
-def approx_decode(ids: list[int]) -> str | int:
-    """The text of ``ids``, or the position of the first that cannot be decoded (a non-ASCII
-    piece's hash, or not an id at all)."""
-    pieces = []
+def approx_unknown(ids: list[int]) -> int | None:
+    """The position of the first of ``ids`` that is not the id of an ASCII piece as
+    ``approx_ids`` spells it (a hash, a bit beyond the piece's characters), or ``None``."""
     for position, token in enumerate(ids):
-        if not 0 <= token < OPAQUE:
+        if not 0 <= token < OPAQUE or (token & _CHARACTERS) >> (7 * ((token >> 28) + 1)):
             return position
-        length = (token >> 28) + 1
-        pieces.append("".join(chr(token >> (7 * shift) & 0x7F) for shift in range(length)))
-    return "".join(pieces)
+    return None
+
+
+def approx_decode(ids: list[int]) -> str:
+    """The text of ``ids``, every one an ASCII piece's (``approx_unknown`` found none)."""
+    return "".join(
+        "".join(chr(token >> (7 * shift) & 0x7F) for shift in range((token >> 28) + 1)) for token in ids
+    )

@@ -22,7 +22,7 @@ import importlib.util
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from fakeai.simulation.approx_ids import OPAQUE, approx_decode, approx_ids
+from fakeai.simulation.approx_ids import approx_decode, approx_ids, approx_unknown
 from fakeai.simulation.tokens import CHARS_PER_TOKEN, count_tokens
 
 if TYPE_CHECKING:
@@ -132,8 +132,10 @@ class PromptTokenizer:
 
     def unknown(self, ids: list[int]) -> int | None:
         """The position of the first of ``ids`` (none negative) that ``decode`` cannot read
-        (``None``: none): past the vocabulary, or an ``approx`` id of a non-ASCII piece."""
-        vocabulary = OPAQUE if self._encoder is None else self._vocabulary
+        (``None``: none): past the vocabulary, or not an ``approx`` id of an ASCII piece."""
+        if self._encoder is None:
+            return approx_unknown(ids)
+        vocabulary = self._vocabulary
         if not ids or max(ids) < vocabulary:
             return None
         return next(position for position, token in enumerate(ids) if token >= vocabulary)
@@ -143,7 +145,7 @@ class PromptTokenizer:
         is not completed by the tokens after it is U+FFFD, as tiktoken decodes it."""
         encoder = self._encoder
         if encoder is None:
-            return approx_decode(ids)  # type: ignore[return-value]
+            return approx_decode(ids)
         try:
             return encoder.decode(ids)
         except ValueError:  # not UTF-8 as a whole: decode what is, character by character
