@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import anthropic
 import httpx
 import msgspec
@@ -24,9 +26,15 @@ def server():
         yield base_url, app
 
 
+def _client(base_url: str, api_key: str | None = "unused", **options: str) -> anthropic.Anthropic:
+    """A client that is closed with its ``with`` block (its connections too)."""
+    return anthropic.Anthropic(base_url=base_url, api_key=api_key, max_retries=0, **options)
+
+
 @pytest.fixture
-def client(server) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=server[0], api_key="unused", max_retries=0)
+def client(server) -> Iterator[anthropic.Anthropic]:
+    with _client(server[0]) as client:
+        yield client
 
 
 def _events(text: str) -> list[tuple[str, dict]]:
@@ -53,10 +61,11 @@ def test_input_tokens_are_the_chat_prompts_tokens(server, client: anthropic.Anth
     ``input_tokens`` and the ``cache_read_input_tokens`` found in the (simulated) prefix cache."""
     system = "You are terse."
     history = [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."},
-               {"role": "user", "content": [{"type": "text", "text": "Another one, "}, {"type": "text", "text": "please."}]}]
+               {"role": "user", "content": [{"type": "text", "text": "Another one, "},
+                                            {"type": "text", "text": "please."}]}]
     as_chat = [{"role": "system", "content": system}, *history[:2], {"role": "user", "content": "Another one, please."}]
-    chat = openai.OpenAI(base_url=server[0] + "/v1", api_key="unused", max_retries=0).chat.completions.create(
-        model=MODEL, messages=as_chat, max_tokens=1)
+    with openai.OpenAI(base_url=server[0] + "/v1", api_key="unused", max_retries=0) as chat_client:
+        chat = chat_client.chat.completions.create(model=MODEL, messages=as_chat, max_tokens=1)
     for _ in range(2):  # the second time, some of it is in the prefix cache
         reply = client.messages.create(model=MODEL, max_tokens=1, system=[{"type": "text", "text": system}],
                                        messages=history)
@@ -162,8 +171,7 @@ def test_errors_are_the_sdks_exceptions(server, client: anthropic.Anthropic) -> 
 )
 def test_injected_errors_have_anthropics_types(kind: str, status: int, error_type: str, exception: type) -> None:
     settings = Settings(zero_latency=True, fail_first=1, error_kinds=(kind,), retry_after_seconds=7)
-    with running_app(settings) as (base_url, app):
-        client = anthropic.Anthropic(base_url=base_url, api_key="unused", max_retries=0)
+    with running_app(settings) as (base_url, app), _client(base_url) as client:
         with pytest.raises(exception) as caught:
             client.messages.create(model=MODEL, max_tokens=5, messages=HELLO)
         assert caught.value.status_code == status and caught.value.body["error"]["type"] == error_type
@@ -175,8 +183,8 @@ def test_injected_errors_have_anthropics_types(kind: str, status: int, error_typ
 
 
 def test_a_stream_broken_midway_raises_the_sdks_error() -> None:
-    with running_app(Settings(zero_latency=True, stream_error_rate=1.0)) as (base_url, app):
-        client = anthropic.Anthropic(base_url=base_url, api_key="unused", max_retries=0)
+    settings = Settings(zero_latency=True, stream_error_rate=1.0)
+    with running_app(settings) as (base_url, app), _client(base_url) as client:
         with pytest.raises(anthropic.APIStatusError) as caught:
             with client.messages.stream(model=MODEL, max_tokens=50, messages=HELLO,
                                         extra_body={"ignore_eos": True}) as stream:
@@ -188,12 +196,12 @@ def test_a_stream_broken_midway_raises_the_sdks_error() -> None:
 
 
 def test_api_keys_are_read_as_the_sdk_sends_them() -> None:
-    with running_app(Settings(zero_latency=True, api_keys=("sk-right",))) as (base_url, _):
-        right = anthropic.Anthropic(base_url=base_url, api_key="sk-right", max_retries=0)
+    with running_app(Settings(zero_latency=True, api_keys=("sk-right",))) as (base_url, _), \
+            _client(base_url, api_key="sk-right") as right, \
+            _client(base_url, api_key=None, auth_token="sk-right") as bearer, \
+            _client(base_url, api_key="sk-wrong") as wrong:
         assert right.messages.create(model=MODEL, max_tokens=3, messages=HELLO).content
-        bearer = anthropic.Anthropic(base_url=base_url, auth_token="sk-right", max_retries=0)
         assert bearer.messages.create(model=MODEL, max_tokens=3, messages=HELLO).content
-        wrong = anthropic.Anthropic(base_url=base_url, api_key="sk-wrong", max_retries=0)
         with pytest.raises(anthropic.AuthenticationError) as caught:
             wrong.messages.create(model=MODEL, max_tokens=3, messages=HELLO)
         assert caught.value.body["error"]["type"] == "authentication_error"
@@ -322,3 +330,14 @@ def test_server_tools_and_unknown_tool_choices_are_400s(server) -> None:
         response = httpx.post(server[0] + ENDPOINT, json={"model": MODEL, "max_tokens": 50, "messages": HELLO,
                                                           **extra}, timeout=10)
         assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_the_sdks_parse_helper_reads_structured_output(client: anthropic.Anthropic) -> None:
+    import pydantic
+
+    class Forecast(pydantic.BaseModel):
+        city: str
+        days: int
+
+    parsed = client.messages.parse(model=MODEL, max_tokens=500, messages=HELLO, output_format=Forecast)
+    assert isinstance(parsed.parsed_output, Forecast)

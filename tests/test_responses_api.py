@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Literal
 
 import httpx
 import msgspec
@@ -35,8 +37,9 @@ def server():
 
 
 @pytest.fixture
-def client(server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server[0] + "/v1", api_key="unused", max_retries=0)
+def client(server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=server[0] + "/v1", api_key="unused", max_retries=0) as client:
+        yield client
 
 
 def _endpoint(app):
@@ -166,10 +169,11 @@ def test_store_is_accepted_and_nothing_is_stored(client: openai.OpenAI) -> None:
         client.responses.retrieve(reply.id)
 
 
-def test_requests_tokens_and_errors_are_counted_under_the_endpoint(server) -> None:
+def test_requests_tokens_and_errors_are_counted_under_the_endpoint(server, request) -> None:
     base_url, app = server
     before = _endpoint(app) if ENDPOINT in app.state.metrics.snapshot().endpoints else None
     client = openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0)
+    request.addfinalizer(client.close)
     plain = client.responses.create(model=MODEL, input="Hi", max_output_tokens=7, extra_body={"ignore_eos": True})
     streamed = list(client.responses.create(model=MODEL, input="Hi", max_output_tokens=9, stream=True,
                                             extra_body={"ignore_eos": True}))[-1].response
@@ -348,3 +352,22 @@ def test_tool_and_format_mistakes_are_400s(client: openai.OpenAI, extra: dict, p
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model=MODEL, input="Hi", **extra)  # type: ignore[call-overload]
     assert caught.value.param == param
+
+
+def test_the_sdks_parse_helpers_read_structured_output_and_tool_calls(client: openai.OpenAI) -> None:
+    """``client.responses.parse`` with a pydantic model as the text format, and with a strict
+    pydantic function tool: the SDK validates what fakeai sends."""
+    import pydantic
+
+    class Forecast(pydantic.BaseModel):
+        city: str
+        days: int
+        unit: Literal["celsius", "fahrenheit"]
+
+    parsed = client.responses.parse(model=MODEL, input="Forecast?", text_format=Forecast)
+    assert isinstance(parsed.output_parsed, Forecast)
+    tool = openai.pydantic_function_tool(Forecast, name="forecast")
+    tools = [{"type": "function", "name": "forecast", "parameters": tool["function"]["parameters"], "strict": True}]
+    called = client.responses.parse(model=MODEL, input="Forecast?", tools=tools, tool_choice="required")
+    [call] = [item for item in called.output if item.type == "function_call"]
+    Forecast.model_validate_json(call.arguments)

@@ -47,9 +47,12 @@ _DELTAS = {"text": (b"text_delta", b"text"), "reasoning": (b"thinking_delta", b"
            "tool_call": (b"input_json_delta", b"partial_json")}
 
 
-def _tool_use_id(call_id: str) -> str:
-    """Anthropic's spelling of a planned call's id (``call_...``: ``toolu_...``)."""
-    return "toolu_" + call_id.partition("_")[2]
+def _tool_use(block: Segment, arguments: Any) -> ToolUseContent:
+    """A tool call's block with ``arguments`` as its ``input``; its id is the planned call's in
+    Anthropic's spelling (``call_...``: ``toolu_...``)."""
+    call = block.call
+    assert call is not None  # a tool call's segment has its call
+    return ToolUseContent(id="toolu_" + call.id.partition("_")[2], name=call.name, input=arguments)
 
 
 class MessageAnswer:
@@ -94,7 +97,7 @@ class MessageAnswer:
         if block.kind == "reasoning":
             return ThinkingContent(thinking="", signature="")
         if block.kind == "tool_call":
-            return ToolUseContent(id=_tool_use_id(block.call.id), name=block.call.name, input={})  # type: ignore[union-attr]
+            return _tool_use(block, {})
         return TextContent(text="")
 
     def block(self, block: Segment) -> Content:
@@ -103,11 +106,8 @@ class MessageAnswer:
         if block.kind == "reasoning":
             return ThinkingContent(thinking=text, signature=self.signature)
         if block.kind == "tool_call":
-            try:
-                arguments = msgspec.json.decode(text) if block.tokens == block.call.tokens else {}  # type: ignore[union-attr]
-            except msgspec.DecodeError:  # pragma: no cover - the pieces of a whole call are its JSON
-                arguments = {}
-            return ToolUseContent(id=_tool_use_id(block.call.id), name=block.call.name, input=arguments)  # type: ignore[union-attr]
+            whole = block.tokens == block.call.tokens  # type: ignore[union-attr]
+            return _tool_use(block, msgspec.json.decode(text) if whole else {})
         return TextContent(text=text)
 
     def content(self) -> list[Content]:

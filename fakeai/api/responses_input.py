@@ -168,7 +168,9 @@ def _add(turns: list[_Turn], item: InputItem, where: str) -> None:
             if getattr(item, field) is None:
                 raise _missing(f"{where}.{field}")
         output = item.output
-        turns.append(_Turn("tool", output if isinstance(output, str) else _text(output, f"{where}.output")))  # type: ignore[arg-type]
+        if not isinstance(output, str):
+            output = _text(output, f"{where}.output")  # type: ignore[arg-type]
+        turns.append(_Turn("tool", output))
     elif kind == "reasoning":
         if item.summary is None:
             raise _missing(f"{where}.summary")
@@ -189,7 +191,7 @@ def _add(turns: list[_Turn], item: InputItem, where: str) -> None:
 
 def _tools(body: ResponsesRequest) -> list[ToolSpec]:
     return [
-        ToolSpec(FunctionSpec(tool.name, tool.description, tool.parameters, f"tools[{number}].parameters"))  # type: ignore[arg-type]
+        ToolSpec(FunctionSpec(tool.name or "", tool.description, tool.parameters, f"tools[{number}].parameters"))
         for number, tool in enumerate(body.tools)
     ]
 

@@ -60,9 +60,7 @@ class OutputPart:
             encrypted = base64.b64encode(text.encode()).decode() if self.encrypted else None
             return ReasoningItem(id=self.item_id, content=[ReasoningText(text=text)], encrypted_content=encrypted)
         if segment.kind == "tool_call":
-            call = segment.call
-            return FunctionCallItem(id=self.item_id, call_id=call.id, name=call.name, arguments=text,  # type: ignore[union-attr]
-                                    status=status)
+            return self._call(text, status)
         return MessageItem(id=self.item_id, status=status, content=[OutputText(text=text)])
 
     def in_progress(self) -> OutputItem:
@@ -71,10 +69,13 @@ class OutputPart:
         if segment.kind == "reasoning":
             return ReasoningItem(id=self.item_id, content=[])
         if segment.kind == "tool_call":
-            call = segment.call
-            return FunctionCallItem(id=self.item_id, call_id=call.id, name=call.name, arguments="",  # type: ignore[union-attr]
-                                    status="in_progress")
+            return self._call("", "in_progress")
         return MessageItem(id=self.item_id, status="in_progress")
+
+    def _call(self, arguments: str, status: str) -> FunctionCallItem:
+        call = self.segment.call
+        assert call is not None  # a tool call's segment has its call
+        return FunctionCallItem(id=self.item_id, call_id=call.id, name=call.name, arguments=arguments, status=status)
 
 
 class ResponseAnswer:
