@@ -71,7 +71,7 @@ class ResponseEvents:
     def token(self, index: int) -> bytes:
         number = self._starts.get(index)
         if number is not None:
-            opened = self._close_current(index) + self._open(number)
+            opened = b"".join(self._close_current(index)) + self._open(number)
             if self.answer.parts[number].segment.kind == "tool_call":
                 return opened  # a call's first token, its name, is in the added item
         else:
@@ -99,10 +99,11 @@ class ResponseEvents:
             "response.content_part.added", item_id=part.item_id, output_index=number, content_index=0, part=empty
         )
 
-    def _close_current(self, sent: int) -> bytes:
-        """The events that end the item being streamed, once the answer's first ``sent`` tokens were sent."""
+    def _close_current(self, sent: int) -> list[bytes]:
+        """The events that end the item being streamed, once the answer's first ``sent`` tokens
+        were sent (each may hold the item's whole text)."""
         if self.current < 0:
-            return b""
+            return []
         number = self.current
         part = self.answer.parts[number]
         segment = part.segment
@@ -112,22 +113,23 @@ class ResponseEvents:
         self.done.append(item)
         common: dict[str, Any] = {"item_id": part.item_id, "output_index": number}
         if isinstance(item, FunctionCallItem):
-            finished = self._event("response.function_call_arguments.done", **common, arguments=item.arguments)
+            events = [self._event("response.function_call_arguments.done", **common, arguments=item.arguments)]
         else:
             text = item.content[0].text  # type: ignore[union-attr]
             if segment.kind == "reasoning":
-                finished = self._event("response.reasoning_text.done", **common, content_index=0, text=text)
+                events = [self._event("response.reasoning_text.done", **common, content_index=0, text=text)]
                 content: OutputText | ReasoningText = ReasoningText(text=text)
             else:
-                finished = self._event("response.output_text.done", **common, content_index=0, text=text,
-                                       logprobs=[])
+                events = [self._event("response.output_text.done", **common, content_index=0, text=text,
+                                      logprobs=[])]
                 content = OutputText(text=text)
-            finished += self._event("response.content_part.done", **common, content_index=0, part=content)
-        return finished + self._event("response.output_item.done", output_index=number, item=item)
+            events.append(self._event("response.content_part.done", **common, content_index=0, part=content))
+        events.append(self._event("response.output_item.done", output_index=number, item=item))
+        return events
 
     def closing(self, tokens: int) -> Iterator[bytes]:
         answer = self.answer
-        yield self._close_current(tokens)
+        yield from self._close_current(tokens)
         status = answer.status()
         kind = "response.incomplete" if status == "incomplete" else "response.completed"
         yield self._event(kind, response=answer.response(status, self.done, answer.usage(tokens)))
@@ -135,7 +137,7 @@ class ResponseEvents:
     def failure(self, error: APIError, tokens: int) -> bytes:
         detail = error.detail
         answer = self.answer
-        closed = self._close_current(tokens)
+        closed = b"".join(self._close_current(tokens))
         response = answer.response("failed", self.done)
         response.error = ResponseError(code="server_error", message=detail.message)
         return (
