@@ -34,6 +34,10 @@ TOKENIZERS = ("approx", "o200k_base", "cl100k_base")
 VOCABULARY_SIZES = {"o200k_base": 199_998, "cl100k_base": 100_256}
 """Ordinary tokens of each encoding: a larger id (a special token, or none) is never decoded
 (``bpe-openai`` panics on ids past its vocabulary)."""
+_CHARACTER_TOKENS = 4
+"""The most tokens one character spans (a UTF-8 character is at most four bytes)."""
+_COMBINATION_BUDGET = 4096
+"""Failed attempts to join tokens into a character one decoding may make."""
 REPLACEMENT = "\ufffd"
 """The text of a token that is part of a character (as tiktoken decodes it, errors="replace")."""
 EXTRA = "fakeai[tokenizers]"
@@ -141,26 +145,84 @@ class PromptTokenizer:
         return next(position for position, token in enumerate(ids) if token >= vocabulary)
 
     def decode(self, ids: list[int]) -> str:
-        """The text of ``ids`` (``unknown`` found none): a token that is part of a character and
-        is not completed by the tokens after it is U+FFFD, as tiktoken decodes it."""
+        """The text of ``ids`` (``unknown`` found none). A token that holds part of a character
+        that the tokens around it do not complete is U+FFFD, all of it (tiktoken keeps the rest
+        of such a token's bytes: fakeai's encodings give it no token's bytes, only text).
+
+        Ids that are not UTF-8 as a whole are most often cut from a longer text in the middle of
+        a character: the first character boundary within the first few tokens and the last one
+        within the last few are found, the middle is decoded whole, and only the ends are read
+        token by token. Anything else is read token by token, with a bounded number of attempts
+        to join tokens into characters: no list costs more than one decoding call per distinct id
+        and a few thousand more.
+        """
         encoder = self._encoder
         if encoder is None:
             return approx_decode(ids)
         try:
             return encoder.decode(ids)
-        except ValueError:  # not UTF-8 as a whole: decode what is, character by character
+        except ValueError:  # not UTF-8 as a whole
             pass
+        count = len(ids)
+        head = self._boundary(ids, range(min(_CHARACTER_TOKENS, count)), 1)
+        tail = self._boundary(ids, range(count, max(count - _CHARACTER_TOKENS, 0), -1), -1)
+        if head is not None and tail is not None and head < tail:
+            try:
+                middle = encoder.decode(ids[head:tail])
+            except ValueError:  # a broken character inside too
+                pass
+            else:
+                return self._pieces(ids[:head]) + middle + self._pieces(ids[tail:])
+        return self._pieces(ids)
+
+    def _decodes(self, ids: list[int]) -> bool:
+        try:
+            self._encoder.decode(ids)  # type: ignore[union-attr]
+        except ValueError:
+            return False
+        return True
+
+    def _boundary(self, ids: list[int], places: range, direction: int) -> int | None:
+        """The first of ``places`` where a character begins (``direction`` 1) or ends (-1):
+        where one to ``_CHARACTER_TOKENS`` tokens after it (before it) decode."""
+        for place in places:
+            for width in range(1, _CHARACTER_TOKENS + 1):
+                window = ids[place : place + width] if direction > 0 else ids[max(place - width, 0) : place]
+                if len(window) == width and self._decodes(window):
+                    return place
+        return None
+
+    def _pieces(self, ids: list[int]) -> str:
+        """The text of ``ids`` read token by token, a token that is part of a character joined
+        with the ones after it (a character spans at most ``_CHARACTER_TOKENS``), or U+FFFD;
+        past ``_COMBINATION_BUDGET`` failed joins, U+FFFD at once."""
+        encoder = self._encoder
+        alone: dict[int, str | None] = {}
+        budget = _COMBINATION_BUDGET
         texts = []
         position = 0
-        while position < len(ids):
-            for end in range(position + 1, min(position + 4, len(ids)) + 1):  # a character spans 4 tokens at most
-                try:
-                    texts.append(encoder.decode(ids[position:end]))
-                except ValueError:
-                    continue
-                position = end
-                break
+        count = len(ids)
+        while position < count:
+            token = ids[position]
+            position += 1
+            if token in alone:
+                text = alone[token]
             else:
-                texts.append(REPLACEMENT)
-                position += 1
+                try:
+                    text = alone[token] = encoder.decode([token])  # type: ignore[union-attr]
+                except ValueError:
+                    text = alone[token] = None
+            if text is None:
+                text = REPLACEMENT
+                end = position + 1
+                while budget > 0 and end <= min(position - 1 + _CHARACTER_TOKENS, count):
+                    try:
+                        text = encoder.decode(ids[position - 1 : end])  # type: ignore[union-attr]
+                    except ValueError:
+                        budget -= 1
+                        end += 1
+                        continue
+                    position = end
+                    break
+            texts.append(text)
         return "".join(texts)
