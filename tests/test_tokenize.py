@@ -179,3 +179,22 @@ def test_approx_ids_are_one_per_counted_token(text: str) -> None:
 def test_an_id_no_text_has_is_unknown(token: int) -> None:
     decoded = approx_decode([token]) if approx_unknown([token]) is None else None
     assert decoded is None or approx_ids(decoded) == [token], "every id it decodes is the id of what it decodes to"
+
+
+@pytest.mark.parametrize("name", ["o200k_base", "cl100k_base"])
+def test_ids_cut_inside_characters_decode_between_the_cuts(name: str) -> None:
+    from fakeai.simulation.tokenizers import PromptTokenizer
+
+    tokenizer, real = PromptTokenizer(name), REAL[name]
+    text = "日本語のテキスト 🦊 fox héllo " * 50
+    ids = real.encode_ordinary(text)
+    partial = [token for token in set(ids) if "\ufffd" in real.decode([token])]
+    assert tokenizer.decode(ids) == text
+    for cut in range(1, 6):  # a slice that starts or ends inside a character: tiktoken's text between the cuts
+        for piece in (ids[cut:], ids[:-cut], ids[cut:-cut]):
+            decoded, expected = tokenizer.decode(piece).strip("\ufffd"), real.decode(piece).strip("\ufffd")
+            # a token holding a space and part of a character is U+FFFD whole: at most one character each end
+            assert decoded in expected and len(decoded) >= len(expected) - 2
+    # only tokens that are parts of characters, many of them: U+FFFD, or the characters tiktoken finds
+    many = partial * 1000
+    assert set(tokenizer.decode(many)) - {"\ufffd"} <= set(real.decode(many)) and "\ufffd" in tokenizer.decode(many)
