@@ -371,3 +371,13 @@ def test_the_sdks_parse_helpers_read_structured_output_and_tool_calls(client: op
     called = client.responses.parse(model=MODEL, input="Forecast?", tools=tools, tool_choice="required")
     [call] = [item for item in called.output if item.type == "function_call"]
     Forecast.model_validate_json(call.arguments)
+
+
+def test_an_api_key_is_needed_as_on_every_v1_endpoint() -> None:
+    with running_app(Settings(zero_latency=True, api_keys=("sk-right",))) as (base_url, _):
+        with openai.OpenAI(base_url=base_url + "/v1", api_key="sk-wrong", max_retries=0) as wrong:
+            with pytest.raises(openai.AuthenticationError) as caught:
+                wrong.responses.create(model=MODEL, input="Hi")
+            assert caught.value.code == "invalid_api_key"
+        with openai.OpenAI(base_url=base_url + "/v1", api_key="sk-right", max_retries=0) as right:
+            assert right.responses.create(model=MODEL, input="Hi", max_output_tokens=3).output_text
