@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from litestar import Litestar, Router
 
+from fakeai.api.anthropic_messages import messages_handler
 from fakeai.api.auth import api_key_guard
 from fakeai.api.chat import chat_completions_handler
 from fakeai.api.completions import completions_handler
@@ -22,7 +23,9 @@ from fakeai.api.errors import EXCEPTION_HANDLERS
 from fakeai.api.models import model_handlers
 from fakeai.api.monitoring import monitoring_handlers
 from fakeai.api.recording import Recorder
+from fakeai.api.responses_api import responses_handler
 from fakeai.api.sampling import HistorySampler
+from fakeai.api.tokenize import tokenize_handlers
 from fakeai.config import Settings, settings_from_env
 from fakeai.metrics import MetricsRegistry
 from fakeai.metrics.labels import engines_per_process
@@ -105,6 +108,7 @@ def create_app(
             chat_completions_handler(engine, registry, settings.max_request_bytes),
             completions_handler(engine, registry, settings.max_request_bytes),
             embeddings_handler(engine, registry, settings.embedding_dimensions, settings.max_request_bytes),
+            responses_handler(engine, registry, settings.max_request_bytes),
             *model_handlers(engine),
         ],
         guards=[api_key_guard(settings.api_keys)] if settings.api_keys else None,
@@ -112,6 +116,9 @@ def create_app(
     app = Litestar(
         route_handlers=[
             v1,
+            # Anthropic's route reads its key its own way (x-api-key) and answers in its own shape
+            messages_handler(engine, registry, settings.max_request_bytes, settings.api_keys),
+            *tokenize_handlers(engine, settings.max_request_bytes),  # vLLM's, outside /v1: no key
             *monitoring_handlers(registry, settings.metrics_format, history),
             *dashboard_handlers(settings.dashboard_refresh_seconds),
         ],

@@ -180,6 +180,47 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         ),
     ] = "approx"
 
+    # -- agents, tools and evals (issue 16: reasoning, tool calls, structured output) -----------
+    reasoning_models: Annotated[
+        tuple[str, ...],
+        _setting(
+            "Models that reason, as shell patterns (comma-separated): their chat answers may begin with a "
+            "reasoning part; reasoning_effort for any other model is a 400."
+        ),
+    ] = ("*gpt-oss*",)
+    reasoning_default_effort: Annotated[
+        Literal["none", "low", "medium", "high"],
+        _setting(
+            "Reasoning effort of a reasoning model's chat request that names none (none: it does not reason, "
+            "so a request without reasoning_effort is answered as before; medium: as vLLM serves gpt-oss)."
+        ),
+    ] = "none"
+    reasoning_tokens_low: Annotated[
+        float, _setting("Mean reasoning tokens at reasoning_effort low (+-25%, at most twice the mean).", gt=0)
+    ] = 128.0
+    reasoning_tokens_medium: Annotated[float, _setting("Mean reasoning tokens at reasoning_effort medium.", gt=0)] = 512.0
+    reasoning_tokens_high: Annotated[float, _setting("Mean reasoning tokens at reasoning_effort high.", gt=0)] = 2048.0
+    reasoning_field: Annotated[
+        Literal["reasoning", "reasoning_content", "both"],
+        _setting(
+            "Name of the reasoning text in message and delta: reasoning (vLLM since late 2025), "
+            "reasoning_content (DeepSeek, older vLLM), or both."
+        ),
+    ] = "reasoning"
+    tool_call_fraction: Annotated[
+        float,
+        _setting("Fraction of chat answers with tools and tool_choice auto that call a tool.", ge=0, le=1),
+    ] = 0.5
+    max_parallel_tool_calls: Annotated[
+        int,
+        _setting(
+            "Most tool calls in one answer when parallel_tool_calls allows several (their number is drawn "
+            "from 1 to this, at most one per tool).",
+            ge=1,
+            le=128,
+        ),
+    ] = 3
+
     # -- metrics -------------------------------------------------------------------------
     metrics_format: Annotated[
         Literal["json", "prometheus"],

@@ -77,7 +77,10 @@ content_parts = st.lists(
 messages = st.lists(
     st.fixed_dictionaries(
         {"role": st.sampled_from(["system", "developer", "user", "user", "assistant", "tool", "function", "robot"])},
-        optional={"content": texts | content_parts, "name": texts},
+        optional={"content": texts | content_parts, "name": texts, "tool_call_id": texts,
+                  "tool_calls": st.lists(st.fixed_dictionaries(
+                      {"id": texts, "type": st.sampled_from(["function", "custom"]),
+                       "function": st.fixed_dictionaries({"name": texts, "arguments": texts})}), max_size=2)},
     ),
     min_size=1, max_size=4,
 )
@@ -86,7 +89,8 @@ generation = {
     "max_tokens": numbers,
     "n": numbers,
     "stream": st.booleans(),
-    "stream_options": st.fixed_dictionaries({}, optional={"include_usage": st.booleans()}),
+    "stream_options": st.fixed_dictionaries({}, optional={"include_usage": st.booleans(),
+                                                         "continuous_usage_stats": st.booleans()}),
     "stop": texts | st.lists(texts, max_size=6),
     "seed": counts,
     "temperature": floats,
@@ -94,11 +98,45 @@ generation = {
     "ignore_eos": st.booleans(),
     "min_tokens": numbers,
 }
+schemas = st.one_of(
+    any_json,
+    st.sampled_from([{"type": "object", "properties": {"a": {"type": "integer", "minimum": 3}}, "required": ["a"]},
+                     {"type": "array", "items": {"$ref": "#"}, "minItems": 1}, {"type": "string", "pattern": "x"},
+                     {"type": "number", "multipleOf": 1e-320}, {"format": ["date"]}, {"type": [[]]}]),
+    st.dictionaries(st.sampled_from(["type", "properties", "items", "required", "enum", "minimum", "maxLength",
+                                     "minItems", "anyOf", "oneOf", "$ref", "additionalProperties", "const"]),
+                    any_json, max_size=4),
+)
+tools = st.lists(
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["function", "function", "custom"]),
+         "function": st.fixed_dictionaries({"name": st.sampled_from(["f", "g", "bad name", ""])},
+                                           optional={"parameters": schemas, "strict": st.booleans()})},
+    ),
+    max_size=3,
+)
+chat_features = {
+    "reasoning_effort": st.sampled_from(["low", "medium", "high", "minimal"]),
+    "tools": tools,
+    "tool_choice": st.sampled_from(["auto", "none", "required", "any", {"type": "function", "function": {"name": "f"}}]),
+    "parallel_tool_calls": st.booleans(),
+    "response_format": st.one_of(
+        st.sampled_from([{"type": "text"}, {"type": "json_object"}, {"type": "grammar"}]),
+        st.fixed_dictionaries({"type": st.just("json_schema"),
+                               "json_schema": st.fixed_dictionaries({"name": st.just("x")},
+                                                                    optional={"schema": schemas})}),
+    ),
+    "logprobs": st.booleans(),
+    "top_logprobs": numbers,
+    "functions": any_json,
+}
 models = st.one_of(st.sampled_from(MODELS), st.sampled_from(MODELS), texts)
 prompts = texts | st.lists(texts, max_size=4) | token_ids | st.lists(token_ids, max_size=4)
 ENDPOINT_BODIES = {
-    CHAT: body_of({"model": models, "messages": messages}, {**generation, "max_completion_tokens": numbers}),
-    COMPLETIONS: body_of({"model": models, "prompt": prompts}, {**generation, "echo": st.booleans()}),
+    CHAT: body_of({"model": models, "messages": messages},
+                  {**generation, "max_completion_tokens": numbers, **chat_features}),
+    COMPLETIONS: body_of({"model": models, "prompt": prompts},
+                         {**generation, "echo": st.booleans(), "logprobs": numbers}),
     EMBEDDINGS: body_of({"model": models, "input": prompts},
                         {"dimensions": numbers, "encoding_format": st.sampled_from(["float", "base64", "hex"]),
                          "user": texts}),

@@ -16,6 +16,7 @@ from litestar.testing import TestClient
 
 from fakeai.app import create_app
 from fakeai.config import Settings
+from fakeai.simulation.reasoning import reasoning_text
 from fakeai.simulation.text import PROSE, TextSource
 from tests.real_tokenizers import ENCODINGS
 
@@ -82,6 +83,19 @@ def test_every_answer_is_its_length_in_tokens(encoding) -> None:
     for count in [rng.randrange(1, 131_072) for _ in range(6)] + [131_072]:
         start = SOURCE.start(rng)
         assert len(encoding.encode_ordinary(SOURCE.text(start, count))) == count
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS, ids=lambda encoding: encoding.name)
+def test_a_reasoning_part_is_its_length_in_tokens(encoding) -> None:
+    """The reasoning prose follows the answers' rules: each piece one token, none merging, so a
+    reasoning part of n tokens (``usage.completion_tokens_details.reasoning_tokens``) is n."""
+    reasoning = reasoning_text()
+    for start in reasoning._starts:
+        count = 2 * reasoning.size + 3
+        expected = [_single(encoding, reasoning.token(start, index)) for index in range(count)]
+        assert encoding.encode_ordinary(reasoning.text(start, count)) == expected
+        for length in range(1, count, 5):
+            assert len(encoding.encode_ordinary(reasoning.text(start, length))) == length
 
 
 def _content(answer: dict, path: str) -> list[str]:

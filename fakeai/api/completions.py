@@ -10,7 +10,9 @@ from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.errors import APIError
+from fakeai.api.chat import check_stream_options
 from fakeai.api.generation import admit, answer_parts, generate, read_request
+from fakeai.api.rich import CompletionRender
 from fakeai.api.schemas import Completion, CompletionChoice, CompletionRequest, Usage
 from fakeai.api.streaming import COMPLETION_CHUNKS
 
@@ -70,9 +72,21 @@ def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_byte
     async def create_completion(scope: Scope, receive: Receive, send: Send) -> None:
         body, exchange = await read_request(scope, receive, decode, max_body_bytes)
         prompts = prompt_parts(body.prompt, "prompt")
-        echoes = [
-            prompt if (body.echo and isinstance(prompt, str) and not body.stream) else "" for prompt in prompts
-        ]
+        rich = None
+        if body.max_tokens == 0 and not body.echo:
+            raise APIError(400, "Invalid 'max_tokens': 0 is allowed only with 'echo' (to score the prompt).",
+                           param="max_tokens", code="invalid_value")
+        if body.stream_options is not None:
+            check_stream_options(body)
+        continuous = bool(body.stream_options and body.stream_options.continuous_usage_stats)
+        if body.logprobs is not None or continuous or (body.echo and body.stream):
+            rich = _render(engine, body, prompts, continuous)
+            echoes = [("" if echo is None else echo[0]) for echo in rich.echoes]
+        elif body.echo:
+            echoes = [prompt if isinstance(prompt, str) else "".join(engine.tokenizer.token_texts(prompt))
+                      for prompt in prompts]
+        else:
+            echoes = [""] * len(prompts)
         # Several prompts are answered in one response: choice i * n + j is answer j to
         # prompt i, as OpenAI numbers them. The context limit applies to the longest prompt.
         counted, tokens_per_prompt, routed = prompt_tokens(engine, prompts)
@@ -114,7 +128,22 @@ def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_byte
             n=body.n * len(prompts),
             max_tokens=body.max_tokens,
             chunks=COMPLETION_CHUNKS,
-            render=render,
+            render=render if rich is None else rich.parts,
+            rich=rich,
         )
 
     return create_completion
+
+
+def _render(engine: Engine, body: CompletionRequest, prompts: list[str | list[int]], continuous: bool) -> CompletionRender:
+    """The render of a request with ``logprobs``, a streamed ``echo`` or usage on every chunk;
+    its echoes hold each prompt's text and (for log probabilities) token texts."""
+    echoes: list[tuple[str, list[str]] | None] = []
+    for prompt in prompts:
+        if not body.echo:
+            echoes.append(None)
+            continue
+        tokens = engine.tokenizer.token_texts(prompt) if (body.logprobs is not None or not isinstance(prompt, str)) \
+            else []
+        echoes.append((prompt if isinstance(prompt, str) else "".join(tokens), tokens))
+    return CompletionRender(engine, body.n, echoes, body.logprobs, continuous)

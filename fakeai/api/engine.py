@@ -15,6 +15,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -29,6 +30,9 @@ from fakeai.simulation.latency import LatencyModel
 from fakeai.simulation.text import TextSource
 from fakeai.simulation.tokenizers import PromptTokenizer
 
+if TYPE_CHECKING:
+    from fakeai.api.shaping import ChatShaping, Output
+
 __all__ = ("Choice", "Engine", "Plan")
 
 OFFSETS_PER_STEP = 4096
@@ -37,11 +41,16 @@ answer is planned in steps, so planning it never holds up the other requests."""
 
 
 class Choice(msgspec.Struct, kw_only=True):
-    """One generated answer: ``tokens`` tokens of the text from token ``start``."""
+    """One generated answer: ``tokens`` tokens of the text from token ``start``, or (``output``
+    set: a shaped answer, ``fakeai.api.shaping``) a reasoning part, tool calls or JSON content
+    too, ``tokens`` of them all."""
 
     start: int
     tokens: int
     finish_reason: str
+    output: Output | None = None
+    stop_sequence: str | None = None
+    """The stop sequence that ended it, if one did (Anthropic's ``stop_sequence``)."""
 
 
 class Plan(msgspec.Struct, kw_only=True):
@@ -158,16 +167,17 @@ class Engine:
     def new_id(self, prefix: str) -> str:
         return f"{prefix}-{self._id_prefix}{next(self._ids):x}"
 
-    def check_context(self, context_tokens: int, max_tokens: int | None) -> None:
-        """400 when the (longest) prompt plus ``max_tokens`` exceeds the context length."""
+    def check_context(self, context_tokens: int, max_tokens: int | None, param: str = "messages") -> None:
+        """400 when the (longest) prompt plus ``max_tokens`` exceeds the context length (``param``:
+        the request's field holding the prompt)."""
         requested = context_tokens + (max_tokens or 0)
         if requested > self.max_context_tokens:
             raise APIError(
                 400,
                 f"This model's maximum context length is {self.max_context_tokens} tokens. However, you "
-                f"requested {requested} tokens ({context_tokens} in the messages, {max_tokens or 0} in the "
-                "completion). Please reduce the length of the messages or completion.",
-                param="messages",
+                f"requested {requested} tokens ({context_tokens} in the {param}, {max_tokens or 0} in the "
+                f"completion). Please reduce the length of the {param} or completion.",
+                param=param,
                 code="context_length_exceeded",
             )
 
@@ -188,18 +198,23 @@ class Engine:
         stop: str | list[str] | None,
         seed: int | None,
         stream: bool,
+        shaping: ChatShaping | None = None,
     ) -> Plan:
         """Draw the answer of one request (whose context ``check_context`` has accepted and whose
-        size ``limits`` has), returning to the event loop between steps of a long plan."""
+        size ``limits`` has), returning to the event loop between steps of a long plan.
+        ``shaping`` draws each choice of a chat request that asked for more than prose."""
         rng = self._rng if seed is None else random.Random(seed)
         stops = [stop] if isinstance(stop, str) else stop
         choices = []
-        for _ in range(n):
-            tokens, finish_reason = self.lengths.draw(rng, max_tokens, min_tokens, ignore_eos)
-            choice = Choice(start=self.text.start(rng), tokens=tokens, finish_reason=finish_reason)
-            if stops and not ignore_eos:
-                self._apply_stops(choice, stops)
-            choices.append(choice)
+        if shaping is not None:
+            choices = [shaping.draw(self, rng, max_tokens, min_tokens, ignore_eos, stops) for _ in range(n)]
+        else:
+            for _ in range(n):
+                tokens, finish_reason = self.lengths.draw(rng, max_tokens, min_tokens, ignore_eos)
+                choice = Choice(start=self.text.start(rng), tokens=tokens, finish_reason=finish_reason)
+                if stops and not ignore_eos:
+                    self.apply_stops(choice, stops)
+                choices.append(choice)
         longest = max(choice.tokens for choice in choices)
         load = self._load()
         offsets = self.latency.token_offsets(rng, min(longest, OFFSETS_PER_STEP), uncached_prompt_tokens, load)
@@ -226,7 +241,7 @@ class Engine:
         """How long reading ``prompt_tokens`` takes (an embedding request's whole latency)."""
         return self.latency.ttft(self._rng, prompt_tokens, self._load())
 
-    def _apply_stops(self, choice: Choice, stops: list[str]) -> None:
+    def apply_stops(self, choice: Choice, stops: list[str]) -> None:
         """End ``choice`` before the first of ``stops`` it contains (the schema refuses empty ones).
 
         The answer keeps its whole tokens before the stop sequence: the text never holds the
@@ -239,11 +254,13 @@ class Engine:
         longest_stop = max(len(s) for s in stops)
         searched = min(choice.tokens, self.text.size + longest_stop)
         text = self.text.text(choice.start, searched)
-        cut = min((index for index in (text.find(s) for s in stops) if index >= 0), default=-1)
-        if cut < 0:
+        found = [(index, stop) for stop in stops if (index := text.find(stop)) >= 0]
+        if not found:
             return
+        cut, stop = min(found, key=lambda hit: hit[0])  # the first to occur; of those, the first given
         choice.tokens = self.text.whole_tokens(choice.start, cut)
         choice.finish_reason = "stop"
+        choice.stop_sequence = stop
 
     def choice_text(self, choice: Choice) -> str:
         return self.text.text(choice.start, choice.tokens)

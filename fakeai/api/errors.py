@@ -15,7 +15,7 @@ import msgspec
 from litestar import MediaType, Response
 from litestar.exceptions import HTTPException
 
-from fakeai.api.schemas import ErrorBody, ErrorDetail
+from fakeai.api.schemas import REFUSED_FIELDS, ErrorBody, ErrorDetail
 
 if TYPE_CHECKING:
     from litestar import Request
@@ -80,6 +80,14 @@ def invalid_body(exc: msgspec.DecodeError) -> APIError:
     if at:
         message = message[: at.start()]
     path = at.group(1) if at else ""
+    if path in REFUSED_FIELDS:  # declared to accept only null: see schemas.REFUSED_FIELDS
+        hint = REFUSED_FIELDS[path]
+        return APIError(
+            400,
+            f"Unsupported parameter: '{path}' is not supported by fakeai" + (f"; {hint}." if hint else "."),
+            param=path,
+            code="unsupported_parameter",
+        )
     missing = _MISSING_FIELD.match(message)
     if missing:
         path = f"{path}.{missing.group(1)}" if path else missing.group(1)

@@ -1,8 +1,10 @@
-"""What chat, completions and embeddings share: reading the body, and answering.
+"""What the generation endpoints share: reading the body, planning, and answering.
 
-A plain answer is sent when its last token is due (TTFT + (n - 1) inter-token latencies
-after arrival), made and sent in parts when it is long (``answer_parts``,
-``responses.send_json_parts``); a streamed one is handed to ``streaming.sse_events``.
+A request is admitted (``admit``), routed and planned (``plan_answer``). A plain answer is
+sent when its last token is due (TTFT + (n - 1) inter-token latencies after arrival), made and
+sent in parts when it is long (``send_when_due``, ``answer_parts``); a streamed one is handed
+to ``streaming.sse_events`` (chat, completions: ``generate`` does all of it) or to
+``event_streams.typed_events`` (the Responses API, Anthropic's Messages).
 """
 
 from __future__ import annotations
@@ -16,17 +18,20 @@ from litestar.exceptions import MethodNotAllowedException
 from fakeai.api.errors import APIError, invalid_body
 from fakeai.api.recording import EXCHANGE_KEY, ClientDisconnected, Exchange
 from fakeai.api.responses import PART_BYTES, send_event_stream, send_json_parts, wait_while_connected
-from fakeai.api.schemas import PromptTokensDetails, Usage
+from fakeai.api.rich import reasoning_tokens
+from fakeai.api.schemas import CompletionTokensDetails, PromptTokensDetails, Usage
 from fakeai.api.streaming import ChunkFormat, sse_events
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope
 
     from fakeai.api.engine import Engine, Plan
+    from fakeai.api.rich import ChatRender, CompletionRender
+    from fakeai.api.shaping import ChatShaping
     from fakeai.metrics import MetricsRegistry
     from fakeai.simulation.kvcache import Prompt
 
-__all__ = ("admit", "answer_parts", "generate", "read_request")
+__all__ = ("admit", "answer_parts", "generate", "open_stream", "plan_answer", "read_request", "send_when_due")
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
@@ -88,12 +93,13 @@ def admit(engine: Engine, registry: MetricsRegistry, exchange: Exchange, model: 
         exchange.model = model
 
 
-def _usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> Usage:
+def _usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int, reasoning: int | None = None) -> Usage:
     return Usage(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         total_tokens=prompt_tokens + completion_tokens,
         prompt_tokens_details=PromptTokensDetails(cached_tokens=cached_tokens),
+        completion_tokens_details=None if reasoning is None else CompletionTokensDetails(reasoning_tokens=reasoning),
     )
 
 
@@ -107,6 +113,82 @@ def _route(
     if exchange.recording:  # admitted, so its model's cells are known (``admit``)
         exchange.engine_series = registry.routed(exchange.model_series, routing.worker, routing.cache.state())
     return routing.cached_tokens
+
+
+async def plan_answer(
+    engine: Engine,
+    registry: MetricsRegistry,
+    exchange: Exchange,
+    *,
+    id_prefix: str,
+    model: str,
+    prompts: list[Prompt],
+    tokens_per_prompt: list[int],
+    max_tokens: int | None,
+    n: int = 1,
+    choices: int | None = None,
+    min_tokens: int = 0,
+    ignore_eos: bool = False,
+    stop: str | list[str] | None = None,
+    seed: int | None = None,
+    stream: bool = False,
+    shaping: ChatShaping | None = None,
+) -> Plan:
+    """Route an admitted request to a simulated worker and plan its answer (``choices`` answers,
+    ``n`` when not given; ``n`` is the request's parameter), noting in ``exchange`` what the
+    recorder records of it.
+
+    ``prompts`` are the request's prompt texts (or token-id lists) and their token counts: one
+    for chat, one or more for completions (answered together; prefill takes as long as the
+    longest uncached part). ``shaping`` draws answers with reasoning, tool calls or JSON content.
+    """
+    cached = _route(engine, registry, exchange, prompts, tokens_per_prompt)
+    plan = await engine.plan(
+        id_prefix=id_prefix,
+        model=model,
+        prompt_tokens=sum(tokens_per_prompt),
+        cached_tokens=sum(cached),
+        uncached_prompt_tokens=max(tokens - hit for tokens, hit in zip(tokens_per_prompt, cached)),
+        n=n if choices is None else choices,
+        max_tokens=max_tokens,
+        min_tokens=min_tokens,
+        ignore_eos=ignore_eos,
+        stop=stop,
+        seed=seed,
+        stream=stream,
+        shaping=shaping,
+    )
+    exchange.prompt_tokens = plan.prompt_tokens
+    exchange.finish_reason = plan.choices[0].finish_reason
+    exchange.n = n
+    exchange.max_tokens = max_tokens or 0
+    return plan
+
+
+def open_stream(registry: MetricsRegistry, exchange: Exchange) -> None:
+    """Count the request's answer as a stream (the recorder closes it, completed or failed)."""
+    exchange.stream = True
+    if exchange.recording:
+        registry.stream_started()
+
+
+async def send_when_due(
+    engine: Engine, exchange: Exchange, receive: Receive, plan: Plan, render: Callable[[], Iterator[bytes]]
+) -> None:
+    """Send a plain answer when its last token is due: the parts ``render`` makes (see
+    ``answer_parts``), noting when its tokens were produced. A client that leaves first is
+    recorded as 499."""
+    exchange.completion_tokens = plan.completion_tokens
+    offsets = plan.offsets
+    if offsets and exchange.clock() < exchange.started + offsets[-1]:
+        await wait_while_connected(receive, engine.pacer.wait_until(exchange.started + offsets[-1]))
+    if offsets:  # the answer is due: its tokens were produced when the plan says
+        exchange.first_token_at = exchange.started + offsets[0]
+        exchange.last_token_at = exchange.started + offsets[-1]
+        exchange.longest = len(offsets)
+        exchange.offsets = offsets
+        exchange.choice_tokens = [choice.tokens for choice in plan.choices]
+    await send_json_parts(exchange, receive, render())
 
 
 async def generate(
@@ -123,62 +205,55 @@ async def generate(
     chunks: ChunkFormat,
     render: Callable[[Plan, Usage], Iterator[bytes]],
     n: int | None = None,
+    shaping: ChatShaping | None = None,
+    rich: ChatRender | CompletionRender | None = None,
 ) -> None:
     """Plan the answer to a chat or completions ``body`` and send it: whole when due, or streamed.
 
-    ``prompts`` are the request's prompt texts (or token-id lists) and their token counts: one
-    for chat, one or more for completions (answered together; ``n`` then counts every answer,
-    prefill takes as long as the longest uncached part). The request has been admitted.
+    ``n`` counts every answer of a completions request with several prompts (``body.n`` for
+    each). The request has been admitted. ``shaping`` draws a chat answer with reasoning, tool
+    calls or JSON content, ``rich`` renders what is more than prose (``render`` then being its
+    ``parts``); both ``None`` for plain answers.
     """
-    cached = _route(engine, registry, exchange, prompts, tokens_per_prompt)
-    plan = await engine.plan(
+    plan = await plan_answer(
+        engine,
+        registry,
+        exchange,
         id_prefix=id_prefix,
         model=body.model,
-        prompt_tokens=sum(tokens_per_prompt),
-        cached_tokens=sum(cached),
-        uncached_prompt_tokens=max(tokens - hit for tokens, hit in zip(tokens_per_prompt, cached)),
-        n=body.n if n is None else n,
+        prompts=prompts,
+        tokens_per_prompt=tokens_per_prompt,
         max_tokens=max_tokens,
+        n=body.n,
+        choices=n,
         min_tokens=body.min_tokens,
         ignore_eos=body.ignore_eos,
         stop=body.stop,
         seed=body.seed,
         stream=body.stream,
+        shaping=shaping,
     )
-    exchange.prompt_tokens = plan.prompt_tokens
-    exchange.finish_reason = plan.choices[0].finish_reason
-    exchange.n = body.n
-    exchange.max_tokens = max_tokens or 0
-    clock = registry.clock
+    reasoning = reasoning_tokens(plan) if shaping is not None and shaping.reasons else None
     if body.stream:
-        exchange.stream = True
-        if exchange.recording:
-            registry.stream_started()
+        open_stream(registry, exchange)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        if rich is not None:
+            rich.prompt_tokens = plan.prompt_tokens
         events = sse_events(
             engine,
             plan,
             exchange,
             chunks,
-            clock,
+            registry.clock,
             include_usage,
-            lambda sent: _usage(plan.prompt_tokens, sent, plan.cached_tokens),
+            lambda sent: _usage(plan.prompt_tokens, sent, plan.cached_tokens, reasoning),
             registry.writer.gaps if exchange.recording else None,
+            rich,
         )
         await send_event_stream(exchange, receive, events)
         return
-    exchange.completion_tokens = plan.completion_tokens
-    offsets = plan.offsets
-    if offsets and clock() < exchange.started + offsets[-1]:
-        await wait_while_connected(receive, engine.pacer.wait_until(exchange.started + offsets[-1]))
-    if offsets:  # the answer is due: its tokens were produced when the plan says
-        exchange.first_token_at = exchange.started + offsets[0]
-        exchange.last_token_at = exchange.started + offsets[-1]
-        exchange.longest = len(offsets)
-        exchange.offsets = offsets
-        exchange.choice_tokens = [choice.tokens for choice in plan.choices]
-    usage = _usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens)
-    await send_json_parts(exchange, receive, render(plan, usage))
+    usage = _usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens, reasoning)
+    await send_when_due(engine, exchange, receive, plan, lambda: render(plan, usage))
 
 
 def answer_parts(envelope: bytes, field: bytes, items: Iterable[bytes]) -> Iterator[bytes]:

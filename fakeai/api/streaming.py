@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -31,6 +32,11 @@ from fakeai.api.engine import Engine, Plan
 from fakeai.api.recording import Exchange
 from fakeai.api.schemas import ErrorBody, Usage
 from fakeai.region import EngineCells
+
+if TYPE_CHECKING:
+    from fakeai.api.rich import ChatRender, CompletionRender
+
+    RichRender = ChatRender | CompletionRender
 
 Gaps = Callable[[EngineCells | None, float, int, int], None]
 """``MetricsWriter.gaps``: one write's inter-token gaps."""
@@ -65,9 +71,10 @@ class ChunkFormat:
 
 
 class _Templates:
-    __slots__ = ("finish", "first", "token")
+    __slots__ = ("finish", "first", "head", "token")
 
     def __init__(self, fmt: ChunkFormat, head: bytes, choices: int) -> None:
+        self.head = head
         self.first = [head + fmt._first_token % index for index in range(choices)]
         self.token = [head + fmt._token % index for index in range(choices)]
         self.finish = [head + fmt._finish % index for index in range(choices)]
@@ -99,10 +106,15 @@ async def sse_events(
     include_usage: bool,
     usage: Callable[[int], Usage],
     gaps: Gaps | None = None,
+    rich: RichRender | None = None,
 ) -> AsyncIterator[bytes]:
     """The body of a streamed answer; keeps ``exchange.completion_tokens`` at the tokens sent,
     ``exchange.first_token_at``, ``last_token_at`` and ``longest`` at what was produced, and
-    hands each write's inter-token gaps to ``gaps`` (``None``: not recorded)."""
+    hands each write's inter-token gaps to ``gaps`` (``None``: not recorded).
+
+    ``rich`` (``fakeai.api.rich``) makes each chunk's choice object of an answer that carries
+    more than prose (reasoning, tool calls, log probabilities, usage on every chunk): the chunks
+    come out at the same times, counted the same way."""
     templates = fmt.templates(plan)
     token_tail = _TOKEN_TAIL if fmt is CHAT_CHUNKS else _COMPLETION_TOKEN_TAIL
     choices = plan.choices
@@ -120,9 +132,13 @@ async def sse_events(
     cells = exchange.engine_series
     last_write = math.nan
     """When the previous write that carried tokens was made."""
+    head = templates.head
     for position, choice in enumerate(choices):
         if choice.tokens == 0:  # a stop sequence at the very start
-            batch.append(templates.finish[position] + b'"%s"' % choice.finish_reason.encode() + _FINISH_TAIL)
+            if rich is None:
+                batch.append(templates.finish[position] + b'"%s"' % choice.finish_reason.encode() + _FINISH_TAIL)
+            else:
+                batch.append(head + rich.finish(choice, position, 0))
     while True:
         written = sent
         first_index, first_number = index, number
@@ -154,16 +170,22 @@ async def sse_events(
                 while number < count and size < BATCH_BYTES:
                     choice = choices[number]
                     if index < choice.tokens:
-                        prefix = templates.first[number] if index == 0 else templates.token[number]
-                        event = prefix + engine.token_json(choice, index) + token_tail
+                        sent += 1
+                        if rich is None:
+                            prefix = templates.first[number] if index == 0 else templates.token[number]
+                            event = prefix + engine.token_json(choice, index) + token_tail
+                        else:
+                            event = head + rich.event(choice, number, index, sent)
                         batch.append(event)
                         size += len(event)
-                        sent += 1
                         if index == first_index or (number < first_number and index == first_index + 1):
                             firsts += 1
                         if index == choice.tokens - 1:
-                            reason = b'"%s"' % choice.finish_reason.encode()
-                            batch.append(templates.finish[number] + reason + _FINISH_TAIL)
+                            if rich is None:
+                                reason = b'"%s"' % choice.finish_reason.encode()
+                                batch.append(templates.finish[number] + reason + _FINISH_TAIL)
+                            else:
+                                batch.append(head + rich.finish(choice, number, sent))
                     number += 1
                 if index == 0:
                     starts += sent - before

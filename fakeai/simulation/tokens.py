@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ("CHARS_PER_TOKEN", "IMAGE_TOKENS", "count_tokens", "render_chat")
+__all__ = ("CHARS_PER_TOKEN", "IMAGE_TOKENS", "count_tokens", "render_chat", "render_tools")
 
 CHARS_PER_TOKEN = 4
 IMAGE_TOKENS = 85
@@ -42,8 +42,29 @@ def _content_text(content: object) -> str:
     return "".join(pieces)
 
 
+def _calls_text(calls: Iterable[object]) -> str:
+    """An assistant message's tool calls, as a template renders them: name and arguments."""
+    return "".join(f"<|call|>{call.function.name}({call.function.arguments})" for call in calls)  # type: ignore[attr-defined]
+
+
 def render_chat(messages: Iterable[object]) -> str:
-    """The prompt a chat template would produce: ``<|role|>\\ncontent\\n`` per message."""
-    rendered = [f"<|{message.role}|>\n{_content_text(message.content)}\n" for message in messages]  # type: ignore[attr-defined]
+    """The prompt a chat template would produce: ``<|role|>\\ncontent\\n`` per message (an
+    assistant message's tool calls after its content)."""
+    rendered = [
+        f"<|{message.role}|>\n{_content_text(message.content)}"  # type: ignore[attr-defined]
+        f"{_calls_text(calls) if (calls := getattr(message, 'tool_calls', None)) else ''}\n"
+        for message in messages
+    ]
     rendered.append("<|assistant|>\n")
     return "".join(rendered)
+
+
+def render_tools(tools: Iterable[object]) -> str:
+    """The tool definitions a chat template puts before the messages: each function's name,
+    description and parameters' JSON Schema (the request's bytes), one a line."""
+    lines = ["<|tools|>\n"]
+    for tool in tools:
+        function = tool.function  # type: ignore[attr-defined]
+        parameters = bytes(function.parameters) if function.parameters is not None else b""
+        lines.append(f"{function.name}: {function.description or ''} {parameters.decode(errors='replace')}\n")
+    return "".join(lines)
