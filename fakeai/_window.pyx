@@ -152,8 +152,8 @@ cdef double _select(View* views, Py_ssize_t count, Py_ssize_t rank, int* cursors
     current prefix, or -1 once its samples there sit in a leaf (then they are among ``runs``:
     ``(value, how many)`` with their order keys in ``keys``) or there are none. At each level
     the counts of the 256 entries are added over every window and run; the entry holding the
-    rank is kept. When no window has a node left, the runs (at most ``SPLIT`` a window) are
-    sorted.
+    rank is kept. When no window has a node left, the runs go on being narrowed by their keys
+    while more than ``FEW_RUNS`` are left; then the few left are sorted.
     """
     cdef Py_ssize_t table[FANOUT]
     cdef Py_ssize_t w, i, kept
@@ -172,7 +172,10 @@ cdef double _select(View* views, Py_ssize_t count, Py_ssize_t rank, int* cursors
     for w in range(count):
         cursors[w] = views[w].top_node[entry] if views[w].top_count[entry] else -1
         live += cursors[w] >= 0
-    while live:
+    # Down a level at a time while a window has a node here -- and then, over the runs alone,
+    # while many are left (leaves of several windows that ended together): narrowing them by
+    # their keys' lower bits is cheaper than sorting them all (up to SPLIT a window).
+    while live or (not bottom and <Py_ssize_t>runs.size() > FEW_RUNS):
         memset(table, 0, sizeof(table))
         for w in range(count):
             if cursors[w] >= 0:
@@ -213,28 +216,6 @@ cdef double _select(View* views, Py_ssize_t count, Py_ssize_t rank, int* cursors
                 runs.push_back(pair[double, Py_ssize_t](views[w].ring[slot].value, 1))
                 keys.push_back(_order_key(views[w].ring[slot].value))
                 slot = views[w].previous[slot]
-        if shift == 0:
-            bottom = 1
-        shift = _below(shift)
-    # Many runs left (leaves of several windows ended at this level): go on down the keys'
-    # levels over the runs alone, each keeping only the entry that holds the rank, until few
-    # are left -- cheaper than sorting them all (up to SPLIT a window).
-    while not bottom and <Py_ssize_t>runs.size() > FEW_RUNS:
-        memset(table, 0, sizeof(table))
-        for i in range(<Py_ssize_t>runs.size()):
-            table[(keys[i] >> shift) & (FANOUT - 1)] += runs[i].second
-        entry = 0
-        while rank >= table[entry]:
-            rank -= table[entry]
-            entry += 1
-        kept = 0
-        for i in range(<Py_ssize_t>runs.size()):
-            if <int>((keys[i] >> shift) & (FANOUT - 1)) == entry:
-                runs[kept] = runs[i]
-                keys[kept] = keys[i]
-                kept += 1
-        runs.resize(kept)
-        keys.resize(kept)
         if shift == 0:
             bottom = 1
         shift = _below(shift)
