@@ -17,7 +17,7 @@ from litestar.exceptions import MethodNotAllowedException
 
 from fakeai.api.errors import APIError, invalid_body
 from fakeai.api.recording import EXCHANGE_KEY, ClientDisconnected, Exchange
-from fakeai.api.responses import PART_BYTES, send_event_stream, send_json_parts, wait_while_connected
+from fakeai.api.responses import comma_parts, send_event_stream, send_json_parts, wait_while_connected
 from fakeai.api.rich import reasoning_tokens
 from fakeai.api.schemas import CompletionTokensDetails, PromptTokensDetails, Usage
 from fakeai.api.streaming import ChunkFormat, sse_events
@@ -265,17 +265,4 @@ def answer_parts(envelope: bytes, field: bytes, items: Iterable[bytes]) -> Itera
     string every quote is escaped.
     """
     split = envelope.index(field + b":[]") + len(field) + 2
-    pending = [envelope[:split]]
-    size = split
-    separator = b""
-    for item in items:
-        pending.append(separator)
-        pending.append(item)
-        separator = b","
-        size += len(item) + 1
-        if size >= PART_BYTES:
-            yield b"".join(pending)
-            pending = []
-            size = 0
-    pending.append(envelope[split:])
-    yield b"".join(pending)
+    return comma_parts(envelope[:split], items, envelope[split:])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from litestar.exceptions import MethodNotAllowedException
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from fakeai.api.recording import Exchange
 
 __all__ = (
-    "PART_BYTES", "document_method", "read_method", "send_document", "send_event_stream", "send_json", "send_json_parts",
+    "PART_BYTES", "comma_parts", "document_method", "read_method", "send_document", "send_event_stream", "send_json", "send_json_parts",
     "wait_while_connected",
 )
 
@@ -236,3 +236,22 @@ async def send_event_stream(exchange: Exchange, receive: Receive, events: AsyncG
     A client that reads nothing for ``exchange.send_timeout`` seconds is cut the same way.
     """
     await _send_chunked(exchange, receive, _SSE_HEADERS, events)
+
+
+def comma_parts(head: bytes, items: Iterable[bytes], tail: bytes) -> Iterator[bytes]:
+    """``head``, the ``items`` comma-separated, ``tail``: in parts of at least ``PART_BYTES``
+    but the last (each item made only when the part before it is out)."""
+    pending = [head]
+    size = len(head)
+    separator = b""
+    for item in items:
+        pending.append(separator)
+        pending.append(item)
+        separator = b","
+        size += len(item) + 1
+        if size >= PART_BYTES:
+            yield b"".join(pending)
+            pending = []
+            size = 0
+    pending.append(tail)
+    yield b"".join(pending)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from fakeai.api.responses import PART_BYTES
+from fakeai.api.responses import comma_parts
 from fakeai.api.shaping import Output
 from fakeai.simulation.reasoning import reasoning_text
 from fakeai.simulation.text import TextSource
@@ -208,7 +208,7 @@ class ChatRender:
         head = b'{"id":%s,"object":"chat.completion","created":%d,"model":%s,"choices":[' % (
             _encode(plan.id), plan.created, _encode(plan.model))
         items = (_encode(self.choice(choice, number)) for number, choice in enumerate(plan.choices))
-        return _parts(head, items, b'],"usage":' + _encode(usage) + b"}")
+        return comma_parts(head, items, b'],"usage":' + _encode(usage) + b"}")
 
 
 class CompletionRender:
@@ -301,23 +301,4 @@ class CompletionRender:
         head = b'{"id":%s,"object":"text_completion","created":%d,"model":%s,"choices":[' % (
             _encode(plan.id), plan.created, _encode(plan.model))
         items = (_encode(self.choice(choice, number)) for number, choice in enumerate(plan.choices))
-        return _parts(head, items, b'],"usage":' + _encode(usage) + b"}")
-
-
-def _parts(head: bytes, items: Iterator[bytes], tail: bytes) -> Iterator[bytes]:
-    """``head``, the ``items`` comma-separated, ``tail``: in parts of at least ``PART_BYTES``
-    but the last (each item made only when the part before it is out)."""
-    pending = [head]
-    size = len(head)
-    separator = b""
-    for item in items:
-        pending.append(separator)
-        pending.append(item)
-        separator = b","
-        size += len(item) + 1
-        if size >= PART_BYTES:
-            yield b"".join(pending)
-            pending = []
-            size = 0
-    pending.append(tail)
-    yield b"".join(pending)
+        return comma_parts(head, items, b'],"usage":' + _encode(usage) + b"}")
