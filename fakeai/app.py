@@ -15,6 +15,7 @@ from litestar import Litestar, Router
 from fakeai.api.auth import api_key_guard
 from fakeai.api.chat import chat_completions_handler
 from fakeai.api.completions import completions_handler
+from fakeai.api.cors import cors_config, with_cors
 from fakeai.api.dashboard import dashboard_handlers
 from fakeai.api.embeddings import embeddings_handler
 from fakeai.api.engine import Engine
@@ -119,16 +120,20 @@ def create_app(
         request_max_body_size=settings.max_request_bytes,
         openapi_config=None,
         logging_config=None,
+        cors_config=cors_config(settings),
         on_startup=[engine.start, sampler.start, _freeze_startup_heap],
         on_shutdown=[sampler.stop, engine.stop],
     )
-    app.asgi_handler = Recorder(
-        app.asgi_handler,
-        registry,
-        engine.kv_cache,
-        record_monitoring=settings.record_monitoring,
-        enabled=settings.record_metrics,
-        send_timeout=settings.send_timeout_seconds,
+    app.asgi_handler = with_cors(
+        app,
+        lambda handler: Recorder(
+            handler,
+            registry,
+            engine.kv_cache,
+            record_monitoring=settings.record_monitoring,
+            enabled=settings.record_metrics,
+            send_timeout=settings.send_timeout_seconds,
+        ),
     )
     app.state.settings = settings
     app.state.metrics = registry

@@ -297,11 +297,45 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         ),
     ] = 5.0
 
+    # -- adoption (issue 19): cross-origin requests (CORS) -------------------------------
+    cors_origins: Annotated[
+        tuple[str, ...],
+        _setting(
+            "Origins whose web pages may call fakeai from a browser (comma-separated; `*` in one matches "
+            "anything: `http://localhost:*`). `*` alone: every origin, as vLLM; empty: no CORS at all (a "
+            "browser on another origin is refused).",
+            section="Cross-origin requests (CORS)",
+        ),
+    ] = ("*",)
+    cors_methods: Annotated[
+        tuple[Literal["*", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], ...],
+        _setting("Methods a cross-origin page may use (comma-separated; `*`: every one, as vLLM)."),
+    ] = ("*",)
+    cors_headers: Annotated[
+        tuple[str, ...],
+        _setting(
+            "Request headers a cross-origin page may send (comma-separated; `*`: every one, Authorization "
+            "included, as vLLM)."
+        ),
+    ] = ("*",)
+    cors_allow_credentials: Annotated[
+        bool,
+        _setting(
+            "Let cross-origin pages send cookies or TLS client certificates (Access-Control-Allow-Credentials); "
+            "needs --cors-origins without `*`. An API key in the Authorization header does not need it."
+        ),
+    ] = False
+
     def __post_init__(self) -> None:
         if self.history_seconds < self.history_interval_seconds:
             raise ValueError("history_seconds must be at least history_interval_seconds")
         if len(self.models) > MAX_MODEL_LABELS:
             raise ValueError(f"models: at most {MAX_MODEL_LABELS} ids (each has a metrics label of its own)")
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError(
+                "cors_allow_credentials: browsers refuse credentials from a server that allows every origin; "
+                "name the origins in --cors-origins"
+            )
         if RESERVED_MODEL in self.models:
             raise ValueError(f"models: {RESERVED_MODEL} is the metrics' name for every model without a label")
         labels = max(self.max_model_labels, len(set(self.models))) + 1
