@@ -129,8 +129,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fakeai: {missing}", file=sys.stderr)
         return 2
 
-    from fakeai.server import raise_open_files_limit, serve
+    from fakeai.server import inherited_socket, raise_open_files_limit, serve
 
+    sock = None
+    if settings.fd >= 0:
+        try:
+            sock = inherited_socket(settings.fd)
+        except ValueError as exc:
+            print(f"fakeai: {exc}", file=sys.stderr)
+            return 2
     raise_open_files_limit()
     # Every worker process records into a region in this directory and reads all of them,
     # so any worker answers a scrape for the whole server; one of them writes the server's
@@ -148,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, _exit_on_signal)
     try:
-        status = serve("fakeai.app:create_app_from_env", settings)
+        status = serve("fakeai.app:create_app_from_env", settings, sock)
         if status == 0:
             _log_summary(shared, settings)
     finally:

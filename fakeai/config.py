@@ -297,6 +297,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         ),
     ] = 5.0
 
+    # -- adoption (issue 19): an inherited listening socket ------------------------------
+    fd: Annotated[
+        int,
+        _setting(
+            "Serve on the listening TCP socket inherited as this file descriptor (from a process manager, or "
+            "the pytest plugin's server in a process of its own) instead of binding --host and --port; -1: "
+            "bind them.",
+            section="Server",
+            ge=-1,
+        ),
+    ] = -1
+
     # -- adoption (issue 19): cross-origin requests (CORS) -------------------------------
     cors_origins: Annotated[
         tuple[str, ...],

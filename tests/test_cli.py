@@ -105,3 +105,15 @@ def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
     done = fakeai("serve", "--config", str(tmp_path / "nowhere.toml"))
     assert done.returncode == 2
     assert done.stderr.strip() == f"fakeai: {tmp_path / 'nowhere.toml'}: cannot read it (No such file or directory)"
+
+
+def test_an_inherited_descriptor_must_be_a_tcp_socket(tmp_path: Path) -> None:
+    done = fakeai("serve", "--fd", "987")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "fakeai: --fd 987: not an inherited socket (Bad file descriptor)"
+    with open(tmp_path / "a-file", "wb") as file:
+        fd = file.fileno()
+        done = subprocess.run([sys.executable, "-m", "fakeai", "serve", "--fd", str(fd)],
+                              pass_fds=(fd,), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"fakeai: --fd {fd}: not an inherited socket (Socket operation on non-socket)"
