@@ -1,7 +1,9 @@
 """Wires fakeai together: ``create_app(settings)`` returns the Litestar application.
 
 Nothing is built at import time: each call makes its own metrics registry and engine, so
-two apps (or two tests) never share state.
+two apps (or two tests) never share state, and nothing process-wide changes (no garbage
+collector, logging or signal setting), so an app can run in a process that is not its own:
+``create_app_from_env``, ``fakeai serve``'s factory, adds what only a server's own process does.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from fakeai.api.anthropic_messages import messages_handler
 from fakeai.api.auth import api_key_guard
 from fakeai.api.chat import chat_completions_handler
 from fakeai.api.completions import completions_handler
+from fakeai.api.cors import cors_config, with_cors
 from fakeai.api.dashboard import dashboard_handlers
 from fakeai.api.embeddings import embeddings_handler
 from fakeai.api.engine import Engine
@@ -36,11 +39,13 @@ from fakeai.metrics.history_ring import SamplingLease, SharedHistory
 __all__ = ("create_app", "create_app_from_env")
 
 
-def _freeze_startup_heap() -> None:
+def freeze_startup_heap() -> None:
     """Move everything built at start-up out of the garbage collector's sight.
 
     Later collections then walk only per-request objects, so their pauses stay short
-    (they showed as late tokens under load). See ``gc.freeze``.
+    (they showed as late tokens under load). See ``gc.freeze``. It changes the whole
+    process, so only a server process of its own does it (``create_app_from_env``), never
+    an app made in someone else's process (a test's, the pytest plugin's).
     """
     gc.collect()
     gc.freeze()
@@ -126,16 +131,20 @@ def create_app(
         request_max_body_size=settings.max_request_bytes,
         openapi_config=None,
         logging_config=None,
-        on_startup=[engine.start, sampler.start, _freeze_startup_heap],
+        cors_config=cors_config(settings),
+        on_startup=[engine.start, sampler.start],
         on_shutdown=[sampler.stop, engine.stop],
     )
-    app.asgi_handler = Recorder(
-        app.asgi_handler,
-        registry,
-        engine.kv_cache,
-        record_monitoring=settings.record_monitoring,
-        enabled=settings.record_metrics,
-        send_timeout=settings.send_timeout_seconds,
+    app.asgi_handler = with_cors(
+        app,
+        lambda handler: Recorder(
+            handler,
+            registry,
+            engine.kv_cache,
+            record_monitoring=settings.record_monitoring,
+            enabled=settings.record_metrics,
+            send_timeout=settings.send_timeout_seconds,
+        ),
     )
     app.state.settings = settings
     app.state.metrics = registry
@@ -145,5 +154,9 @@ def create_app(
 
 
 def create_app_from_env() -> Litestar:
-    """The factory uvicorn calls in each worker: settings come from ``FAKEAI_*`` variables."""
-    return create_app(settings_from_env())
+    """The factory uvicorn calls in each worker process of ``fakeai serve``: settings come from
+    ``FAKEAI_*`` variables, and the start-up heap is frozen once the app has started (the
+    process is the server's own)."""
+    app = create_app(settings_from_env())
+    app.on_startup.append(freeze_startup_heap)
+    return app

@@ -14,7 +14,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
-from fakeai.config import Settings, SettingsError, describe_settings, env_name, settings_from_env
+from fakeai import __version__
+from fakeai.config import (
+    Settings,
+    SettingsError,
+    describe_settings,
+    env_name,
+    env_text,
+    read_config_file,
+    setting_sections,
+    settings_from_env,
+)
 from fakeai.metrics.history_ring import ring_file_bytes
 from fakeai.metrics.labels import engines_per_process, region_capacity
 from fakeai.metrics.regions import SHARED_DIR_ENV, pid_alive, region_file_bytes
@@ -22,6 +32,9 @@ from fakeai.metrics.registry import STARTED_AT_ENV
 from fakeai.simulation.tokenizers import missing_extra
 
 __all__ = ("main",)
+
+CONFIG_DEST = "config_file"
+"""Where ``--config`` lands in the parsed arguments (not a setting)."""
 
 
 def _flag(name: str) -> str:
@@ -38,20 +51,44 @@ def _metavar(base: object) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fakeai", description="A fake OpenAI-compatible LLM server.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser(
         "serve",
         help="start the server",
-        description="Start the server. Every flag can also be set as an environment variable.",
+        usage="fakeai serve [-h] [--config PATH] [--SETTING VALUE ...]",
+        description=(
+            "Start the server. Every setting is a flag, an environment variable FAKEAI_<NAME> and a key of "
+            "the --config file (its own name: window_seconds = 2.5); a flag wins over the variable, the "
+            "variable over the file."
+        ),
     )
-    for name, base, default, description in describe_settings():
-        shown = ",".join(default) if isinstance(default, tuple) else str(default).lower()
-        text = f"{description} (env {env_name(name)}; default {shown or 'none'})"
-        switch = {"nargs": "?", "const": "true"} if base is bool else {}  # `--zero-latency` alone means true
-        serve.add_argument(
-            _flag(name), dest=name, metavar=_metavar(base), default=None, help=text.replace("%", "%%"), **switch
-        )
+    serve.add_argument(
+        "--config", dest=CONFIG_DEST, metavar="PATH", default=None,
+        help="A TOML file of settings by their own names; an unknown key or a wrong type is an error.",
+    )
+    described = {name: (base, default, description) for name, base, default, description in describe_settings()}
+    for title, names in setting_sections():
+        group = serve.add_argument_group(title)
+        for name in names:
+            base, default, description = described[name]
+            shown = ",".join(default) if isinstance(default, tuple) else str(default).lower()
+            text = f"{description} (env {env_name(name)}; default {shown or 'none'})"
+            switch = {"nargs": "?", "const": "true"} if base is bool else {}  # `--zero-latency` alone means true
+            group.add_argument(
+                _flag(name), dest=name, metavar=_metavar(base), default=None, help=text.replace("%", "%%"), **switch
+            )
     return parser
+
+
+def _export_settings(flags: dict[str, str], config: str | None) -> None:
+    """Put the settings in ``FAKEAI_*`` variables, so every worker process builds the same ones:
+    the file's where no variable is set, then the flags over everything."""
+    if config is not None:
+        for name, value in read_config_file(config).items():
+            os.environ.setdefault(env_name(name), env_text(name, value))
+    for name, value in flags.items():
+        os.environ[env_name(name)] = value
 
 
 def _exit_on_signal(number: int, frame: object) -> None:
@@ -78,11 +115,11 @@ def _shared_metrics_dir(needed_bytes: int) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    flags = {name: value for name, value in vars(args).items() if name != "command" and value is not None}
-    # Flags become FAKEAI_* variables, so every worker process builds the same settings.
-    for name, value in flags.items():
-        os.environ[env_name(name)] = value
+    chosen = {name: value for name, value in vars(args).items() if value is not None}
+    config = chosen.pop(CONFIG_DEST, None)
+    chosen.pop("command")
     try:
+        _export_settings(chosen, config)
         settings = settings_from_env()
     except SettingsError as exc:
         print(f"fakeai: {exc}", file=sys.stderr)
@@ -92,8 +129,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fakeai: {missing}", file=sys.stderr)
         return 2
 
-    from fakeai.server import raise_open_files_limit, serve
+    from fakeai.server import inherited_socket, raise_open_files_limit, serve
 
+    sock = None
+    if settings.fd >= 0:
+        try:
+            sock = inherited_socket(settings.fd)
+        except ValueError as exc:
+            print(f"fakeai: {exc}", file=sys.stderr)
+            return 2
     raise_open_files_limit()
     # Every worker process records into a region in this directory and reads all of them,
     # so any worker answers a scrape for the whole server; one of them writes the server's
@@ -111,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, _exit_on_signal)
     try:
-        status = serve("fakeai.app:create_app_from_env", settings)
+        status = serve("fakeai.app:create_app_from_env", settings, sock)
         if status == 0:
             _log_summary(shared, settings)
     finally:

@@ -1,21 +1,34 @@
 """Every setting of fakeai, defined once.
 
 ``Settings`` is the single definition: the CLI flags (``--window-seconds``), the environment
-variables (``FAKEAI_WINDOW_SECONDS``) and the README's settings table are all derived from
-its fields, their types, defaults and descriptions. Precedence: CLI flag, then environment
-variable, then default.
+variables (``FAKEAI_WINDOW_SECONDS``), the keys of a configuration file (``window_seconds``,
+``fakeai serve --config PATH``) and the README's settings table are all derived from its
+fields, their types, defaults, descriptions and sections. Precedence: CLI flag, then
+environment variable, then configuration file, then default.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import tomllib
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 import msgspec
 from msgspec import Meta
 
-__all__ = ("ENV_PREFIX", "Settings", "SettingsError", "describe_settings", "settings_from_env", "settings_table")
+__all__ = (
+    "ENV_PREFIX",
+    "Settings",
+    "SettingsError",
+    "describe_settings",
+    "env_text",
+    "read_config_file",
+    "setting_sections",
+    "settings_from_env",
+    "settings_table",
+)
 
 ENV_PREFIX = "FAKEAI_"
 
@@ -24,8 +37,11 @@ class SettingsError(ValueError):
     """A setting has a value of the wrong type or outside its range."""
 
 
-def _setting(description: str, **constraints: Any) -> Meta:
-    return Meta(description=description, **constraints)
+def _setting(description: str, *, section: str | None = None, **constraints: Any) -> Meta:
+    """A setting's description and constraints. ``section`` starts a group (in ``fakeai serve
+    --help`` and the settings table): this field and the ones after it, until the next field
+    that names a section, belong to it."""
+    return Meta(description=description, extra={"section": section} if section else None, **constraints)
 
 
 MAX_MODEL_LABELS = 1000
@@ -46,7 +62,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """fakeai's configuration."""
 
     # -- server ----------------------------------------------------------------------------
-    host: Annotated[str, _setting("Address to bind.")] = "127.0.0.1"
+    host: Annotated[str, _setting("Address to bind.", section="Server")] = "127.0.0.1"
     port: Annotated[int, _setting("TCP port to listen on (0 picks a free one).", ge=0, le=65535)] = 8000
     workers: Annotated[
         int, _setting("Worker processes; every scrape covers all of them (see Several workers).", ge=1, le=64)
@@ -63,7 +79,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     ] = ()
 
     # -- models and answers ----------------------------------------------------------------
-    models: Annotated[tuple[str, ...], _setting("Model ids served (comma-separated).")] = (
+    models: Annotated[tuple[str, ...], _setting("Model ids served (comma-separated).", section="Models and answers")] = (
         "openai/gpt-oss-120b",
         "openai/gpt-oss-20b",
         "meta-llama/Llama-3.1-8B-Instruct",
@@ -86,7 +102,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     seed: Annotated[int, _setting("Seed of every random choice (answers, jitter, errors).")] = 0
 
     # -- latency -------------------------------------------------------------------------
-    ttft_ms: Annotated[float, _setting("Time to first token before prefill, in ms.", ge=0)] = 50.0
+    ttft_ms: Annotated[float, _setting("Time to first token before prefill, in ms.", section="Latency", ge=0)] = 50.0
     prefill_ms_per_token: Annotated[
         float, _setting("Extra time to first token per uncached prompt token, in ms.", ge=0)
     ] = 0.02
@@ -103,7 +119,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 
     # -- KV cache and routing ----------------------------------------------------------
     kv_workers: Annotated[
-        int, _setting("Simulated inference workers behind the router, each with its own prefix cache.", ge=1, le=256)
+        int,
+        _setting(
+            "Simulated inference workers behind the router, each with its own prefix cache.",
+            section="KV cache and routing", ge=1, le=256,
+        ),
     ] = 4
     kv_block_tokens: Annotated[int, _setting("Tokens per prefix-cache block.", ge=1, le=4096)] = 16
     kv_capacity_blocks: Annotated[
@@ -122,7 +142,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 
     # -- error injection -----------------------------------------------------------------
     error_rate: Annotated[
-        float, _setting("Fraction of API requests answered with an injected error.", ge=0, le=1)
+        float,
+        _setting("Fraction of API requests answered with an injected error.", section="Error injection", ge=0, le=1),
     ] = 0.0
     error_kinds: Annotated[
         tuple[Literal["rate_limit", "server_error", "service_unavailable", "context_length"], ...],
@@ -141,6 +162,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             "Most tokens one chat or completions request may ask for: n x max_tokens (answer_tokens_max when "
             "unset), summed over its prompts, echoed prompts included; more is a 400 (the default allows n = 8 "
             "at the default context length).",
+            section="Limits per request",
             ge=1,
         ),
     ] = 1_048_576
@@ -177,6 +199,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             "How prompt tokens are counted: approx (4 characters a token, O(1)) or exactly with a real "
             "encoding, o200k_base (gpt-oss) or cl100k_base, which needs the extra fakeai[tokenizers]; the KV "
             "cache then hashes the real token ids. Answers are real tokens to both encodings either way.",
+            section="Models and answers",
         ),
     ] = "approx"
 
@@ -185,7 +208,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         tuple[str, ...],
         _setting(
             "Models that reason, as shell patterns (comma-separated): their chat answers may begin with a "
-            "reasoning part; reasoning_effort for any other model is a 400."
+            "reasoning part; reasoning_effort for any other model is a 400.",
+            section="Agents, tools and evals",
         ),
     ] = ("*gpt-oss*",)
     reasoning_default_effort: Annotated[
@@ -224,7 +248,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # -- metrics -------------------------------------------------------------------------
     metrics_format: Annotated[
         Literal["json", "prometheus"],
-        _setting("What GET /metrics sends a client that states no preference (Accept: */* or none)."),
+        _setting(
+            "What GET /metrics sends a client that states no preference (Accept: */* or none).",
+            section="Metrics and dashboard",
+        ),
     ] = "json"
     record_monitoring: Annotated[
         bool, _setting("Count requests to the monitoring endpoints (/metrics, /health, ...) as traffic.")
@@ -274,6 +301,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         _setting(
             "A stream whose client reads nothing for this long (its socket buffer full) is cut: "
             "recorded as 499 and a failed stream.",
+            section="Connections and shutdown",
             gt=0,
         ),
     ] = 30.0
@@ -311,11 +339,57 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         ),
     ] = 5.0
 
+    # -- adoption (issue 19): an inherited listening socket ------------------------------
+    fd: Annotated[
+        int,
+        _setting(
+            "Serve on the listening TCP socket inherited as this file descriptor (from a process manager, or "
+            "the pytest plugin's server in a process of its own) instead of binding --host and --port; -1: "
+            "bind them.",
+            section="Server",
+            ge=-1,
+        ),
+    ] = -1
+
+    # -- adoption (issue 19): cross-origin requests (CORS) -------------------------------
+    cors_origins: Annotated[
+        tuple[str, ...],
+        _setting(
+            "Origins whose web pages may call fakeai from a browser (comma-separated; `*` in one matches "
+            "anything: `http://localhost:*`). `*` alone: every origin, as vLLM; empty: no CORS at all (a "
+            "browser on another origin is refused).",
+            section="Cross-origin requests (CORS)",
+        ),
+    ] = ("*",)
+    cors_methods: Annotated[
+        tuple[Literal["*", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], ...],
+        _setting("Methods a cross-origin page may use (comma-separated; `*`: every one, as vLLM)."),
+    ] = ("*",)
+    cors_headers: Annotated[
+        tuple[str, ...],
+        _setting(
+            "Request headers a cross-origin page may send (comma-separated; `*`: every one, Authorization "
+            "included, as vLLM)."
+        ),
+    ] = ("*",)
+    cors_allow_credentials: Annotated[
+        bool,
+        _setting(
+            "Let cross-origin pages send cookies or TLS client certificates (Access-Control-Allow-Credentials); "
+            "needs --cors-origins without `*`. An API key in the Authorization header does not need it."
+        ),
+    ] = False
+
     def __post_init__(self) -> None:
         if self.history_seconds < self.history_interval_seconds:
             raise ValueError("history_seconds must be at least history_interval_seconds")
         if len(self.models) > MAX_MODEL_LABELS:
             raise ValueError(f"models: at most {MAX_MODEL_LABELS} ids (each has a metrics label of its own)")
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError(
+                "cors_allow_credentials: browsers refuse credentials from a server that allows every origin; "
+                "name the origins in --cors-origins"
+            )
         if RESERVED_MODEL in self.models:
             raise ValueError(f"models: {RESERVED_MODEL} is the metrics' name for every model without a label")
         labels = max(self.max_model_labels, len(set(self.models))) + 1
@@ -344,18 +418,83 @@ def _field_types() -> dict[str, Any]:
     return {name: hints[name] for name in Settings.__struct_fields__}
 
 
+def _metadata(hint: Any) -> tuple[Any, Meta | None]:
+    """A field's type without ``Annotated``, and its ``Meta``."""
+    if get_origin(hint) is Annotated:
+        base, *extras = get_args(hint)
+        return base, next((extra for extra in extras if isinstance(extra, Meta)), None)
+    return hint, None
+
+
 def describe_settings() -> list[tuple[str, type, Any, str]]:
     """``(name, python type, default, description)`` for every setting, in definition order."""
     defaults = Settings()
     rows = []
     for name, hint in _field_types().items():
-        base, meta = (get_args(hint)[0], get_args(hint)[1]) if get_origin(hint) is Annotated else (hint, None)
+        base, meta = _metadata(hint)
         rows.append((name, base, getattr(defaults, name), getattr(meta, "description", "") or ""))
     return rows
 
 
+def setting_sections() -> list[tuple[str, list[str]]]:
+    """``(title, setting names)`` for every section, in the order the sections first appear: a
+    field whose ``_setting`` names a section belongs to it, any other to its predecessor's."""
+    sections: dict[str, list[str]] = {}
+    current = "Other"
+    for name, hint in _field_types().items():
+        _, meta = _metadata(hint)
+        current = ((meta.extra if meta is not None else None) or {}).get("section", current)
+        sections.setdefault(current, []).append(name)
+    return list(sections.items())
+
+
 def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
+
+
+def env_text(name: str, value: Any) -> str:
+    """``value`` of setting ``name`` as its ``FAKEAI_*`` variable would say it (read back by
+    ``settings_from_env`` as the same value): lists comma-separated (so no item may hold a
+    comma), booleans ``true``/``false``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings a TOML file sets, by the settings' own names (``window_seconds = 2.5``,
+    ``models = ["a", "b"]``), each checked against its type and range.
+
+    Raises ``SettingsError`` with a one-line message naming the file and the key: the file
+    cannot be read or is not TOML, a key is not a setting, a value has the wrong type (a
+    string for a number: TOML says what each value is, so nothing is converted) or range, or
+    a list item has a comma (``fakeai serve`` hands the settings to its workers as variables).
+    """
+    try:
+        with open(path, "rb") as file:
+            document = tomllib.load(file)
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    types = _field_types()
+    values: dict[str, Any] = {}
+    for key, value in document.items():
+        hint = types.get(key)
+        if hint is None:
+            close = difflib.get_close_matches(key, types, n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            raise SettingsError(f"{path}: {key!r} is not a setting{guess}")
+        try:
+            values[key] = msgspec.convert(value, hint, strict=True)
+        except msgspec.ValidationError as exc:
+            raise SettingsError(f"{path}: {key}: {exc}") from None
+        if isinstance(values[key], tuple) and any("," in str(item) for item in values[key]):
+            raise SettingsError(f"{path}: {key}: an item has a comma, which no list setting allows (flags and "
+                                "variables separate items with commas)")
+    return values
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -378,11 +517,23 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any
     return _validated(values)
 
 
+def _shown(default: Any) -> str:
+    return ",".join(default) if isinstance(default, tuple) else str(default).lower()
+
+
 def settings_table() -> str:
-    """The README's settings table, in Markdown (a test keeps the README equal to it)."""
-    rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
-    for name, _, default, description in describe_settings():
-        shown = ",".join(default) if isinstance(default, tuple) else str(default).lower()
-        flag = "--" + name.replace("_", "-")
-        rows.append(f"| `{flag}` | `{env_name(name)}` | {f'`{shown}`' if shown else '(none)'} | {description} |")
-    return "\n".join(rows) + "\n"
+    """The README's settings reference, in Markdown: a table per section (a test keeps the
+    README equal to it)."""
+    described = {name: (default, description) for name, _, default, description in describe_settings()}
+    parts = []
+    for title, names in setting_sections():
+        rows = [f"**{title}**", "", "| flag | environment | config file | default | meaning |", "|---|---|---|---|---|"]
+        for name in names:
+            default, description = described[name]
+            shown = _shown(default)
+            flag = "--" + name.replace("_", "-")
+            rows.append(
+                f"| `{flag}` | `{env_name(name)}` | `{name}` | {f'`{shown}`' if shown else '(none)'} | {description} |"
+            )
+        parts.append("\n".join(rows) + "\n")
+    return "\n".join(parts)

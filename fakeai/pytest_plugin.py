@@ -2,10 +2,12 @@
 
 Fixtures:
 
-* ``fakeai_server``: a server on a free loopback port for one test, stopped after it. Settings
+* ``fakeai_server``: a server on a loopback port for one test, stopped after it. Settings
   come from ``@pytest.mark.fakeai(ttft_ms=0, error_rate=0.5, models=["my-model"], ...)`` (any
   setting of ``fakeai.config.Settings``); by default answers come at once (``zero_latency``).
-* ``fakeai_server_factory``: ``factory(**settings)`` starts more servers in one test.
+  ``@pytest.mark.fakeai(subprocess=True, ...)`` runs it in a process of its own (below).
+* ``fakeai_server_factory``: ``factory(subprocess=False, **settings)`` starts more servers in
+  one test.
 
 A server has ``base_url`` (``http://127.0.0.1:<port>``), ``openai_base_url`` (with ``/v1``, for
 ``OpenAI(base_url=...)``), ``settings``, ``snapshot()`` (what the server saw: a
@@ -19,15 +21,50 @@ streaming requests and no retries::
         seen = fakeai_server.snapshot()
         assert seen.endpoints["/v1/chat/completions"].requests_total == 3
         assert seen.streaming.completed_streams == 3
+
+**In your test process** (the default, ``FakeaiServer``) the server is uvicorn running the app
+``fakeai.app.create_app`` makes, on an event loop in a thread of its own, on a socket the
+fixture binds once and hands to uvicorn (no port is picked, released and bound again, so
+tests in parallel cannot race for one). Nothing process-wide changes: the garbage collector is
+left as it is (``fakeai serve`` freezes its start-up heap; an app in your process does not),
+no logging is configured (uvicorn's loggers, ``uvicorn.error`` and ``uvicorn.access``, reach
+your handlers, so pytest captures them) and no signal handler is installed. It starts in
+milliseconds; ``app`` is the Litestar application. But it shares your interpreter: its work
+and your test's take turns, and your collections pause it, so times measured against it
+carry your test's noise.
+
+**In a process of its own** (``subprocess=True``, ``FakeaiProcess``) the server is
+``python -m fakeai serve``, as a user runs it, on a socket the fixture binds and hands it
+(``--fd``): for tests that measure timing. It takes about a second to start. What differs:
+
+* ``snapshot()`` asks the server for its snapshot over HTTP (``GET /metrics/snapshot``, the
+  ``MetricsSnapshot`` msgpack-encoded) and ``metrics()`` is ``GET /metrics``: with
+  ``record_monitoring=True`` those requests are counted too. Either way (as in your process)
+  the snapshot is taken on the server's event loop after the requests whose answers your
+  client has read were recorded (with ``workers=1``; with several workers another one may
+  answer before the first has recorded its last request).
+* There is no ``app``; ``process`` is the ``subprocess.Popen`` and ``log()`` what the server
+  printed (shown when it fails to start).
+* The settings reach it as ``FAKEAI_*`` variables, so no list item may hold a comma; the
+  test process's own ``FAKEAI_*`` settings are not passed on. ``workers`` > 1 works here only.
+* It is stopped with SIGTERM, as ``fakeai serve`` is (requests in flight get
+  ``graceful_timeout_seconds``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -37,29 +74,41 @@ if TYPE_CHECKING:
     from fakeai.config import Settings
     from fakeai.metrics import MetricsSnapshot
 
-__all__ = ("FakeaiServer", "fakeai_server", "fakeai_server_factory")
+__all__ = ("FakeaiProcess", "FakeaiServer", "fakeai_server", "fakeai_server_factory")
 
 STARTUP_SECONDS = 30.0
+STOP_SECONDS = 15.0
+"""How long a stop waits beyond the server's own graceful timeout before it gives up (a
+thread) or kills (a process)."""
+
+
+def _loopback_socket() -> socket.socket:
+    """A TCP socket bound to a free loopback port: bound here once, served by the server."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 class FakeaiServer:
-    """A running fakeai server (uvicorn in a thread of the test process)."""
+    """A running fakeai server: uvicorn in a thread of the test process (see the module docstring)."""
 
     def __init__(self, settings: Settings) -> None:
         import uvicorn
 
         from fakeai.app import create_app
+        from fakeai.server import EmbeddedServerConfig
 
         self.settings = settings
         self.app = create_app(settings)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        self._socket = _loopback_socket()
+        port = self._socket.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{port}"
         self.openai_base_url = self.base_url + "/v1"
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        config = EmbeddedServerConfig(self.app, settings, host="127.0.0.1", port=port, lifespan="on")
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name=f"fakeai-{port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, name=f"fakeai-{port}", daemon=True
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self.app.on_startup.append(self._note_loop)
 
@@ -71,7 +120,7 @@ class FakeaiServer:
         deadline = time.monotonic() + STARTUP_SECONDS
         while not self._server.started:
             if not self._thread.is_alive():
-                raise RuntimeError("the fakeai server stopped during start-up (see the log above)")
+                raise RuntimeError("the fakeai server stopped during start-up (see the captured log)")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the fakeai server did not start in {STARTUP_SECONDS} s")
             time.sleep(0.01)
@@ -79,7 +128,9 @@ class FakeaiServer:
 
     def stop(self) -> None:
         self._server.should_exit = True
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.settings.graceful_timeout_seconds + STOP_SECONDS)
+        self._socket.close()  # uvicorn closes it when it stops; not when it never started
 
     def snapshot(self) -> MetricsSnapshot:
         """Everything the server has recorded, now.
@@ -108,6 +159,96 @@ class FakeaiServer:
         return msgspec.json.decode(render_json(self.snapshot()))
 
 
+class FakeaiProcess:
+    """A running ``python -m fakeai serve`` of its own (see the module docstring)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._socket = _loopback_socket()
+        self.base_url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        self.openai_base_url = self.base_url + "/v1"
+        self._log = tempfile.TemporaryFile()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _environment(self) -> dict[str, str]:
+        from fakeai.config import Settings, describe_settings, env_name, env_text
+
+        defaults = Settings()
+        names = [name for name, _, _, _ in describe_settings()]
+        environment = {key: value for key, value in os.environ.items() if key not in {env_name(n) for n in names}}
+        for name in names:
+            value = getattr(self.settings, name)
+            if value == getattr(defaults, name):
+                continue
+            if isinstance(value, tuple) and any("," in str(item) for item in value):
+                raise ValueError(f"{name}: an item has a comma, which a server in a process of its own cannot be given")
+            environment[env_name(name)] = env_text(name, value)
+        return environment
+
+    def start(self) -> FakeaiProcess:
+        fd = self._socket.fileno()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "fakeai", "serve", "--fd", str(fd)],
+            env=self._environment(),
+            pass_fds=(fd,),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self._socket.close()  # the server has its own copy: the port is free again once it stops
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not self._answers_health():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"fakeai serve exited ({self.process.returncode}) during start-up:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"fakeai serve did not start in {STARTUP_SECONDS} s:\n{self.log()}")
+            time.sleep(0.01)
+        return self
+
+    def _answers_health(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.base_url + "/health", timeout=1.0) as answer:
+                return answer.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=self.settings.graceful_timeout_seconds + STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._socket.close()
+
+    def log(self) -> str:
+        """What the server has printed so far (its log, on stdout and stderr)."""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def _get(self, path: str, accept: str) -> bytes:
+        request = urllib.request.Request(self.base_url + path, headers={"Accept": accept})
+        with urllib.request.urlopen(request, timeout=STARTUP_SECONDS) as answer:
+            return answer.read()
+
+    def snapshot(self) -> MetricsSnapshot:
+        """Everything the server has recorded, now (``GET /metrics/snapshot``)."""
+        import msgspec
+
+        from fakeai.metrics import MetricsSnapshot
+
+        return msgspec.msgpack.decode(self._get("/metrics/snapshot", "*/*"), type=MetricsSnapshot)
+
+    def metrics(self) -> dict[str, Any]:
+        """``GET /metrics`` as a dict."""
+        import msgspec
+
+        return msgspec.json.decode(self._get("/metrics", "application/json"))
+
+
 def _settings(overrides: dict[str, Any]) -> Settings:
     from fakeai.config import Settings
 
@@ -116,19 +257,21 @@ def _settings(overrides: dict[str, Any]) -> Settings:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "fakeai(**settings): settings of the fakeai_server fixture (any fakeai setting, by name)"
+        "markers",
+        "fakeai(subprocess=False, **settings): settings of the fakeai_server fixture (any fakeai setting, by "
+        "name); subprocess=True runs it as `fakeai serve` in a process of its own",
     )
 
 
 @pytest.fixture
-def fakeai_server_factory() -> Iterator[Callable[..., FakeaiServer]]:
-    """``factory(**settings)``: a started server; every one is stopped after the test."""
-    servers: list[FakeaiServer] = []
+def fakeai_server_factory() -> Iterator[Callable[..., FakeaiServer | FakeaiProcess]]:
+    """``factory(subprocess=False, **settings)``: a started server; every one is stopped after the test."""
+    servers: list[FakeaiServer | FakeaiProcess] = []
 
-    def start(**settings: Any) -> FakeaiServer:
-        server = FakeaiServer(_settings(settings)).start()
+    def start(*, subprocess: bool = False, **settings: Any) -> FakeaiServer | FakeaiProcess:
+        server = (FakeaiProcess if subprocess else FakeaiServer)(_settings(settings))
         servers.append(server)
-        return server
+        return server.start()
 
     yield start
     for server in servers:
@@ -137,7 +280,9 @@ def fakeai_server_factory() -> Iterator[Callable[..., FakeaiServer]]:
 
 
 @pytest.fixture
-def fakeai_server(request: pytest.FixtureRequest, fakeai_server_factory: Callable[..., FakeaiServer]) -> FakeaiServer:
+def fakeai_server(
+    request: pytest.FixtureRequest, fakeai_server_factory: Callable[..., FakeaiServer | FakeaiProcess]
+) -> FakeaiServer | FakeaiProcess:
     """A fakeai server for this test, configured by its ``@pytest.mark.fakeai(...)`` marks."""
     settings: dict[str, Any] = {}
     for mark in reversed(list(request.node.iter_markers("fakeai"))):  # the closest mark wins

@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import resource
 import signal
+import socket
 from collections import Counter
 from pathlib import Path
 from types import FrameType
@@ -38,7 +39,15 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 from fakeai.api.connections import FakeaiHttpProtocol
 from fakeai.config import Settings
 
-__all__ = ("STARTUP_FAILURE", "ServerConfig", "raise_open_files_limit", "serve", "summary")
+__all__ = (
+    "STARTUP_FAILURE",
+    "EmbeddedServerConfig",
+    "ServerConfig",
+    "inherited_socket",
+    "raise_open_files_limit",
+    "serve",
+    "summary",
+)
 
 _STOPPING = (signal.SIGINT, signal.SIGTERM)
 logger = logging.getLogger("uvicorn.error")
@@ -73,6 +82,17 @@ class ServerConfig(uvicorn.Config):
         super().load()
         if self.lifespan_class is LifespanOn:
             self.lifespan_class = _Lifespan
+
+
+class EmbeddedServerConfig(ServerConfig):
+    """``ServerConfig`` for a server in a process that is not its own (the pytest plugin's, in
+    the test process): it leaves the process's logging as it is. uvicorn's set-up would apply
+    its logging configuration (``dictConfig``), set its loggers' levels and name a TRACE level
+    for the whole process; here its loggers simply reach the process's handlers. (uvicorn
+    installs signal handlers only on the main thread, and the server runs on another.)"""
+
+    def configure_logging(self) -> None:
+        pass
 
 
 def _exit_cleanly(number: int, frame: FrameType | None) -> None:
@@ -139,18 +159,34 @@ def raise_open_files_limit() -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
-def serve(app: str, settings: Settings) -> int:
-    """Serve the ASGI factory ``app`` (an import string) until stopped; 0, or ``STARTUP_FAILURE``."""
+def inherited_socket(fd: int) -> socket.socket:
+    """The listening TCP socket inherited as file descriptor ``fd`` (``--fd``); ``ValueError``
+    saying why not when it is none."""
+    try:
+        sock = socket.socket(fileno=fd)  # family and type are read from the descriptor
+    except OSError as exc:
+        raise ValueError(f"--fd {fd}: not an inherited socket ({exc.strerror})") from None
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+        sock.detach()  # not ours to close
+        raise ValueError(f"--fd {fd}: not a TCP socket")
+    return sock
+
+
+def serve(app: str, settings: Settings, sock: socket.socket | None = None) -> int:
+    """Serve the ASGI factory ``app`` (an import string) until stopped, on ``sock`` or on a
+    socket bound to the settings' host and port; 0, or ``STARTUP_FAILURE``."""
+    host, port = (settings.host, settings.port) if sock is None else sock.getsockname()[:2]
     config = ServerConfig(
-        app, settings, factory=True, host=settings.host, port=settings.port, workers=settings.workers,
-        log_level=settings.log_level,
+        app, settings, factory=True, host=host, port=port, workers=settings.workers, log_level=settings.log_level,
     )
+    if sock is not None:  # uvicorn says where it serves only when it binds the socket itself
+        address = f"[{host}]" if ":" in host else host
+        logger.info("Serving on http://%s:%d, the socket inherited as --fd %d", address, port, settings.fd)
     if settings.workers > 1:
-        sock = config.bind_socket()
-        _Supervisor(config, sockets=[sock]).run()
+        _Supervisor(config, sockets=[sock or config.bind_socket()]).run()
         return 0
     server = _Server(config)
-    server.run()
+    server.run(sockets=None if sock is None else [sock])
     return 0 if server.started else STARTUP_FAILURE
 
 

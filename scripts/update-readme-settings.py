@@ -1,4 +1,4 @@
-"""Rewrites the settings table in README.md from fakeai.config.Settings (run after changing a setting)."""
+"""Rewrites the settings reference in README.md from fakeai.config.Settings (run after changing a setting)."""
 
 import pathlib
 import re
@@ -7,7 +7,7 @@ from fakeai.config import settings_table
 
 readme = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 text = readme.read_text()
-table = re.compile(r"\| flag \| environment \| default \| meaning \|\n(?:\|.*\|\n)+")
-if not table.search(text):
-    raise SystemExit("no settings table found in README.md")
-readme.write_text(table.sub(lambda _: settings_table(), text, count=1))
+block = re.compile(r"(<!-- settings reference: [^\n]*-->\n).*?(<!-- end of settings reference -->\n)", re.S)
+if not block.search(text):
+    raise SystemExit("no settings reference block found in README.md")
+readme.write_text(block.sub(lambda match: match[1] + settings_table() + match[2], text, count=1))

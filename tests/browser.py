@@ -7,8 +7,10 @@ ignored by git) so a person can look at what users see.
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,3 +69,31 @@ def shown_figures(page: Page) -> list[tuple[list[Any], str | None, str]]:
             "elements => elements.map(e => [e.dataset.metric, e.dataset.value ?? null, e.textContent])",
         )
     ]
+
+
+@contextlib.contextmanager
+def serving_page(html: str) -> Iterator[str]:
+    """The URL of ``html``, served on a port of its own (another origin than any fakeai server's)
+    by a plain HTTP server in a thread, stopped afterwards."""
+    body = html.encode()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *arguments: Any) -> None:  # quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)  # bound once, to a port it chose
+    thread = threading.Thread(target=server.serve_forever, name="page-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -190,7 +190,7 @@ def test_detailed_health_equals_json(served) -> None:
 
 def test_scrapes_are_not_counted_as_traffic(served) -> None:
     before = served.get("/metrics").json()["totals"]
-    for path in ("/metrics", "/metrics/prometheus", "/metrics/csv", "/health", "/health/detailed"):
+    for path in ("/metrics", "/metrics/prometheus", "/metrics/csv", "/metrics/snapshot", "/health", "/health/detailed"):
         served.get(path)
     assert served.get("/metrics").json()["totals"] == before
     assert not any(path.startswith(("/metrics", "/health")) for path in before)

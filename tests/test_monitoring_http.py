@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
@@ -12,10 +13,11 @@ from fakeai.api.monitoring import choose_format
 from fakeai.app import create_app
 from fakeai.config import Settings
 from fakeai.exporters import CSV_COLUMNS
-from fakeai.metrics import health_status
+from fakeai.metrics import MetricsSnapshot, health_status
 
 MODEL = "openai/gpt-oss-120b"
-MONITORING = ["/metrics", "/metrics/prometheus", "/prometheus/metrics", "/metrics/csv", "/health", "/health/detailed"]
+MONITORING = ["/metrics", "/metrics/prometheus", "/prometheus/metrics", "/metrics/csv", "/metrics/snapshot", "/health",
+              "/health/detailed"]
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
@@ -74,6 +76,17 @@ def test_head_answers_like_get_without_a_body(client, path: str) -> None:
     for header in ("content-type", "content-disposition", "vary", "cache-control"):
         assert head.headers.get(header) == get.headers.get(header)
     assert int(head.headers["content-length"]) > 0
+
+
+def test_the_snapshot_endpoint_sends_the_snapshot_itself(client) -> None:
+    response = client.get("/metrics/snapshot")
+    assert response.headers["content-type"] == "application/vnd.msgpack"
+    snapshot = msgspec.msgpack.decode(response.content, type=MetricsSnapshot)
+    chat = snapshot.endpoints["/v1/chat/completions"]
+    assert chat.requests_total == 1 and chat.errors_total == {}
+    document = client.get("/metrics").json()  # the same numbers the JSON renders
+    assert document["totals"]["/v1/chat/completions"]["completion_tokens"] == chat.completion_tokens_total
+    assert document["totals"]["/v1/chat/completions"]["prompt_tokens"] == chat.prompt_tokens_total
 
 
 def test_csv_downloads_as_a_file_with_the_seeds_columns(client) -> None:

@@ -7,7 +7,10 @@ reading, and ``/metrics/history``, which renders the history's points.
 ``Accept: */*``) the seed's JSON, or Prometheus text when ``--metrics-format prometheus``.
 ``/metrics/prometheus`` and ``/prometheus/metrics`` (TensorRT-LLM's path, which AIPerf
 probes) always send Prometheus text: OpenMetrics 1.0 when the client asks for it, text
-0.0.4 otherwise. Every endpoint answers HEAD with the headers GET would send.
+0.0.4 otherwise. ``/metrics/snapshot`` sends the snapshot itself, msgpack-encoded, for Python
+tools (the pytest plugin's server in a process of its own): ``msgspec.msgpack.decode(body,
+type=fakeai.metrics.MetricsSnapshot)`` is the ``MetricsSnapshot`` the server took. Every
+endpoint answers HEAD with the headers GET would send.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+import msgspec
 from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
@@ -39,9 +43,10 @@ if TYPE_CHECKING:
     from fakeai.metrics.history import MetricsHistory
     from fakeai.metrics.history_ring import SharedHistory
 
-__all__ = ("choose_format", "monitoring_handlers")
+__all__ = ("SNAPSHOT_CONTENT_TYPE", "choose_format", "monitoring_handlers")
 
 JSON_CONTENT_TYPE = "application/json"
+SNAPSHOT_CONTENT_TYPE = "application/vnd.msgpack"
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
 CSV_FILENAME = "fakeai-metrics.csv"
 
@@ -155,6 +160,7 @@ def monitoring_handlers(
         _endpoint("/metrics", of_snapshot(negotiated), ((b"vary", b"Accept"),)),
         _endpoint(["/metrics/prometheus", "/prometheus/metrics"], of_snapshot(_prometheus)),
         _endpoint("/metrics/csv", of(render_csv, CSV_CONTENT_TYPE), (attachment,)),
+        _endpoint("/metrics/snapshot", of(msgspec.msgpack.encode, SNAPSHOT_CONTENT_TYPE)),
         _endpoint("/metrics/history", now(lambda: render_history_json(history))),
         _endpoint("/health", health),  # a probe: cheap
         _endpoint("/health/detailed", of(render_detailed_health, JSON_CONTENT_TYPE)),

@@ -1,7 +1,8 @@
 """Recording at the ASGI level: one ``registry.record`` call per finished request.
 
-``Recorder`` wraps the whole Litestar ASGI handler, so every request is seen, including
-404s, 405s, 413s and validation errors. What it records comes from the ``Exchange`` it puts
+``Recorder`` wraps the whole Litestar router, so every request is seen, including 404s,
+405s, 413s and validation errors; only CORS preflights are answered before it, by the CORS
+layer around it (``fakeai.api.cors``), and not recorded. What it records comes from the ``Exchange`` it puts
 in the ASGI scope: the status, when the first body bytes (a stream's first token) and the
 last byte were sent, and what only the handler knows (tokens, model, whether it streams,
 the simulated engine it was routed to and when its first and last tokens were produced).
