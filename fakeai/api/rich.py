@@ -205,10 +205,7 @@ class ChatRender:
         return result
 
     def parts(self, plan: Plan, usage: Usage) -> Iterator[bytes]:
-        head = b'{"id":%s,"object":"chat.completion","created":%d,"model":%s,"choices":[' % (
-            _encode(plan.id), plan.created, _encode(plan.model))
-        items = (_encode(self.choice(choice, number)) for number, choice in enumerate(plan.choices))
-        return comma_parts(head, items, b'],"usage":' + _encode(usage) + b"}")
+        return _answer_parts(b"chat.completion", plan, usage, self.choice)
 
 
 class CompletionRender:
@@ -298,7 +295,12 @@ class CompletionRender:
         return result
 
     def parts(self, plan: Plan, usage: Usage) -> Iterator[bytes]:
-        head = b'{"id":%s,"object":"text_completion","created":%d,"model":%s,"choices":[' % (
-            _encode(plan.id), plan.created, _encode(plan.model))
-        items = (_encode(self.choice(choice, number)) for number, choice in enumerate(plan.choices))
-        return comma_parts(head, items, b'],"usage":' + _encode(usage) + b"}")
+        return _answer_parts(b"text_completion", plan, usage, self.choice)
+
+
+def _answer_parts(kind: bytes, plan: Plan, usage: Usage, choice: Any) -> Iterator[bytes]:
+    """A whole answer of object ``kind``, its choices made by ``choice(choice, number)``, in parts."""
+    head = b'{"id":%s,"object":"%s","created":%d,"model":%s,"choices":[' % (
+        _encode(plan.id), kind, plan.created, _encode(plan.model))
+    items = (_encode(choice(item, number)) for number, item in enumerate(plan.choices))
+    return comma_parts(head, items, b'],"usage":' + _encode(usage) + b"}")

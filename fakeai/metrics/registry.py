@@ -427,11 +427,7 @@ class MetricsRegistry:
         change, and they do not unless another read replays into them meanwhile (every read
         that does moves ``_window_epoch``); then they are read again, at a new instant, in one
         step. What follows only assembles the copies."""
-        readers = self.regions.readers(self._clock())
-        for reader, _ in readers:
-            for _ in reader.catch_up(CATCH_UP_RECORDS):
-                self._window_epoch += 1
-                yield
+        readers = yield from self._caught_up_readers()
         read = yield from self._read_windows(readers, sliced=True)
         if read is None:  # another read moved the windows meanwhile
             read = yield from self._read_windows(readers, sliced=False)
@@ -520,6 +516,15 @@ class MetricsRegistry:
             series=series,
         )
 
+    def _caught_up_readers(self) -> Generator[None, None, list[tuple[RegionReader, bool]]]:
+        """Every region's reader, its journal replayed ``CATCH_UP_RECORDS`` records a step."""
+        readers = self.regions.readers(self._clock())
+        for reader, _ in readers:
+            for _ in reader.catch_up(CATCH_UP_RECORDS):
+                self._window_epoch += 1
+                yield
+        return readers
+
     def _read_windows(self, readers: list[tuple[RegionReader, bool]], sliced: bool) -> Generator[None, None, tuple | None]:
         """At one instant: every region's journal replayed to its end and its cells copied, then
         every window read at that instant -- one figure's windows per step when ``sliced``;
@@ -597,11 +602,7 @@ class MetricsRegistry:
         return await run_in_slices(self._health_steps(), slice_seconds)
 
     def _health_steps(self) -> Generator[None, None, HealthReading]:
-        readers = self.regions.readers(self._clock())
-        for reader, _ in readers:
-            for _ in reader.catch_up(CATCH_UP_RECORDS):
-                self._window_epoch += 1
-                yield
+        readers = yield from self._caught_up_readers()
         self._window_epoch += 1
         now = self._clock()
         requests = errors = 0
