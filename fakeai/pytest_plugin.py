@@ -9,9 +9,11 @@ Fixtures:
 
 A server has ``base_url`` (``http://127.0.0.1:<port>``), ``openai_base_url`` (with ``/v1``, for
 ``OpenAI(base_url=...)``), ``settings``, ``snapshot()`` (what the server saw: a
-``fakeai.metrics.MetricsSnapshot``, computed when called) and ``metrics()`` (the
-``GET /metrics`` JSON document), so a test can assert, say, that its client made three
-streaming requests and no retries::
+``fakeai.metrics.MetricsSnapshot``, computed when called), ``metrics()`` (the
+``GET /metrics`` JSON document), ``configure(**changes)`` (change the latency model, error
+injection or engine limits of the running server, as ``PATCH /admin/config`` does),
+``reset_prefix_cache()`` and ``wait_until_ready()`` (for a server with ``startup_seconds``),
+so a test can assert, say, that its client made three streaming requests and no retries::
 
     @pytest.mark.fakeai(models=["m"])
     def test_my_client(fakeai_server):
@@ -98,6 +100,39 @@ class FakeaiServer:
             return registry.snapshot()
 
         return asyncio.run_coroutine_threadsafe(take(), loop).result(timeout=STARTUP_SECONDS)
+
+    def _on_loop(self, call: Callable[[], Any]) -> Any:
+        """``call()`` on the server's event loop (where the engine runs), or here if it is not serving."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or not self._thread.is_alive():
+            return call()
+
+        async def run() -> Any:
+            return call()
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=STARTUP_SECONDS)
+
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        """Change runtime settings of the running server, as ``PATCH /admin/config`` does (no admin
+        key needed from the test that owns it): the latency model, error injection, the engine
+        model's limits (``fakeai.api.control.RUNTIME_SETTINGS``). Returns the new view
+        (``generation``, ``settings``, ``changes``); a bad value raises ``fakeai.api.errors.APIError``."""
+        return self._on_loop(lambda: self.app.state.control.change(changes, source="pytest"))
+
+    def reset_prefix_cache(self) -> dict[str, Any]:
+        """Empty the simulated prefix caches (what no running request uses), as
+        ``POST /admin/reset-prefix-cache`` does."""
+        return self._on_loop(lambda: self.app.state.control.reset_prefix_cache(source="pytest"))
+
+    def wait_until_ready(self, timeout: float = STARTUP_SECONDS) -> FakeaiServer:
+        """Return once the simulated model has loaded (``startup_seconds``)."""
+        readiness = self.app.state.engine.readiness
+        deadline = time.monotonic() + timeout
+        while readiness.remaining():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the fakeai server was not ready in {timeout} s")
+            time.sleep(min(0.01, max(readiness.remaining(), 0.001)))
+        return self
 
     def metrics(self) -> dict[str, Any]:
         """``GET /metrics`` as a dict (the same numbers as ``snapshot``, in the seed's JSON)."""

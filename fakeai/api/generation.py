@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from litestar.exceptions import MethodNotAllowedException
 
+from fakeai.api.batching import TooLarge
 from fakeai.api.errors import APIError, invalid_body
 from fakeai.api.recording import EXCHANGE_KEY, ClientDisconnected, Exchange
 from fakeai.api.responses import PART_BYTES, send_event_stream, send_json_parts, wait_while_connected
@@ -22,6 +23,7 @@ from fakeai.api.streaming import ChunkFormat, sse_events
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope
 
+    from fakeai.api.batching import Job
     from fakeai.api.engine import Engine, Plan
     from fakeai.metrics import MetricsRegistry
     from fakeai.simulation.kvcache import Prompt
@@ -77,8 +79,14 @@ async def read_request(
 
 def admit(engine: Engine, registry: MetricsRegistry, exchange: Exchange, model: str, endpoint: str) -> None:
     """Let in a request that passed its checks (``engine.check_model``, then what it asks for:
-    ``engine.check_context``, ``engine.limits``): the injected error if one is drawn, else
-    count it as running for ``model`` until the recorder records its end."""
+    ``engine.check_context``, ``engine.limits``): 503 while the model is loading
+    (``--startup-seconds``), the injected error if one is drawn, else count it as running for
+    ``model`` until the recorder records its end. A runtime change another process made
+    (``fakeai.api.control``) applies from here on."""
+    readiness = engine.readiness
+    if not readiness.ready:
+        readiness.check()
+    engine.poll_control()
     injected = engine.injected_error()
     if injected is not None:
         raise injected
@@ -98,15 +106,60 @@ def _usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> Us
 
 
 def _route(
-    engine: Engine, registry: MetricsRegistry, exchange: Exchange, prompts: list[Prompt], tokens: list[int]
+    engine: Engine, registry: MetricsRegistry, exchange: Exchange, prompts: list[Prompt], tokens: list[int],
+    scheduled: bool,
 ) -> list[int]:
     """Send the request to a simulated worker (the recorder releases it at the end, whatever
-    the outcome), where it runs for vLLM's metrics; the cached tokens of each prompt."""
-    routing = engine.kv_cache.route(prompts, tokens)
+    the outcome), where it runs for vLLM's metrics (``scheduled``: as the engine model says);
+    the cached tokens of each prompt."""
+    kv_cache = engine.kv_cache
+    routing = kv_cache.route(prompts, tokens)
     exchange.routing = routing
+    exchange.scheduled = scheduled
     if exchange.recording:  # admitted, so its model's cells are known (``admit``)
-        exchange.engine_series = registry.routed(exchange.model_series, routing.worker, routing.cache.state())
+        exchange.engine_series = registry.routed(
+            exchange.model_series, routing.worker, kv_cache.state(routing.index), not scheduled
+        )
     return routing.cached_tokens
+
+
+def _check_fits(engine: Engine, prompt_tokens: int, choices: int, max_tokens: int | None) -> None:
+    """With the engine model: 400 for a request no engine could hold at its longest (vLLM refuses
+    to start with a context its KV cache cannot hold; here a request says what it asks for)."""
+    tokens = engine.limits.default_answer_tokens if max_tokens is None else max_tokens
+    try:
+        engine.batching.check(prompt_tokens, choices, tokens)
+    except TooLarge as exc:
+        limits = exc.limits
+        raise APIError(
+            400,
+            f"This request needs {exc.needed} KV-cache blocks of {limits.block_tokens} tokens at its longest "
+            f"({prompt_tokens} prompt tokens and {choices} answers of up to {tokens} tokens); an engine holds "
+            f"{limits.capacity_blocks}. Lower 'max_tokens', 'n' or the prompt.",
+            param="max_tokens",
+            code="kv_capacity_exceeded",
+        ) from None
+
+
+def _submit(engine: Engine, exchange: Exchange, plan: Plan, cached_tokens: int) -> Job | None:
+    """Hand the planned request to its engine's scheduler (the engine model); its ``Job``, whose
+    token times ``plan.offsets`` becomes (``None``: no token to sample)."""
+    longest = max(choice.tokens for choice in plan.choices)
+    if not longest:
+        return None
+    job = engine.batching.submit(
+        exchange.routing.index,  # type: ignore[union-attr]
+        exchange.engine_series,
+        origin=exchange.started,
+        ready_at=exchange.started + engine.queue_delay(),
+        prompt_tokens=plan.prompt_tokens,
+        cached_tokens=cached_tokens,
+        choices=len(plan.choices),
+        tokens=longest,
+    )
+    plan.offsets = job.offsets
+    plan.job = job
+    return job
 
 
 async def generate(
@@ -130,21 +183,47 @@ async def generate(
     for chat, one or more for completions (answered together; ``n`` then counts every answer,
     prefill takes as long as the longest uncached part). The request has been admitted.
     """
-    cached = _route(engine, registry, exchange, prompts, tokens_per_prompt)
+    n = body.n if n is None else n
+    scheduled = engine.batching.enabled
+    if scheduled:
+        _check_fits(engine, sum(tokens_per_prompt), n, max_tokens)
+    cached = _route(engine, registry, exchange, prompts, tokens_per_prompt, scheduled)
     plan = await engine.plan(
         id_prefix=id_prefix,
         model=body.model,
         prompt_tokens=sum(tokens_per_prompt),
         cached_tokens=sum(cached),
         uncached_prompt_tokens=max(tokens - hit for tokens, hit in zip(tokens_per_prompt, cached)),
-        n=body.n if n is None else n,
+        n=n,
         max_tokens=max_tokens,
         min_tokens=body.min_tokens,
         ignore_eos=body.ignore_eos,
         stop=body.stop,
         seed=body.seed,
         stream=body.stream,
+        timed=not scheduled,
     )
+    job = _submit(engine, exchange, plan, sum(cached)) if scheduled else None
+    try:
+        await _answer(receive, engine, registry, exchange, body, plan, max_tokens, chunks, render)
+    finally:
+        if job is not None:  # on every way out: it leaves its engine if it is still there
+            engine.batching.release(job)
+            exchange.queue_time, exchange.prefill_time = job.times()
+
+
+async def _answer(
+    receive: Receive,
+    engine: Engine,
+    registry: MetricsRegistry,
+    exchange: Exchange,
+    body: Any,
+    plan: Plan,
+    max_tokens: int | None,
+    chunks: ChunkFormat,
+    render: Callable[[Plan, Usage], Iterator[bytes]],
+) -> None:
+    """Send the planned answer: streamed as its tokens come, or whole when the last is due."""
     exchange.prompt_tokens = plan.prompt_tokens
     exchange.finish_reason = plan.choices[0].finish_reason
     exchange.n = body.n
@@ -169,7 +248,10 @@ async def generate(
         return
     exchange.completion_tokens = plan.completion_tokens
     offsets = plan.offsets
-    if offsets and clock() < exchange.started + offsets[-1]:
+    job = plan.job
+    if job is not None and len(offsets) < job.tokens:  # the engine model samples them
+        await wait_while_connected(receive, engine.batching.wait(job, job.tokens))
+    elif offsets and clock() < exchange.started + offsets[-1]:
         await wait_while_connected(receive, engine.pacer.wait_until(exchange.started + offsets[-1]))
     if offsets:  # the answer is due: its tokens were produced when the plan says
         exchange.first_token_at = exchange.started + offsets[0]

@@ -105,10 +105,13 @@ class Exchange:
         "monitoring",
         "n",
         "offsets",
+        "prefill_time",
         "prompt_tokens",
+        "queue_time",
         "raw_send",
         "recording",
         "routing",
+        "scheduled",
         "series",
         "started",
         "status",
@@ -170,6 +173,12 @@ class Exchange:
         """A plain answer's planned token times after arrival, once it was due (its gaps are
         vLLM's inter-token latencies); ``choice_tokens``: each choice's tokens."""
         self.choice_tokens: list[int] | None = None
+        self.scheduled = False
+        """Whether the engine model ran it (its engine gauges are the scheduler's to keep)."""
+        self.queue_time = _NAN
+        """With the engine model: seconds in its engine's waiting queue, and from its scheduling
+        to its first token (``prefill_time``); NaN otherwise."""
+        self.prefill_time = _NAN
 
     async def watching_send(self, message: Message) -> None:
         """``send`` for responses fakeai's own senders do not make: notes status and timing."""
@@ -290,4 +299,5 @@ class Recorder:
                         exchange.model_series, ttft, itl, finish_reason, stream, routing.worker,
                         routing.prompt_tokens, routing.cached_total, routing.oracle_tokens, kv_state,
                         exchange.engine_series, exchange.last_token_at - first_token_at, exchange.n,
-                        exchange.max_tokens, exchange.longest, exchange.offsets, exchange.choice_tokens)
+                        exchange.max_tokens, exchange.longest, exchange.offsets, exchange.choice_tokens,
+                        exchange.queue_time, exchange.prefill_time, exchange.scheduled)
