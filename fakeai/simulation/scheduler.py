@@ -296,27 +296,30 @@ class EngineScheduler:
         decodes = prefill_tokens = 0
         preempted = False
         running = self.running
+        block = limits.block_tokens
         index = 0
         while index < len(running) and budget > 0:
             request = running[index]
-            remaining = request.kv_tokens - request.computed
-            new = min(remaining, budget)
-            needed = self.blocks_for(request.computed + new) - request.blocks
-            while needed > capacity - self.used_blocks:
-                # the last running request has not been scheduled in this step (the loop goes
-                # front to back), unless it is this one
-                victim = running.pop()
-                self._preempt(victim)
-                preempted = True
-                if victim is request:
+            sampled = len(request.offsets)
+            remaining = request.prompt_tokens + request.choices * sampled - request.computed
+            new = remaining if remaining < budget else budget
+            needed = (request.computed + new + block - 1) // block - request.blocks
+            if needed > 0:  # a decode needs a block once every block_tokens tokens
+                while needed > capacity - self.used_blocks:
+                    # the last running request has not been scheduled in this step (the loop
+                    # goes front to back), unless it is this one
+                    victim = running.pop()
+                    self._preempt(victim)
+                    preempted = True
+                    if victim is request:
+                        break
+                if request.state is not RUNNING:  # preempted itself: nothing else fits either
                     break
-            if request.state != RUNNING:  # preempted itself: nothing else fits either
-                break
-            self.used_blocks += needed
-            request.blocks += needed
+                self.used_blocks += needed
+                request.blocks += needed
             batch.append((request, new))
             budget -= new
-            if request.sampled and remaining <= request.choices:
+            if sampled and remaining <= request.choices:
                 decodes += 1
             else:
                 prefill_tokens += new
@@ -362,13 +365,15 @@ class EngineScheduler:
         self.steps += 1
         on_token = self.on_token
         for request, new in batch:
-            if request.state != RUNNING:  # aborted during the step
+            if request.state is not RUNNING:  # aborted during the step
                 continue
-            request.computed += new
-            if request.computed < request.kv_tokens:  # a prefill chunk: more to compute
+            computed = request.computed + new
+            request.computed = computed
+            offsets = request.offsets
+            if computed < request.prompt_tokens + request.choices * len(offsets):  # a prefill chunk: more to do
                 continue
-            request.offsets.append(end - request.origin)
-            if len(request.offsets) >= request.tokens:
+            offsets.append(end - request.origin)
+            if len(offsets) >= request.tokens:
                 self.running.remove(request)
                 self._free(request)
                 request.finished_at = end
