@@ -1,0 +1,111 @@
+"""What the engine model costs the paths that do not use it, and what it costs when on: A/B.
+
+    .venv/bin/python benchmarks/engine_ab.py --base-python /path/to/other/venv/bin/python [--pairs 3]
+
+``--base-python`` is the interpreter of another fakeai installation (say, main's, built in a
+virtual environment of its own); this checkout's is the one running the script. Every server
+is pinned to core 0 and started with ``python -P -m fakeai serve`` (so neither imports the
+other's source from the working directory); the load generators run on core 1 (``harness``).
+In order-alternated pairs, base then this or this then base:
+
+* plain chat RPS: wrk, 64 connections, ``--zero-latency``, 16-token answers;
+* paced streaming: 100 streams of 100 tokens (TTFT 20 ms, ITL 10 ms, no jitter) from the raw
+  asyncio client: the client-observed TTFT and inter-token gap errors (p50, p99) and the
+  server's CPU time per 1,000 tokens;
+
+and, for this checkout alone, the same paced streams with the engine model on
+(``--max-num-seqs 256``: nothing waits, every token is sampled by the engine's steps).
+Prints medians over the pairs and the ratios this / base; writes
+``benchmarks/results/engine_ab.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import harness  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAT = ('{"model":"openai/gpt-oss-120b","messages":[{"role":"user","content":"Hello!"}],'
+        '"max_tokens":16,"ignore_eos":true}')
+STREAM = (b'{"model":"openai/gpt-oss-120b","messages":[{"role":"user","content":"hi"}],"max_tokens":100,'
+          b'"ignore_eos":true,"stream":true}')
+PACED = ("--ttft-ms", "20", "--itl-ms", "10", "--ttft-jitter", "0", "--itl-jitter", "0", "--prefill-ms-per-token", "0")
+
+
+def command(python: str, *flags: str) -> list[str]:
+    return [python, "-P", "-m", "fakeai", "serve", "--port", "{port}", "--log-level", "warning", *flags]
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def plain_rps(python: str, seconds: int) -> float:
+    with harness.server(command(python, "--zero-latency")) as url:
+        harness.wrk(url, CHAT, seconds=2)  # warm-up
+        return harness.wrk(url, CHAT, seconds=seconds)["rps"]
+
+
+def paced_streams(python: str, *flags: str, streams: int = 100) -> dict:
+    with harness.server(command(python, *PACED, *flags)) as url:
+        harness.stream_timings(url, STREAM, 10)  # warm-up
+        cpu = url.cpu_seconds()
+        results = harness.stream_timings(url, STREAM, streams, stagger=0.001)
+        cpu = url.cpu_seconds() - cpu
+    ttft_errors = [(ttft - 0.020) * 1000 for ttft, _ in results]
+    gap_errors = [(gap - 0.010) * 1000 for _, gaps in results for gap in gaps]
+    tokens = sum(len(gaps) + 1 for _, gaps in results)
+    return {"ttft_error_p50_ms": _quantile(ttft_errors, 0.5), "ttft_error_p99_ms": _quantile(ttft_errors, 0.99),
+            "gap_error_p50_ms": _quantile(gap_errors, 0.5), "gap_error_p99_ms": _quantile(gap_errors, 0.99),
+            "cpu_ms_per_1000_tokens": cpu * 1e6 / tokens, "tokens": tokens}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base-python", required=True)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    this = sys.executable
+    runs: dict[str, list] = {"base_rps": [], "this_rps": [], "base_paced": [], "this_paced": [], "engine_paced": []}
+    for pair in range(args.pairs):
+        order = (("base", args.base_python), ("this", this)) if pair % 2 == 0 else (("this", this),
+                                                                                    ("base", args.base_python))
+        for name, python in order:
+            runs[f"{name}_rps"].append(plain_rps(python, args.seconds))
+            runs[f"{name}_paced"].append(paced_streams(python))
+        runs["engine_paced"].append(paced_streams(this, "--max-num-seqs", "256"))
+        print(f"pair {pair + 1}: rps base {runs['base_rps'][-1]:.0f} this {runs['this_rps'][-1]:.0f}", flush=True)
+
+    def median(key: str, field: str | None = None) -> float:
+        values = runs[key] if field is None else [run[field] for run in runs[key]]
+        return statistics.median(values)
+
+    fields = ("ttft_error_p50_ms", "ttft_error_p99_ms", "gap_error_p50_ms", "gap_error_p99_ms",
+              "cpu_ms_per_1000_tokens")
+    summary = {
+        "plain_rps": {"base": median("base_rps"), "this": median("this_rps"),
+                      "ratio": median("this_rps") / median("base_rps")},
+        "paced": {field: {"base": median("base_paced", field), "this": median("this_paced", field),
+                          "engine_model": median("engine_paced", field)} for field in fields},
+    }
+    summary["paced_cpu_ratio_this_over_base"] = (summary["paced"]["cpu_ms_per_1000_tokens"]["this"]
+                                                 / summary["paced"]["cpu_ms_per_1000_tokens"]["base"])
+    summary["paced_cpu_ratio_engine_model_over_base"] = (summary["paced"]["cpu_ms_per_1000_tokens"]["engine_model"]
+                                                         / summary["paced"]["cpu_ms_per_1000_tokens"]["base"])
+    print(json.dumps(summary, indent=2))
+    output = ROOT / "benchmarks" / "results" / "engine_ab.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"summary": summary, "runs": runs}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
