@@ -8,6 +8,8 @@ is pinned to core 0 and started with ``python -P -m fakeai serve`` (so neither i
 other's source from the working directory); the load generators run on core 1 (``harness``).
 In order-alternated pairs, base then this or this then base:
 
+* plain chat, in a process of its own over the ASGI interface (no network): CPU microseconds
+  per request (what fakeai's own code costs, least disturbed by other load on the machine);
 * plain chat RPS: wrk, 64 connections, ``--zero-latency``, 16-token answers;
 * paced streaming: 100 streams of 100 tokens (TTFT 20 ms, ITL 10 ms, no jitter) from the raw
   asyncio client: the client-observed TTFT and inter-token gap errors (p50, p99) and the
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -46,6 +49,45 @@ def command(python: str, *flags: str) -> list[str]:
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+IN_PROCESS = r"""
+import asyncio, time
+from fakeai.app import create_app
+from fakeai.config import Settings
+
+body = %r
+scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+         "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"",
+         "root_path": "", "headers": [(b"content-length", str(len(body)).encode())],
+         "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2)}
+
+async def receive():
+    return {"type": "http.request", "body": body, "more_body": False}
+
+async def send(message):
+    pass
+
+async def run():
+    app = create_app(Settings(zero_latency=True))
+    for _ in range(3000):
+        await app(dict(scope), receive, send)
+    started = time.process_time()
+    for _ in range(%d):
+        await app(dict(scope), receive, send)
+    print((time.process_time() - started) / %d * 1e6)
+
+asyncio.run(run())
+"""
+
+
+def in_process_us(python: str, requests: int = 20_000) -> float:
+    """CPU microseconds per plain chat request over the ASGI interface, in a process of its own
+    (no network, no server: what fakeai itself costs, and little of the machine's load)."""
+    code = IN_PROCESS % (CHAT.encode(), requests, requests)
+    output = subprocess.run(["taskset", "-c", harness.SERVER_CPU, python, "-P", "-c", code], capture_output=True,
+                            text=True, check=True, cwd="/")
+    return float(output.stdout.strip().splitlines()[-1])
 
 
 def plain_rps(python: str, seconds: int) -> float:
@@ -75,15 +117,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
     this = sys.executable
-    runs: dict[str, list] = {"base_rps": [], "this_rps": [], "base_paced": [], "this_paced": [], "engine_paced": []}
+    runs: dict[str, list] = {"base_rps": [], "this_rps": [], "base_paced": [], "this_paced": [], "engine_paced": [],
+                             "base_us": [], "this_us": []}
     for pair in range(args.pairs):
         order = (("base", args.base_python), ("this", this)) if pair % 2 == 0 else (("this", this),
                                                                                     ("base", args.base_python))
         for name, python in order:
+            runs[f"{name}_us"].append(in_process_us(python))
             runs[f"{name}_rps"].append(plain_rps(python, args.seconds))
             runs[f"{name}_paced"].append(paced_streams(python))
         runs["engine_paced"].append(paced_streams(this, "--max-num-seqs", "256"))
-        print(f"pair {pair + 1}: rps base {runs['base_rps'][-1]:.0f} this {runs['this_rps'][-1]:.0f}", flush=True)
+        print(f"pair {pair + 1}: rps base {runs['base_rps'][-1]:.0f} this {runs['this_rps'][-1]:.0f}; in process "
+              f"base {runs['base_us'][-1]:.1f} us this {runs['this_us'][-1]:.1f} us", flush=True)
 
     def median(key: str, field: str | None = None) -> float:
         values = runs[key] if field is None else [run[field] for run in runs[key]]
@@ -92,6 +137,8 @@ def main() -> None:
     fields = ("ttft_error_p50_ms", "ttft_error_p99_ms", "gap_error_p50_ms", "gap_error_p99_ms",
               "cpu_ms_per_1000_tokens")
     summary = {
+        "plain_cpu_us_per_request_in_process": {"base": median("base_us"), "this": median("this_us"),
+                                                "ratio": median("this_us") / median("base_us")},
         "plain_rps": {"base": median("base_rps"), "this": median("this_rps"),
                       "ratio": median("this_rps") / median("base_rps")},
         "paced": {field: {"base": median("base_paced", field), "this": median("this_paced", field),

@@ -106,13 +106,17 @@ class RuntimeControl:
         """The sequence this process applied."""
 
     def close(self) -> None:
+        """Unmap the shared block (at shutdown); a late call then sees this process's own copy."""
+        if self._map is None:
+            return
         self._sequence.release()
-        if self._map is not None:
-            self._map.close()
-            self._map = None
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._local[:] = self._map[:CONTROL_BYTES]
+        self._buffer = self._local
+        self._sequence = memoryview(self._local)[:8].cast("Q")
+        self._map.close()
+        self._map = None
+        os.close(self._fd)
+        self._fd = -1
 
     # -- reading ---------------------------------------------------------------------------
 
