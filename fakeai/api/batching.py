@@ -79,6 +79,10 @@ class Job(EngineRequest):
         self.wants = 0
         """Tokens sampled after which ``waiter`` is woken."""
 
+    def leave(self) -> None:
+        """The request is over (answered, failed or abandoned): out of its engine, if still in it."""
+        self.loop.batching.release(self)
+
     def times(self) -> tuple[float, float]:
         """``(queue, prefill)`` seconds, as vLLM observes them: from reaching the engine's queue
         to the first scheduling (to leaving, if never scheduled; 0 if it never reached the

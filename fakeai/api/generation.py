@@ -23,7 +23,6 @@ from fakeai.api.streaming import ChunkFormat, sse_events
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope
 
-    from fakeai.api.batching import Job
     from fakeai.api.engine import Engine, Plan
     from fakeai.metrics import MetricsRegistry
     from fakeai.simulation.kvcache import Prompt
@@ -141,12 +140,13 @@ def _check_fits(engine: Engine, prompt_tokens: int, choices: int, max_tokens: in
         ) from None
 
 
-def _submit(engine: Engine, exchange: Exchange, plan: Plan, cached_tokens: int) -> Job | None:
-    """Hand the planned request to its engine's scheduler (the engine model); its ``Job``, whose
-    token times ``plan.offsets`` becomes (``None``: no token to sample)."""
+def _submit(engine: Engine, exchange: Exchange, plan: Plan, cached_tokens: int) -> None:
+    """Hand the planned request to its engine's scheduler (the engine model): its ``Job``'s
+    token times become ``plan.offsets`` (the recorder takes it out of its engine, whatever the
+    way out; no job for an answer of no token)."""
     longest = max(choice.tokens for choice in plan.choices)
     if not longest:
-        return None
+        return
     job = engine.batching.submit(
         exchange.routing.index,  # type: ignore[union-attr]
         exchange.engine_series,
@@ -157,9 +157,9 @@ def _submit(engine: Engine, exchange: Exchange, plan: Plan, cached_tokens: int) 
         choices=len(plan.choices),
         tokens=longest,
     )
+    exchange.job = job
     plan.offsets = job.offsets
     plan.job = job
-    return job
 
 
 async def generate(
@@ -203,27 +203,8 @@ async def generate(
         stream=body.stream,
         timed=not scheduled,
     )
-    job = _submit(engine, exchange, plan, sum(cached)) if scheduled else None
-    try:
-        await _answer(receive, engine, registry, exchange, body, plan, max_tokens, chunks, render)
-    finally:
-        if job is not None:  # on every way out: it leaves its engine if it is still there
-            engine.batching.release(job)
-            exchange.queue_time, exchange.prefill_time = job.times()
-
-
-async def _answer(
-    receive: Receive,
-    engine: Engine,
-    registry: MetricsRegistry,
-    exchange: Exchange,
-    body: Any,
-    plan: Plan,
-    max_tokens: int | None,
-    chunks: ChunkFormat,
-    render: Callable[[Plan, Usage], Iterator[bytes]],
-) -> None:
-    """Send the planned answer: streamed as its tokens come, or whole when the last is due."""
+    if scheduled:
+        _submit(engine, exchange, plan, sum(cached))
     exchange.prompt_tokens = plan.prompt_tokens
     exchange.finish_reason = plan.choices[0].finish_reason
     exchange.n = body.n

@@ -31,6 +31,7 @@ from fakeai._layout import STREAM_COMPLETED, STREAM_FAILED, STREAM_PLAIN
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+    from fakeai.api.batching import Job
     from fakeai.metrics import MetricsRegistry
     from fakeai.simulation.kvcache import KVCacheSimulator, Routing
     from fakeai.region import EndpointCells, EngineCells, ModelCells
@@ -61,6 +62,8 @@ OVERLOADED_ENDPOINT = "overloaded"
 IMPOSED_ANSWER_KEY = "fakeai.imposed_answer"
 _NAN = math.nan
 _JSON = (b"content-type", b"application/json")
+_UNSCHEDULED = (_NAN, _NAN)
+"""A request the engine model did not run: no queue or prefill time of its own."""
 _CLOSE = (b"connection", b"close")
 
 
@@ -104,10 +107,9 @@ class Exchange:
         "model_series",
         "monitoring",
         "n",
+        "job",
         "offsets",
-        "prefill_time",
         "prompt_tokens",
-        "queue_time",
         "raw_send",
         "recording",
         "routing",
@@ -174,11 +176,10 @@ class Exchange:
         vLLM's inter-token latencies); ``choice_tokens``: each choice's tokens."""
         self.choice_tokens: list[int] | None = None
         self.scheduled = False
-        """Whether the engine model ran it (its engine gauges are the scheduler's to keep)."""
-        self.queue_time = _NAN
-        """With the engine model: seconds in its engine's waiting queue, and from its scheduling
-        to its first token (``prefill_time``); NaN otherwise."""
-        self.prefill_time = _NAN
+        """Whether the engine model runs it (its engine gauges are the scheduler's to keep)."""
+        self.job: Job | None = None
+        """Its job on its engine (the engine model): it leaves the engine when the request ends,
+        and brings its queue and prefill times."""
 
     async def watching_send(self, message: Message) -> None:
         """``send`` for responses fakeai's own senders do not make: notes status and timing."""
@@ -247,6 +248,8 @@ class Recorder:
             routing = exchange.routing
             kv_state = None
             if routing is not None:  # every way out: success, error, disconnect
+                if exchange.job is not None:
+                    exchange.job.leave()
                 kv_state = self.kv_cache.release(routing)
             if self.enabled and (not exchange.monitoring or self.record_monitoring):
                 self._record(scope, exchange, kv_state)
@@ -295,9 +298,11 @@ class Recorder:
             self._write(finished_at, duration, status, exchange.prompt_tokens, exchange.completion_tokens, series,
                         exchange.model_series, ttft, itl, finish_reason, stream)
         else:
+            job = exchange.job
+            queue, prefill = _UNSCHEDULED if job is None else job.times()
             self._write(finished_at, duration, status, exchange.prompt_tokens, exchange.completion_tokens, series,
                         exchange.model_series, ttft, itl, finish_reason, stream, routing.worker,
                         routing.prompt_tokens, routing.cached_total, routing.oracle_tokens, kv_state,
                         exchange.engine_series, exchange.last_token_at - first_token_at, exchange.n,
                         exchange.max_tokens, exchange.longest, exchange.offsets, exchange.choice_tokens,
-                        exchange.queue_time, exchange.prefill_time, exchange.scheduled)
+                        queue, prefill, exchange.scheduled)
