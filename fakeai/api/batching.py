@@ -195,14 +195,14 @@ class ContinuousBatching:
         ]
         kv_cache.schedulers = schedulers
         self.limits = limits
-        self.enabled = limits.enabled
+        self.enabled = kv_cache.scheduled_usage = limits.enabled
         """Whether new requests go through the engine model (read once per request)."""
 
     def reconfigure(self, limits: SchedulerLimits, timing: StepTiming) -> None:
         """New limits and step times, from every engine's next step on (requests already in an
         engine stay in it; with the engine model turned off, new requests bypass it)."""
         self.limits = limits
-        self.enabled = limits.enabled
+        self.enabled = self.kv_cache.scheduled_usage = limits.enabled
         for engine in self.engines:
             engine.scheduler.limits = limits
             engine.scheduler.timing = timing

@@ -111,7 +111,9 @@ class KVCacheSimulator:
         self._no_overlap = [0] * workers
         self.schedulers: Sequence[EngineScheduler] | None = None
         """Each worker's engine scheduler (``fakeai.simulation.scheduler``), when the caller runs
-        the engine model: ``state`` then reports its block accounting."""
+        the engine model."""
+        self.scheduled_usage = False
+        """Whether ``state`` reports the schedulers' block accounting (the engine model is on)."""
 
     def route(self, prompts: Sequence[Prompt], prompt_tokens: Sequence[int]) -> Routing:
         """Send a request with these prompts (and their token counts) to a worker."""
@@ -158,15 +160,13 @@ class KVCacheSimulator:
 
     def state(self, index: int) -> tuple[int, int, int, int]:
         """Worker ``index``'s ``(blocks held, capacity in blocks, running requests, evictions)``:
-        ``PrefixCache.state()``, but with the engine model on (``schedulers``, limits set) the
+        ``PrefixCache.state()``, but with the engine model on (``scheduled_usage``) the
         blocks held are its scheduler's, the blocks the requests it runs hold, as vLLM's KV
         usage counts them (cached blocks no request uses are free)."""
         state = self.workers[index].state()
-        schedulers = self.schedulers
-        if schedulers is not None:
-            scheduler = schedulers[index]
-            if scheduler.limits.enabled:
-                return scheduler.used_blocks, scheduler.limits.capacity_blocks, state[2], state[3]
+        if self.scheduled_usage:
+            scheduler = self.schedulers[index]  # type: ignore[index]
+            return scheduler.used_blocks, scheduler.limits.capacity_blocks, state[2], state[3]
         return state
 
     def worker_state(self) -> list[tuple[int, int, int, int]]:
