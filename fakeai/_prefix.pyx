@@ -164,6 +164,20 @@ cdef class PrefixCache:
         self.active_requests += 1
         return cached, pinned
 
+    def reset(self):
+        """Drop every cached block no running request uses (not counted as evictions); the
+        blocks dropped. See the twin's ``reset``."""
+        cdef Py_ssize_t slot = self._next[0], after, dropped = 0
+        while slot != 0:
+            after = self._next[slot]
+            self._index.erase(self._hash[slot])
+            self._spare.push_back(slot)
+            dropped += 1
+            slot = after
+        self._next[0] = 0
+        self._prev[0] = 0
+        return dropped
+
     def release(self, pinned):
         cdef list blocks = pinned if type(pinned) is list else list(pinned)
         cdef Py_ssize_t index, slot

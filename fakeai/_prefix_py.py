@@ -129,6 +129,16 @@ class PrefixCache:
         self.active_requests += 1
         return cached, pinned
 
+    def reset(self) -> int:
+        """Drop every cached block no running request uses, as vLLM's ``reset_prefix_cache``
+        does (not counted as evictions); the blocks dropped. Pinned blocks stay."""
+        free = self._free
+        for block in free:
+            del self._pins[block]
+        dropped = len(free)
+        free.clear()
+        return dropped
+
     def release(self, pinned: Sequence[int]) -> None:
         pins = self._pins
         for block in reversed(pinned):

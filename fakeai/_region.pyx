@@ -623,6 +623,16 @@ cdef class MetricsWriter:
         self.region._cells[cells.running] += 1.0
         return cells
 
+    def shift(self, EngineCells engine not None, double running, double waiting, double preemptions=0.0):
+        """The engine model moved requests of the pair; see the twin's ``shift``."""
+        cdef Region region = self.region
+        region._begin()
+        region._cells[engine.running] += running
+        region._cells[engine.waiting] += waiting
+        if preemptions:
+            region._cells[engine.preemptions] += preemptions
+        region._end()
+
     def gaps(self, EngineCells engine, double gap, Py_ssize_t gapped, Py_ssize_t zeros):
         """Inter-token gaps of one write of a stream; see the twin's ``gaps``."""
         if not isfinite(gap):
@@ -697,11 +707,12 @@ cdef class MetricsWriter:
 
     cdef void _observe_finished(self, EngineCells engine, double duration, long long prompt_tokens,
                                 long long completion_tokens, long long cached, double ttft, double decode,
-                                long long n, long long max_tokens, long long longest) noexcept:
+                                long long n, long long max_tokens, long long longest, double queue,
+                                double prefill) noexcept:
         cdef Region region = self.region
         cdef _Bounds latency = self._vllm_latency, tokens = self._vllm_tokens, itl = self._vllm_itl
         region._observe(engine.e2e, latency.values, latency.size, duration)
-        region._observe(engine.queue, latency.values, latency.size, 0.0)
+        region._observe(engine.queue, latency.values, latency.size, queue if queue == queue else 0.0)
         region._observe(engine.prompt_histogram, tokens.values, tokens.size, prompt_tokens)
         region._observe(engine.generation_histogram, tokens.values, tokens.size, completion_tokens)
         region._observe(engine.prefill_kv_histogram, tokens.values, tokens.size,
@@ -714,17 +725,19 @@ cdef class MetricsWriter:
         if ttft == ttft:
             if decode != decode:
                 decode = 0.0
-            region._observe(engine.prefill, latency.values, latency.size, ttft)
+            if prefill != prefill:
+                prefill = ttft
+            region._observe(engine.prefill, latency.values, latency.size, prefill)
             region._observe(engine.decode, latency.values, latency.size, decode)
-            region._observe(engine.inference, latency.values, latency.size, ttft + decode)
+            region._observe(engine.inference, latency.values, latency.size, prefill + decode)
             region._observe(engine.tpot, itl.values, itl.size, decode / (longest - 1) if longest > 1 else 0.0)
 
     def observe_finished(self, EngineCells engine not None, double duration, long long prompt_tokens,
                          long long completion_tokens, long long cached, double ttft, double decode, long long n,
-                         long long max_tokens, long long longest):
+                         long long max_tokens, long long longest, double queue=NAN, double prefill=NAN):
         """See the twin's ``observe_finished``."""
         self._observe_finished(engine, duration, prompt_tokens, completion_tokens, cached, ttft, decode, n,
-                               max_tokens, longest)
+                               max_tokens, longest, queue, prefill)
 
     def publish(self, int worker, tuple state not None):
         """``kv_state`` with the four figures as one tuple; see the twin's ``publish``."""
@@ -737,7 +750,8 @@ cdef class MetricsWriter:
                EndpointCells endpoint not None, ModelCells model=None, double ttft=NAN, double itl=NAN,
                finish_reason=None, int stream=0, int kv_worker=-1, long long kv_prompt=0, long long kv_cached=0,
                long long kv_oracle=0, tuple kv_state=None, EngineCells engine=None, double decode=NAN,
-               long long n=0, long long max_tokens=0, long long longest=0, list offsets=None, choice_tokens=None):
+               long long n=0, long long max_tokens=0, long long longest=0, list offsets=None, choice_tokens=None,
+               double queue=NAN, double prefill=NAN, bint scheduled=False):
         if prompt_tokens < 0:
             raise ValueError(f"prompt_tokens must not be negative, got {prompt_tokens!r}")
         if completion_tokens < 0:
@@ -772,7 +786,8 @@ cdef class MetricsWriter:
         if model is not None:
             cells[model.running] -= 1.0
         if engine is not None:
-            cells[engine.running] -= 1.0
+            if not scheduled:
+                cells[engine.running] -= 1.0
             cells[engine.prompt] += prompt_tokens
             cells[engine.generation] += completion_tokens
             cells[engine.cached] += kv_cached
@@ -787,7 +802,7 @@ cdef class MetricsWriter:
             if success_cell >= 0:
                 cells[success_cell] += 1.0
                 self._observe_finished(engine, duration, prompt_tokens, completion_tokens, kv_cached, ttft, decode,
-                                       n, max_tokens, longest)
+                                       n, max_tokens, longest, queue, prefill)
         if stream != STREAM_PLAIN_:
             cells[self.active_streams] -= 1.0
             cells[self.completed_streams if stream == STREAM_COMPLETED_ else self.failed_streams] += 1.0

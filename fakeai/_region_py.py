@@ -426,6 +426,17 @@ class MetricsWriter:
         self.routed(cells)
         return cells
 
+    def shift(self, engine: EngineCells, running: float, waiting: float, preemptions: float = 0.0) -> None:
+        """The engine model moved requests of ``engine``'s pair: add ``running`` and ``waiting``
+        to its gauges and ``preemptions`` to its counter, as one update."""
+        region = self.region
+        region.begin()
+        region.add(engine.running, running)
+        region.add(engine.waiting, waiting)
+        if preemptions:
+            region.add(engine.preemptions, preemptions)
+        region.end()
+
     def gaps(self, engine: EngineCells | None, gap: float, gapped: int, zeros: int) -> None:
         """Inter-token gaps of one write of a stream: ``gapped`` tokens that follow their choice's
         previous token by ``gap`` seconds, ``zeros`` that follow one sent in the same write (in
@@ -488,12 +499,17 @@ class MetricsWriter:
                kv_worker: int = -1, kv_prompt: int = 0, kv_cached: int = 0, kv_oracle: int = 0,
                kv_state: tuple[int, int, int, int] | None = None, engine: EngineCells | None = None,
                decode: float = math.nan, n: int = 0, max_tokens: int = 0, longest: int = 0,
-               offsets: Sequence[float] | None = None, choice_tokens: Sequence[int] | None = None) -> None:
+               offsets: Sequence[float] | None = None, choice_tokens: Sequence[int] | None = None,
+               queue: float = math.nan, prefill: float = math.nan, scheduled: bool = False) -> None:
         """One finished request (see the class docstring). ``ttft``: seconds from arrival to its
         first token (NaN: none); ``itl``: a finished stream's mean inter-token latency;
         ``decode``: seconds from its first token to its last; ``n``, ``max_tokens`` (0: not
         given): its parameters; ``longest``: tokens of its longest choice; ``offsets`` and
-        ``choice_tokens``: a plain answer's planned token times and each choice's tokens."""
+        ``choice_tokens``: a plain answer's planned token times and each choice's tokens;
+        ``queue`` and ``prefill``: its seconds in the engine's waiting queue and from its
+        scheduling to its first token (NaN: it was not scheduled, see ``observe_finished``);
+        ``scheduled``: the engine's scheduler keeps its running and waiting gauges (``shift``),
+        so its end does not change them here."""
         prompt_tokens = _check_count("prompt_tokens", prompt_tokens)
         completion_tokens = _check_count("completion_tokens", completion_tokens)
         _check_finite("now", now)
@@ -517,7 +533,8 @@ class MetricsWriter:
             add(model.running, -1.0)
         if engine is not None:
             bounds = self._bounds
-            add(engine.running, -1.0)
+            if not scheduled:
+                add(engine.running, -1.0)
             add(engine.prompt, prompt_tokens)
             add(engine.generation, completion_tokens)
             add(engine.cached, kv_cached)
@@ -530,7 +547,7 @@ class MetricsWriter:
             if success_cell is not None:
                 add(success_cell, 1.0)
                 self.observe_finished(engine, duration, prompt_tokens, completion_tokens, kv_cached, ttft, decode,
-                                      n, max_tokens, longest)
+                                      n, max_tokens, longest, queue, prefill)
         if stream != STREAM_PLAIN:
             add(self.active_streams, -1.0)
             add(self.completed_streams if stream == STREAM_COMPLETED else self.failed_streams, 1.0)
@@ -556,17 +573,19 @@ class MetricsWriter:
             self.publish(kv_worker, kv_state)
 
     def observe_finished(self, engine: EngineCells, duration: float, prompt_tokens: int, completion_tokens: int,
-                         cached: int, ttft: float, decode: float, n: int, max_tokens: int, longest: int) -> None:
+                         cached: int, ttft: float, decode: float, n: int, max_tokens: int, longest: int,
+                         queue: float = math.nan, prefill: float = math.nan) -> None:
         """A finished request's per-request histograms, as vLLM observes them: end-to-end
-        latency, queue time (0: fakeai schedules on arrival), prompt and generation tokens,
-        prompt tokens computed (not cached), ``n``, the longest choice's tokens, ``max_tokens``
-        when given; and, once a first token was produced, prefill (= TTFT), decode, inference
-        (prefill + decode) and time per output token (decode / (longest - 1), 0 for one token)."""
+        latency, queue time (``queue``; 0 when NaN: a request the engine model did not queue is
+        scheduled on arrival), prompt and generation tokens, prompt tokens computed (not
+        cached), ``n``, the longest choice's tokens, ``max_tokens`` when given; and, once a
+        first token was produced, prefill (``prefill``; NaN: TTFT), decode, inference (prefill
+        + decode) and time per output token (decode / (longest - 1), 0 for one token)."""
         bounds = self._bounds
         observe = self.region.observe
         latency, tokens = bounds["vllm_latency"], bounds["vllm_tokens"]
         observe(engine.e2e, latency, duration)
-        observe(engine.queue, latency, 0.0)
+        observe(engine.queue, latency, 0.0 if math.isnan(queue) else queue)
         observe(engine.prompt_histogram, tokens, prompt_tokens)
         observe(engine.generation_histogram, tokens, completion_tokens)
         observe(engine.prefill_kv_histogram, tokens, max(prompt_tokens - cached, 0))
@@ -577,9 +596,10 @@ class MetricsWriter:
             observe(engine.max_tokens_histogram, tokens, max_tokens)
         if not math.isnan(ttft):
             decode = 0.0 if math.isnan(decode) else decode
-            observe(engine.prefill, latency, ttft)
+            prefill = ttft if math.isnan(prefill) else prefill
+            observe(engine.prefill, latency, prefill)
             observe(engine.decode, latency, decode)
-            observe(engine.inference, latency, ttft + decode)
+            observe(engine.inference, latency, prefill + decode)
             observe(engine.tpot, bounds["vllm_inter_token"], decode / (longest - 1) if longest > 1 else 0.0)
 
     def publish(self, worker: int, state: tuple[int, int, int, int]) -> None:

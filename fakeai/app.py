@@ -11,9 +11,11 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
+from typing import Any
 
 from litestar import Litestar, Router
 
+from fakeai.api.admin import admin_handlers
 from fakeai.api.anthropic_messages import messages_handler
 from fakeai.api.auth import api_key_guard
 from fakeai.api.chat import chat_completions_handler
@@ -24,7 +26,9 @@ from fakeai.api.embeddings import embeddings_handler
 from fakeai.api.engine import Engine
 from fakeai.api.errors import EXCEPTION_HANDLERS
 from fakeai.api.models import model_handlers
+from fakeai.api.control import RuntimeControl
 from fakeai.api.monitoring import monitoring_handlers
+from fakeai.api.readiness import Readiness
 from fakeai.api.recording import Recorder
 from fakeai.api.responses_api import responses_handler
 from fakeai.api.sampling import HistorySampler
@@ -91,7 +95,12 @@ def create_app(
         lambda: registry.in_flight,
         kv_worker_ids(settings, slot),
         shared_counter(shared, "requests") if shared is not None and settings.fail_first else None,
+        registry.writer if settings.record_metrics else None,
+        registry.kv_publish,
     )
+    engine.readiness = Readiness(registry.clock, registry.started_at + settings.startup_seconds)
+    control = RuntimeControl(engine, settings, shared, registry.kv_publish, wall_clock)
+    engine.poll_control = control.poll
     kv_cache = engine.kv_cache
     registry.kv_cache.attach(
         model_name=settings.models[0] if settings.models else "",
@@ -124,8 +133,10 @@ def create_app(
             # Anthropic's route reads its key its own way (x-api-key) and answers in its own shape
             messages_handler(engine, registry, settings.max_request_bytes, settings.api_keys),
             *tokenize_handlers(engine, settings.max_request_bytes),  # vLLM's, outside /v1: no key
-            *monitoring_handlers(registry, settings.metrics_format, history),
+            *monitoring_handlers(registry, settings.metrics_format, history, engine.readiness,
+                                 lambda: server_state(settings, engine, control)),
             *dashboard_handlers(settings.dashboard_refresh_seconds),
+            *(admin_handlers(control, settings.admin_key) if settings.admin_key else ()),
         ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=settings.max_request_bytes,
@@ -133,7 +144,7 @@ def create_app(
         logging_config=None,
         cors_config=cors_config(settings),
         on_startup=[engine.start, sampler.start],
-        on_shutdown=[sampler.stop, engine.stop],
+        on_shutdown=[sampler.stop, engine.stop, control.close],
     )
     app.asgi_handler = with_cors(
         app,
@@ -150,7 +161,28 @@ def create_app(
     app.state.metrics = registry
     app.state.engine = engine
     app.state.history = history
+    app.state.control = control
     return app
+
+
+def server_state(settings: Settings, engine: Engine, control: RuntimeControl) -> dict[str, Any]:
+    """What ``/health/detailed`` adds to the metrics: readiness, the engine model's limits and
+    this process's engines, and the runtime changes (``GET /admin/config``'s view)."""
+    limits = engine.batching.limits
+    left = engine.readiness.remaining()
+    return {
+        "ready": not left,
+        "readiness": {"startup_seconds": settings.startup_seconds, "ready_in_seconds": left},
+        "engine_model": {
+            "enabled": limits.enabled,
+            "max_num_seqs": limits.max_num_seqs,
+            "max_num_batched_tokens": limits.max_num_batched_tokens,
+            "kv_capacity_blocks": limits.capacity_blocks,
+            "kv_block_tokens": limits.block_tokens,
+            "engines_of_this_process": engine.batching.state(),
+        },
+        "runtime_control": control.view(),
+    }
 
 
 def create_app_from_env() -> Litestar:

@@ -102,7 +102,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     seed: Annotated[int, _setting("Seed of every random choice (answers, jitter, errors).")] = 0
 
     # -- latency -------------------------------------------------------------------------
-    ttft_ms: Annotated[float, _setting("Time to first token before prefill, in ms.", section="Latency", ge=0)] = 50.0
+    ttft_ms: Annotated[
+        float,
+        _setting(
+            "Time to first token before prefill, in ms (with the engine model: before the engine's queue).",
+            section="Latency",
+            ge=0,
+        ),
+    ] = 50.0
     prefill_ms_per_token: Annotated[
         float, _setting("Extra time to first token per uncached prompt token, in ms.", ge=0)
     ] = 0.02
@@ -113,7 +120,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     itl_jitter: Annotated[float, _setting("Relative jitter of the inter-token latency.", ge=0, le=1)] = 0.1
     load_slowdown: Annotated[
         float,
-        _setting("Latency grows by this fraction for every other request in flight (0: no slowdown).", ge=0),
+        _setting(
+            "Latency grows by this fraction for every other request in flight (0: no slowdown); with the engine "
+            "model, a decode step by this fraction for every other request it decodes.",
+            ge=0,
+        ),
     ] = 0.0
     zero_latency: Annotated[bool, _setting("Send everything at once: no TTFT, no inter-token wait.")] = False
 
@@ -127,7 +138,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     ] = 4
     kv_block_tokens: Annotated[int, _setting("Tokens per prefix-cache block.", ge=1, le=4096)] = 16
     kv_capacity_blocks: Annotated[
-        int, _setting("Prefix-cache capacity of each worker, in blocks (LRU eviction beyond).", ge=1, le=10_000_000)
+        int,
+        _setting(
+            "Prefix-cache capacity of each worker, in blocks (LRU eviction beyond); with the engine model also "
+            "the KV blocks its running requests may hold (admission, preemption).",
+            ge=1,
+            le=10_000_000,
+        ),
     ] = 16_384
     routing_policy: Annotated[
         Literal["kv-aware", "round-robin", "random", "least-loaded"],
@@ -244,6 +261,43 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             le=128,
         ),
     ] = 3
+    # -- engine model, readiness and runtime control (issue 17) -------------------------------
+    max_num_seqs: Annotated[
+        int,
+        _setting(
+            "vLLM's max_num_seqs: requests each simulated engine (KV worker) runs at once; more wait in its "
+            "FCFS queue. Setting it (or --max-num-batched-tokens) turns the engine model on: steps, a waiting "
+            "queue, KV-block admission by --kv-capacity-blocks, preemption (0: off, every request at once).",
+            section="Engine model, readiness and runtime control",
+            ge=0,
+            le=1_000_000,
+        ),
+    ] = 0
+    max_num_batched_tokens: Annotated[
+        int,
+        _setting(
+            "vLLM's max_num_batched_tokens: tokens one engine step computes, decodes first, then prefill "
+            "chunks (chunked prefill); at least --max-num-seqs when both are set (0: no limit).",
+            ge=0,
+            le=100_000_000,
+        ),
+    ] = 0
+    startup_seconds: Annotated[
+        float,
+        _setting(
+            "Seconds the model takes to \"load\" after start: until then /health answers 503 (loading) and the "
+            "generation endpoints 503 in OpenAI's shape (0: ready at once).",
+            ge=0,
+            le=86_400,
+        ),
+    ] = 0.0
+    admin_key: Annotated[
+        str,
+        _setting(
+            "Turns the admin API on (/admin/config, /admin/reset-prefix-cache), which then needs "
+            "`Authorization: Bearer <key>`; empty: no admin API."
+        ),
+    ] = ""
 
     # -- metrics -------------------------------------------------------------------------
     metrics_format: Annotated[
@@ -389,6 +443,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             raise ValueError(
                 "cors_allow_credentials: browsers refuse credentials from a server that allows every origin; "
                 "name the origins in --cors-origins"
+            )
+        if self.max_num_seqs and self.max_num_batched_tokens and self.max_num_batched_tokens < self.max_num_seqs:
+            raise ValueError(
+                "max_num_batched_tokens must be at least max_num_seqs (every running request decodes a token a "
+                "step), as vLLM requires"
             )
         if RESERVED_MODEL in self.models:
             raise ValueError(f"models: {RESERVED_MODEL} is the metrics' name for every model without a label")

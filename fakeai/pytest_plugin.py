@@ -11,9 +11,11 @@ Fixtures:
 
 A server has ``base_url`` (``http://127.0.0.1:<port>``), ``openai_base_url`` (with ``/v1``, for
 ``OpenAI(base_url=...)``), ``settings``, ``snapshot()`` (what the server saw: a
-``fakeai.metrics.MetricsSnapshot``, computed when called) and ``metrics()`` (the
-``GET /metrics`` JSON document), so a test can assert, say, that its client made three
-streaming requests and no retries::
+``fakeai.metrics.MetricsSnapshot``, computed when called), ``metrics()`` (the
+``GET /metrics`` JSON document), ``configure(**changes)`` (change the latency model, error
+injection or engine limits of the running server, as ``PATCH /admin/config`` does),
+``reset_prefix_cache()`` and ``wait_until_ready()`` (for a server with ``startup_seconds``),
+so a test can assert, say, that its client made three streaming requests and no retries::
 
     @pytest.mark.fakeai(models=["m"])
     def test_my_client(fakeai_server):
@@ -47,6 +49,9 @@ carry your test's noise.
   printed (shown when it fails to start).
 * The settings reach it as ``FAKEAI_*`` variables, so no list item may hold a comma; the
   test process's own ``FAKEAI_*`` settings are not passed on. ``workers`` > 1 works here only.
+* ``configure()`` and ``reset_prefix_cache()`` go through its admin API, with the
+  ``admin_key`` of your settings or one made for it (``settings.admin_key``); ``start``
+  returns once it serves (``/health/live``), ``wait_until_ready()`` once it has loaded.
 * It is stopped with SIGTERM, as ``fakeai serve`` is (requests in flight get
   ``graceful_timeout_seconds``).
 """
@@ -56,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -150,6 +156,39 @@ class FakeaiServer:
 
         return asyncio.run_coroutine_threadsafe(take(), loop).result(timeout=STARTUP_SECONDS)
 
+    def _on_loop(self, call: Callable[[], Any]) -> Any:
+        """``call()`` on the server's event loop (where the engine runs), or here if it is not serving."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or not self._thread.is_alive():
+            return call()
+
+        async def run() -> Any:
+            return call()
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=STARTUP_SECONDS)
+
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        """Change runtime settings of the running server, as ``PATCH /admin/config`` does (no admin
+        key needed from the test that owns it): the latency model, error injection, the engine
+        model's limits (``fakeai.api.control.RUNTIME_SETTINGS``). Returns the new view
+        (``generation``, ``settings``, ``changes``); a bad value raises ``fakeai.api.errors.APIError``."""
+        return self._on_loop(lambda: self.app.state.control.change(changes, source="pytest"))
+
+    def reset_prefix_cache(self) -> dict[str, Any]:
+        """Empty the simulated prefix caches (what no running request uses), as
+        ``POST /admin/reset-prefix-cache`` does."""
+        return self._on_loop(lambda: self.app.state.control.reset_prefix_cache(source="pytest"))
+
+    def wait_until_ready(self, timeout: float = STARTUP_SECONDS) -> FakeaiServer:
+        """Return once the simulated model has loaded (``startup_seconds``)."""
+        readiness = self.app.state.engine.readiness
+        deadline = time.monotonic() + timeout
+        while readiness.remaining():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the fakeai server was not ready in {timeout} s")
+            time.sleep(min(0.01, max(readiness.remaining(), 0.001)))
+        return self
+
     def metrics(self) -> dict[str, Any]:
         """``GET /metrics`` as a dict (the same numbers as ``snapshot``, in the seed's JSON)."""
         import msgspec
@@ -163,6 +202,8 @@ class FakeaiProcess:
     """A running ``python -m fakeai serve`` of its own (see the module docstring)."""
 
     def __init__(self, settings: Settings) -> None:
+        if not settings.admin_key:  # configure() speaks to it through its admin API
+            settings = settings.replace(admin_key=secrets.token_urlsafe(16))
         self.settings = settings
         self._socket = _loopback_socket()
         self.base_url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
@@ -197,7 +238,7 @@ class FakeaiProcess:
         )
         self._socket.close()  # the server has its own copy: the port is free again once it stops
         deadline = time.monotonic() + STARTUP_SECONDS
-        while not self._answers_health():
+        while not self._answers("/health/live"):
             if self.process.poll() is not None:
                 raise RuntimeError(f"fakeai serve exited ({self.process.returncode}) during start-up:\n{self.log()}")
             if time.monotonic() > deadline:
@@ -206,12 +247,50 @@ class FakeaiProcess:
             time.sleep(0.01)
         return self
 
-    def _answers_health(self) -> bool:
+    def _answers(self, path: str) -> bool:
         try:
-            with urllib.request.urlopen(self.base_url + "/health", timeout=1.0) as answer:
+            with urllib.request.urlopen(self.base_url + path, timeout=1.0) as answer:
                 return answer.status == 200
         except (urllib.error.URLError, OSError):
             return False
+
+    def wait_until_ready(self, timeout: float = STARTUP_SECONDS) -> FakeaiProcess:
+        """Return once the simulated model has loaded (``startup_seconds``): ``/health`` says 200."""
+        deadline = time.monotonic() + timeout
+        while not self._answers("/health"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the fakeai server was not ready in {timeout} s")
+            time.sleep(0.01)
+        return self
+
+    def _admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        import msgspec
+
+        from fakeai.api.errors import APIError
+
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=None if body is None else msgspec.json.encode(body),
+            method=method,
+            headers={"Authorization": f"Bearer {self.settings.admin_key}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=STARTUP_SECONDS) as answer:
+                return msgspec.json.decode(answer.read())
+        except urllib.error.HTTPError as exc:
+            error = msgspec.json.decode(exc.read())["error"]
+            raise APIError(exc.code, error["message"], type=error["type"], param=error["param"],
+                           code=error["code"]) from None
+
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        """Change runtime settings of the running server (``PATCH /admin/config`` with the
+        server's own admin key, made for it when the settings name none); as
+        ``FakeaiServer.configure``."""
+        return self._admin("PATCH", "/admin/config", changes)
+
+    def reset_prefix_cache(self) -> dict[str, Any]:
+        """Empty the simulated prefix caches, as ``FakeaiServer.reset_prefix_cache``."""
+        return self._admin("POST", "/admin/reset-prefix-cache")
 
     def stop(self) -> None:
         process = self.process

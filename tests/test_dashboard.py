@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import threading
 
 import httpx
 import pytest
@@ -100,8 +102,47 @@ def test_figures_and_charts_update_at_the_refresh_interval(browser) -> None:
         assert history["points"] >= 2 and history["interval_seconds"] == 0.2
         plotted = page.evaluate("window.fakeaiDashboard.charts['chart-rps'].data[0].length")
         assert plotted >= 2
-        assert page.locator("#charts canvas").count() == 6
+        assert page.locator("#charts canvas").count() == 7
         screenshot(page, "dashboard-refreshed")
+        assert problems == []
+        page.close()
+
+
+def test_the_engines_running_and_waiting_requests_show_per_worker_and_in_a_chart(browser) -> None:
+    settings = Settings(kv_workers=1, max_num_seqs=1, **{**QUIET, "itl_ms": 20})
+    with running_app(settings) as (base_url, _), httpx.Client(timeout=10) as client:
+        page, problems, _ = open_dashboard(browser, base_url)
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 150,
+                "ignore_eos": True, "stream": True}
+
+        def load() -> None:
+            async def run() -> None:
+                async def one() -> None:  # a client each: three connections
+                    async with httpx.AsyncClient(timeout=30) as async_client, \
+                            async_client.stream("POST", base_url + CHAT, json=body) as response:
+                        async for _ in response.aiter_bytes():
+                            pass
+
+                await asyncio.gather(*(one() for _ in range(3)))
+
+            asyncio.run(run())
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        try:
+            # one runs, two wait: in the worker's row, the status bar and the chart
+            page.wait_for_function(
+                "document.querySelector('#requests-waiting').dataset.value === '2'", timeout=10_000)
+            row = {tuple(path): value for path, value, _ in shown_figures(page)}
+            assert row[("smart_routing", "workers", 0, "requests_running")] == "1"
+            assert row[("smart_routing", "workers", 0, "requests_waiting")] == "2"
+            assert row[("summary", "requests_running")] == "1"
+            page.wait_for_function(
+                "Math.max(...window.fakeaiDashboard.charts['chart-queue'].data[1].filter(v => v !== null)) >= 2",
+                timeout=10_000)
+            screenshot(page, "dashboard-engine-queue")
+        finally:
+            loader.join()
         assert problems == []
         page.close()
 

@@ -98,6 +98,21 @@ def test_eviction_never_takes_pinned_blocks_and_respects_capacity(prefix_kernel)
     assert cache.active_requests == 0 and cache.pinned_blocks() == 0
 
 
+def test_reset_drops_every_block_no_running_request_uses(prefix_kernel) -> None:
+    cache = prefix_kernel.PrefixCache(capacity_blocks=16)
+    a, b = prompt_blocks(prompt(question("a"))), prompt_blocks(prompt(question("b")))
+    cache.release(cache.acquire(a)[1])
+    _, pinned_b = cache.acquire(b)  # b still runs: its blocks (the system prompt among them) stay
+    assert cache.reset() == 1  # a's question block
+    assert len(cache) == 5 and cache.evictions == 0 and a[4] not in cache
+    assert all(block in cache for block in b)
+    cache.release(pinned_b)
+    assert cache.reset() == 5 and len(cache) == 0
+    cached, pinned = cache.acquire(b)  # everything is fetched again, and cached again
+    assert cached == 0 and len(cache) == 5
+    cache.release(pinned)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 5), st.integers(1, 6), st.booleans()), max_size=40),
        st.integers(1, 12))
@@ -209,3 +224,31 @@ def test_compiled_prefix_cache_matches_the_reference(steps, capacity) -> None:
             len(reference), reference.capacity, reference.active_requests, reference.evictions)
         assert {b for b in universe if b in compiled} == {b for b in universe if b in reference}
         assert all(compiled.pins(b) == reference.pins(b) for b in universe)
+
+
+@pytest.mark.compiled_vs_twin
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 6), st.booleans(), st.booleans()), max_size=40),
+       st.integers(1, 12))
+def test_compiled_reset_matches_the_reference(steps, capacity) -> None:
+    """Resets between requests, some left running, drop the same blocks from both kernels and
+    leave their eviction order the same."""
+    from fakeai import _prefix
+
+    caches = [_prefix.PrefixCache(capacity), _prefix_py.PrefixCache(capacity)]
+    running: list[list] = [[], []]
+    universe = set()
+    for prefix, length, keep, reset in steps:
+        blocks = prompt_blocks(chr(65 + prefix) * 64 * length)
+        universe.update(blocks)
+        results = [cache.acquire(blocks) for cache in caches]
+        assert results[0] == results[1]
+        for cache, held, (_, pinned) in zip(caches, running, results):
+            held.append(pinned)
+            if not keep:
+                cache.release(held.pop(0))
+        if reset:
+            assert caches[0].reset() == caches[1].reset()
+        compiled, reference = caches
+        assert compiled.state() == reference.state()
+        assert {b for b in universe if b in compiled} == {b for b in universe if b in reference}

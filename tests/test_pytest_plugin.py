@@ -195,3 +195,38 @@ def test_a_server_in_a_process_of_its_own_for_timing(pytester: pytest.Pytester) 
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
+
+
+def test_a_test_changes_the_running_server_and_waits_for_it_to_load(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import httpx
+        import pytest
+        from fakeai.api.errors import APIError
+
+        BODY = {"model": "openai/gpt-oss-120b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+
+        @pytest.mark.parametrize("subprocess", [False, True])
+        def test_configure(fakeai_server_factory, subprocess):
+            fakeai_server = fakeai_server_factory(subprocess=subprocess, error_kinds=["server_error"])
+            url = fakeai_server.base_url + "/v1/chat/completions"
+            assert httpx.post(url, json=BODY).status_code == 200
+            view = fakeai_server.configure(error_rate=1.0)
+            assert view["generation"] == 1 and view["settings"]["error_rate"] == 1.0
+            assert httpx.post(url, json=BODY).status_code == 500
+            with pytest.raises(APIError):
+                fakeai_server.configure(error_rate=3.0)
+            fakeai_server.configure(error_rate=0)
+            assert httpx.post(url, json=BODY).status_code == 200
+            assert fakeai_server.reset_prefix_cache()["prefix_cache_resets"] == 1
+
+        @pytest.mark.parametrize("subprocess", [False, True])
+        def test_wait_until_ready(fakeai_server_factory, subprocess):
+            fakeai_server = fakeai_server_factory(subprocess=subprocess, startup_seconds=1.0)
+            fakeai_server.wait_until_ready()
+            assert httpx.get(fakeai_server.base_url + "/health").status_code == 200
+            assert httpx.post(fakeai_server.base_url + "/v1/chat/completions", json=BODY).status_code == 200
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)

@@ -45,6 +45,37 @@ def test_histogram_blocks_have_inclusive_upper_bounds(region_kernel) -> None:
     assert _cells(region)["c|requests|/e"] == [5.0]
 
 
+def test_a_scheduled_request_brings_its_queue_and_prefill_times_and_leaves_the_gauges(region_kernel) -> None:
+    region, writer = _region(region_kernel)
+    model = writer.model("0")
+    engine = writer.engine("0", 1)
+    writer.started(model)
+    writer.shift(engine, 0.0, 1.0)  # reaches the engine's queue
+    writer.shift(engine, 1.0, -1.0)  # scheduled
+    writer.shift(engine, -1.0, 1.0, 1.0)  # preempted
+    assert (_cells(region)["g|engine_running|0|1"], _cells(region)["g|engine_waiting|0|1"]) == ([0.0], [1.0])
+    writer.shift(engine, 1.0, -1.0)
+    writer.shift(engine, -1.0, 0.0)  # finished in the engine
+    # 0.25 s queued, first token 0.75 s after its scheduling (TTFT 1.0 s), 2 s of decode
+    writer.record(4.0, 3.5, 200, 10, 5, writer.endpoint("/e"), model, 1.0, math.nan, "stop", 0, 1, 10, 0, 0, None,
+                  engine, 2.0, 1, 0, 5, None, None, 0.25, 0.75, True)
+    cells = _cells(region)
+    assert cells["g|engine_running|0|1"] == [0.0] and cells["g|engine_waiting|0|1"] == [0.0]
+    assert cells["c|engine_preemptions|0|1"] == [1.0]
+    # vllm_latency buckets 0.3, 3.0, +Inf; then sum, count
+    assert cells["h|engine_queue|0|1"] == [1.0, 0.0, 0.0, 0.25, 1.0]
+    assert cells["h|engine_prefill|0|1"] == [0.0, 1.0, 0.0, 0.75, 1.0]
+    assert cells["h|engine_inference|0|1"] == [0.0, 1.0, 0.0, 2.75, 1.0]
+    assert cells["h|engine_e2e|0|1"][-2:] == [3.5, 1.0]
+    # an unscheduled one: queue 0, prefill = TTFT, and its end takes it off the running gauge
+    writer.routed(engine)
+    writer.record(5.0, 1.0, 200, 10, 5, writer.endpoint("/e"), None, 0.5, math.nan, "stop", 0, 1, 10, 0, 0, None,
+                  engine, 0.5, 1, 0, 5)
+    cells = _cells(region)
+    assert cells["g|engine_running|0|1"] == [0.0]
+    assert cells["h|engine_queue|0|1"][-2:] == [0.25, 2.0] and cells["h|engine_prefill|0|1"][-2:] == [1.25, 2.0]
+
+
 def test_the_writer_refuses_what_it_cannot_count(region_kernel) -> None:
     region, writer = _region(region_kernel)
     endpoint = writer.endpoint("/e")
@@ -182,10 +213,22 @@ def test_compiled_region_matches_the_reference(ops: list, batch: int) -> None:
             offsets = None if stream else [0.01 * index * index for index in range(max(choice_tokens))]
             # a KV worker's state: handed over with the request, after it, or as a tuple after it
             state = (tokens, 1000, 1, tokens // 7)
+            # the engine model: the request waited, ran, was preempted, ran again; its end leaves
+            # the gauges to it and brings its queue and prefill times
+            scheduled = engine is not None and tokens % 4 == 0
+            if scheduled:
+                writer.shift(engine, 0.0, 1.0)
+                writer.shift(engine, 1.0, -1.0)
+                writer.shift(engine, -1.0, 1.0, 1.0)
+                writer.shift(engine, 1.0, -1.0)
             writer.record(now, duration, status, prompt, completion, writer.endpoint(path), cells, ttft, itl,
                           reason if cells is not None else None, stream, kv, tokens, tokens // 2, tokens // 2,
                           state if kv >= 0 and tokens % 3 == 1 else None, engine, duration / 3, len(choice_tokens),
-                          max_tokens, max(choice_tokens), offsets, choice_tokens)
+                          max_tokens, max(choice_tokens), offsets, choice_tokens,
+                          duration / 7 if scheduled else math.nan, duration / 5 if scheduled else math.nan,
+                          scheduled)
+            if scheduled:
+                writer.shift(engine, -1.0, 0.0)
             if kv >= 0 and tokens % 3 == 0:
                 writer.kv_state(kv, tokens, 1000, 1, 2)
             elif kv >= 0 and tokens % 3 == 2:

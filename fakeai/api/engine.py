@@ -11,27 +11,32 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from fakeai.api.batching import ContinuousBatching
 from fakeai.api.errors import APIError
 from fakeai.api.limits import RequestLimits
 from fakeai.api.pacing import SleepPacer, TimerfdPacer, new_pacer
+from fakeai.api.readiness import Readiness
 from fakeai.config import Settings
 from fakeai.simulation.answers import AnswerLength
 from fakeai.simulation.errors import ErrorInjector, InjectedError
 from fakeai.simulation.kvcache import KVCacheSimulator
 from fakeai.simulation.latency import LatencyModel
+from fakeai.simulation.scheduler import SchedulerLimits, StepTiming
 from fakeai.simulation.text import TextSource
 from fakeai.simulation.tokenizers import PromptTokenizer
 
 if TYPE_CHECKING:
     from fakeai.api.shaping import ChatShaping, Output
+    from fakeai.region import MetricsWriter
 
 __all__ = ("Choice", "Engine", "Plan")
 
@@ -67,6 +72,9 @@ class Plan(msgspec.Struct, kw_only=True):
     """Seconds after arrival at which token ``i`` of every choice is due."""
     stream_break: int | None = None
     """Tokens sent (per choice) before an injected mid-stream error, if one was drawn."""
+    job: Any = None
+    """With the engine model, its ``Job``: ``offsets`` (its ``offsets``) grow as its engine
+    samples the tokens, up to ``job.tokens``."""
 
     @property
     def completion_tokens(self) -> int:
@@ -81,6 +89,8 @@ class Engine:
         in_flight: Callable[[], int],
         kv_worker_ids: Sequence[int] | None = None,
         request_ticket: Callable[[], int] | None = None,
+        metrics_writer: MetricsWriter | None = None,
+        kv_publish: Callable[[int, tuple[int, int, int, int]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -93,15 +103,7 @@ class Engine:
         self.models = tuple(settings.models)
         self._known_models = frozenset(settings.models)
         self._accept_any_model = settings.accept_any_model
-        self.latency = LatencyModel(
-            ttft_ms=settings.ttft_ms,
-            prefill_ms_per_token=settings.prefill_ms_per_token,
-            ttft_jitter=settings.ttft_jitter,
-            itl_ms=settings.itl_ms,
-            itl_jitter=settings.itl_jitter,
-            load_slowdown=settings.load_slowdown,
-            zero_latency=settings.zero_latency,
-        )
+        self.latency = _latency(settings)
         self.lengths = AnswerLength(
             mean=settings.answer_tokens_mean, stddev=settings.answer_tokens_stddev, maximum=settings.answer_tokens_max
         )
@@ -125,9 +127,19 @@ class Engine:
             seed=settings.seed,
         )
         """The simulated workers' prefix caches and the router: prefill skips cached tokens."""
+        self.batching = ContinuousBatching(
+            _limits(settings), _timing(settings), self.kv_cache, clock, lambda: self.pacer, metrics_writer,
+            kv_publish, settings.seed,
+        )
+        """The engine model: each simulated worker's scheduler (on with --max-num-seqs or
+        --max-num-batched-tokens)."""
         self.max_context_tokens = settings.max_context_tokens
         self.limits = RequestLimits(settings)
         """How much one request may ask for (checked by the handlers before anything else)."""
+        self.readiness = Readiness(clock, -math.inf)
+        """Whether the simulated model has loaded (``--startup-seconds``; the app sets it)."""
+        self.poll_control: Callable[[], None] = _nothing
+        """Applies a runtime change another process made (``RuntimeControl.poll``; the app sets it)."""
         self._rng = random.Random(settings.seed)
         self._ids = itertools.count()
         self._id_prefix = os.urandom(6).hex()
@@ -139,6 +151,15 @@ class Engine:
     def stop(self) -> None:
         self.pacer.close()
         self.pacer = SleepPacer(self.clock)
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Apply a running server's new settings: the latency model, error injection and the
+        engine model's limits and step times (``fakeai.api.control``); the rest stays."""
+        self.settings = settings
+        self.latency = _latency(settings)
+        self.errors.reconfigure(rate=settings.error_rate, kinds=tuple(settings.error_kinds),
+                                stream_rate=settings.stream_error_rate)
+        self.batching.reconfigure(_limits(settings), _timing(settings))
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -199,10 +220,12 @@ class Engine:
         seed: int | None,
         stream: bool,
         shaping: ChatShaping | None = None,
+        timed: bool = True,
     ) -> Plan:
         """Draw the answer of one request (whose context ``check_context`` has accepted and whose
         size ``limits`` has), returning to the event loop between steps of a long plan.
-        ``shaping`` draws each choice of a chat request that asked for more than prose."""
+        ``shaping`` draws each choice of a chat request that asked for more than prose;
+        ``timed=False``: no token times (the engine model samples them)."""
         rng = self._rng if seed is None else random.Random(seed)
         stops = [stop] if isinstance(stop, str) else stop
         choices = []
@@ -216,11 +239,13 @@ class Engine:
                     self.apply_stops(choice, stops)
                 choices.append(choice)
         longest = max(choice.tokens for choice in choices)
-        load = self._load()
-        offsets = self.latency.token_offsets(rng, min(longest, OFFSETS_PER_STEP), uncached_prompt_tokens, load)
-        while len(offsets) < longest:
-            await asyncio.sleep(0)
-            self.latency.extend_offsets(rng, offsets, min(longest - len(offsets), OFFSETS_PER_STEP), load)
+        offsets: list[float] = []
+        if timed:
+            load = self._load()
+            offsets = self.latency.token_offsets(rng, min(longest, OFFSETS_PER_STEP), uncached_prompt_tokens, load)
+            while len(offsets) < longest:
+                await asyncio.sleep(0)
+                self.latency.extend_offsets(rng, offsets, min(longest - len(offsets), OFFSETS_PER_STEP), load)
         stream_break = self.errors.stream_break(longest) if stream and self.errors.active else None
         return Plan(
             id=self.new_id(id_prefix),
@@ -236,6 +261,11 @@ class Engine:
     def _load(self) -> int:
         """Requests in flight, read only when the latency model uses them."""
         return self._in_flight() if self.latency.load_slowdown else 1
+
+    def queue_delay(self) -> float:
+        """With the engine model: seconds from a request's arrival until it reaches its engine's
+        queue (``--ttft-ms``, the time to first token before prefill, jittered)."""
+        return self.latency.ttft(self._rng, 0)
 
     def prefill_seconds(self, prompt_tokens: int) -> float:
         """How long reading ``prompt_tokens`` takes (an embedding request's whole latency)."""
@@ -268,3 +298,39 @@ class Engine:
     def token_json(self, choice: Choice, index: int) -> bytes:
         """Token ``index`` of ``choice`` as a JSON string literal."""
         return self.text.token_json(choice.start, index)
+
+
+def _latency(settings: Settings) -> LatencyModel:
+    return LatencyModel(
+        ttft_ms=settings.ttft_ms,
+        prefill_ms_per_token=settings.prefill_ms_per_token,
+        ttft_jitter=settings.ttft_jitter,
+        itl_ms=settings.itl_ms,
+        itl_jitter=settings.itl_jitter,
+        load_slowdown=settings.load_slowdown,
+        zero_latency=settings.zero_latency,
+    )
+
+
+def _limits(settings: Settings) -> SchedulerLimits:
+    return SchedulerLimits(
+        max_num_seqs=settings.max_num_seqs,
+        max_num_batched_tokens=settings.max_num_batched_tokens,
+        capacity_blocks=settings.kv_capacity_blocks,
+        block_tokens=settings.kv_block_tokens,
+    )
+
+
+def _timing(settings: Settings) -> StepTiming:
+    return StepTiming(
+        itl_ms=settings.itl_ms,
+        itl_jitter=settings.itl_jitter,
+        prefill_ms_per_token=settings.prefill_ms_per_token,
+        ttft_jitter=settings.ttft_jitter,
+        load_slowdown=settings.load_slowdown,
+        zero_latency=settings.zero_latency,
+    )
+
+
+def _nothing() -> None:
+    pass

@@ -65,6 +65,8 @@ async def typed_events(
     each write's inter-token gaps to ``gaps`` (``None``: not recorded)."""
     offsets = plan.offsets
     total = plan.choices[0].tokens
+    job = plan.job
+    """With the engine model, ``offsets`` grows as its engine samples the tokens."""
     started = exchange.started
     stream_break = plan.stream_break
     cells = exchange.engine_series
@@ -73,6 +75,9 @@ async def typed_events(
     index = 0
     yield fmt.opening()
     while index < total:
+        if index >= len(offsets):  # not sampled yet: the engine model wakes it when it is
+            await engine.batching.wait(job, index + 1)
+            continue
         deadline = started + offsets[index]
         if clock() < deadline:
             await engine.pacer.wait_until(deadline)
@@ -82,7 +87,8 @@ async def typed_events(
         batch = []
         size = 0
         broken = False
-        while size < BATCH_BYTES and index < total and started + offsets[index] <= now:
+        known = len(offsets)  # total, unless the engine model has yet to sample the rest
+        while size < BATCH_BYTES and index < known and index < total and started + offsets[index] <= now:
             if index == stream_break:
                 broken = True
                 break

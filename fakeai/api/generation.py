@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from litestar.exceptions import MethodNotAllowedException
 
+from fakeai.api.batching import TooLarge
 from fakeai.api.errors import APIError, invalid_body
 from fakeai.api.recording import EXCHANGE_KEY, ClientDisconnected, Exchange
 from fakeai.api.responses import comma_parts, send_event_stream, send_json_parts, wait_while_connected
@@ -82,8 +83,14 @@ async def read_request(
 
 def admit(engine: Engine, registry: MetricsRegistry, exchange: Exchange, model: str, endpoint: str) -> None:
     """Let in a request that passed its checks (``engine.check_model``, then what it asks for:
-    ``engine.check_context``, ``engine.limits``): the injected error if one is drawn, else
-    count it as running for ``model`` until the recorder records its end."""
+    ``engine.check_context``, ``engine.limits``): 503 while the model is loading
+    (``--startup-seconds``), the injected error if one is drawn, else count it as running for
+    ``model`` until the recorder records its end. A runtime change another process made
+    (``fakeai.api.control``) applies from here on."""
+    readiness = engine.readiness
+    if not readiness.ready:
+        readiness.check()
+    engine.poll_control()
     injected = engine.injected_error()
     if injected is not None:
         raise injected
@@ -104,15 +111,61 @@ def _usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int, reaso
 
 
 def _route(
-    engine: Engine, registry: MetricsRegistry, exchange: Exchange, prompts: list[Prompt], tokens: list[int]
+    engine: Engine, registry: MetricsRegistry, exchange: Exchange, prompts: list[Prompt], tokens: list[int],
+    scheduled: bool,
 ) -> list[int]:
     """Send the request to a simulated worker (the recorder releases it at the end, whatever
-    the outcome), where it runs for vLLM's metrics; the cached tokens of each prompt."""
-    routing = engine.kv_cache.route(prompts, tokens)
+    the outcome), where it runs for vLLM's metrics (``scheduled``: as the engine model says);
+    the cached tokens of each prompt."""
+    kv_cache = engine.kv_cache
+    routing = kv_cache.route(prompts, tokens)
     exchange.routing = routing
+    exchange.scheduled = scheduled
     if exchange.recording:  # admitted, so its model's cells are known (``admit``)
-        exchange.engine_series = registry.routed(exchange.model_series, routing.worker, routing.cache.state())
+        exchange.engine_series = registry.routed(
+            exchange.model_series, routing.worker, kv_cache.state(routing.index), not scheduled
+        )
     return routing.cached_tokens
+
+
+def _check_fits(engine: Engine, prompt_tokens: int, choices: int, max_tokens: int | None) -> None:
+    """With the engine model: 400 for a request no engine could hold at its longest (vLLM refuses
+    to start with a context its KV cache cannot hold; here a request says what it asks for)."""
+    tokens = engine.limits.default_answer_tokens if max_tokens is None else max_tokens
+    try:
+        engine.batching.check(prompt_tokens, choices, tokens)
+    except TooLarge as exc:
+        limits = exc.limits
+        raise APIError(
+            400,
+            f"This request needs {exc.needed} KV-cache blocks of {limits.block_tokens} tokens at its longest "
+            f"({prompt_tokens} prompt tokens and {choices} answers of up to {tokens} tokens); an engine holds "
+            f"{limits.capacity_blocks}. Lower 'max_tokens', 'n' or the prompt.",
+            param="max_tokens",
+            code="kv_capacity_exceeded",
+        ) from None
+
+
+def _submit(engine: Engine, exchange: Exchange, plan: Plan, cached_tokens: int) -> None:
+    """Hand the planned request to its engine's scheduler (the engine model): its ``Job``'s
+    token times become ``plan.offsets`` (the recorder takes it out of its engine, whatever the
+    way out; no job for an answer of no token)."""
+    longest = max(choice.tokens for choice in plan.choices)
+    if not longest:
+        return
+    job = engine.batching.submit(
+        exchange.routing.index,  # type: ignore[union-attr]
+        exchange.engine_series,
+        origin=exchange.started,
+        ready_at=exchange.started + engine.queue_delay(),
+        prompt_tokens=plan.prompt_tokens,
+        cached_tokens=cached_tokens,
+        choices=len(plan.choices),
+        tokens=longest,
+    )
+    exchange.job = job
+    plan.offsets = job.offsets
+    plan.job = job
 
 
 async def plan_answer(
@@ -141,15 +194,20 @@ async def plan_answer(
     ``prompts`` are the request's prompt texts (or token-id lists) and their token counts: one
     for chat, one or more for completions (answered together; prefill takes as long as the
     longest uncached part). ``shaping`` draws answers with reasoning, tool calls or JSON content.
+    With the engine model its engine's scheduler times the tokens (``plan.job``).
     """
-    cached = _route(engine, registry, exchange, prompts, tokens_per_prompt)
+    choices = n if choices is None else choices
+    scheduled = engine.batching.enabled
+    if scheduled:
+        _check_fits(engine, sum(tokens_per_prompt), choices, max_tokens)
+    cached = _route(engine, registry, exchange, prompts, tokens_per_prompt, scheduled)
     plan = await engine.plan(
         id_prefix=id_prefix,
         model=model,
         prompt_tokens=sum(tokens_per_prompt),
         cached_tokens=sum(cached),
         uncached_prompt_tokens=max(tokens - hit for tokens, hit in zip(tokens_per_prompt, cached)),
-        n=n if choices is None else choices,
+        n=choices,
         max_tokens=max_tokens,
         min_tokens=min_tokens,
         ignore_eos=ignore_eos,
@@ -157,7 +215,10 @@ async def plan_answer(
         seed=seed,
         stream=stream,
         shaping=shaping,
+        timed=not scheduled,
     )
+    if scheduled:
+        _submit(engine, exchange, plan, sum(cached))
     exchange.prompt_tokens = plan.prompt_tokens
     exchange.finish_reason = plan.choices[0].finish_reason
     exchange.n = n
@@ -180,7 +241,10 @@ async def send_when_due(
     recorded as 499."""
     exchange.completion_tokens = plan.completion_tokens
     offsets = plan.offsets
-    if offsets and exchange.clock() < exchange.started + offsets[-1]:
+    job = plan.job
+    if job is not None and len(offsets) < job.tokens:  # the engine model samples them
+        await wait_while_connected(receive, engine.batching.wait(job, job.tokens))
+    elif offsets and exchange.clock() < exchange.started + offsets[-1]:
         await wait_while_connected(receive, engine.pacer.wait_until(exchange.started + offsets[-1]))
     if offsets:  # the answer is due: its tokens were produced when the plan says
         exchange.first_token_at = exchange.started + offsets[0]

@@ -1,6 +1,7 @@
 """The monitoring endpoints: every format renders one snapshot taken for the request, but
 ``/health`` (probes hit it every few seconds), which renders the registry's cheap health
-reading, and ``/metrics/history``, which renders the history's points.
+reading (or 503 ``loading`` while the model loads: ``fakeai.api.readiness``), ``/health/live``
+(200 while the process serves), and ``/metrics/history``, which renders the history's points.
 
 ``GET /metrics`` negotiates: a client preferring ``application/openmetrics-text`` or
 ``text/plain`` (a Prometheus server) gets Prometheus text, anyone else (curl, browsers,
@@ -15,8 +16,9 @@ endpoint answers HEAD with the headers GET would send.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import asgi
@@ -31,6 +33,7 @@ from fakeai.exporters import (
     render_health,
     render_json,
     render_kv_cache_json,
+    render_loading,
     prometheus_steps,
 )
 from fakeai.exporters.history import render_history_json
@@ -39,6 +42,7 @@ from fakeai.metrics.slicing import run_in_slices
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send
 
+    from fakeai.api.readiness import Readiness
     from fakeai.metrics import MetricsRegistry, MetricsSnapshot
     from fakeai.metrics.history import MetricsHistory
     from fakeai.metrics.history_ring import SharedHistory
@@ -47,6 +51,7 @@ __all__ = ("SNAPSHOT_CONTENT_TYPE", "choose_format", "monitoring_handlers")
 
 JSON_CONTENT_TYPE = "application/json"
 SNAPSHOT_CONTENT_TYPE = "application/vnd.msgpack"
+_ALIVE = b'{"status":"alive"}'
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
 CSV_FILENAME = "fakeai-metrics.csv"
 
@@ -125,9 +130,31 @@ def _endpoint(path: str | list[str], render: Render, extra_headers: tuple[tuple[
     return handler
 
 
+def _health(registry: MetricsRegistry, readiness: Readiness | None) -> ASGIRouteHandler:
+    """``/health``: the cheap health reading, or 503 ``loading`` while the model loads."""
+
+    @asgi("/health", copy_scope=False)
+    async def health(scope: Scope, receive: Receive, send: Send) -> None:
+        method = document_method(scope)
+        left = 0.0 if readiness is None or readiness.ready else readiness.remaining()
+        if left:
+            body, status = render_loading(time.time(), left), 503
+        else:
+            body, status = render_health(await registry.health_async()), 200
+        await send_document(send, method, body, JSON_CONTENT_TYPE, ((b"cache-control", b"no-store"),), status)
+
+    return health
+
+
 def monitoring_handlers(
-    registry: MetricsRegistry, metrics_format: str, history: MetricsHistory | SharedHistory
+    registry: MetricsRegistry,
+    metrics_format: str,
+    history: MetricsHistory | SharedHistory,
+    readiness: Readiness | None = None,
+    details: Callable[[], dict[str, Any]] | None = None,
 ) -> list[ASGIRouteHandler]:
+    """The monitoring endpoints; ``readiness`` makes ``/health`` say 503 ``loading`` while the
+    model loads, ``details`` adds the server's state to ``/health/detailed``."""
     def of_snapshot(render: Callable[[MetricsSnapshot, str | None], Awaitable[tuple[bytes, str]]]) -> Render:
         async def rendered(accept: str | None) -> tuple[bytes, str]:
             return await render(await registry.snapshot_async(), accept)
@@ -139,9 +166,6 @@ def monitoring_handlers(
             return render(await registry.snapshot_async()), content_type
 
         return rendered
-
-    async def health(_: str | None) -> tuple[bytes, str]:
-        return render_health(await registry.health_async()), JSON_CONTENT_TYPE
 
     def now(body: Callable[[], bytes]) -> Render:
         async def rendered(_: str | None) -> tuple[bytes, str]:
@@ -162,7 +186,10 @@ def monitoring_handlers(
         _endpoint("/metrics/csv", of(render_csv, CSV_CONTENT_TYPE), (attachment,)),
         _endpoint("/metrics/snapshot", of(msgspec.msgpack.encode, SNAPSHOT_CONTENT_TYPE)),
         _endpoint("/metrics/history", now(lambda: render_history_json(history))),
-        _endpoint("/health", health),  # a probe: cheap
-        _endpoint("/health/detailed", of(render_detailed_health, JSON_CONTENT_TYPE)),
+        _health(registry, readiness),  # a readiness probe: cheap
+        _endpoint("/health/live", now(lambda: _ALIVE)),  # a liveness probe: the process serves
+        _endpoint("/health/detailed",
+                  of(lambda snapshot: render_detailed_health(snapshot, details() if details else None),
+                     JSON_CONTENT_TYPE)),
         _endpoint(["/kv-cache-metrics", "/kv-cache/metrics"], of(render_kv_cache_json, JSON_CONTENT_TYPE)),
     ]

@@ -32,6 +32,7 @@ from fakeai._layout import STREAM_COMPLETED, STREAM_FAILED, STREAM_PLAIN
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+    from fakeai.api.batching import Job
     from fakeai.metrics import MetricsRegistry
     from fakeai.simulation.kvcache import KVCacheSimulator, Routing
     from fakeai.region import EndpointCells, EngineCells, ModelCells
@@ -62,6 +63,8 @@ OVERLOADED_ENDPOINT = "overloaded"
 IMPOSED_ANSWER_KEY = "fakeai.imposed_answer"
 _NAN = math.nan
 _JSON = (b"content-type", b"application/json")
+_UNSCHEDULED = (_NAN, _NAN)
+"""A request the engine model did not run: no queue or prefill time of its own."""
 _CLOSE = (b"connection", b"close")
 
 
@@ -105,11 +108,13 @@ class Exchange:
         "model_series",
         "monitoring",
         "n",
+        "job",
         "offsets",
         "prompt_tokens",
         "raw_send",
         "recording",
         "routing",
+        "scheduled",
         "series",
         "started",
         "status",
@@ -171,6 +176,11 @@ class Exchange:
         """A plain answer's planned token times after arrival, once it was due (its gaps are
         vLLM's inter-token latencies); ``choice_tokens``: each choice's tokens."""
         self.choice_tokens: list[int] | None = None
+        self.scheduled = False
+        """Whether the engine model runs it (its engine gauges are the scheduler's to keep)."""
+        self.job: Job | None = None
+        """Its job on its engine (the engine model): it leaves the engine when the request ends,
+        and brings its queue and prefill times."""
 
     async def watching_send(self, message: Message) -> None:
         """``send`` for responses fakeai's own senders do not make: notes status and timing."""
@@ -239,6 +249,8 @@ class Recorder:
             routing = exchange.routing
             kv_state = None
             if routing is not None:  # every way out: success, error, disconnect
+                if exchange.job is not None:
+                    exchange.job.leave()
                 kv_state = self.kv_cache.release(routing)
             if self.enabled and (not exchange.monitoring or self.record_monitoring):
                 self._record(scope, exchange, kv_state)
@@ -287,8 +299,11 @@ class Recorder:
             self._write(finished_at, duration, status, exchange.prompt_tokens, exchange.completion_tokens, series,
                         exchange.model_series, ttft, itl, finish_reason, stream)
         else:
+            job = exchange.job
+            queue, prefill = _UNSCHEDULED if job is None else job.times()
             self._write(finished_at, duration, status, exchange.prompt_tokens, exchange.completion_tokens, series,
                         exchange.model_series, ttft, itl, finish_reason, stream, routing.worker,
                         routing.prompt_tokens, routing.cached_total, routing.oracle_tokens, kv_state,
                         exchange.engine_series, exchange.last_token_at - first_token_at, exchange.n,
-                        exchange.max_tokens, exchange.longest, exchange.offsets, exchange.choice_tokens)
+                        exchange.max_tokens, exchange.longest, exchange.offsets, exchange.choice_tokens,
+                        queue, prefill, exchange.scheduled)

@@ -59,11 +59,12 @@ def document_method(scope: Scope) -> str:
 
 
 async def send_document(
-    send: Send, method: str, body: bytes, content_type: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+    send: Send, method: str, body: bytes, content_type: str, headers: tuple[tuple[bytes, bytes], ...] = (),
+    status: int = 200,
 ) -> None:
-    """A 200 with ``body`` (none for HEAD, with the headers GET would get)."""
+    """A ``status`` (200) with ``body`` (none for HEAD, with the headers GET would get)."""
     start = [(b"content-type", content_type.encode()), (b"content-length", b"%d" % len(body)), *headers]
-    await send({"type": "http.response.start", "status": 200, "headers": start})
+    await send({"type": "http.response.start", "status": status, "headers": start})
     await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
 
 

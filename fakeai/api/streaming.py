@@ -17,6 +17,9 @@ assembled, just before it is handed to the server): that is the stream's first a
 token time, and each write tells the metrics its inter-token gaps in one call (``gaps``):
 the first token of a choice in a write follows the choice's previous one by the time since
 the previous write that carried tokens; the others in the same write follow by 0.
+
+With the engine model (``plan.job``, ``fakeai.api.batching``) a token's time is known only once
+its engine has sampled it: the stream then waits for its engine instead of a deadline.
 """
 
 from __future__ import annotations
@@ -122,7 +125,9 @@ async def sse_events(
     offsets = plan.offsets
     started = exchange.started
     stream_break = plan.stream_break
-    total = len(offsets)
+    job = plan.job
+    total = len(offsets) if job is None else job.tokens
+    """With the engine model, ``offsets`` grows as its engine samples the tokens."""
     sent = 0
     index = 0
     number = 0
@@ -148,6 +153,9 @@ async def sse_events(
         """Tokens that are the first of their choice in this write; those that are a choice's first."""
         now = math.nan
         if index < total:
+            if index >= len(offsets):  # not sampled yet: the engine model wakes it when it is
+                await engine.batching.wait(job, index + 1)
+                continue
             deadline = started + offsets[index]
             if clock() < deadline:
                 await engine.pacer.wait_until(deadline)
@@ -155,7 +163,8 @@ async def sse_events(
             # Due means the same comparison as the wait above (absolute deadlines), so a
             # deadline that has been reached is always sent: never a wait of zero forever.
             now = clock()
-            while size < BATCH_BYTES and index < total and started + offsets[index] <= now:
+            known = len(offsets)  # total, unless the engine model has yet to sample the rest
+            while size < BATCH_BYTES and index < known and started + offsets[index] <= now:
                 if index == stream_break and number == 0:
                     exchange.completion_tokens = sent
                     error = engine.as_api_error(engine.errors.stream_error)

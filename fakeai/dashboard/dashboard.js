@@ -99,6 +99,9 @@
       row.appendChild(name);
       const path = (field) => ["smart_routing", "workers", index, field];
       cell(row, path("active_requests"), "count");
+      cell(row, path("requests_running"), "count");
+      cell(row, path("requests_waiting"), "count");
+      cell(row, path("preemptions"), "count");
       cell(row, path("requests_routed"), "count");
       cell(row, path("cached_tokens"), "count");
       cell(row, path("blocks_used"), "count");
@@ -133,6 +136,10 @@
     "chart-tokens": [{ label: "tokens/s", field: "completion_tokens_per_second", stroke: "#bf8700" }],
     "chart-errors": [{ label: "error %", field: "error_rate_percentage", stroke: "#cf222e" }],
     "chart-kv": [{ label: "hit %", field: "kv_cache_hit_rate", scale: 100, stroke: "#1f883d" }],
+    "chart-queue": [
+      { label: "waiting", field: "requests_waiting", stroke: "#cf222e" },
+      { label: "running", field: "requests_running", stroke: "#0969da" },
+    ],
   };
 
   function chartData(history, lines) {

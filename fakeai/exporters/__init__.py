@@ -5,7 +5,7 @@ layout, so JSON, Prometheus, CSV and health always agree.
 """
 
 from fakeai.exporters.csv import CSV_COLUMNS, render_csv
-from fakeai.exporters.health import render_detailed_health, render_health
+from fakeai.exporters.health import render_detailed_health, render_health, render_loading
 from fakeai.exporters.json import render_json, render_kv_cache_json
 from fakeai.exporters.prometheus import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, prometheus_steps, render_prometheus
 
@@ -17,6 +17,7 @@ __all__ = (
     "render_csv",
     "render_detailed_health",
     "render_health",
+    "render_loading",
     "render_json",
     "render_kv_cache_json",
     "render_prometheus",

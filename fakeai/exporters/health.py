@@ -6,7 +6,7 @@ detailed one renders a snapshot: each of its figures is a declaration's reading
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -16,13 +16,18 @@ from fakeai.exporters.json import json_value
 from fakeai.metrics import HealthReading, MetricsSnapshot
 from fakeai.metrics.schema import METRICS, Metric, Reading
 
-__all__ = ("render_detailed_health", "render_health")
+__all__ = ("render_detailed_health", "render_health", "render_loading")
 
 _encode = msgspec.json.Encoder().encode
 
 
 def render_health(reading: HealthReading) -> bytes:
     return _encode({"status": reading.status, "timestamp": reading.timestamp})
+
+
+def render_loading(timestamp: float, ready_in_seconds: float) -> bytes:
+    """``/health`` while the model is loading (``--startup-seconds``), sent with 503."""
+    return _encode({"status": "loading", "timestamp": timestamp, "ready_in_seconds": ready_in_seconds})
 
 
 class _Figures:
@@ -80,11 +85,23 @@ def detailed_health_document(snapshot: MetricsSnapshot, metrics: Iterable[Metric
             "evictions": figures.one("kv_cache_evictions"),
             "active_requests_by_worker": list(figures.by("fakeai_kv_worker_active_requests").values()),
         },
+        "engine": {
+            "requests_running": figures.one("requests_running"),
+            "requests_waiting": figures.one("requests_waiting"),
+            "running_by_worker": list(figures.by("engine_requests_running").values()),
+            "waiting_by_worker": list(figures.by("engine_requests_waiting").values()),
+            "preemptions_by_worker": list(figures.by("engine_preemptions").values()),
+        },
         "processes": figures.one("fakeai_processes"),
         "kernel": figures.one("kernel"),
         "window_seconds": figures.one("fakeai_window_seconds"),
     }
 
 
-def render_detailed_health(snapshot: MetricsSnapshot) -> bytes:
-    return _encode(detailed_health_document(snapshot))
+def render_detailed_health(snapshot: MetricsSnapshot, extra: Mapping[str, Any] | None = None) -> bytes:
+    """The document, then ``extra``'s sections (the server's state that is not a metric: its
+    readiness, engine model and runtime changes)."""
+    document = detailed_health_document(snapshot)
+    if extra:
+        document.update(extra)
+    return _encode(document)

@@ -120,6 +120,9 @@ def routing_document(kv: KVCacheSnapshot) -> dict[str, Any]:
                 "prompt_tokens": worker.prompt_tokens,
                 "cached_tokens": worker.cached_tokens,
                 "evictions": worker.evictions,
+                "requests_running": worker.requests_running,
+                "requests_waiting": worker.requests_waiting,
+                "preemptions": worker.preemptions,
             }
             for index, worker in enumerate(kv.workers)
         ],
@@ -184,6 +187,8 @@ def snapshot_document(snapshot: MetricsSnapshot) -> dict[str, Any]:
             "average_latency_seconds": totals.average_latency_seconds,
             "active_streams": streaming.active_streams,
             "requests_in_flight": snapshot.in_flight,
+            "requests_running": snapshot.kv_cache.requests_running,
+            "requests_waiting": snapshot.kv_cache.requests_waiting,
         },
         "models": {
             name: {

@@ -30,9 +30,12 @@ HISTORY_FIELDS = (
     "active_streams",
     "requests_in_flight",
     "kv_cache_hit_rate",
+    "requests_running",
+    "requests_waiting",
 )
 """The figures of every point, in order. Units: Unix seconds, per second, percent, seconds,
-tokens per second, counts, and a 0..1 ratio. An empty window's percentile is NaN (null in JSON)."""
+tokens per second, counts, a 0..1 ratio, and counts (every simulated engine's running and
+waiting requests). An empty window's percentile is NaN (null in JSON)."""
 
 
 def history_point(snapshot: MetricsSnapshot) -> tuple[float, ...]:
@@ -50,6 +53,8 @@ def history_point(snapshot: MetricsSnapshot) -> tuple[float, ...]:
         snapshot.streaming.active_streams,
         snapshot.in_flight,
         snapshot.kv_cache.window.hit_rate,
+        snapshot.kv_cache.requests_running,
+        snapshot.kv_cache.requests_waiting,
     )
 
 

@@ -59,9 +59,14 @@ class KVCacheStats:
         self.block_tokens = block_tokens
 
     def snapshot(
-        self, values: Mapping[str, float], windows: tuple[WindowStats, WindowStats, WindowStats, WindowStats]
+        self,
+        values: Mapping[str, float],
+        windows: tuple[WindowStats, WindowStats, WindowStats, WindowStats],
+        engines: Mapping[int, tuple[int, int, int]] | None = None,
     ) -> KVCacheSnapshot:
-        """From the summed cells and the windows of (prompt, cached, oracle, hit) tokens per request."""
+        """From the summed cells, the windows of (prompt, cached, oracle, hit) tokens per request
+        and each engine's (running, waiting, preemptions), every model together."""
+        engines = engines or {}
 
         def count(name: str) -> int:
             return int(values.get(name, 0.0))
@@ -73,6 +78,7 @@ class KVCacheStats:
         for worker_id in ids:
             worker = str(worker_id)
             used, capacity = count(blocks.name(worker)), count(capacity_cell.name(worker))
+            running, waiting, preemptions = engines.get(worker_id, (0, 0, 0))
             workers.append(
                 KVWorkerSnapshot(
                     id=worker_id,
@@ -84,6 +90,9 @@ class KVCacheStats:
                     prompt_tokens=count(prompt_cell.name(worker)),
                     cached_tokens=count(cached_cell.name(worker)),
                     evictions=count(evictions.name(worker)),
+                    requests_running=running,
+                    requests_waiting=waiting,
+                    preemptions=preemptions,
                 )
             )
         prompt, cached, oracle, hits = windows
@@ -110,4 +119,7 @@ class KVCacheStats:
             capacity_blocks=capacity,
             usage=_ratio(used, capacity) if capacity else 0.0,
             evictions=sum(worker.evictions for worker in workers),
+            requests_running=sum(worker.requests_running for worker in workers),
+            requests_waiting=sum(worker.requests_waiting for worker in workers),
+            preemptions=sum(worker.preemptions for worker in workers),
         )

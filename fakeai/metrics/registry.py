@@ -99,6 +99,17 @@ PRESET_REASONS = ("abort", "length", "stop")
 Clock = Callable[[], float]
 
 
+def _by_engine(models: dict[str, ModelSnapshot]) -> dict[int, tuple[int, int, int]]:
+    """Each engine's (running, waiting, preemptions), every model together."""
+    engines: dict[int, tuple[int, int, int]] = {}
+    for model in models.values():
+        for engine_id, engine in model.engines.items():
+            running, waiting, preemptions = engines.get(int(engine_id), (0, 0, 0))
+            engines[int(engine_id)] = (running + engine.running, waiting + engine.waiting,
+                                       preemptions + engine.preemptions_total)
+    return engines
+
+
 class _Cells:
     """Every region's cells, added up by key: counters and histograms over all regions,
     gauges over the regions whose process is alive."""
@@ -275,11 +286,18 @@ class MetricsRegistry:
         self.writer.started(cells)
         return cells
 
-    def routed(self, model: ModelCells, engine: int, state: tuple[int, int, int, int] | None = None) -> EngineCells:
+    def routed(
+        self, model: ModelCells, engine: int, state: tuple[int, int, int, int] | None = None, running: bool = True
+    ) -> EngineCells:
         """A request admitted for ``model`` (``request_started``'s cells) was sent to simulated
         engine ``engine``: it runs there until ``record`` ends it. Returns the pair's cells.
         With ``state``, the engine's KV state after the request joined it is published too
-        (``kv_publish``), in the same call."""
+        (``kv_publish``), in the same call. ``running=False``: the engine model counts it as
+        running and waiting itself (``writer.shift``), and its ``record`` says ``scheduled``."""
+        if not running:
+            if state is not None:
+                self.kv_publish(engine, state)
+            return self.writer.engine(model.name, engine)
         if state is not None:
             return self.writer.route(model, engine, state)
         cells = self.writer.engine(model.name, engine)
@@ -512,7 +530,7 @@ class MetricsRegistry:
                 other_requests=cells.count(_OTHER_REQUESTS.name()),
                 unrecorded_figures=cells.count(_UNRECORDED.name()),
             ),
-            kv_cache=self.kv_cache.snapshot(cells.values, kv_stats),  # type: ignore[arg-type]
+            kv_cache=self.kv_cache.snapshot(cells.values, kv_stats, _by_engine(models)),  # type: ignore[arg-type]
             series=series,
         )
 

@@ -511,6 +511,25 @@ METRICS: tuple[Metric, ...] = (
     Metric(name="fakeai_kv_worker_active_requests", kind="gauge", unit="requests",
            help="Requests running on each simulated worker.", labels=("worker",),
            read=_by_worker(lambda w: w.active_requests), json=("smart_routing.workers.{worker}.active_requests",)),
+    # -- the engine model (fakeai.simulation.scheduler), per simulated engine, every model together --
+    Metric(name="engine_requests_running", kind="value", unit="requests",
+           help="Requests in each simulated engine's batch now (vllm:num_requests_running, every model together).",
+           labels=("worker",), read=_by_worker(lambda w: w.requests_running),
+           json=("smart_routing.workers.{worker}.requests_running",)),
+    Metric(name="engine_requests_waiting", kind="value", unit="requests",
+           help="Requests in each simulated engine's waiting queue now (vllm:num_requests_waiting, every model "
+                "together).", labels=("worker",), read=_by_worker(lambda w: w.requests_waiting),
+           json=("smart_routing.workers.{worker}.requests_waiting",)),
+    Metric(name="engine_preemptions", kind="value", unit="requests",
+           help="Requests each simulated engine preempted since start (vllm:num_preemptions_total, every model "
+                "together).", labels=("worker",), read=_by_worker(lambda w: w.preemptions),
+           json=("smart_routing.workers.{worker}.preemptions",)),
+    Metric(name="requests_running", kind="value", unit="requests",
+           help="Requests in every simulated engine's batch now (the sum of vllm:num_requests_running).",
+           read=_one(lambda s: s.kv_cache.requests_running), json=("summary.requests_running",)),
+    Metric(name="requests_waiting", kind="value", unit="requests",
+           help="Requests in every simulated engine's waiting queue now (the sum of vllm:num_requests_waiting).",
+           read=_one(lambda s: s.kv_cache.requests_waiting), json=("summary.requests_waiting",)),
     Metric(name="fakeai_kv_cache_hit_ratio", kind="gauge", unit="ratio",
            help="Cached / looked-up prompt tokens over the sliding window (0..1; NaN with no requests).",
            window="routed requests' prompt and cached tokens", read=_one(lambda s: s.kv_cache.window.hit_rate),
@@ -686,6 +705,7 @@ DASHBOARD_PATHS: tuple[tuple[str, ...], ...] = (
     ("streaming_stats", "completion_rate"), ("streaming_stats", "ttft", "p99"), ("streaming_stats", "itl", "p99"),
     ("streaming_stats", "tokens_per_second", "p99"), ("kv_cache", "cache_hit_rate"), ("kv_cache", "cache_miss_rate"),
     ("kv_cache", "average_token_reduction"), ("kv_cache", "usage"), ("smart_routing", "policy"),
+    ("summary", "requests_running"), ("summary", "requests_waiting"),
     ("smart_routing", "router_efficiency"), ("kernel",), ("window_seconds",),
 )
 """``GET /metrics`` JSON paths the dashboard binds (``fakeai/dashboard``'s ``data-metric``

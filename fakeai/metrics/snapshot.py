@@ -108,7 +108,7 @@ class EngineSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     running: int
     """Requests routed here and not finished."""
     waiting: int
-    """Requests waiting for this engine (0: fakeai does not queue yet)."""
+    """Requests in this engine's waiting queue (always 0 without the engine model)."""
     prompt_tokens_total: int
     generation_tokens_total: int
     cached_prompt_tokens_total: int
@@ -180,6 +180,13 @@ class KVWorkerSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     """Prompt tokens found in its cache since start (vLLM's prefix-cache hits)."""
     evictions: int
     """Blocks evicted since start."""
+    requests_running: int = 0
+    """Requests in the engine's batch now (vLLM's ``num_requests_running``, every model together;
+    without the engine model, the requests routed to it and not finished)."""
+    requests_waiting: int = 0
+    """Requests in the engine's waiting queue now (vLLM's ``num_requests_waiting``)."""
+    preemptions: int = 0
+    """Requests the engine preempted since start (vLLM's ``num_preemptions``)."""
 
 
 class KVReuse(msgspec.Struct, kw_only=True, frozen=True):
@@ -226,6 +233,11 @@ class KVCacheSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     usage: float
     """All workers' blocks used / their capacity (0..1)."""
     evictions: int
+    requests_running: int = 0
+    """Every engine's ``requests_running`` together."""
+    requests_waiting: int = 0
+    """Every engine's ``requests_waiting`` together."""
+    preemptions: int = 0
 
 
 class LabelSpaceSnapshot(msgspec.Struct, kw_only=True, frozen=True):

@@ -89,6 +89,19 @@ class ErrorInjector:
         self.stream_error = ERRORS["server_error"]
         """What a stream that breaks midway sends as its last event."""
 
+    def reconfigure(self, *, rate: float, kinds: tuple[str, ...], stream_rate: float) -> None:
+        """New rates and kinds from now on (a running server's change); what ``fail_first`` has
+        done so far and the random source carry on."""
+        unknown = set(kinds) - set(ERRORS)
+        if unknown:
+            raise ValueError(f"unknown error kinds: {sorted(unknown)}; known: {sorted(ERRORS)}")
+        if (rate or self._remaining_first) and not kinds:
+            raise ValueError("error injection needs at least one error kind")
+        self._errors = [ERRORS[kind] for kind in kinds]
+        self._rate = rate
+        self._stream_rate = stream_rate
+        self.active = bool(rate or self._remaining_first or stream_rate)
+
     def pick(self) -> InjectedError | None:
         """The error this request gets, if any."""
         if self._remaining_first:

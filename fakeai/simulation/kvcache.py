@@ -26,8 +26,9 @@ import random
 from array import array
 from collections.abc import Sequence
 
-from fakeai.simulation.tokens import CHARS_PER_TOKEN
 from fakeai.prefix import PrefixCache, block_hashes
+from fakeai.simulation.scheduler import EngineScheduler
+from fakeai.simulation.tokens import CHARS_PER_TOKEN
 
 __all__ = ("POLICIES", "KVCacheSimulator", "PrefixCache", "Prompt", "Routing", "prompt_blocks")
 
@@ -52,13 +53,16 @@ def prompt_blocks(prompt: Prompt, block_tokens: int = 16) -> list[int]:
 class Routing:
     """Where one request went and what it reused; hand it back to ``KVCacheSimulator.release``."""
 
-    __slots__ = ("_pinned", "cache", "cached_tokens", "cached_total", "oracle_tokens", "prompt_tokens", "worker")
+    __slots__ = ("_pinned", "cache", "cached_tokens", "cached_total", "index", "oracle_tokens", "prompt_tokens",
+                 "worker")
 
     def __init__(
         self, worker: int, prompt_tokens: int, cached_tokens: list[int], oracle_tokens: int, pinned: list[list[int]],
-        cache: PrefixCache,
+        cache: PrefixCache, index: int = 0,
     ) -> None:
         self.worker = worker
+        self.index = index
+        """The worker's position in its simulator (``KVCacheSimulator.state(index)``)."""
         self.cache = cache
         """The worker's prefix cache (``cache.state()``: the plain numbers the metrics publish)."""
         self.prompt_tokens = prompt_tokens
@@ -105,6 +109,11 @@ class KVCacheSimulator:
         self._next = 0
         self._rng = random.Random(seed)
         self._no_overlap = [0] * workers
+        self.schedulers: Sequence[EngineScheduler] | None = None
+        """Each worker's engine scheduler (``fakeai.simulation.scheduler``), when the caller runs
+        the engine model."""
+        self.scheduled_usage = False
+        """Whether ``state`` reports the schedulers' block accounting (the engine model is on)."""
 
     def route(self, prompts: Sequence[Prompt], prompt_tokens: Sequence[int]) -> Routing:
         """Send a request with these prompts (and their token counts) to a worker."""
@@ -115,7 +124,7 @@ class KVCacheSimulator:
             index = self._choose(self._no_overlap, 0)
             chosen = workers[index]
             chosen.active_requests += 1
-            return Routing(self.ids[index], prompt_tokens[0], [0], 0, [], chosen)
+            return Routing(self.ids[index], prompt_tokens[0], [0], 0, [], chosen, index)
         hashes = [prompt_blocks(prompt, block_tokens) for prompt in prompts]
         blocks = 0
         for prompt_hashes in hashes:
@@ -138,20 +147,36 @@ class KVCacheSimulator:
         chosen.active_requests -= len(hashes) - 1  # one request, however many prompts it has
         total = sum(prompt_tokens)
         oracle = min(max(overlaps) * block_tokens, total) if blocks else 0
-        return Routing(self.ids[index], total, cached_tokens, oracle, pinned, chosen)
+        return Routing(self.ids[index], total, cached_tokens, oracle, pinned, chosen, index)
 
     def release(self, routing: Routing) -> tuple[int, int, int, int]:
-        """The request routed as ``routing`` ended (by any path); the worker's state after it,
-        as ``PrefixCache.state()`` gives it."""
+        """The request routed as ``routing`` ended (by any path); the worker's state after it
+        (``state``)."""
         worker = routing.cache
         for pinned in routing._pinned:
             worker.release(pinned)
         worker.active_requests += len(routing._pinned) - 1  # one request, however many prompts
-        return worker.state()
+        return self.state(routing.index)
+
+    def state(self, index: int) -> tuple[int, int, int, int]:
+        """Worker ``index``'s ``(blocks held, capacity in blocks, running requests, evictions)``:
+        ``PrefixCache.state()``, but with the engine model on (``scheduled_usage``) the
+        blocks held are its scheduler's, the blocks the requests it runs hold, as vLLM's KV
+        usage counts them (cached blocks no request uses are free)."""
+        state = self.workers[index].state()
+        if self.scheduled_usage:
+            scheduler = self.schedulers[index]  # type: ignore[index]
+            return scheduler.used_blocks, scheduler.limits.capacity_blocks, state[2], state[3]
+        return state
 
     def worker_state(self) -> list[tuple[int, int, int, int]]:
-        """Per worker: ``(blocks held, capacity in blocks, running requests, evictions)``."""
-        return [worker.state() for worker in self.workers]
+        """Per worker: ``state(index)``."""
+        return [self.state(index) for index in range(len(self.workers))]
+
+    def reset(self) -> int:
+        """Drop every cached block no running request uses, in every worker (vLLM's
+        ``reset_prefix_cache``); the blocks dropped."""
+        return sum(worker.reset() for worker in self.workers)
 
     def _choose(self, overlaps: list[int], blocks: int) -> int:
         workers = self.workers
