@@ -51,7 +51,7 @@ FAKEAI_NO_EXTENSIONS=1 .venv/bin/python -m pytest tests/test_window.py tests/tes
 # -- every other supported Python -----------------------------------------------------------
 other_pythons=(3.12 3.13)
 on_every_python=(tests/test_window.py tests/test_region.py tests/test_kvcache.py tests/test_registry.py
-    tests/test_pacing.py tests/test_openai_sdk.py)
+    tests/test_pacing.py tests/test_openai_sdk.py tests/test_anthropic_messages.py)
 
 prepare() {  # .venv-$1 from interpreter $2: fakeai's and the tests' dependencies, and the kernels compiled
     "$2" -m venv ".venv-$1"  # in place for it (fakeai itself is imported from this checkout, as in .venv)
