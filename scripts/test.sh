@@ -6,8 +6,8 @@
 # when they are missing (as root), then runs pytest, and once more the kernel and registry
 # tests with the pure-Python twin forced (FAKEAI_NO_EXTENSIONS=1), all on Python 3.11. Then the
 # kernel, registry, pacing and SDK tests run on every other supported Python (3.12, 3.13), each
-# in a virtual environment of its own (.venv-3.12, .venv-3.13) with the kernels compiled for
-# it. Each interpreter is python3.X on PATH or pyenv's newest 3.X; a missing one fails the run.
+# in a virtual environment of its own (kept in ~/.cache/fakeai-tests) with the kernels compiled
+# for it. Each interpreter is python3.X on PATH or pyenv's newest 3.X; a missing one fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,10 +53,30 @@ other_pythons=(3.12 3.13)
 on_every_python=(tests/test_window.py tests/test_region.py tests/test_kvcache.py tests/test_registry.py
     tests/test_pacing.py tests/test_openai_sdk.py tests/test_anthropic_messages.py)
 
-prepare() {  # .venv-$1 from interpreter $2: fakeai's and the tests' dependencies, and the kernels compiled
-    "$2" -m venv ".venv-$1"  # in place for it (fakeai itself is imported from this checkout, as in .venv)
-    ".venv-$1/bin/python" -m pip install -q --no-compile -r "$requirements"
-    ".venv-$1/bin/python" setup.py -q build_ext --inplace --parallel 2
+# Their environments hold no fakeai (it is imported from this checkout, the kernels compiled in
+# place for each interpreter), so they are kept between runs and checkouts, in the cache: one
+# per Python and set of requirements, made again from nothing when either changes.
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/fakeai-tests
+
+environment() {  # the virtual environment for Python $1 and the current requirements
+    echo "$cache/venv-$1-$( { cat "$requirements"; "${pythons[$1]}" -VV; } | sha256sum | cut -c1-16)"
+}
+
+prepare() {  # Python $1's environment (made if missing), then the kernels compiled in place for it
+    local venv
+    venv=$(environment "$1")
+    mkdir -p "$cache"
+    exec 9>"$venv.lock" && flock 9  # one run at a time makes it
+    if [ ! -e "$venv/complete" ]; then
+        rm -rf "$venv"
+        "${pythons[$1]}" -m venv "$venv"
+        "$venv/bin/python" -m pip install -q --no-compile -r "$requirements"
+        touch "$venv/complete"
+    fi
+    touch "$venv"  # in use: environments unused for a week are removed
+    find "$cache" -mindepth 1 -maxdepth 1 -name 'venv-*' -mtime +7 -exec rm -rf {} +
+    echo "$venv"
+    "$venv/bin/python" setup.py -q build_ext --inplace --parallel 2
 }
 
 side_by_side() {  # $2 VERSION for every other Python at once, then each one's output in turn under $1
@@ -79,8 +99,7 @@ side_by_side() {  # $2 VERSION for every other Python at once, then each one's o
     fi
 }
 
-prepare_for() { prepare "$1" "${pythons[$1]}"; }
-test_on() { ".venv-$1/bin/python" -m pytest "${on_every_python[@]}"; }
+test_on() { "$(environment "$1")/bin/python" -m pytest "${on_every_python[@]}"; }
 
 declare -A pythons
 for version in "${other_pythons[@]}"; do
@@ -94,7 +113,7 @@ import tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 print("\n".join(project["dependencies"] + project["optional-dependencies"]["test"]))
 PYTHON
-# Side by side: one environment downloads while the other compiles; then the two test runs,
-# one core each (their tests time nothing but the pacing, which allows for a busy machine).
-side_by_side "its virtual environment, .venv-<version>" prepare_for
+# Side by side: one environment installs while the other compiles; then the two test runs, one
+# core each (their tests time nothing but the pacing, which allows for a busy machine).
+side_by_side "its virtual environment; the kernels compiled" prepare
 side_by_side "${on_every_python[*]}" test_on
