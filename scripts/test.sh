@@ -17,7 +17,8 @@ interpreter() {  # the path of python$1, on PATH or pyenv's newest $1.x; fails l
         echo "$found"
         return
     fi
-    if command -v pyenv >/dev/null && found="$(pyenv root)/versions/$(pyenv latest "$version" 2>/dev/null)/bin/python$version" \
+    if command -v pyenv >/dev/null \
+            && found="$(pyenv root)/versions/$(pyenv latest "$version" 2>/dev/null)/bin/python$version" \
             && [ -x "$found" ]; then
         echo "$found"
         return

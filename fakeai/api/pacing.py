@@ -45,7 +45,8 @@ class OsTimerfd:
 
     def arm(self, seconds: int, nanoseconds: int) -> None:
         """Fire once at ``seconds`` + ``nanoseconds`` on the monotonic clock (absolute)."""
-        os.timerfd_settime_ns(self.fd, flags=os.TFD_TIMER_ABSTIME, initial=seconds * 1_000_000_000 + nanoseconds)
+        initial = seconds * 1_000_000_000 + nanoseconds
+        os.timerfd_settime_ns(self.fd, flags=os.TFD_TIMER_ABSTIME, initial=initial)
 
 
 class CtypesTimerfd:
