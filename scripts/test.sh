@@ -77,7 +77,9 @@ prepare() {  # Python $1's environment (made if missing), then the kernels compi
     touch "$venv"  # in use: environments unused for a week are removed
     find "$cache" -mindepth 1 -maxdepth 1 -name 'venv-*' -mtime +7 -exec rm -rf {} +
     echo "$venv"
-    "$venv/bin/python" setup.py -q build_ext --inplace --parallel 2
+    # One build at a time: each may first regenerate the kernels' C sources in this checkout
+    # (when its Cython's headers are newer), and two must not write them at once.
+    flock "$logs/build.lock" "$venv/bin/python" setup.py -q build_ext --inplace --parallel 2
 }
 
 side_by_side() {  # $2 VERSION for every other Python at once, then each one's output in turn under $1
@@ -114,7 +116,8 @@ import tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 print("\n".join(project["dependencies"] + project["optional-dependencies"]["test"]))
 PYTHON
-# Side by side: one environment installs while the other compiles; then the two test runs, one
-# core each (their tests time nothing but the pacing, which allows for a busy machine).
+# Side by side: one environment installs while the other compiles (the builds take turns); then
+# the two test runs, one core each (their tests time nothing but the pacing, which allows for a
+# busy machine).
 side_by_side "its virtual environment; the kernels compiled" prepare
 side_by_side "${on_every_python[*]}" test_on
