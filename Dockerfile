@@ -11,7 +11,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends g++ \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY fakeai ./fakeai
 RUN python -m pip wheel --no-deps --wheel-dir /wheels .
 

@@ -3,12 +3,44 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import os
+import select
+import sys
 import time
 
 import pytest
 import uvloop
 
-from fakeai.api.pacing import SleepPacer, TimerfdPacer, new_pacer
+from fakeai.api.pacing import CtypesTimerfd, OsTimerfd, SleepPacer, TimerfdPacer, new_pacer, new_timerfd
+
+TIMERFDS = [pytest.param(lambda: CtypesTimerfd(ctypes.CDLL(None, use_errno=True)), id="ctypes")]
+if hasattr(os, "timerfd_create"):  # Python 3.13+
+    TIMERFDS.append(pytest.param(OsTimerfd, id="os"))
+
+
+def test_python_3_13_and_later_use_the_os_modules_timerfd() -> None:
+    timerfd = new_timerfd()
+    os.close(timerfd.fd)
+    assert type(timerfd) is (OsTimerfd if sys.version_info >= (3, 13) else CtypesTimerfd)
+
+
+@pytest.mark.parametrize("make_timerfd", TIMERFDS)
+def test_a_timerfd_fires_once_at_its_absolute_deadline_never_before(make_timerfd) -> None:
+    timerfd = make_timerfd()
+    try:
+        deadline = time.monotonic() + 0.02
+        seconds, fraction = divmod(deadline, 1.0)
+        timerfd.arm(int(seconds), int(fraction * 1e9))
+        with pytest.raises(BlockingIOError):  # non-blocking, and not yet fired
+            os.read(timerfd.fd, 8)
+        readable, _, _ = select.select([timerfd.fd], [], [], 5.0)
+        fired = time.monotonic()
+        assert readable == [timerfd.fd], "it never fired"
+        assert fired >= deadline
+        assert int.from_bytes(os.read(timerfd.fd, 8), sys.byteorder) == 1  # one expiry: no interval
+    finally:
+        os.close(timerfd.fd)
 
 
 def test_waiters_wake_in_deadline_order_and_never_early() -> None:

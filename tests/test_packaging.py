@@ -92,6 +92,8 @@ def test_the_wheel_carries_every_module_the_kernel_and_the_dashboard(wheel: Path
     assert "fakeai/py.typed" in names
     assert {"fakeai/dashboard/index.html", *(f"fakeai/dashboard/{asset}" for asset in ASSETS)} <= names
     assert not any(name.endswith((".pyx", ".pxd", ".cpp", ".c")) for name in names), "no extension sources"
+    (license_file,) = [name for name in names if ".dist-info/" in name and name.endswith("/LICENSE")]
+    assert "Apache License\n                           Version 2.0" in zipfile.ZipFile(wheel).read(license_file).decode()
     entry_points = next(name for name in names if name.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "fakeai = fakeai.cli:main" in text and "fakeai = fakeai.pytest_plugin" in text

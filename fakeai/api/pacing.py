@@ -4,7 +4,9 @@ libuv (under uvloop) keeps timers in whole milliseconds, so ``asyncio.sleep`` wa
 millisecond off: more than the inter-token error fakeai promises. ``TimerfdPacer`` keeps
 all deadlines of the event loop in one heap and arms a Linux ``timerfd`` (nanosecond
 resolution, CLOCK_MONOTONIC: the clock of ``time.monotonic``) for the earliest; when it
-fires, every due waiter is woken. Elsewhere ``SleepPacer`` falls back to ``asyncio.sleep``.
+fires, every due waiter is woken. The timerfd comes from ``os`` on Python 3.13 and later
+(``OsTimerfd``), from libc by ctypes before (``CtypesTimerfd``). Elsewhere ``SleepPacer``
+falls back to ``asyncio.sleep``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 
-__all__ = ("SleepPacer", "TimerfdPacer", "new_pacer")
+__all__ = ("CtypesTimerfd", "OsTimerfd", "SleepPacer", "TimerfdPacer", "new_pacer", "new_timerfd")
 
 _CLOCK_MONOTONIC = 1
 _TFD_NONBLOCK = 0o4000
@@ -33,6 +35,34 @@ class _Timespec(ctypes.Structure):
 
 class _Itimerspec(ctypes.Structure):
     _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+class OsTimerfd:
+    """A non-blocking CLOCK_MONOTONIC timerfd made with ``os`` (Python 3.13 and later)."""
+
+    def __init__(self) -> None:
+        self.fd: int = os.timerfd_create(time.CLOCK_MONOTONIC, flags=os.TFD_NONBLOCK | os.TFD_CLOEXEC)
+
+    def arm(self, seconds: int, nanoseconds: int) -> None:
+        """Fire once at ``seconds`` + ``nanoseconds`` on the monotonic clock (absolute)."""
+        initial = seconds * 1_000_000_000 + nanoseconds
+        os.timerfd_settime_ns(self.fd, flags=os.TFD_TIMER_ABSTIME, initial=initial)
+
+
+class CtypesTimerfd:
+    """The same timerfd through libc by ctypes, for Pythons whose ``os`` has none (before 3.13)."""
+
+    def __init__(self, libc: ctypes.CDLL) -> None:
+        self._settime = libc.timerfd_settime
+        self.fd: int = libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "timerfd_create failed")
+        self._spec = _Itimerspec()
+
+    def arm(self, seconds: int, nanoseconds: int) -> None:
+        value = self._spec.it_value
+        value.tv_sec, value.tv_nsec = seconds, nanoseconds
+        self._settime(self.fd, _TFD_TIMER_ABSTIME, ctypes.byref(self._spec), None)
 
 
 class SleepPacer:
@@ -53,16 +83,13 @@ class SleepPacer:
 class TimerfdPacer:
     """Deadlines on ``time.monotonic`` by one timerfd per event loop (Linux)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, libc: ctypes.CDLL) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, timerfd: OsTimerfd | CtypesTimerfd) -> None:
         self._loop = loop
-        self._settime = libc.timerfd_settime
-        self._fd = libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
-        if self._fd < 0:
-            raise OSError(ctypes.get_errno(), "timerfd_create failed")
+        self.timerfd = timerfd
+        self._fd = timerfd.fd
         self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._armed = math.inf
-        self._spec = _Itimerspec()
         loop.add_reader(self._fd, self._fire)
 
     def wait_until(self, deadline: float) -> asyncio.Future[None]:
@@ -78,9 +105,7 @@ class TimerfdPacer:
     def _arm(self, deadline: float) -> None:
         self._armed = deadline
         seconds, fraction = divmod(deadline, 1.0)
-        value = self._spec.it_value
-        value.tv_sec, value.tv_nsec = int(seconds), max(int(fraction * 1e9), 1)
-        self._settime(self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(self._spec), None)
+        self.timerfd.arm(int(seconds), max(int(fraction * 1e9), 1))  # (0, 0) would disarm it
 
     def _fire(self) -> None:
         try:
@@ -106,11 +131,18 @@ class TimerfdPacer:
         self._heap.clear()
 
 
+def new_timerfd() -> OsTimerfd | CtypesTimerfd:
+    """A timerfd: from ``os`` where Python has it (3.13+), else from libc by ctypes."""
+    if hasattr(os, "timerfd_create"):
+        return OsTimerfd()
+    return CtypesTimerfd(ctypes.CDLL(None, use_errno=True))
+
+
 def new_pacer(clock: Callable[[], float]) -> TimerfdPacer | SleepPacer:
     """The precise pacer where it works (Linux, deadlines on ``time.monotonic``)."""
     if sys.platform == "linux" and clock is time.monotonic:
         try:
-            return TimerfdPacer(asyncio.get_running_loop(), ctypes.CDLL(None, use_errno=True))
+            return TimerfdPacer(asyncio.get_running_loop(), new_timerfd())
         except (OSError, AttributeError, NotImplementedError):
             pass
     return SleepPacer(clock)

@@ -35,7 +35,7 @@ TokenId = Annotated[int, Meta(ge=0, le=2**31 - 1)]
 TokenIds = Annotated[list[TokenId], Meta(min_length=1)]
 TextsOrTokens = str | Annotated[list[str | TokenId | TokenIds], Meta(min_length=1)]
 """A text, texts, token ids, or lists of token ids (msgspec allows one list type in a union:
-``fakeai.api.prompts`` checks that a list does not mix them)."""
+``fakeai.api.completions.prompt_parts`` checks that a list does not mix them)."""
 
 
 class _Request(msgspec.Struct, kw_only=True):
