@@ -2,7 +2,8 @@
 # Installs everything the tests need and runs the whole suite: the README's second command.
 #
 # Creates .venv beside this checkout, installs fakeai in editable mode with its test extras
-# (which compiles the Cython kernel), installs the Debian packages some tests drive for real
+# (which compiles the Cython kernels, or copies them from ~/.cache/fakeai-tests when this
+# machine built the same ones before), installs the Debian packages some tests drive for real
 # when they are missing (as root), then runs pytest, and once more the kernel and registry
 # tests with the pure-Python twin forced (FAKEAI_NO_EXTENSIONS=1), all on Python 3.11. Then the
 # kernel, registry, pacing and SDK tests run on every other supported Python (3.12, 3.13), each
@@ -40,6 +41,13 @@ if ((${#debian_packages[@]})); then
     fi
 fi
 
+# Built kernels are kept between runs and checkouts (setup.py: FAKEAI_KERNEL_CACHE), one per
+# digest of their sources, Cython, Python and compiler; a changed kernel is built again.
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/fakeai-tests
+export FAKEAI_KERNEL_CACHE=$cache/kernels
+mkdir -p "$FAKEAI_KERNEL_CACHE"
+find "$FAKEAI_KERNEL_CACHE" -type f -mtime +7 -delete
+
 python=$(interpreter 3.11)
 "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
@@ -57,7 +65,6 @@ on_every_python=(tests/test_window.py tests/test_region.py tests/test_kvcache.py
 # Their environments hold no fakeai (it is imported from this checkout, the kernels compiled in
 # place for each interpreter), so they are kept between runs and checkouts, in the cache: one
 # per Python and set of requirements, made again from nothing when either changes.
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/fakeai-tests
 
 environment() {  # the virtual environment for Python $1 and the current requirements
     echo "$cache/venv-$1-$( { cat "$requirements"; "${pythons[$1]}" -VV; } | sha256sum | cut -c1-16)"
