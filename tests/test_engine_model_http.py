@@ -318,7 +318,8 @@ def test_a_request_no_engine_could_hold_is_refused_and_counted():
 
 
 def test_every_generation_endpoint_streams_through_the_engine_model():
-    with running_app(_settings(max_num_seqs=2, zero_latency=True)) as (base_url, _):
+    # answers far longer than asked for: every request ends at its max tokens ("length")
+    with running_app(_settings(max_num_seqs=2, zero_latency=True, answer_tokens_mean=1000)) as (base_url, _):
         chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50,
                 "ignore_eos": True, "stream": True, "n": 2}
         with httpx.stream("POST", base_url + "/v1/chat/completions", json=chat) as response:
@@ -330,3 +331,21 @@ def test_every_generation_endpoint_streams_through_the_engine_model():
         answer = httpx.post(base_url + "/v1/chat/completions", json=plain).json()
         assert answer["usage"]["completion_tokens"] == 100
         eventually(lambda: _engine(_metrics(base_url))["requests_succeeded"]["length"] == 2, "recorded")
+        # the Responses API and Anthropic's Messages, streamed and whole, are the engine's requests too
+        responses = {"model": MODEL, "input": "hi", "max_output_tokens": 30}
+        with httpx.stream("POST", base_url + "/v1/responses", json={**responses, "stream": True}) as response:
+            deltas = [line for line in response.iter_lines() if line.startswith("event: response.output_text.delta")]
+        assert len(deltas) == 30
+        whole = httpx.post(base_url + "/v1/responses", json=responses).json()
+        assert whole["usage"]["output_tokens"] == 30 and whole["status"] == "incomplete"
+        messages = {"model": MODEL, "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+        with httpx.stream("POST", base_url + "/v1/messages", json={**messages, "stream": True}) as response:
+            deltas = [line for line in response.iter_lines() if line.startswith("event: content_block_delta")]
+        assert len(deltas) == 20
+        assert httpx.post(base_url + "/v1/messages", json=messages).json()["usage"]["output_tokens"] == 20
+        # a reasoning answer: the engine runs its reasoning tokens and its answer
+        reasoning = {**plain, "n": 1, "max_tokens": 4000, "reasoning_effort": "low"}
+        answer = httpx.post(base_url + "/v1/chat/completions", json=reasoning).json()
+        assert answer["usage"]["completion_tokens"] == 4000
+        assert answer["usage"]["completion_tokens_details"]["reasoning_tokens"] > 0
+        eventually(lambda: _engine(_metrics(base_url))["requests_succeeded"]["length"] == 7, "recorded")
