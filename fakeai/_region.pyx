@@ -10,7 +10,7 @@ handed to it (``kv_state``, ``publish``, ``record(..., kv_state)``).
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.math cimport NAN, isfinite
+from libc.math cimport INFINITY, NAN, isfinite
 from libc.string cimport memcpy, memmove
 
 from fakeai._window cimport SlidingWindow
@@ -185,6 +185,62 @@ cdef class Region:
         self._cells[block + low] += times
         self._cells[block + size + 1] += value * times
         self._cells[block + size + 2] += times
+
+    cdef int _observe_gaps(self, Py_ssize_t block, const double* bounds, Py_ssize_t size, list offsets,
+                           object choice_tokens) except -1:
+        """See the twin's ``observe_gaps``. The buckets of the last two runs of gaps are known, so
+        a gap in either is counted without a search (equal gaps, or gaps that straddle a bound as
+        a jitter-free ITL on a bucket's bound does through rounding), each run written once."""
+        cdef Py_ssize_t bucket = 0, run = 0, other_bucket = 0, other_run = 0, observed = 0, index, end, low, high
+        cdef Py_ssize_t middle
+        cdef double lower = INFINITY, upper = -INFINITY, other_lower = INFINITY, other_upper = -INFINITY
+        cdef double gap, total = 0.0, previous, current
+        cdef double* cells = self._cells
+        cdef long long tokens
+        for tokens in choice_tokens:
+            end = min(<Py_ssize_t>tokens, len(offsets))
+            if end < 2:
+                continue
+            previous = offsets[0]
+            for index in range(1, end):
+                current = offsets[index]
+                gap = current - previous
+                previous = current
+                total += gap
+                if lower < gap <= upper:
+                    run += 1
+                elif other_lower < gap <= other_upper:
+                    other_run += 1
+                else:  # a third bucket: the other run is written, the last one becomes the other
+                    if other_run:
+                        cells[block + other_bucket] += other_run
+                    other_bucket, other_run, other_lower, other_upper = bucket, run, lower, upper
+                    low = 0
+                    high = size
+                    while low < high:
+                        middle = (low + high) >> 1
+                        if bounds[middle] < gap:
+                            low = middle + 1
+                        else:
+                            high = middle
+                    bucket = low
+                    run = 1
+                    lower = bounds[bucket - 1] if bucket > 0 else -INFINITY
+                    upper = bounds[bucket] if bucket < size else INFINITY
+            observed += end - 1
+        if other_run:
+            cells[block + other_bucket] += other_run
+        if run:
+            cells[block + bucket] += run
+        if observed:
+            cells[block + size + 1] += total
+            cells[block + size + 2] += observed
+        return 0
+
+    def observe_gaps(self, Py_ssize_t block, bounds, list offsets not None, choice_tokens not None):
+        """See the twin's ``observe_gaps``."""
+        cdef _Bounds chosen = _Bounds(bounds)
+        self._observe_gaps(block, chosen.values, chosen.size, offsets, choice_tokens)
 
     cdef void _append(self, Record* record) noexcept:
         cdef unsigned long long written = self._header[_JOURNAL_WRITTEN]
@@ -794,11 +850,7 @@ cdef class MetricsWriter:
             if ttft == ttft:
                 region._observe(engine.ttft, self._vllm_ttft.values, self._vllm_ttft.size, ttft)
             if offsets is not None and choice_tokens is not None:
-                for tokens in choice_tokens:
-                    end = min(<Py_ssize_t>tokens, len(offsets))
-                    for index in range(1, end):
-                        region._observe(engine.itl, self._vllm_itl.values, self._vllm_itl.size,
-                                        <double>offsets[index] - <double>offsets[index - 1])
+                region._observe_gaps(engine.itl, self._vllm_itl.values, self._vllm_itl.size, offsets, choice_tokens)
             if success_cell >= 0:
                 cells[success_cell] += 1.0
                 self._observe_finished(engine, duration, prompt_tokens, completion_tokens, kv_cached, ttft, decode,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
+from bisect import bisect_left
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -148,6 +149,29 @@ class Region:
         cells[block + bucket] += times
         cells[block + len(bounds) + 1] += value * times
         cells[block + len(bounds) + 2] += times
+
+    def observe_gaps(self, block: int, bounds: Sequence[float], offsets: Sequence[float],
+                     choice_tokens: Sequence[int]) -> None:
+        """Histogram block: the gaps between consecutive token times of each choice of a plain
+        answer (``offsets``, of which choice ``i`` has the first ``choice_tokens[i]``), each
+        observed as ``observe`` observes it; the gaps are summed in order and their sum added
+        once (the compiled twin counts runs of gaps in the same bucket at once)."""
+        counts = [0] * (len(bounds) + 1)
+        total = 0.0
+        observed = 0
+        for tokens in choice_tokens:
+            for index in range(1, min(tokens, len(offsets))):
+                gap = offsets[index] - offsets[index - 1]
+                counts[bisect_left(bounds, gap)] += 1
+                total += gap
+                observed += 1
+        if observed:
+            cells = self._cells
+            for bucket, count in enumerate(counts):
+                if count:
+                    cells[block + bucket] += count
+            cells[block + len(bounds) + 1] += total
+            cells[block + len(bounds) + 2] += observed
 
     def append(self, record: tuple) -> None:
         """Add a record to the journal (overwriting the oldest once full)."""
@@ -541,9 +565,7 @@ class MetricsWriter:
             if not math.isnan(ttft):
                 observe(engine.ttft, bounds["vllm_ttft"], ttft)
             if offsets is not None and choice_tokens is not None:
-                for tokens in choice_tokens:
-                    for index in range(1, min(tokens, len(offsets))):
-                        observe(engine.itl, bounds["vllm_inter_token"], offsets[index] - offsets[index - 1])
+                region.observe_gaps(engine.itl, bounds["vllm_inter_token"], offsets, choice_tokens)
             if success_cell is not None:
                 add(success_cell, 1.0)
                 self.observe_finished(engine, duration, prompt_tokens, completion_tokens, kv_cached, ttft, decode,

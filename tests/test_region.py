@@ -45,6 +45,30 @@ def test_histogram_blocks_have_inclusive_upper_bounds(region_kernel) -> None:
     assert _cells(region)["c|requests|/e"] == [5.0]
 
 
+@settings(max_examples=60, deadline=None)
+@given(gaps=st.lists(st.sampled_from([0.0, 0.005, 0.01, 0.01 + 1e-12, 0.015, 0.02, 0.05, 0.3]), max_size=40),
+       choice_tokens=st.lists(st.integers(min_value=0, max_value=45), min_size=1, max_size=3))
+def test_a_plain_answers_planned_gaps_count_as_one_observation_each(region_kernel, gaps, choice_tokens) -> None:
+    """``observe_gaps`` (a plain answer's inter-token latencies, runs of one bucket counted at
+    once) gives each bucket and the count exactly what one ``observe`` per gap gives, the sum
+    up to its rounding."""
+    offsets = [0.02]
+    for gap in gaps:
+        offsets.append(offsets[-1] + gap)
+    bounds = BOUNDS["vllm_inter_token"]
+    block = len(bounds) + 3
+    region, _ = _region(region_kernel)
+    at_once, one_by_one = region.key("at once", block), region.key("one by one", block)
+    region.observe_gaps(at_once, bounds, offsets, choice_tokens)
+    for tokens in choice_tokens:
+        for index in range(1, min(tokens, len(offsets))):
+            region.observe(one_by_one, bounds, offsets[index] - offsets[index - 1])
+    cells = region.cells()
+    runs, each = cells[at_once : at_once + block], cells[one_by_one : one_by_one + block]
+    assert runs[: len(bounds) + 1] == each[: len(bounds) + 1] and runs[-1] == each[-1]
+    assert runs[-2] == pytest.approx(each[-2], abs=1e-12)
+
+
 def test_a_scheduled_request_brings_its_queue_and_prefill_times_and_leaves_the_gauges(region_kernel) -> None:
     region, writer = _region(region_kernel)
     model = writer.model("0")
