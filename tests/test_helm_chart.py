@@ -29,7 +29,7 @@ from fakeai.config import Settings, describe_settings, env_name, setting_section
 from fakeai.metrics.labels import engines_per_process, region_capacity
 from fakeai.metrics.regions import region_file_bytes
 from tests.helm import helm_binary
-from tests.servers import running_cli
+from tests.servers import eventually, running_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "helm" / "fakeai"
@@ -273,7 +273,7 @@ def _pod_file_systems(shm_mib: int):
 def test_fakeai_serves_from_the_charts_pod_spec_and_not_from_a_smaller_dev_shm() -> None:
     pod = Manifests({"settings": {"workers": 2}})
     with running_cli(env=pod.env, preexec_fn=_pod_file_systems(pod.shm_mib)) as base_url:
-        assert len(base_url.worker_pids()) == 2
+        eventually(lambda: len(base_url.worker_pids()) == 2, "two worker processes", seconds=30)
         assert httpx.post(base_url + "/v1/chat/completions", json=CHAT, timeout=10).status_code == 200
         scraped = httpx.get(base_url + "/metrics/prometheus").text
         assert 'fakeai_requests_total{endpoint="/v1/chat/completions"} 1' in scraped
