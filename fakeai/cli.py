@@ -95,6 +95,19 @@ def _exit_on_signal(number: int, frame: object) -> None:
     raise SystemExit(0)  # a stop asked for before the server runs, or after: still a clean stop
 
 
+SHARED_HEADROOM = 1.25
+"""``/dev/shm`` is used when its free room is at least this many times ``shared_metrics_bytes``."""
+
+
+def shared_metrics_bytes(settings: Settings) -> int:
+    """What the shared directory holds for ``settings``: every worker process's metrics region
+    and the server's history ring (the chart in ``deploy/helm`` sizes ``/dev/shm`` by it)."""
+    region = region_file_bytes(settings.max_window_samples, *region_capacity(
+        max(settings.max_model_labels, len(set(settings.models))),
+        engines_per_process(settings.kv_workers, settings.workers), settings.max_context_tokens))
+    return settings.workers * region + ring_file_bytes(settings.history_seconds, settings.history_interval_seconds)
+
+
 def _shared_metrics_dir(needed_bytes: int) -> Path:
     """A new directory for the worker processes' metrics regions: in ``/dev/shm`` when it has
     room for them (a container's is 64 MB unless given ``--shm-size``), else the temporary
@@ -103,7 +116,7 @@ def _shared_metrics_dir(needed_bytes: int) -> Path:
     usable = base.is_dir() and os.access(base, os.W_OK)
     if usable:
         stats = os.statvfs(base)
-        usable = stats.f_bavail * stats.f_frsize >= needed_bytes * 1.25
+        usable = stats.f_bavail * stats.f_frsize >= needed_bytes * SHARED_HEADROOM
     if not usable:
         base = Path(tempfile.gettempdir())
     for stale in base.glob("fakeai-*-*"):
@@ -111,6 +124,14 @@ def _shared_metrics_dir(needed_bytes: int) -> Path:
         if owner.isdigit() and not pid_alive(int(owner)):
             shutil.rmtree(stale, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"fakeai-{os.getpid()}-", dir=base))
+
+
+def _free_mib(path: str) -> str:
+    try:
+        stats = os.statvfs(path)
+    except OSError:
+        return "it is missing"
+    return f"it has {stats.f_bavail * stats.f_frsize / 2**20:.0f} MiB"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,12 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every worker process records into a region in this directory and reads all of them,
     # so any worker answers a scrape for the whole server; one of them writes the server's
     # history ring there, which all of them serve. The directory goes when the server stops.
-    shared = _shared_metrics_dir(
-        settings.workers * region_file_bytes(settings.max_window_samples, *region_capacity(
-            max(settings.max_model_labels, len(set(settings.models))),
-            engines_per_process(settings.kv_workers, settings.workers), settings.max_context_tokens))
-        + ring_file_bytes(settings.history_seconds, settings.history_interval_seconds)
-    )
+    needed = shared_metrics_bytes(settings)
+    try:
+        shared = _shared_metrics_dir(needed)
+    except OSError as exc:  # /dev/shm too small and no writable temporary directory (a read-only root)
+        print(f"fakeai: no room for the metrics regions of {settings.workers} worker(s): /dev/shm needs "
+              f"{needed * SHARED_HEADROOM / 2**20:.0f} MiB free ({_free_mib('/dev/shm')}), and the temporary "
+              f"directory is not writable either ({exc}); give /dev/shm more room (docker --shm-size, the Helm "
+              "chart's shm.perWorkerMiB)", file=sys.stderr)
+        return 2
     os.environ[SHARED_DIR_ENV] = str(shared)
     os.environ[STARTED_AT_ENV] = repr(time.monotonic())
     # The server handles SIGINT/SIGTERM while it runs; before and after, they end the

