@@ -2,7 +2,7 @@
 
 ``Settings`` is the single definition: the CLI flags (``--window-seconds``), the environment
 variables (``FAKEAI_WINDOW_SECONDS``), the keys of a configuration file (``window_seconds``,
-``fakeai serve --config PATH``) and the README's settings table are all derived from its
+``fakeai serve --config PATH``) and the settings table of docs/settings.md are all derived from its
 fields, their types, defaults, descriptions and sections. Precedence: CLI flag, then
 environment variable, then configuration file, then default.
 """
@@ -581,8 +581,8 @@ def _shown(default: Any) -> str:
 
 
 def settings_table() -> str:
-    """The README's settings reference, in Markdown: a table per section (a test keeps the
-    README equal to it)."""
+    """The settings reference of docs/settings.md, in Markdown: a table per section (a test keeps
+    the page equal to it; ``scripts/update-settings-doc.py`` rewrites it)."""
     described = {name: (default, description) for name, _, default, description in describe_settings()}
     parts = []
     for title, names in setting_sections():
