@@ -65,7 +65,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     host: Annotated[str, _setting("Address to bind.", section="Server")] = "127.0.0.1"
     port: Annotated[int, _setting("TCP port to listen on (0 picks a free one).", ge=0, le=65535)] = 8000
     workers: Annotated[
-        int, _setting("Worker processes; every scrape covers all of them (see Several workers).", ge=1, le=64)
+        int, _setting("Worker processes; every scrape covers all of them (see docs/monitoring-internals.md).", ge=1, le=64)
     ] = 1
     log_level: Annotated[
         Literal["critical", "error", "warning", "info", "debug", "trace"], _setting("Server log level.")
@@ -331,7 +331,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         _setting(
             "Distinct model names with a metrics label of their own: the --models first, then names clients "
             "send, first come first served; requests for any other model are answered as usual and counted "
-            "under the model `__other__` (see Limits and failure behaviour).",
+            "under the model `__other__` (see docs/operations.md).",
             ge=1,
             le=MAX_MODEL_LABELS,
         ),
