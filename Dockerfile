@@ -4,7 +4,7 @@
 #   docker build -t fakeai .
 #   docker run --rm -p 8000:8000 --shm-size=256m -e FAKEAI_TTFT_MS=20 fakeai
 #
-# Every setting can be given as a FAKEAI_* environment variable (see the README).
+# Every setting can be given as a FAKEAI_* environment variable (see docs/settings.md).
 
 FROM python:3.11-slim AS build
 RUN apt-get update \

@@ -21,7 +21,7 @@ limit, requests/s follows it. Rounds (``--rounds``) alternate the order of the w
 and the medians are reported, so a drift of the machine favours none of them. On a machine
 where the server has one core per worker, requests/s should grow about linearly with N up to
 the server cores; on this 2-core VM the server has one core, so N > 1 only shares it and
-the figure shows what the extra processes cost (see the README's "Worker scaling").
+the figure shows what the extra processes cost (as the "2 workers" row of docs/benchmarks.md does).
 
 A client that is not the bottleneck: wrk is compiled and its threads run on their own cores;
 the script prints wrk's own CPU use per round (user + system over the run's wall time, per

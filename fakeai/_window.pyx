@@ -22,7 +22,7 @@ window; recording and expiry cost a few counter updates along one path of an ind
   either at most ``SPLIT`` samples or any number of one repeated value (a token count, a
   constant latency), which answers at once. The cost of a record or an expiry is the path:
   a few nodes, each a possible cache miss once the index outgrows the cache (tens of ns at
-  1e5 samples, a few hundred at 1e6 spread values; see the README).
+  1e5 samples, a few hundred at 1e6 spread values; see docs/monitoring-internals.md).
 * **Reads.** The value of rank ``k`` descends the trie: at each node the entry whose
   cumulative count passes ``k`` (256 additions), then within one leaf (at most ``SPLIT``
   values, sorted). Several windows are read together the same way, adding their counts

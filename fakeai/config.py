@@ -2,7 +2,7 @@
 
 ``Settings`` is the single definition: the CLI flags (``--window-seconds``), the environment
 variables (``FAKEAI_WINDOW_SECONDS``), the keys of a configuration file (``window_seconds``,
-``fakeai serve --config PATH``) and the README's settings table are all derived from its
+``fakeai serve --config PATH``) and the settings table of docs/settings.md are all derived from its
 fields, their types, defaults, descriptions and sections. Precedence: CLI flag, then
 environment variable, then configuration file, then default.
 """
@@ -66,7 +66,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     host: Annotated[str, _setting("Address to bind.", section="Server")] = "127.0.0.1"
     port: Annotated[int, _setting("TCP port to listen on (0 picks a free one).", ge=0, le=65535)] = 8000
     workers: Annotated[
-        int, _setting("Worker processes; every scrape covers all of them (see Several workers).", ge=1, le=64)
+        int, _setting("Worker processes; every scrape covers all of them (see docs/monitoring-internals.md).", ge=1, le=64)
     ] = 1
     log_level: Annotated[
         Literal["critical", "error", "warning", "info", "debug", "trace"], _setting("Server log level.")
@@ -332,7 +332,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         _setting(
             "Distinct model names with a metrics label of their own: the --models first, then names clients "
             "send, first come first served; requests for any other model are answered as usual and counted "
-            "under the model `__other__` (see Limits and failure behaviour).",
+            "under the model `__other__` (see docs/operations.md).",
             ge=1,
             le=MAX_MODEL_LABELS,
         ),
@@ -594,8 +594,8 @@ def _shown(default: Any) -> str:
 
 
 def settings_table() -> str:
-    """The README's settings reference, in Markdown: a table per section (a test keeps the
-    README equal to it)."""
+    """The settings reference of docs/settings.md, in Markdown: a table per section (a test keeps
+    the page equal to it; ``scripts/update-settings-doc.py`` rewrites it)."""
     described = {name: (default, description) for name, _, default, description in describe_settings()}
     parts = []
     for title, names in setting_sections():

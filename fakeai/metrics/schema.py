@@ -12,8 +12,8 @@ families first, then vLLM's drop-in names). Everything else is derived from it:
   hold each declaration's reading), ``GET /metrics/csv`` (the declarations naming a row),
   ``/health/detailed`` (each field a declaration's reading) and the dashboard (it binds JSON
   paths, ``DASHBOARD_PATHS``, each a declared one);
-* the README's metrics reference (``metrics_table``, kept equal by a test and rewritten by
-  ``scripts/update-readme-metrics.py``).
+* the metrics reference of docs/metrics.md (``metrics_table``, kept equal by a test and rewritten by
+  ``scripts/update-metrics-doc.py``).
 
 Kinds: ``counter``, ``gauge``, ``histogram`` and ``summary`` are Prometheus' own;
 ``window`` is a distribution over the sliding window shown in JSON and CSV only (the
@@ -240,7 +240,7 @@ class Metric:
     or, for a ``window`` shown in JSON and CSV only, a name of its own."""
     kind: Kind
     help: str
-    """One sentence: the family's ``# HELP`` and the README's meaning."""
+    """One sentence: the family's ``# HELP`` and its meaning in the metrics reference."""
     unit: str = ""
     """The base unit of its values (``seconds``, ``tokens``, ``requests``, ``ratio``,
     ``blocks``, ``bytes``); empty for a count of events named by the family itself."""
@@ -765,7 +765,7 @@ def _cell(text: str) -> str:
 
 
 def metrics_table(metrics: Iterable[Metric] = METRICS) -> str:
-    """The README's metrics reference, in Markdown (a test keeps the README equal to it)."""
+    """The metrics reference of docs/metrics.md, in Markdown (a test keeps the page equal to it)."""
     rows = ["| name | kind | unit | labels | JSON | CSV | meaning |", "|---|---|---|---|---|---|---|"]
     for metric in metrics:
         labels = ", ".join(f"`{label}`" for label in metric.labels) or "-"
