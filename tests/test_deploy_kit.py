@@ -1,5 +1,7 @@
 """The Prometheus and Grafana kit in deploy/: valid for promtool, every metric it names exists,
-and a real Prometheus loads the rules, evaluates them and answers every dashboard query."""
+the dashboard's instance selector scopes its instance panels and its fleet row reads the
+recording rules, and a real Prometheus loads the rules, evaluates them and answers every
+dashboard query."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -21,11 +24,12 @@ from tests.servers import running_app
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 RULES = (DEPLOY / "fakeai-rules.yml").read_text()
 DASHBOARD = json.loads((DEPLOY / "grafana" / "fakeai-dashboard.json").read_text())
-PANEL_QUERIES = [target["expr"] for panel in DASHBOARD["panels"] for target in panel["targets"]]
+PANEL_QUERIES = [target["expr"] for panel in DASHBOARD["panels"] for target in panel.get("targets", [])]
 NAME = re.compile(r"\b(fakeai_[a-z0-9_]+|vllm:[a-z0-9_:]+)")
 RECORDED_NAME = re.compile(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b")
 """A recording rule's name, level:metric:operations (fakeai's and vLLM's own names have one colon at most)."""
 RECORDED = set(re.findall(r"^\s*- record: (\S+)$", RULES, re.MULTILINE))
+VARIABLES = {"$job": ".*", "$instance": ".*", "$__rate_interval": "1m"}
 MODEL = "openai/gpt-oss-120b"
 
 
@@ -72,6 +76,66 @@ def test_every_metric_the_kit_names_exists() -> None:
             "Inter-token latency p99", "Tokens per second", "KV-cache hit rate", "Active streams"} <= titles
 
 
+def _rows() -> dict[str, list[dict]]:
+    """The dashboard's panels under each row's title (rows in order, each panel under the row
+    above it)."""
+    rows: dict[str, list[dict]] = {}
+    for panel in sorted(DASHBOARD["panels"], key=lambda panel: (panel["gridPos"]["y"], panel["gridPos"]["x"])):
+        if panel["type"] == "row":
+            rows[panel["title"]] = []
+        else:
+            assert rows, f"{panel['title']} lies above every row"
+            rows[list(rows)[-1]].append(panel)
+    return rows
+
+
+def test_the_dashboard_selects_instances_and_shows_the_fleet() -> None:
+    variables = {variable["name"]: variable for variable in DASHBOARD["templating"]["list"]}
+    for name in ("job", "instance"):
+        variable = variables[name]
+        assert variable["type"] == "query" and variable["multi"] and variable["includeAll"], variable
+        assert variable["allValue"] == ".*", "All matches every value, even instances seen after the page loaded"
+        assert NAME.findall(variable["definition"]) == ["fakeai_uptime_seconds"], "every instance exposes it"
+    assert '{job=~"$job"}' in variables["instance"]["definition"], "instances of the selected jobs"
+
+    fleet, instances = _rows().values()
+    assert len(fleet) >= 9 and len(instances) == 9
+    for panel in fleet:  # built on the recording rules (and Prometheus's up), by job
+        for target in panel["targets"]:
+            expr = target["expr"]
+            assert RECORDED_NAME.findall(expr) or expr.startswith("sum by (job) (up{"), expr
+            assert not NAME.findall(RECORDED_NAME.sub("", expr)), f"raw series in the fleet row: {expr}"
+            assert '{job=~"$job"}' in expr and "$instance" not in expr, expr
+    for panel in instances:  # every series they read is the selected instances'
+        for target in panel["targets"]:
+            selectors = re.findall(r"\b(?:fakeai_[a-z0-9_]+|vllm:[a-z0-9_:]+)(\{[^}]*\})?", target["expr"])
+            assert selectors and all('instance=~"$instance"' in labels for labels in selectors), target["expr"]
+
+    ids = [panel["id"] for panel in DASHBOARD["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids are unique"
+    cells = [(panel["gridPos"]["x"] + dx, panel["gridPos"]["y"] + dy) for panel in DASHBOARD["panels"]
+             for dx in range(panel["gridPos"]["w"]) for dy in range(panel["gridPos"]["h"])]
+    assert len(cells) == len(set(cells)), "no panel covers another"
+
+
+def test_promtool_parses_every_dashboard_query() -> None:
+    """Each query, its variables given values, as a recording rule: promtool parses it."""
+    queries = []
+    for query in PANEL_QUERIES:
+        for variable, value in VARIABLES.items():
+            query = query.replace(variable, value)
+        assert "$" not in query, f"an unknown variable in {query}"
+        queries.append(query)
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:query_{number}:parsed", "expr": query}
+                                                         for number, query in enumerate(queries)]}]}
+    with tempfile.TemporaryDirectory(prefix="fakeai-dashboard-") as folder:
+        path = Path(folder) / "dashboard-queries.yml"
+        path.write_text(json.dumps(rules))  # JSON is YAML
+        checked = promtool("check", "rules", str(path))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"{len(queries)} rules found" in checked.stdout
+
+
 def _traffic(base_url: str, stop: threading.Event) -> None:
     body = {"model": MODEL, "messages": [{"role": "system", "content": "S" * 400}, {"role": "user", "content": "hi"}],
             "max_tokens": 4, "stream": True}
@@ -103,7 +167,9 @@ def test_prometheus_evaluates_the_rules_and_answers_the_dashboard() -> None:
                                     lambda r: r and r[0]["metric"]["alertstate"] in ("pending", "firing"))
                 assert prometheus.query('ALERTS{alertname="FakeaiDegraded"}') == []
                 for query in PANEL_QUERIES:
-                    result = prometheus.query(query.replace("$__rate_interval", "1m"))
+                    for variable, value in VARIABLES.items():
+                        query = query.replace(variable, value)
+                    result = prometheus.query(query)
                     assert result, f"no data for the dashboard query {query}"
         finally:
             stop.set()
