@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 import tempfile
 import threading
 from pathlib import Path
@@ -18,7 +16,7 @@ from litestar.testing import TestClient
 
 from fakeai.app import create_app
 from fakeai.config import Settings
-from tests.prometheus_server import running_prometheus
+from tests.prometheus_server import promtool, running_prometheus
 from tests.servers import running_app
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -31,12 +29,6 @@ RECORDED_NAME = re.compile(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b")
 RECORDED = set(re.findall(r"^\s*- record: (\S+)$", RULES, re.MULTILINE))
 VARIABLES = {"$job": ".*", "$instance": ".*", "$__rate_interval": "1m"}
 MODEL = "openai/gpt-oss-120b"
-
-
-def promtool(*arguments: str) -> subprocess.CompletedProcess:
-    binary = shutil.which("promtool")
-    assert binary, "promtool is missing: scripts/test.sh installs Debian's prometheus package"
-    return subprocess.run([binary, *arguments], capture_output=True, text=True)
 
 
 def test_promtool_accepts_the_config_and_the_rules() -> None:
@@ -80,7 +72,7 @@ def _rows() -> dict[str, list[dict]]:
     """The dashboard's panels under each row's title (rows in order, each panel under the row
     above it)."""
     rows: dict[str, list[dict]] = {}
-    for panel in sorted(DASHBOARD["panels"], key=lambda panel: (panel["gridPos"]["y"], panel["gridPos"]["x"])):
+    for panel in sorted(DASHBOARD["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"])):
         if panel["type"] == "row":
             rows[panel["title"]] = []
         else:
@@ -94,7 +86,7 @@ def test_the_dashboard_selects_instances_and_shows_the_fleet() -> None:
     for name in ("job", "instance"):
         variable = variables[name]
         assert variable["type"] == "query" and variable["multi"] and variable["includeAll"], variable
-        assert variable["allValue"] == ".*", "All matches every value, even instances seen after the page loaded"
+        assert variable["allValue"] == ".*", "All matches every value, even one seen after the page loaded"
         assert NAME.findall(variable["definition"]) == ["fakeai_uptime_seconds"], "every instance exposes it"
     assert '{job=~"$job"}' in variables["instance"]["definition"], "instances of the selected jobs"
 
@@ -109,7 +101,8 @@ def test_the_dashboard_selects_instances_and_shows_the_fleet() -> None:
     for panel in instances:  # every series they read is the selected instances'
         for target in panel["targets"]:
             selectors = re.findall(r"\b(?:fakeai_[a-z0-9_]+|vllm:[a-z0-9_:]+)(\{[^}]*\})?", target["expr"])
-            assert selectors and all('instance=~"$instance"' in labels for labels in selectors), target["expr"]
+            scoped = all('instance=~"$instance"' in labels for labels in selectors)
+            assert selectors and scoped, target["expr"]
 
     ids = [panel["id"] for panel in DASHBOARD["panels"]]
     assert len(ids) == len(set(ids)), "panel ids are unique"
@@ -126,11 +119,11 @@ def test_promtool_parses_every_dashboard_query() -> None:
             query = query.replace(variable, value)
         assert "$" not in query, f"an unknown variable in {query}"
         queries.append(query)
-    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:query_{number}:parsed", "expr": query}
-                                                         for number, query in enumerate(queries)]}]}
+    rules = [{"record": f"dashboard:query_{number}:parsed", "expr": query}
+             for number, query in enumerate(queries)]
     with tempfile.TemporaryDirectory(prefix="fakeai-dashboard-") as folder:
         path = Path(folder) / "dashboard-queries.yml"
-        path.write_text(json.dumps(rules))  # JSON is YAML
+        path.write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))  # JSON is YAML
         checked = promtool("check", "rules", str(path))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"{len(queries)} rules found" in checked.stdout

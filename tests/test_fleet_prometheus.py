@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import subprocess
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.prometheus_server import Prometheus, running_prometheus
+from tests.prometheus_server import Prometheus, promtool, running_prometheus
 from tests.servers import running_cli
 
 RULES_FILE = Path(__file__).resolve().parent.parent / "deploy" / "fakeai-rules.yml"
@@ -34,14 +32,9 @@ FLEET_RULES = {
     "job_le:fakeai_request_duration_seconds_bucket:rate1m", "job:fakeai_request_duration_seconds:p50_rate1m",
     "job:fakeai_request_duration_seconds:p99_rate1m", "job:fakeai_time_to_first_token_seconds:p99_rate1m",
     "job:vllm_num_requests_running:sum", "job:vllm_num_requests_waiting:sum", "job:fakeai_requests_total:sum",
-    "job:fakeai_errors_total:sum", "job_kind:fakeai_tokens_total:sum", "job:fakeai_kv_cache_cached_tokens_total:sum",
+    "job:fakeai_errors_total:sum", "job_kind:fakeai_tokens_total:sum",
+    "job:fakeai_kv_cache_cached_tokens_total:sum",
 }
-
-
-def promtool(*arguments: str) -> subprocess.CompletedProcess:
-    binary = shutil.which("promtool")
-    assert binary, "promtool is missing: scripts/test.sh installs Debian's prometheus package"
-    return subprocess.run([binary, *arguments], capture_output=True, text=True)
 
 
 def test_promtool_accepts_the_fleet_rules_named_level_metric_operations() -> None:
@@ -77,7 +70,8 @@ def _gauge(name: str, value: float, **labels: str) -> dict:
 def _histogram(name: str, per_second_by_bound: dict[str, float], **labels: str) -> list[dict]:
     """Cumulative buckets: ``per_second_by_bound`` says how many observations per second fall
     at or below each bound (``+Inf`` included)."""
-    return [_counter(f"{name}_bucket", rate, **labels, le=bound) for bound, rate in per_second_by_bound.items()]
+    return [_counter(f"{name}_bucket", rate, **labels, le=bound)
+            for bound, rate in per_second_by_bound.items()]
 
 
 def _fleet_series() -> list[dict]:
@@ -90,6 +84,7 @@ def _fleet_series() -> list[dict]:
     c = {"job": "fakeai", "instance": "c:8000"}
     other = {"job": "other", "instance": "d:8000"}
     bounds = ("0.025", "0.05", "0.2", "0.3", "+Inf")
+    duration = "fakeai_request_duration_seconds"
     return [
         _counter("fakeai_requests_total", 90, **a, endpoint=chat),
         _counter("fakeai_requests_total", 0, **b, endpoint=chat),
@@ -106,8 +101,8 @@ def _fleet_series() -> list[dict]:
         _counter("fakeai_kv_cache_cached_tokens_total", 0, **a, worker="1"),
         _counter("fakeai_kv_cache_prompt_tokens_total", 10, **c, worker="0"),
         _counter("fakeai_kv_cache_cached_tokens_total", 0, **c, worker="0"),
-        *_histogram("fakeai_request_duration_seconds", dict(zip(bounds, (0, 90, 90, 90, 90))), **a, endpoint=chat),
-        *_histogram("fakeai_request_duration_seconds", dict(zip(bounds, (0, 0, 0, 10, 10))), **c, endpoint=chat),
+        *_histogram(duration, dict(zip(bounds, (0, 90, 90, 90, 90))), **a, endpoint=chat),
+        *_histogram(duration, dict(zip(bounds, (0, 0, 0, 10, 10))), **c, endpoint=chat),
         *_histogram("fakeai_time_to_first_token_seconds", dict(zip(bounds, (0, 45, 45, 45, 45))), **a),
         *_histogram("fakeai_time_to_first_token_seconds", dict(zip(bounds, (0, 0, 0, 5, 5))), **c),
         _gauge("vllm:num_requests_running", 3, **a, model_name=MODEL, engine="0"),
@@ -224,8 +219,9 @@ class Sent:
 def _chat(client: httpx.Client, *, stream: bool, max_tokens: int = 4,
           on_first_chunk: threading.Event | None = None) -> Sent:
     """One chat request; its status and usage as the client saw them."""
-    body = {"model": MODEL, "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "hi"}],
-            "max_tokens": max_tokens, "ignore_eos": True, "stream": stream}
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "hi"}]
+    body = {"model": MODEL, "messages": messages, "max_tokens": max_tokens, "ignore_eos": True,
+            "stream": stream}
     if stream:
         body["stream_options"] = {"include_usage": True}
     with client.stream("POST", "/v1/chat/completions", json=body) as response:
@@ -242,7 +238,8 @@ def _chat(client: httpx.Client, *, stream: bool, max_tokens: int = 4,
         else:
             usage = json.loads(response.read())["usage"]
     assert usage is not None, "every answer reports its usage"
-    return Sent(requests=1, prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
+    return Sent(requests=1, prompt_tokens=usage["prompt_tokens"],
+                completion_tokens=usage["completion_tokens"],
                 cached_tokens=usage["prompt_tokens_details"]["cached_tokens"])
 
 
@@ -275,13 +272,15 @@ def _value(prometheus: Prometheus, series: str) -> float | None:
 
 
 def _equals(prometheus: Prometheus, series: str, expected: float) -> None:
-    prometheus.wait_for(series, lambda result: result and float(result[0]["value"][1]) == expected, seconds=15)
+    """Until the one value of ``series`` is ``expected``, exactly."""
+    prometheus.wait_for(series, lambda result: result and float(result[0]["value"][1]) == expected,
+                        seconds=15)
 
 
-def _within(prometheus: Prometheus, series: str, low: float, high: float) -> float:
-    result = prometheus.wait_for(series, lambda result: result and low <= float(result[0]["value"][1]) <= high,
-                                 seconds=15)
-    return float(result[0]["value"][1])
+def _within(prometheus: Prometheus, series: str, low: float, high: float) -> None:
+    """Until the one value of ``series`` lies in [``low``, ``high``]."""
+    prometheus.wait_for(series, lambda result: result and low <= float(result[0]["value"][1]) <= high,
+                        seconds=15)
 
 
 def _hold_the_engine(base_url: str) -> tuple[list[Sent], list[threading.Thread]]:
@@ -322,8 +321,9 @@ def test_three_fakeai_behind_prometheus_add_up_to_what_was_sent() -> None:
         _scrape(targets_file)
         # Prometheus first (it hands discovered targets to its scrapers every 5 s): it scrapes
         # nothing until the servers have served their warm-ups
-        prometheus = servers.enter_context(running_prometheus(
-            CONFIG.replace("TARGETS", json.dumps(str(targets_file))), {"fakeai-rules.yml": RULES_FILE.read_text()}))
+        config = CONFIG.replace("TARGETS", json.dumps(str(targets_file)))
+        rules = {"fakeai-rules.yml": RULES_FILE.read_text()}
+        prometheus = servers.enter_context(running_prometheus(config, rules))
         a, b, c = _serve(servers, FIXED + FAST, FIXED + HELD, FIXED + SLOW + ERRORS)
         everything = _warm_up(a)
         everything += _warm_up(b)
@@ -350,7 +350,8 @@ def test_three_fakeai_behind_prometheus_add_up_to_what_was_sent() -> None:
                 everything.prompt_tokens)
         _equals(prometheus, 'job_kind:fakeai_tokens_total:sum{job="fakeai",kind="completion"}',
                 everything.completion_tokens)
-        _equals(prometheus, 'job:fakeai_kv_cache_cached_tokens_total:sum{job="fakeai"}', everything.cached_tokens)
+        _equals(prometheus, 'job:fakeai_kv_cache_cached_tokens_total:sum{job="fakeai"}',
+                everything.cached_tokens)
         assert everything.cached_tokens > 0, "A's repeated prefix was found cached"
 
         # Quantiles over the summed buckets of the traffic since the first scrape: most
