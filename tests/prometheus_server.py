@@ -1,4 +1,4 @@
-"""A real Prometheus server (Debian's package) on loopback, for tests."""
+"""A real Prometheus server (Debian's package) on loopback, and its promtool, for tests."""
 
 from __future__ import annotations
 
@@ -13,6 +13,13 @@ from pathlib import Path
 import httpx
 
 from tests.servers import free_port, stop_process
+
+
+def promtool(*arguments: str) -> subprocess.CompletedProcess:
+    """``promtool`` (Debian's, beside the server) with ``arguments``; its output captured."""
+    binary = shutil.which("promtool")
+    assert binary, "promtool is missing: scripts/test.sh installs Debian's prometheus package"
+    return subprocess.run([binary, *arguments], capture_output=True, text=True)
 
 
 class Prometheus:

@@ -33,9 +33,10 @@ def stop_process(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now (any loopback address: Linux routes all of 127/8 to lo)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -123,23 +124,25 @@ def _command_line(pid: int) -> bytes:
 
 @contextlib.contextmanager
 def running_cli(
-    *flags: str, env: Mapping[str, str] | None = None, preexec_fn: Callable[[], None] | None = None
+    *flags: str, env: Mapping[str, str] | None = None, preexec_fn: Callable[[], None] | None = None,
+    host: str = "127.0.0.1",
 ) -> Iterator[CLIServer]:
-    """``python -m fakeai serve`` started as a user would, with ``flags`` (``preexec_fn`` runs in
-    the child before it starts, e.g. to set its limits); ``output`` is filled in when it has stopped."""
-    port = free_port()
+    """``python -m fakeai serve`` started as a user would, with ``flags``, on a free port of
+    ``host`` (``preexec_fn`` runs in the child before it starts, e.g. to set its limits);
+    ``output`` is filled in when it has stopped."""
+    port = free_port(host)
     # No setting leaks in from the test's environment; the kernel choice does, so the
     # pure-Python run (FAKEAI_NO_EXTENSIONS=1) serves with the twin too.
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FAKEAI_") or k == "FAKEAI_NO_EXTENSIONS"}
     environment.update(env or {})
     process = subprocess.Popen(
-        [sys.executable, "-m", "fakeai", "serve", "--host", "127.0.0.1", "--port", str(port), *flags],
+        [sys.executable, "-m", "fakeai", "serve", "--host", host, "--port", str(port), *flags],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         preexec_fn=preexec_fn,
     )
-    base_url = CLIServer(f"http://127.0.0.1:{port}")
+    base_url = CLIServer(f"http://{host}:{port}")
     base_url.process = process
 
     try:

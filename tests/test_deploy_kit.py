@@ -1,12 +1,13 @@
 """The Prometheus and Grafana kit in deploy/: valid for promtool, every metric it names exists,
-and a real Prometheus loads the rules, evaluates them and answers every dashboard query."""
+the dashboard's instance selector scopes its instance panels and its fleet row reads the
+recording rules, and a real Prometheus loads the rules, evaluates them and answers every
+dashboard query."""
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -15,21 +16,19 @@ from litestar.testing import TestClient
 
 from fakeai.app import create_app
 from fakeai.config import Settings
-from tests.prometheus_server import running_prometheus
+from tests.prometheus_server import promtool, running_prometheus
 from tests.servers import running_app
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 RULES = (DEPLOY / "fakeai-rules.yml").read_text()
 DASHBOARD = json.loads((DEPLOY / "grafana" / "fakeai-dashboard.json").read_text())
-PANEL_QUERIES = [target["expr"] for panel in DASHBOARD["panels"] for target in panel["targets"]]
+PANEL_QUERIES = [target["expr"] for panel in DASHBOARD["panels"] for target in panel.get("targets", [])]
 NAME = re.compile(r"\b(fakeai_[a-z0-9_]+|vllm:[a-z0-9_:]+)")
+RECORDED_NAME = re.compile(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b")
+"""A recording rule's name, level:metric:operations (fakeai's and vLLM's own names have one colon at most)."""
+RECORDED = set(re.findall(r"^\s*- record: (\S+)$", RULES, re.MULTILINE))
+VARIABLES = {"$job": ".*", "$instance": ".*", "$__rate_interval": "1m"}
 MODEL = "openai/gpt-oss-120b"
-
-
-def promtool(*arguments: str) -> subprocess.CompletedProcess:
-    binary = shutil.which("promtool")
-    assert binary, "promtool is missing: scripts/test.sh installs Debian's prometheus package"
-    return subprocess.run([binary, *arguments], capture_output=True, text=True)
 
 
 def test_promtool_accepts_the_config_and_the_rules() -> None:
@@ -38,7 +37,7 @@ def test_promtool_accepts_the_config_and_the_rules() -> None:
     assert "fakeai-rules.yml" in config.stdout, "the config's rule file was checked too"
     rules = promtool("check", "rules", str(DEPLOY / "fakeai-rules.yml"))
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    assert "6 rules found" in rules.stdout
+    assert f"{len(RECORDED) + 4} rules found" in rules.stdout, "every recording rule and the 4 alerts"
 
 
 def _exposed_names() -> set[str]:
@@ -58,13 +57,76 @@ def _exposed_names() -> set[str]:
 
 def test_every_metric_the_kit_names_exists() -> None:
     exposed = _exposed_names()
-    used = {name for text in (RULES, *PANEL_QUERIES) for name in NAME.findall(text)}
-    used -= {name for name in used if name.startswith("fakeai:")}  # recording rules' own names
+    texts = (re.sub(r"#.*", "", RULES), *PANEL_QUERIES)  # the rules without their comments
+    recorded = {name for text in texts for name in RECORDED_NAME.findall(text)}
+    assert recorded <= RECORDED, f"no such recording rule: {sorted(recorded - RECORDED)}"
+    used = {name for text in texts for name in NAME.findall(RECORDED_NAME.sub("", text))}
     assert used, "the kit queries fakeai's metrics"
     assert used <= exposed, f"not exposed: {sorted(used - exposed)}"
     titles = {panel["title"] for panel in DASHBOARD["panels"]}
     assert {"Request rate by endpoint", "Error ratio", "Request latency p50 / p99", "Time to first token p99",
             "Inter-token latency p99", "Tokens per second", "KV-cache hit rate", "Active streams"} <= titles
+
+
+def _rows() -> dict[str, list[dict]]:
+    """The dashboard's panels under each row's title (rows in order, each panel under the row
+    above it)."""
+    rows: dict[str, list[dict]] = {}
+    for panel in sorted(DASHBOARD["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"])):
+        if panel["type"] == "row":
+            rows[panel["title"]] = []
+        else:
+            assert rows, f"{panel['title']} lies above every row"
+            rows[list(rows)[-1]].append(panel)
+    return rows
+
+
+def test_the_dashboard_selects_instances_and_shows_the_fleet() -> None:
+    variables = {variable["name"]: variable for variable in DASHBOARD["templating"]["list"]}
+    for name in ("job", "instance"):
+        variable = variables[name]
+        assert variable["type"] == "query" and variable["multi"] and variable["includeAll"], variable
+        assert variable["allValue"] == ".*", "All matches every value, even one seen after the page loaded"
+        assert NAME.findall(variable["definition"]) == ["fakeai_uptime_seconds"], "every instance exposes it"
+    assert '{job=~"$job"}' in variables["instance"]["definition"], "instances of the selected jobs"
+
+    fleet, instances = _rows().values()
+    assert len(fleet) >= 9 and len(instances) == 9
+    for panel in fleet:  # built on the recording rules (and Prometheus's up), by job
+        for target in panel["targets"]:
+            expr = target["expr"]
+            assert RECORDED_NAME.findall(expr) or expr.startswith("sum by (job) (up{"), expr
+            assert not NAME.findall(RECORDED_NAME.sub("", expr)), f"raw series in the fleet row: {expr}"
+            assert '{job=~"$job"}' in expr and "$instance" not in expr, expr
+    for panel in instances:  # every series they read is the selected instances'
+        for target in panel["targets"]:
+            selectors = re.findall(r"\b(?:fakeai_[a-z0-9_]+|vllm:[a-z0-9_:]+)(\{[^}]*\})?", target["expr"])
+            scoped = all('instance=~"$instance"' in labels for labels in selectors)
+            assert selectors and scoped, target["expr"]
+
+    ids = [panel["id"] for panel in DASHBOARD["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids are unique"
+    cells = [(panel["gridPos"]["x"] + dx, panel["gridPos"]["y"] + dy) for panel in DASHBOARD["panels"]
+             for dx in range(panel["gridPos"]["w"]) for dy in range(panel["gridPos"]["h"])]
+    assert len(cells) == len(set(cells)), "no panel covers another"
+
+
+def test_promtool_parses_every_dashboard_query() -> None:
+    """Each query, its variables given values, as a recording rule: promtool parses it."""
+    queries = []
+    for query in PANEL_QUERIES:
+        for variable, value in VARIABLES.items():
+            query = query.replace(variable, value)
+        assert "$" not in query, f"an unknown variable in {query}"
+        queries.append(query)
+    rules = [{"record": f"dashboard:query_{number}:parsed", "expr": query}
+             for number, query in enumerate(queries)]
+    with tempfile.TemporaryDirectory(prefix="fakeai-dashboard-") as folder:
+        path = Path(folder) / "dashboard-queries.yml"
+        path.write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))  # JSON is YAML
+        checked = promtool("check", "rules", str(path))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"{len(queries)} rules found" in checked.stdout
 
 
 def _traffic(base_url: str, stop: threading.Event) -> None:
@@ -98,7 +160,9 @@ def test_prometheus_evaluates_the_rules_and_answers_the_dashboard() -> None:
                                     lambda r: r and r[0]["metric"]["alertstate"] in ("pending", "firing"))
                 assert prometheus.query('ALERTS{alertname="FakeaiDegraded"}') == []
                 for query in PANEL_QUERIES:
-                    result = prometheus.query(query.replace("$__rate_interval", "1m"))
+                    for variable, value in VARIABLES.items():
+                        query = query.replace(variable, value)
+                    result = prometheus.query(query)
                     assert result, f"no data for the dashboard query {query}"
         finally:
             stop.set()
