@@ -74,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
             base, default, description = described[name]
             shown = ",".join(default) if isinstance(default, tuple) else str(default).lower()
             text = f"{description} (env {env_name(name)}; default {shown or 'none'})"
-            switch = {"nargs": "?", "const": "true"} if base is bool else {}  # `--zero-latency` alone means true
+            switch: dict[str, str] = {}
+            if base is bool:
+                switch = {"nargs": "?", "const": "true"}  # `--zero-latency` alone means true
+            elif get_origin(base) is tuple:
+                switch = {"action": "append"}  # a list: `--alert-webhook A --alert-webhook B` is `A,B`
             group.add_argument(
                 _flag(name), dest=name, metavar=_metavar(base), default=None, help=text.replace("%", "%%"), **switch
             )
@@ -115,7 +119,8 @@ def _shared_metrics_dir(needed_bytes: int) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    chosen = {name: value for name, value in vars(args).items() if value is not None}
+    chosen = {name: ",".join(value) if isinstance(value, list) else value
+              for name, value in vars(args).items() if value is not None}
     config = chosen.pop(CONFIG_DEST, None)
     chosen.pop("command")
     try:
