@@ -116,6 +116,12 @@ def create_app(
     else:  # one history for the server, sampled by one of its processes
         history = SharedHistory(shared, settings.history_seconds, settings.history_interval_seconds)
         sampler = HistorySampler(registry, history, SamplingLease(shared))
+    # each watched by one process of the server (a lease of its own), off the serving path
+    beyond: list[Any] = []
+    if settings.alert_webhook:
+        from fakeai.api.alerting import HealthAlerts  # imports an HTTP client: only when needed
+
+        beyond.append(HealthAlerts(registry, settings, shared))
     v1 = Router(
         path="/",
         route_handlers=[
@@ -143,8 +149,8 @@ def create_app(
         openapi_config=None,
         logging_config=None,
         cors_config=cors_config(settings),
-        on_startup=[engine.start, sampler.start],
-        on_shutdown=[sampler.stop, engine.stop, control.close],
+        on_startup=[engine.start, sampler.start, *(job.start for job in beyond)],
+        on_shutdown=[sampler.stop, *(job.stop for job in beyond), engine.stop, control.close],
     )
     app.asgi_handler = with_cors(
         app,
