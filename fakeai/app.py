@@ -28,6 +28,7 @@ from fakeai.api.errors import EXCEPTION_HANDLERS
 from fakeai.api.models import model_handlers
 from fakeai.api.control import RuntimeControl
 from fakeai.api.monitoring import monitoring_handlers
+from fakeai.api.otlp_push import OtlpPush
 from fakeai.api.readiness import Readiness
 from fakeai.api.recording import Recorder
 from fakeai.api.responses_api import responses_handler
@@ -122,6 +123,8 @@ def create_app(
         from fakeai.api.alerting import HealthAlerts  # imports an HTTP client: only when needed
 
         beyond.append(HealthAlerts(registry, settings, shared))
+    if settings.otlp_endpoint:
+        beyond.append(OtlpPush(registry, settings, shared))
     v1 = Router(
         path="/",
         route_handlers=[

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal, get_args, get_origin
 
 from fakeai import __version__
+from fakeai.api.otlp_push import missing_otlp_extra
 from fakeai.config import (
     Settings,
     SettingsError,
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"fakeai: {exc}", file=sys.stderr)
         return 2
-    missing = missing_extra(settings.tokenizer)
+    missing = missing_extra(settings.tokenizer) or (settings.otlp_endpoint and missing_otlp_extra())
     if missing:
         print(f"fakeai: {missing}", file=sys.stderr)
         return 2
