@@ -109,7 +109,9 @@ def _common(maps: list[dict[str, str]]) -> dict[str, str]:
 
 
 def _order(alert: Alert) -> tuple[int, list[tuple[str, str]]]:
-    """Alertmanager's order of a group's alerts: fewer labels first, then by the sorted labels."""
+    """Alertmanager's order of a group's alerts (``types.AlertSlice``: by job and instance, the
+    same within a group, then ``LabelSet.Before``: fewer labels first, then the first label, in
+    name order, whose values differ)."""
     return len(alert.labels), sorted(alert.labels.items())
 
 
