@@ -105,7 +105,7 @@ class OtlpPush:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._exporting:
+        if self.lease is None or self._exporting:  # this process exports
             await self.export()  # what happened since the last export
         self.exporter.shutdown()
         self._thread.shutdown(wait=False)
