@@ -28,6 +28,7 @@ from fakeai.api.errors import EXCEPTION_HANDLERS
 from fakeai.api.models import model_handlers
 from fakeai.api.control import RuntimeControl
 from fakeai.api.monitoring import monitoring_handlers
+from fakeai.api.otlp_push import OtlpPush
 from fakeai.api.readiness import Readiness
 from fakeai.api.recording import Recorder
 from fakeai.api.responses_api import responses_handler
@@ -116,6 +117,14 @@ def create_app(
     else:  # one history for the server, sampled by one of its processes
         history = SharedHistory(shared, settings.history_seconds, settings.history_interval_seconds)
         sampler = HistorySampler(registry, history, SamplingLease(shared))
+    # each watched by one process of the server (a lease of its own), off the serving path
+    beyond: list[Any] = []
+    if settings.alert_webhook:
+        from fakeai.api.alerting import HealthAlerts  # imports an HTTP client: only when needed
+
+        beyond.append(HealthAlerts(registry, settings, shared))
+    if settings.otlp_endpoint:
+        beyond.append(OtlpPush(registry, settings, shared))
     v1 = Router(
         path="/",
         route_handlers=[
@@ -143,8 +152,8 @@ def create_app(
         openapi_config=None,
         logging_config=None,
         cors_config=cors_config(settings),
-        on_startup=[engine.start, sampler.start],
-        on_shutdown=[sampler.stop, engine.stop, control.close],
+        on_startup=[engine.start, sampler.start, *(job.start for job in beyond)],
+        on_shutdown=[sampler.stop, *(job.stop for job in beyond), engine.stop, control.close],
     )
     app.asgi_handler = with_cors(
         app,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal, get_args, get_origin
 
 from fakeai import __version__
+from fakeai.api.otlp_push import missing_otlp_extra
 from fakeai.config import (
     Settings,
     SettingsError,
@@ -74,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
             base, default, description = described[name]
             shown = ",".join(default) if isinstance(default, tuple) else str(default).lower()
             text = f"{description} (env {env_name(name)}; default {shown or 'none'})"
-            switch = {"nargs": "?", "const": "true"} if base is bool else {}  # `--zero-latency` alone means true
+            switch: dict[str, str] = {}
+            if base is bool:
+                switch = {"nargs": "?", "const": "true"}  # `--zero-latency` alone means true
+            elif get_origin(base) is tuple:
+                switch = {"action": "append"}  # a list: `--alert-webhook A --alert-webhook B` is `A,B`
             group.add_argument(
                 _flag(name), dest=name, metavar=_metavar(base), default=None, help=text.replace("%", "%%"), **switch
             )
@@ -136,7 +141,8 @@ def _free_mib(path: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    chosen = {name: value for name, value in vars(args).items() if value is not None}
+    chosen = {name: ",".join(value) if isinstance(value, list) else value
+              for name, value in vars(args).items() if value is not None}
     config = chosen.pop(CONFIG_DEST, None)
     chosen.pop("command")
     try:
@@ -145,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"fakeai: {exc}", file=sys.stderr)
         return 2
-    missing = missing_extra(settings.tokenizer)
+    missing = missing_extra(settings.tokenizer) or (settings.otlp_endpoint and missing_otlp_extra())
     if missing:
         print(f"fakeai: {missing}", file=sys.stderr)
         return 2

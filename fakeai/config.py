@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Meta
@@ -29,6 +31,7 @@ __all__ = (
     "setting_sections",
     "settings_from_env",
     "settings_table",
+    "setting_pairs",
 )
 
 ENV_PREFIX = "FAKEAI_"
@@ -435,9 +438,73 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         ),
     ] = False
 
+    # -- beyond one machine (issue 18): alert webhooks and OpenTelemetry export ---------------
+    instance_name: Annotated[
+        str,
+        _setting(
+            "This server's name in alerts (label `instance`) and OTLP metrics (`service.instance.id`); "
+            "empty: `<host>:<port>` of --host and --port (the machine's hostname for a wildcard --host). Set it "
+            "with --fd or --port 0, or to a pod's name.",
+            section="Alerts and OpenTelemetry",
+        ),
+    ] = ""
+    alert_webhook: Annotated[
+        tuple[str, ...],
+        _setting(
+            "URLs that get an Alertmanager webhook notification (JSON, version 4) on every health transition "
+            "(comma-separated, or the flag repeated); empty: no alerts (see docs/alerts.md)."
+        ),
+    ] = ()
+    alert_labels: Annotated[
+        tuple[str, ...],
+        _setting(
+            "Labels added to every alert, as `name=value` (comma-separated), e.g. `team=infra`; `job` "
+            "(default `fakeai`) may be replaced, alertname, severity and instance may not."
+        ),
+    ] = ()
+    alert_check_interval_seconds: Annotated[
+        float, _setting("How often the health level is read for alerts, in seconds.", ge=0.01, le=3600)
+    ] = 1.0
+    alert_timeout_seconds: Annotated[
+        float, _setting("A webhook POST that has not been answered within this many seconds fails.", gt=0, le=600)
+    ] = 5.0
+    alert_retries: Annotated[
+        int,
+        _setting(
+            "Attempts after a failed one (refused, timed out, 5xx or 429) before a notification is given up.",
+            ge=0,
+            le=1000,
+        ),
+    ] = 5
+    alert_backoff_seconds: Annotated[
+        float,
+        _setting("Wait before the first retry, in seconds; doubled for each further one (at most 60 s).", ge=0, le=60),
+    ] = 1.0
+    otlp_endpoint: Annotated[
+        str,
+        _setting(
+            "OTLP/HTTP metrics URL (e.g. `http://collector:4318/v1/metrics`) that gets every counter, gauge and "
+            "histogram periodically; empty: no export. Needs the extra fakeai[otlp] (see docs/otlp.md)."
+        ),
+    ] = ""
+    otlp_interval_seconds: Annotated[
+        float, _setting("Seconds between two OTLP exports.", ge=0.05, le=86_400)
+    ] = 10.0
+    otlp_timeout_seconds: Annotated[
+        float, _setting("An OTLP export (retries included) gives up after this many seconds.", gt=0, le=600)
+    ] = 10.0
+    otlp_headers: Annotated[
+        tuple[str, ...],
+        _setting(
+            "Headers sent with every OTLP export, as `name=value` (comma-separated), e.g. "
+            "`authorization=Bearer TOKEN`; empty: those of OTEL_EXPORTER_OTLP_METRICS_HEADERS, if set."
+        ),
+    ] = ()
+
     def __post_init__(self) -> None:
         if self.history_seconds < self.history_interval_seconds:
             raise ValueError("history_seconds must be at least history_interval_seconds")
+        _check_alerts_and_otlp(self)
         if len(self.models) > MAX_MODEL_LABELS:
             raise ValueError(f"models: at most {MAX_MODEL_LABELS} ids (each has a metrics label of its own)")
         if self.cors_allow_credentials and "*" in self.cors_origins:
@@ -464,6 +531,42 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and validated."""
         return _validated({**msgspec.structs.asdict(self), **changes})
+
+
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-zA-Z-]+\Z")
+FIXED_ALERT_LABELS = ("alertname", "severity", "instance")
+"""Labels every alert has that --alert-labels may not replace (fakeai.api.alerting)."""
+
+
+def _check_url(name: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{name}: {url!r} is not an http:// or https:// URL with a host")
+
+
+def setting_pairs(items: tuple[str, ...]) -> dict[str, str]:
+    """``name=value`` items (--alert-labels, --otlp-headers) as a dict."""
+    return dict(item.split("=", 1) for item in items)
+
+
+def _check_alerts_and_otlp(settings: Settings) -> None:
+    for url in settings.alert_webhook:
+        _check_url("alert_webhook", url)
+    if settings.otlp_endpoint:
+        _check_url("otlp_endpoint", settings.otlp_endpoint)
+    checks = (("alert_labels", _LABEL_NAME, FIXED_ALERT_LABELS), ("otlp_headers", _HEADER_NAME, ()))
+    for setting, names, checked in checks:
+        seen: set[str] = set()
+        for item in getattr(settings, setting):
+            name, equals, _ = item.partition("=")
+            if not equals or not names.match(name) or name.startswith("__"):
+                raise ValueError(f"{setting}: {item!r} is not name=value with a valid name")
+            if name in checked:
+                raise ValueError(f"{setting}: {name} is set by fakeai itself")
+            if name.lower() in seen:
+                raise ValueError(f"{setting}: {name} is given twice")
+            seen.add(name.lower())
 
 
 def _validated(values: Mapping[str, Any]) -> Settings:

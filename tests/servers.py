@@ -58,11 +58,13 @@ def _wait_until(ready, what: str) -> None:
 
 
 @contextlib.contextmanager
-def running_app(settings: Settings | None = None, port: int | None = None) -> Iterator[tuple[str, object]]:
-    """``(base_url, app)`` of ``create_app(settings)`` served by uvicorn in a thread (on ``port``,
-    or a free one)."""
+def running_app(
+    settings: Settings | None = None, port: int | None = None, **app_options: object
+) -> Iterator[tuple[str, object]]:
+    """``(base_url, app)`` of ``create_app(settings, **app_options)`` (e.g. a ``clock``) served by
+    uvicorn in a thread (on ``port``, or a free one)."""
     settings = settings or Settings()
-    app = create_app(settings)
+    app = create_app(settings, **app_options)  # type: ignore[arg-type]
     config = ServerConfig(
         app, settings, host="127.0.0.1", port=port or free_port(), log_level="warning", lifespan="on"
     )

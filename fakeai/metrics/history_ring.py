@@ -143,10 +143,11 @@ class SharedHistory:
 
 class SamplingLease:
     """The right to write the server's history: ``held()`` tries to take it (without waiting)
-    and keeps it for the life of the process, or until ``release``."""
+    and keeps it for the life of the process, or until ``release``. Another job done by one
+    process of the server (alerts, the OTLP export) takes a lease of its own: ``file`` names it."""
 
-    def __init__(self, directory: str | os.PathLike) -> None:
-        self.path = Path(directory) / LEASE_FILE
+    def __init__(self, directory: str | os.PathLike, file: str = LEASE_FILE) -> None:
+        self.path = Path(directory) / file
         self._descriptor: int | None = None
         self._held = False
 

@@ -479,6 +479,24 @@ METRICS: tuple[Metric, ...] = (
     Metric(name="fakeai_kernel_compiled", kind="gauge",
            help="1 when the compiled sliding-window kernel is in use, 0 for the pure-Python one.",
            read=_one(lambda s: int(s.kernel == "compiled"))),
+    # -- alert webhooks and the OTLP export (fakeai.api.alerting, fakeai.api.otlp_push) ---------
+    Metric(name="fakeai_alert_notifications_sent_total", kind="counter",
+           help="Alert webhook notifications a receiver accepted (2xx), every receiver together.",
+           cell=Cell("c|alert_notifications_sent")),
+    Metric(name="fakeai_alert_notifications_failed_total", kind="counter",
+           help="Alert webhook notifications given up: refused, timed out or answered with an error at every "
+                "attempt, or refused with a 4xx.", cell=Cell("c|alert_notifications_failed")),
+    Metric(name="fakeai_alert_notifications_dropped_total", kind="counter",
+           help="Alert webhook notifications never tried: their receiver's queue was full (the oldest waiting "
+                "one is dropped).", cell=Cell("c|alert_notifications_dropped")),
+    Metric(name="fakeai_alert_notification_retries_total", kind="counter",
+           help="Failed attempts to deliver an alert webhook notification that were tried again.",
+           cell=Cell("c|alert_notification_retries")),
+    Metric(name="fakeai_otlp_exports_sent_total", kind="counter",
+           help="OTLP metrics exports the collector accepted.", cell=Cell("c|otlp_exports_sent")),
+    Metric(name="fakeai_otlp_exports_failed_total", kind="counter",
+           help="OTLP metrics exports that failed (after the exporter's own retries).",
+           cell=Cell("c|otlp_exports_failed")),
     # -- the simulated KV caches and router -------------------------------------------------
     Metric(name="fakeai_kv_cache_requests_total", kind="counter", unit="requests",
            help="Requests routed to each simulated worker.", labels=("worker",),
