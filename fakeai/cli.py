@@ -25,6 +25,7 @@ from fakeai.config import (
     setting_sections,
     settings_from_env,
 )
+from fakeai.metrics.history_db import database_file_bytes
 from fakeai.metrics.history_ring import ring_file_bytes
 from fakeai.metrics.labels import engines_per_process, region_capacity
 from fakeai.metrics.regions import SHARED_DIR_ENV, pid_alive, region_file_bytes
@@ -139,14 +140,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"fakeai: {exc}", file=sys.stderr)
             return 2
     raise_open_files_limit()
+    try:
+        history_lock = _claim_history_db(settings)
+    except Exception as exc:
+        print(f"fakeai: --history-db: {exc}", file=sys.stderr)
+        return 2
     # Every worker process records into a region in this directory and reads all of them,
     # so any worker answers a scrape for the whole server; one of them writes the server's
-    # history ring there, which all of them serve. The directory goes when the server stops.
+    # history ring there, which all of them serve (and the history database, without
+    # --history-db). The directory goes when the server stops.
     shared = _shared_metrics_dir(
         settings.workers * region_file_bytes(settings.max_window_samples, *region_capacity(
             max(settings.max_model_labels, len(set(settings.models))),
             engines_per_process(settings.kv_workers, settings.workers), settings.max_context_tokens))
         + ring_file_bytes(settings.history_seconds, settings.history_interval_seconds)
+        + (0 if settings.history_db else database_file_bytes(
+            settings.history_seconds, settings.history_interval_seconds, settings.history_downsample_seconds,
+            settings.history_retention_seconds))
     )
     os.environ[SHARED_DIR_ENV] = str(shared)
     os.environ[STARTED_AT_ENV] = repr(time.monotonic())
@@ -160,7 +170,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             _log_summary(shared, settings)
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+        if history_lock is not None:
+            history_lock.release()
     return status
+
+
+def _claim_history_db(settings: Settings):
+    """With ``--history-db``: the file's writer lock, held by this process for the server's
+    life (its workers write under it); the database is opened once first, so a path that
+    cannot be one fails here, with a message, not in the workers."""
+    if not settings.history_db:
+        return None
+    import sqlite3
+
+    from fakeai.metrics.history_store import claim_database
+
+    try:
+        database, lock = claim_database(
+            os.path.expanduser(settings.history_db), True, seconds=settings.history_seconds,
+            downsample_seconds=settings.history_downsample_seconds,
+            retention_seconds=settings.history_retention_seconds)
+    except sqlite3.Error as exc:
+        raise ValueError(f"{settings.history_db}: {exc}") from None
+    database.close()
+    return lock
 
 
 def _log_summary(shared: Path, settings: Settings) -> None:
