@@ -77,8 +77,8 @@ def parse_history_query(query_string: bytes, now: float, live_seconds: float) ->
         name, _, value = part.partition("=")
         name = unquote_plus(name)
         if name not in PARAMETERS:
-            raise _bad(name[:64], f"Unrecognized query parameter '{name[:64]}': /metrics/history takes "
-                                  "'since' and 'step'.")
+            raise APIError(400, f"Unrecognized query parameter '{name[:64]}': /metrics/history takes 'since' "
+                                "and 'step'.", param=name[:64], code="unknown_parameter")
         if name in values:
             raise _bad(name, f"The query parameter '{name}' is given more than once.")
         values[name] = unquote_plus(value)
