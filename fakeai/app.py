@@ -139,7 +139,7 @@ def create_app(
             *tokenize_handlers(engine, settings.max_request_bytes),  # vLLM's, outside /v1: no key
             *monitoring_handlers(registry, settings.metrics_format, history, engine.readiness,
                                  lambda: server_state(settings, engine, control), store, wall_clock),
-            *dashboard_handlers(settings.dashboard_refresh_seconds),
+            *dashboard_handlers(settings.dashboard_refresh_seconds, settings.history_seconds),
             *(admin_handlers(control, settings.admin_key) if settings.admin_key else ()),
         ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
