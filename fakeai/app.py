@@ -41,7 +41,7 @@ from fakeai.metrics.labels import engines_per_process
 from fakeai.metrics.regions import claim_slot, shared_counter
 from fakeai.metrics.history import MetricsHistory
 from fakeai.metrics.history_ring import SamplingLease, SharedHistory
-from fakeai.metrics.history_store import HistoryStore
+from fakeai.metrics.history_store import HISTORY_DB_FILE, HistoryStore
 
 __all__ = ("create_app", "create_app_from_env")
 
@@ -168,11 +168,6 @@ def create_app(
     app.state.history_store = store
     app.state.control = control
     return app
-
-
-HISTORY_DB_FILE = "history.sqlite"
-"""The history database of ``fakeai serve`` without ``--history-db``: in its shared directory
-(in memory, ``/dev/shm``, and removed when the server stops), so every worker reads it."""
 
 
 def history_store(settings: Settings, shared: str | None, wall_clock: Callable[[], float]) -> HistoryStore:

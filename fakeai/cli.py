@@ -158,6 +158,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings.history_seconds, settings.history_interval_seconds, settings.history_downsample_seconds,
             settings.history_retention_seconds))
     )
+    if history_lock is None:  # made once here: the workers, starting together, only open it
+        try:
+            _claim_history_db(settings, shared)
+        except Exception as exc:
+            shutil.rmtree(shared, ignore_errors=True)
+            print(f"fakeai: the history database: {exc}", file=sys.stderr)
+            return 2
     os.environ[SHARED_DIR_ENV] = str(shared)
     os.environ[STARTED_AT_ENV] = repr(time.monotonic())
     # The server handles SIGINT/SIGTERM while it runs; before and after, they end the
@@ -175,25 +182,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
-def _claim_history_db(settings: Settings):
+def _claim_history_db(settings: Settings, shared: Path | None = None):
     """With ``--history-db``: the file's writer lock, held by this process for the server's
-    life (its workers write under it); the database is opened once first, so a path that
-    cannot be one fails here, with a message, not in the workers."""
-    if not settings.history_db:
-        return None
+    life (its workers write under it); the database is opened (made) once first, so a path
+    that cannot be one fails here, with a message, not in the workers. Without it, and given
+    the shared directory: the database made there (``HISTORY_DB_FILE``), without a lock."""
     import sqlite3
 
-    from fakeai.metrics.history_store import claim_database
+    from fakeai.metrics.history_store import HISTORY_DB_FILE, claim_database
 
+    if shared is not None:
+        path, lock = str(shared / HISTORY_DB_FILE), False
+    elif settings.history_db:
+        path, lock = os.path.expanduser(settings.history_db), True
+    else:
+        return None
     try:
-        database, lock = claim_database(
-            os.path.expanduser(settings.history_db), True, seconds=settings.history_seconds,
+        database, writer = claim_database(
+            path, lock, seconds=settings.history_seconds,
             downsample_seconds=settings.history_downsample_seconds,
             retention_seconds=settings.history_retention_seconds)
     except sqlite3.Error as exc:
         raise ValueError(f"{settings.history_db}: {exc}") from None
     database.close()
-    return lock
+    return writer
 
 
 def _log_summary(shared: Path, settings: Settings) -> None:

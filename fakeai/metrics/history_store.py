@@ -28,11 +28,14 @@ from pathlib import Path
 
 from fakeai.metrics.history_db import MAX_POINTS, HistoryDatabase, QueryResult
 
-__all__ = ("MAINTENANCE_SECONDS", "HistoryBusy", "HistoryDatabaseInUse", "HistoryStore", "WriterLock",
+__all__ = ("HISTORY_DB_FILE", "MAINTENANCE_SECONDS", "HistoryBusy", "HistoryDatabaseInUse", "HistoryStore", "WriterLock",
            "claim_database")
 
 _log = logging.getLogger("fakeai")
 
+HISTORY_DB_FILE = "history.sqlite"
+"""The history database of ``fakeai serve`` without ``--history-db``: in its shared directory
+(in memory, ``/dev/shm``, and removed when the server stops), so every worker reads it."""
 MAINTENANCE_SECONDS = 10.0
 """How often the writing process merges old points and deletes expired ones (at most)."""
 MAX_QUEUED_QUERIES = 8
@@ -179,9 +182,9 @@ class HistoryStore:
         future: Future = Future()
         with self._condition:
             if self.failure is not None:
-                raise HistoryBusy(f"the history database is unavailable: {self.failure}")
+                raise HistoryBusy(f"The history database is unavailable: {self.failure}")
             if len(self._queries) >= MAX_QUEUED_QUERIES:
-                raise HistoryBusy("too many history queries are waiting for the database")
+                raise HistoryBusy("Too many history queries are waiting for the database")
             self._queries.append((future, job))
             self._condition.notify()
         return future
@@ -217,10 +220,14 @@ class HistoryStore:
                 queries, self._queries = self._queries, []
             for future, _ in queries:
                 if future.set_running_or_notify_cancel():
-                    future.set_exception(HistoryBusy(f"the history database is unavailable: {self.failure}"))
+                    future.set_exception(HistoryBusy(f"The history database is unavailable: {self.failure}"))
             return
         try:
             self._serve(database)
+        except Exception as exc:  # a bug: say so, and stop taking points rather than hold them
+            _log.error("the history database's thread failed; the history is not kept any more", exc_info=exc)
+            with self._condition:
+                self.failure = f"{type(exc).__name__}: {exc}"
         finally:
             database.close()
             if lock is not None:
