@@ -62,7 +62,9 @@ def commit_cost(path: Path | None, points: int) -> list[float]:
     return costs
 
 
-async def loop_lag(store: HistoryStore | None, seconds: float, unlock=None) -> tuple[list[float], list[float]]:
+async def loop_lag(
+    store: HistoryStore | None, seconds: float, unlock=None
+) -> tuple[list[float], list[float]]:
     """The probe's lags (ms) and the cost of each put (us) while a point is put every 10 ms
     (``unlock`` runs before the store closes)."""
     lags: list[float] = []
@@ -94,8 +96,8 @@ async def loop_lag(store: HistoryStore | None, seconds: float, unlock=None) -> t
 
 
 def store_at(path: Path) -> HistoryStore:
-    return HistoryStore(path, seconds=900, interval_seconds=0.01, downsample_seconds=60, retention_seconds=86_400,
-                        queue_points=100)
+    return HistoryStore(path, seconds=900, interval_seconds=0.01, downsample_seconds=60,
+                        retention_seconds=86_400, queue_points=100)
 
 
 def main() -> None:

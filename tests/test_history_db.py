@@ -163,7 +163,8 @@ def history(client: httpx.Client, base_url: str, query: str = "") -> dict:
 
 
 def test_a_server_restarted_on_the_same_file_serves_the_points_before(tmp_path) -> None:
-    settings = Settings(history_db=str(tmp_path / "state" / "history.sqlite"), **{**FAST, "history_seconds": 30})
+    path = tmp_path / "state" / "history.sqlite"  # its directory is made too
+    settings = Settings(history_db=str(path), **{**FAST, "history_seconds": 30})
     with running_app(settings) as (base_url, _), httpx.Client(timeout=10) as client:
         client.post(base_url + CHAT, json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
         eventually(lambda: history(client, base_url, "?since=1h")["points"] >= 12, "points in the database")
@@ -176,7 +177,8 @@ def test_a_server_restarted_on_the_same_file_serves_the_points_before(tmp_path) 
         everything = history(client, base_url, "?since=0")["series"]["timestamp"]
         assert everything[: len(before)] == before
         assert history(client, base_url, "?since=0")["series"]["requests_per_second"][len(before) - 1] > 0
-        eventually(lambda: history(client, base_url, "?since=0")["points"] > len(before), "new points after them")
+        eventually(lambda: history(client, base_url, "?since=0")["points"] > len(before),
+                   "new points after them")
 
 
 def test_since_and_step_ask_the_database_and_bad_values_are_400s(tmp_path) -> None:
@@ -222,7 +224,8 @@ def test_since_and_step_ask_the_database_and_bad_values_are_400s(tmp_path) -> No
         assert counted["400"] == len(bad), "with --record-monitoring every bad query is counted"
 
 
-def test_a_locked_database_never_stalls_serving_and_the_points_it_misses_are_counted(tmp_path, monkeypatch) -> None:
+def test_a_locked_database_never_stalls_serving_and_the_points_it_misses_are_counted(
+        tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(history_endpoint, "QUERY_SECONDS", 0.5)
     path = tmp_path / "history.sqlite"
     settings = Settings(history_db=str(path), **{**FAST, "history_seconds": 0.25})  # the queue holds 5 points
@@ -277,8 +280,9 @@ def test_two_workers_write_one_point_per_interval_and_a_crash_loses_at_most_the_
                 answers.append(client.get(server + f"/metrics/history?since={stamps[0]!r}").json())
         assert all(answer["series"]["timestamp"][: len(stamps)] == stamps for answer in answers)
         # a second server on the same file is refused before it starts
-        second = subprocess.run([sys.executable, "-m", "fakeai", "serve", "--port", "0", "--history-db", str(path)],
-                                capture_output=True, text=True, timeout=60)
+        second = subprocess.run(
+            [sys.executable, "-m", "fakeai", "serve", "--port", "0", "--history-db", str(path)],
+            capture_output=True, text=True, timeout=60)
         assert second.returncode == 2
         assert "history database of another fakeai server" in second.stderr
         # the writing worker crashes: of the points it showed, at most the newest is not in the file

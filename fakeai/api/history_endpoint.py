@@ -93,8 +93,8 @@ def parse_history_query(query_string: bytes, now: float, live_seconds: float) ->
         elif _SECONDS.fullmatch(text):
             since = float(text)
         else:
-            raise _bad("since", f"Invalid 'since' {text[:64]!r}: Unix seconds (1767225600) or a duration back "
-                                "from now, a number and s, m, h or d (90s, 15m, 1h, 1.5d).")
+            raise _bad("since", f"Invalid 'since' {text[:64]!r}: Unix seconds (1767225600) or a duration "
+                                "back from now, a number and s, m, h or d (90s, 15m, 1h, 1.5d).")
     step = None
     if "step" in values:
         text = values["step"]

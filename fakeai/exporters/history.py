@@ -36,6 +36,7 @@ def render_history_query_json(
     seconds) and ``step`` (what the points were merged to, ``null``: as stored); ``capacity``
     is the most points an answer holds."""
     points = result.points
+    series = {field: [point[index] for point in points] for index, field in enumerate(HISTORY_FIELDS)}
     return _encode(
         {
             "interval_seconds": history.interval_seconds,
@@ -44,6 +45,6 @@ def render_history_query_json(
             "points": len(points),
             "since": since,
             "step": result.step,
-            "series": {field: [point[index] for point in points] for index, field in enumerate(HISTORY_FIELDS)},
+            "series": series,
         }
     )

@@ -100,13 +100,15 @@ _RULES = {
 assert set(_RULES) == set(COLUMNS) - {"step_seconds"}, "every column has its merge rule"
 
 MERGED = {
-    column: rule if column in ("timestamp", "covered_seconds") else f"CASE WHEN COUNT(*) = 1 THEN MAX({column}) ELSE {rule} END"
+    column: rule if column in ("timestamp", "covered_seconds")
+    else f"CASE WHEN COUNT(*) = 1 THEN MAX({column}) ELSE {rule} END"
     for column, rule in _RULES.items()
 }
 """Column -> the SQL aggregate of a step's rows (a lone row keeps its own figures)."""
 
 _SCHEMA = (
-    "CREATE TABLE points (timestamp REAL PRIMARY KEY, step_seconds REAL NOT NULL, covered_seconds REAL NOT NULL, "
+    "CREATE TABLE points (timestamp REAL PRIMARY KEY, step_seconds REAL NOT NULL, "
+    "covered_seconds REAL NOT NULL, "
     + ", ".join(f"{column} REAL" for column in (*WEIGHT_FIELDS, *_FIGURES))
     + ") WITHOUT ROWID",
     "CREATE INDEX points_by_step ON points (step_seconds, timestamp)",
@@ -233,10 +235,8 @@ class HistoryDatabase:
             for bucket, *figures in merged:
                 execute(f"DELETE FROM points WHERE timestamp >= ? AND timestamp < ? AND {_bucket(step)} = ?",
                         (start, end, bucket))
-                execute(
-                    f"INSERT INTO points (step_seconds, {', '.join(columns)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                    (step, *figures),
-                )
+                marks = ", ".join("?" * len(COLUMNS))
+                execute(f"INSERT INTO points (step_seconds, {', '.join(columns)}) VALUES ({marks})", (step, *figures))
         return len(merged)
 
     def expire(self, now: float) -> int:
@@ -277,7 +277,8 @@ class HistoryDatabase:
 
     def stored(self) -> list[tuple]:
         """Every row, oldest first, in ``COLUMNS`` order (for tests and tools)."""
-        return self._connection.execute(f"SELECT {', '.join(COLUMNS)} FROM points ORDER BY timestamp").fetchall()
+        query = f"SELECT {', '.join(COLUMNS)} FROM points ORDER BY timestamp"
+        return self._connection.execute(query).fetchall()
 
     def _transaction(self, begin: str = "BEGIN") -> _Transaction:
         return _Transaction(self._connection, begin)

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from fakeai.metrics.history_db import MAX_POINTS, HistoryDatabase, QueryResult
 
-__all__ = ("HISTORY_DB_FILE", "MAINTENANCE_SECONDS", "HistoryBusy", "HistoryDatabaseInUse", "HistoryStore", "WriterLock",
-           "claim_database")
+__all__ = ("HISTORY_DB_FILE", "MAINTENANCE_SECONDS", "HistoryBusy", "HistoryDatabaseInUse", "HistoryStore",
+           "WriterLock", "claim_database")
 
 _log = logging.getLogger("fakeai")
 
@@ -78,7 +78,9 @@ class WriterLock:
             self._descriptor = -1
 
 
-def claim_database(path: str | os.PathLike, lock: bool, **database: float) -> tuple[HistoryDatabase, WriterLock | None]:
+def claim_database(
+    path: str | os.PathLike, lock: bool, **database: float
+) -> tuple[HistoryDatabase, WriterLock | None]:
     """Open the history database at ``path`` (creating its directory and file if missing),
     first taking its ``WriterLock`` if ``lock``. Raises ``OSError``, ``HistoryDatabaseInUse``,
     ``HistoryDatabaseError`` or ``sqlite3.Error`` with a message for the user."""
@@ -169,7 +171,9 @@ class HistoryStore:
             self._stored = self._dropped = 0
             return counts
 
-    def submit_query(self, since: float, step: float | None, max_points: int = MAX_POINTS) -> Future[QueryResult]:
+    def submit_query(
+        self, since: float, step: float | None, max_points: int = MAX_POINTS
+    ) -> Future[QueryResult]:
         """The points from ``since`` on (see ``HistoryDatabase.query``), answered by the thread
         after the points queued before. Raises ``HistoryBusy``."""
         return self._submit(lambda database: database.query(since, step, max_points))
@@ -212,7 +216,8 @@ class HistoryStore:
             else:
                 database, lock = claim_database(self.path, self._lock_file, **database_settings)
         except Exception as exc:
-            _log.error("the history database %s cannot be used; the history is not kept", self.path, exc_info=exc)
+            _log.error("the history database %s cannot be used; the history is not kept", self.path,
+                       exc_info=exc)
             with self._condition:
                 self.failure = f"{type(exc).__name__}: {exc}"
                 self._dropped += len(self._queued)
