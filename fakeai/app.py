@@ -9,6 +9,8 @@ collector, logging or signal setting), so an app can run in a process that is no
 from __future__ import annotations
 
 import gc
+import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +42,7 @@ from fakeai.metrics.labels import engines_per_process
 from fakeai.metrics.regions import claim_slot, shared_counter
 from fakeai.metrics.history import MetricsHistory
 from fakeai.metrics.history_ring import SamplingLease, SharedHistory
+from fakeai.metrics.history_store import HISTORY_DB_FILE, HistoryStore
 
 __all__ = ("create_app", "create_app_from_env")
 
@@ -111,12 +114,13 @@ def create_app(
     for worker_id, state in zip(kv_cache.ids, kv_cache.worker_state()):  # every worker shows from the start
         registry.kv_publish(worker_id, state)
     history: MetricsHistory | SharedHistory
+    store = history_store(settings, shared, wall_clock)
     if shared is None:
         history = MetricsHistory(settings.history_seconds, settings.history_interval_seconds)
-        sampler = HistorySampler(registry, history)
+        sampler = HistorySampler(registry, history, store=store)
     else:  # one history for the server, sampled by one of its processes
         history = SharedHistory(shared, settings.history_seconds, settings.history_interval_seconds)
-        sampler = HistorySampler(registry, history, SamplingLease(shared))
+        sampler = HistorySampler(registry, history, SamplingLease(shared), store)
     # each watched by one process of the server (a lease of its own), off the serving path
     beyond: list[Any] = []
     if settings.alert_webhook:
@@ -143,8 +147,8 @@ def create_app(
             messages_handler(engine, registry, settings.max_request_bytes, settings.api_keys),
             *tokenize_handlers(engine, settings.max_request_bytes),  # vLLM's, outside /v1: no key
             *monitoring_handlers(registry, settings.metrics_format, history, engine.readiness,
-                                 lambda: server_state(settings, engine, control)),
-            *dashboard_handlers(settings.dashboard_refresh_seconds),
+                                 lambda: server_state(settings, engine, control), store, wall_clock),
+            *dashboard_handlers(settings.dashboard_refresh_seconds, settings.history_seconds),
             *(admin_handlers(control, settings.admin_key) if settings.admin_key else ()),
         ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -170,8 +174,31 @@ def create_app(
     app.state.metrics = registry
     app.state.engine = engine
     app.state.history = history
+    app.state.history_store = store
     app.state.control = control
     return app
+
+
+def history_store(settings: Settings, shared: str | None, wall_clock: Callable[[], float]) -> HistoryStore:
+    """The history database: ``--history-db``, or in memory (the shared directory's file when
+    the server has one). A server of one process in someone else's (a test's) takes the file's
+    writer lock itself; ``fakeai serve`` takes it before starting its workers."""
+    path = None
+    if settings.history_db:
+        path = os.path.expanduser(settings.history_db)
+    elif shared is not None:
+        path = os.path.join(shared, HISTORY_DB_FILE)
+    return HistoryStore(
+        path,
+        seconds=settings.history_seconds,
+        interval_seconds=settings.history_interval_seconds,
+        downsample_seconds=settings.history_downsample_seconds,
+        retention_seconds=settings.history_retention_seconds,
+        # while the disk stalls, the points the live ring still shows wait for it
+        queue_points=math.ceil(settings.history_seconds / settings.history_interval_seconds),
+        lock=bool(settings.history_db) and shared is None,
+        wall_clock=wall_clock,
+    )
 
 
 def server_state(settings: Settings, engine: Engine, control: RuntimeControl) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from fakeai.config import (
     setting_sections,
     settings_from_env,
 )
+from fakeai.metrics.history_db import database_file_bytes
 from fakeai.metrics.history_ring import ring_file_bytes
 from fakeai.metrics.labels import engines_per_process, region_capacity
 from fakeai.metrics.regions import SHARED_DIR_ENV, pid_alive, region_file_bytes
@@ -105,12 +106,17 @@ SHARED_HEADROOM = 1.25
 
 
 def shared_metrics_bytes(settings: Settings) -> int:
-    """What the shared directory holds for ``settings``: every worker process's metrics region
-    and the server's history ring (the chart in ``deploy/helm`` sizes ``/dev/shm`` by it)."""
+    """What the shared directory holds for ``settings``: every worker process's metrics region,
+    the server's history ring, and its history database without ``--history-db`` (the chart in
+    ``deploy/helm`` sizes ``/dev/shm`` by it)."""
     region = region_file_bytes(settings.max_window_samples, *region_capacity(
         max(settings.max_model_labels, len(set(settings.models))),
         engines_per_process(settings.kv_workers, settings.workers), settings.max_context_tokens))
-    return settings.workers * region + ring_file_bytes(settings.history_seconds, settings.history_interval_seconds)
+    database = 0 if settings.history_db else database_file_bytes(
+        settings.history_seconds, settings.history_interval_seconds, settings.history_downsample_seconds,
+        settings.history_retention_seconds)
+    return (settings.workers * region + ring_file_bytes(settings.history_seconds, settings.history_interval_seconds)
+            + database)
 
 
 def _shared_metrics_dir(needed_bytes: int) -> Path:
@@ -166,9 +172,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"fakeai: {exc}", file=sys.stderr)
             return 2
     raise_open_files_limit()
+    try:
+        history_lock = _claim_history_db(settings)
+    except Exception as exc:
+        print(f"fakeai: --history-db: {exc}", file=sys.stderr)
+        return 2
     # Every worker process records into a region in this directory and reads all of them,
     # so any worker answers a scrape for the whole server; one of them writes the server's
-    # history ring there, which all of them serve. The directory goes when the server stops.
+    # history ring there, which all of them serve (and the history database, without
+    # --history-db). The directory goes when the server stops.
     needed = shared_metrics_bytes(settings)
     try:
         shared = _shared_metrics_dir(needed)
@@ -178,6 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"directory is not writable either ({exc}); give /dev/shm more room (docker --shm-size, the Helm "
               "chart's shm.perWorkerMiB)", file=sys.stderr)
         return 2
+    if history_lock is None:  # made once here: the workers, starting together, only open it
+        try:
+            _claim_history_db(settings, shared)
+        except Exception as exc:
+            shutil.rmtree(shared, ignore_errors=True)
+            print(f"fakeai: the history database: {exc}", file=sys.stderr)
+            return 2
     os.environ[SHARED_DIR_ENV] = str(shared)
     os.environ[STARTED_AT_ENV] = repr(time.monotonic())
     # The server handles SIGINT/SIGTERM while it runs; before and after, they end the
@@ -190,7 +209,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             _log_summary(shared, settings)
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+        if history_lock is not None:
+            history_lock.release()
     return status
+
+
+def _claim_history_db(settings: Settings, shared: Path | None = None):
+    """With ``--history-db``: the file's writer lock, held by this process for the server's
+    life (its workers write under it); the database is opened (made) once first, so a path
+    that cannot be one fails here, with a message, not in the workers. Without it, and given
+    the shared directory: the database made there (``HISTORY_DB_FILE``), without a lock."""
+    import sqlite3
+
+    from fakeai.metrics.history_store import HISTORY_DB_FILE, claim_database
+
+    if shared is not None:
+        path, lock = str(shared / HISTORY_DB_FILE), False
+    elif settings.history_db:
+        path, lock = os.path.expanduser(settings.history_db), True
+    else:
+        return None
+    try:
+        database, writer = claim_database(
+            path, lock, seconds=settings.history_seconds,
+            downsample_seconds=settings.history_downsample_seconds,
+            retention_seconds=settings.history_retention_seconds)
+    except sqlite3.Error as exc:
+        raise ValueError(f"{settings.history_db}: {exc}") from None
+    database.close()
+    return writer
 
 
 def _log_summary(shared: Path, settings: Settings) -> None:

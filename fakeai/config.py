@@ -438,6 +438,32 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         ),
     ] = False
 
+    # -- history (issue 18): the metrics history kept in SQLite, across restarts ----------
+    history_db: Annotated[
+        str,
+        _setting(
+            "SQLite file keeping the metrics history across restarts (created, with its directory, if missing; "
+            "one server per file); empty: in memory, gone when the server stops (see docs/history.md).",
+            section="History",
+        ),
+    ] = ""
+    history_retention_seconds: Annotated[
+        float,
+        _setting(
+            "How long the history keeps points, in seconds (older ones are deleted); at least --history-seconds.",
+            ge=1,
+            le=366 * 86_400,
+        ),
+    ] = 86_400.0
+    history_downsample_seconds: Annotated[
+        float,
+        _setting(
+            "Points older than --history-seconds are merged into one per this many seconds (steps aligned on "
+            "Unix time); at least --history-interval-seconds.",
+            ge=0.05,
+            le=86_400,
+        ),
+    ] = 60.0
     # -- beyond one machine (issue 18): alert webhooks and OpenTelemetry export ---------------
     instance_name: Annotated[
         str,
@@ -504,6 +530,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     def __post_init__(self) -> None:
         if self.history_seconds < self.history_interval_seconds:
             raise ValueError("history_seconds must be at least history_interval_seconds")
+        if self.history_retention_seconds < self.history_seconds:
+            raise ValueError("history_retention_seconds must be at least history_seconds")
+        if self.history_downsample_seconds < self.history_interval_seconds:
+            raise ValueError("history_downsample_seconds must be at least history_interval_seconds")
         _check_alerts_and_otlp(self)
         if len(self.models) > MAX_MODEL_LABELS:
             raise ValueError(f"models: at most {MAX_MODEL_LABELS} ids (each has a metrics label of its own)")

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+import sqlite3
 import threading
 
 import httpx
@@ -14,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fakeai.config import Settings
 from tests.browser import Problems, chromium, screenshot, shown_figures
-from tests.servers import free_port, running_app
+from tests.servers import eventually, free_port, running_app
 
 MODEL = "openai/gpt-oss-120b"
 CHAT = "/v1/chat/completions"
@@ -208,3 +209,31 @@ def test_the_page_shows_disconnected_and_recovers_when_the_server_restarts(brows
     # while the server was away its requests failed; nothing else went wrong
     assert all("ERR_CONNECTION_REFUSED" in problem or "Failed to fetch" in problem for problem in problems), problems
     page.close()
+
+
+def test_the_charts_show_the_points_before_a_restart_and_the_range_selector_asks_the_database(
+        browser, tmp_path) -> None:
+    settings = Settings(history_db=str(tmp_path / "history.sqlite"), **{**QUIET, "history_seconds": 30})
+    with running_app(settings) as (base_url, _), httpx.Client(timeout=10) as client:
+        chat(client, base_url, 2)
+        eventually(lambda: client.get(base_url + "/metrics/history").json()["points"] >= 5, "five points")
+    with sqlite3.connect(tmp_path / "history.sqlite") as stopped:
+        before = [row[0] for row in stopped.execute("SELECT timestamp FROM points ORDER BY timestamp")]
+    with running_app(settings) as (base_url, _):
+        page, problems, _ = open_dashboard(browser, base_url, "?refresh=1")
+        assert page.input_value("#range") == "live"
+        assert page.locator("#range option").first.text_content() == "last 30 s"
+        plotted = page.evaluate("window.fakeaiDashboard.charts['chart-rps'].data[0]")
+        assert plotted[: len(before)] == before, "the live charts start with the first server's points"
+        with page.expect_response(lambda response: response.url.endswith("/metrics/history?since=1h&step=5")) as asked:
+            page.select_option("#range", "1h")
+        answer = asked.value.json()
+        assert answer["step"] == 5 and answer["points"] >= 1
+        page.wait_for_function(
+            f"window.fakeaiDashboard.charts['chart-rps'].data[0].at(-1) === {answer['series']['timestamp'][-1]!r}")
+        plotted = page.evaluate("window.fakeaiDashboard.charts['chart-rps'].data")
+        assert plotted[0] == answer["series"]["timestamp"]
+        assert plotted[1] == answer["series"]["requests_per_second"]
+        screenshot(page, "dashboard-last-hour")
+        assert problems == []
+        page.close()

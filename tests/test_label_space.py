@@ -162,11 +162,10 @@ def test_the_region_need_counts_every_key_the_writer_makes() -> None:
         registry.record("/e", 0.01, 200, model="x", finish_reason=reason, now=1.0, kv=(0, 1, 0, 0, None))
     for status in ERROR_STATUSES:
         registry.record("/e", 0.01, status, now=1.0)
-    own_cells = [metric for metric in METRICS if metric.cell is not None]  # made on their first use
+    own_cells = [metric for metric in METRICS if metric.cell is not None]  # the registry makes them at start
     assert {metric.cell.scope for metric in own_cells} <= {"global"}
-    for metric in own_cells:
-        registry.add(metric.name)
-    assert (base_keys, base_cells) == region_need(0, endpoints=0, kv_workers=0, metrics=(), buckets=registry.buckets)
+    assert (base_keys, base_cells) == region_need(0, endpoints=0, kv_workers=0, buckets=registry.buckets)
+    assert (base_keys, base_cells) != region_need(0, endpoints=0, kv_workers=0, metrics=(), buckets=registry.buckets)
     assert (len(registry.regions.own.keys()), len(registry.regions.own.cells())) == region_need(
         1, endpoints=1, kv_workers=1, engines=1, buckets=registry.buckets)
 

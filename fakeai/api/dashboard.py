@@ -1,7 +1,8 @@
 """``GET /dashboard``: the page and its assets, shipped inside the package (no CDN, no network).
 
 The page (``fakeai/dashboard/``) reads ``/metrics`` and ``/metrics/history`` itself; the
-server only fills in the default refresh interval. Assets are read once, at app creation.
+server only fills in the default refresh interval and the live history's span (the range
+selector's first choice). Assets are read once, at app creation.
 """
 
 from __future__ import annotations
@@ -33,8 +34,20 @@ def _read(name: str) -> bytes:
     return resources.files("fakeai").joinpath("dashboard", *name.split("/")).read_bytes()
 
 
-def dashboard_handlers(refresh_seconds: float) -> list[ASGIRouteHandler]:
-    page = _read("index.html").replace(b"{{refresh_seconds}}", repr(float(refresh_seconds)).encode())
+def span(seconds: float) -> str:
+    """``last 15 min`` for 900 seconds: the live history's span, as the page names it."""
+    for unit, size in (("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"last {seconds / size:.4g} {unit}"
+    return f"last {seconds:.4g} s"
+
+
+def dashboard_handlers(refresh_seconds: float, history_seconds: float = 900.0) -> list[ASGIRouteHandler]:
+    page = (
+        _read("index.html")
+        .replace(b"{{refresh_seconds}}", repr(float(refresh_seconds)).encode())
+        .replace(b"{{live_range}}", span(history_seconds).encode())
+    )
     assets = {name: (_read(name), content_type) for name, content_type in ASSETS.items()}
 
     @asgi("/dashboard", copy_scope=False)

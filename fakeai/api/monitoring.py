@@ -1,7 +1,8 @@
 """The monitoring endpoints: every format renders one snapshot taken for the request, but
 ``/health`` (probes hit it every few seconds), which renders the registry's cheap health
 reading (or 503 ``loading`` while the model loads: ``fakeai.api.readiness``), ``/health/live``
-(200 while the process serves), and ``/metrics/history``, which renders the history's points.
+(200 while the process serves), and ``/metrics/history``, which renders the history's points
+(``fakeai.api.history_endpoint``).
 
 ``GET /metrics`` negotiates: a client preferring ``application/openmetrics-text`` or
 ``text/plain`` (a Prometheus server) gets Prometheus text, anyone else (curl, browsers,
@@ -36,7 +37,7 @@ from fakeai.exporters import (
     render_loading,
     prometheus_steps,
 )
-from fakeai.exporters.history import render_history_json
+from fakeai.api.history_endpoint import history_handler
 from fakeai.metrics.slicing import run_in_slices
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from fakeai.metrics import MetricsRegistry, MetricsSnapshot
     from fakeai.metrics.history import MetricsHistory
     from fakeai.metrics.history_ring import SharedHistory
+    from fakeai.metrics.history_store import HistoryStore
 
 __all__ = ("SNAPSHOT_CONTENT_TYPE", "choose_format", "monitoring_handlers")
 
@@ -152,9 +154,12 @@ def monitoring_handlers(
     history: MetricsHistory | SharedHistory,
     readiness: Readiness | None = None,
     details: Callable[[], dict[str, Any]] | None = None,
+    store: HistoryStore | None = None,
+    wall_clock: Callable[[], float] = time.time,
 ) -> list[ASGIRouteHandler]:
     """The monitoring endpoints; ``readiness`` makes ``/health`` say 503 ``loading`` while the
-    model loads, ``details`` adds the server's state to ``/health/detailed``."""
+    model loads, ``details`` adds the server's state to ``/health/detailed``, ``store`` answers
+    ``/metrics/history``'s queries (``wall_clock``: Unix seconds, for ``since=1h``)."""
     def of_snapshot(render: Callable[[MetricsSnapshot, str | None], Awaitable[tuple[bytes, str]]]) -> Render:
         async def rendered(accept: str | None) -> tuple[bytes, str]:
             return await render(await registry.snapshot_async(), accept)
@@ -185,7 +190,7 @@ def monitoring_handlers(
         _endpoint(["/metrics/prometheus", "/prometheus/metrics"], of_snapshot(_prometheus)),
         _endpoint("/metrics/csv", of(render_csv, CSV_CONTENT_TYPE), (attachment,)),
         _endpoint("/metrics/snapshot", of(msgspec.msgpack.encode, SNAPSHOT_CONTENT_TYPE)),
-        _endpoint("/metrics/history", now(lambda: render_history_json(history))),
+        history_handler(history, store, wall_clock),
         _health(registry, readiness),  # a readiness probe: cheap
         _endpoint("/health/live", now(lambda: _ALIVE)),  # a liveness probe: the process serves
         _endpoint("/health/detailed",

@@ -6,6 +6,12 @@ A server of one process samples into its own ``MetricsHistory``. In a server of 
 shared ``SharedHistory`` and the others only try, once an interval, to take the lease (a
 non-blocking ``flock``: one system call), so the server takes one snapshot per interval
 whatever N is; when the holder dies, the next one to try continues its schedule.
+
+The sampling process also hands each point to the history database (``HistoryStore.put``:
+a queue, never a wait; the database's own thread writes it), and, as the first sampler of a
+server, first fills the live ring with the database's points of the last ``--history-seconds``
+(a restarted server shows what the one before it saw). It moves the database's counts of
+points stored and dropped into the metrics registry every interval.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 
 from fakeai.metrics import MetricsRegistry
-from fakeai.metrics.history import MetricsHistory
+from fakeai.metrics.history import MetricsHistory, history_point, history_weights
 from fakeai.metrics.history_ring import SamplingLease, SharedHistory
+from fakeai.metrics.history_store import HistoryStore
 
 __all__ = ("HistorySampler",)
 
@@ -33,18 +41,29 @@ class HistorySampler:
         registry: Where snapshots come from.
         history: Where points go.
         lease: Who samples among the server's processes (``None``: this process alone).
+        store: The history database (``None``: the live ring only).
+        close_seconds: How long ``stop`` waits for the database to write what is queued.
     """
 
     def __init__(
-        self, registry: MetricsRegistry, history: MetricsHistory | SharedHistory, lease: SamplingLease | None = None
+        self,
+        registry: MetricsRegistry,
+        history: MetricsHistory | SharedHistory,
+        lease: SamplingLease | None = None,
+        store: HistoryStore | None = None,
+        close_seconds: float = 5.0,
     ) -> None:
         self.registry = registry
         self.history = history
         self.lease = lease
+        self.store = store
+        self.close_seconds = close_seconds
         self._task: asyncio.Task[None] | None = None
         self._failing: str | None = None
 
     def start(self) -> None:
+        if self.store is not None:
+            self.store.start()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -53,6 +72,11 @@ class HistorySampler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.store is not None:  # the queued points are written (a stalled disk: given up on)
+            if not await asyncio.to_thread(self.store.close, self.close_seconds):
+                _log.error("the history database did not finish writing in %s s; its queued points are lost",
+                           self.close_seconds)
+            self._count_store()
         if self.lease is not None:
             self.lease.release()  # another process takes over at its next attempt
 
@@ -72,22 +96,52 @@ class HistorySampler:
             _log.error("%s failed", what, exc_info=exc)
             self._failing = kind
 
+    def _count_store(self) -> None:
+        stored, dropped = self.store.take_counts()  # type: ignore[union-attr]
+        if stored:
+            self.registry.add("fakeai_history_points_stored_total", stored)
+        if dropped:
+            self.registry.add("fakeai_history_points_dropped_total", dropped)
+
+    async def _fill_from_store(self) -> None:
+        """The first sampler of a server: the live ring starts with the database's newest
+        points (waiting at most an interval or a second, whichever is longer)."""
+        if self.store is None or len(self.history):
+            return
+        try:
+            found = await asyncio.wait_for(asyncio.wrap_future(self.store.submit_recent()),
+                                           max(1.0, self.history.interval_seconds))
+        except Exception as exc:  # busy, failed or too slow: the live history starts empty then
+            self._failed("reading the history database back", exc)
+            return
+        if not len(self.history):
+            for point in found.points:
+                self.history.add_point(tuple(math.nan if value is None else value for value in point))
+
     async def _run(self) -> None:
         interval = self.history.interval_seconds
         due: float | None = None
         while True:
+            if self.store is not None:
+                self._count_store()
             if not self._leading():
                 due = None
                 await asyncio.sleep(interval)
                 continue
             now = time.monotonic()
             if due is None:  # just took the lease: continue the server's schedule
+                await self._fill_from_store()
+                now = time.monotonic()
                 due = self.history.next_due or now
                 if now - due > interval:
                     due = now
             await asyncio.sleep(max(0.0, due - now))
             try:
-                self.history.add(await self.registry.snapshot_async(), due + interval)
+                snapshot = await self.registry.snapshot_async()
+                point = history_point(snapshot)
+                self.history.add_point(point, due + interval)
+                if self.store is not None:
+                    self.store.put(point + history_weights(snapshot))
                 self._failing = None
             except Exception as exc:  # a failed point must not end the history
                 self._failed("taking a metrics history point", exc)

@@ -1,4 +1,6 @@
 // fakeai dashboard: shows GET /metrics and charts GET /metrics/history, refreshed on a timer.
+// The range selector charts the live history (no parameters), or the last hour or day from the
+// history database (?since=&step=, merged server-side to at most 720 points).
 //
 // Every figure on the page is an element with data-metric (a JSON path into /metrics) and
 // data-format; after each refresh it carries the raw value in data-value and the formatted
@@ -17,8 +19,15 @@
   };
   const HEALTH_LEVELS = ["healthy", "degraded", "unhealthy"];
 
+  const RANGES = {
+    live: "/metrics/history",
+    "1h": "/metrics/history?since=1h&step=5",
+    "1d": "/metrics/history?since=1d&step=120",
+  };
+
   const state = {
     refreshSeconds: initialRefresh(),
+    range: initialRange(),
     timer: null,
     charts: {},
     snapshot: null,
@@ -31,6 +40,11 @@
     const fromServer = document.body.dataset.refreshSeconds;
     const value = Number(fromUrl !== null ? fromUrl : fromServer);
     return Number.isFinite(value) && value >= 0 ? value : 5;
+  }
+
+  function initialRange() {
+    const fromUrl = new URLSearchParams(window.location.search).get("range");
+    return Object.prototype.hasOwnProperty.call(RANGES, fromUrl) ? fromUrl : "live";
   }
 
   function lookup(document_, path) {
@@ -190,7 +204,7 @@
 
   async function refresh() {
     try {
-      const [metrics, history] = await Promise.all([fetchJson("/metrics"), fetchJson("/metrics/history")]);
+      const [metrics, history] = await Promise.all([fetchJson("/metrics"), fetchJson(RANGES[state.range])]);
       state.snapshot = metrics;
       render(metrics);
       renderCharts(history);
@@ -220,6 +234,14 @@
   select.value = String(state.refreshSeconds);
   select.addEventListener("change", () => {
     state.refreshSeconds = Number(select.value);
+    schedule();
+  });
+
+  const range = document.getElementById("range");
+  range.value = state.range;
+  range.addEventListener("change", async () => {
+    state.range = range.value;
+    await refresh();
     schedule();
   });
 

@@ -5,7 +5,8 @@ the history shows exactly what ``/metrics`` said at that moment. The app adds a 
 ``interval_seconds``; the ring keeps the newest ``ceil(seconds / interval_seconds)``.
 
 ``MetricsHistory`` is the ring of a server of one process (in its memory); a server of several
-shares one ring file instead (``history_ring.SharedHistory``), written by one of them.
+shares one ring file instead (``history_ring.SharedHistory``), written by one of them. Both
+are the live view; the database (``history_db``) keeps the same points for longer.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import deque
 
 from fakeai.metrics.snapshot import MetricsSnapshot
 
-__all__ = ("HISTORY_FIELDS", "MetricsHistory", "history_point")
+__all__ = ("HISTORY_FIELDS", "WEIGHT_FIELDS", "MetricsHistory", "history_point", "history_weights")
 
 HISTORY_FIELDS = (
     "timestamp",
@@ -36,6 +37,17 @@ HISTORY_FIELDS = (
 """The figures of every point, in order. Units: Unix seconds, per second, percent, seconds,
 tokens per second, counts, a 0..1 ratio, and counts (every simulated engine's running and
 waiting requests). An empty window's percentile is NaN (null in JSON)."""
+
+
+WEIGHT_FIELDS = ("kv_prompt_tokens_per_second",)
+"""Figures the database keeps beside each point, not shown, to merge points exactly (see
+``history_db``): the prompt tokens looked up in the prefix caches per second, the weight of
+``kv_cache_hit_rate``."""
+
+
+def history_weights(snapshot: MetricsSnapshot) -> tuple[float, ...]:
+    """The snapshot's ``WEIGHT_FIELDS``."""
+    return (snapshot.kv_cache.prompt_tokens.sum_rate,)
 
 
 def history_point(snapshot: MetricsSnapshot) -> tuple[float, ...]:
@@ -80,6 +92,9 @@ class MetricsHistory:
 
     def add(self, snapshot: MetricsSnapshot, next_due: float | None = None) -> None:
         self._points.append(history_point(snapshot))
+
+    def add_point(self, point: tuple[float, ...], next_due: float | None = None) -> None:
+        self._points.append(point)
 
     def columns(self) -> dict[str, list[float]]:
         """Field -> its values, oldest first (the layout chart libraries take)."""

@@ -232,6 +232,9 @@ class MetricsRegistry:
         which expires samples): a read taken in steps sees whether its windows stayed still."""
         self.writer = MetricsWriter(self.regions.own, self.buckets, writer_layout())
         """This process's recording handle (the recorder's fast path calls ``writer.record``)."""
+        for name, metric in self._declared.items():
+            if metric.cell.scope == "global":  # made now, as region_need counts them (labelled ones: when first used)
+                self._declared_cell(name, None)
         self._model_cells: dict[str, ModelCells] = {}
         """Cells of each labelled model name this process has seen (at most the table's capacity)."""
         self._other: ModelCells | None = None

@@ -439,6 +439,13 @@ METRICS: tuple[Metric, ...] = (
     Metric(name="fakeai_dropped_samples_total", kind="counter",
            help="Window samples discarded because a window was full (counters lose nothing).",
            read=_one(lambda s: s.dropped_samples), json=("dropped_samples",)),
+    Metric(name="fakeai_history_points_stored_total", kind="counter",
+           help="Metrics history points committed to the history database by this server.",
+           cell=Cell("c|history_points_stored"), json=("history.points_stored",)),
+    Metric(name="fakeai_history_points_dropped_total", kind="counter",
+           help="Metrics history points the history database never got: its queue was full (the disk stalled) "
+                "or the write failed.",
+           cell=Cell("c|history_points_dropped"), json=("history.points_dropped",)),
     Metric(name="fakeai_model_labels", kind="gauge",
            help='Model names with a label of their own; requests for any other model_name="__other__".',
            read=_one(lambda s: s.label_space.model_labels), json=("label_space.model_labels",)),
