@@ -75,6 +75,19 @@ cdef Py_ssize_t _DROPPED = HEADER_FIELDS["dropped"] // 8
 cdef Py_ssize_t _WINDOW_SECONDS = HEADER_FIELDS["window_seconds"] // 8
 
 
+cdef inline Py_ssize_t _bucket(const double* bounds, Py_ssize_t size, double value) noexcept:
+    """The bucket of ``value``: the first of the ascending ``bounds`` at least ``value`` (``size``:
+    +Inf), by binary search."""
+    cdef Py_ssize_t low = 0, high = size, middle
+    while low < high:
+        middle = (low + high) >> 1
+        if bounds[middle] < value:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
 cdef class Region:
     """A metrics region over a writable buffer; see ``fakeai._region_py.Region``."""
 
@@ -175,14 +188,7 @@ cdef class Region:
 
     cdef inline void _observe_n(self, Py_ssize_t block, const double* bounds, Py_ssize_t size, double value,
                                 double times) noexcept:
-        cdef Py_ssize_t low = 0, high = size, middle
-        while low < high:
-            middle = (low + high) >> 1
-            if bounds[middle] < value:
-                low = middle + 1
-            else:
-                high = middle
-        self._cells[block + low] += times
+        self._cells[block + _bucket(bounds, size, value)] += times
         self._cells[block + size + 1] += value * times
         self._cells[block + size + 2] += times
 
@@ -191,8 +197,7 @@ cdef class Region:
         """See the twin's ``observe_gaps``. The buckets of the last two runs of gaps are known, so
         a gap in either is counted without a search (equal gaps, or gaps that straddle a bound as
         a jitter-free ITL on a bucket's bound does through rounding), each run written once."""
-        cdef Py_ssize_t bucket = 0, run = 0, other_bucket = 0, other_run = 0, observed = 0, index, end, low, high
-        cdef Py_ssize_t middle
+        cdef Py_ssize_t bucket = 0, run = 0, other_bucket = 0, other_run = 0, observed = 0, index, end
         cdef double lower = INFINITY, upper = -INFINITY, other_lower = INFINITY, other_upper = -INFINITY
         cdef double gap, total = 0.0, previous, current
         cdef double* cells = self._cells
@@ -215,15 +220,7 @@ cdef class Region:
                     if other_run:
                         cells[block + other_bucket] += other_run
                     other_bucket, other_run, other_lower, other_upper = bucket, run, lower, upper
-                    low = 0
-                    high = size
-                    while low < high:
-                        middle = (low + high) >> 1
-                        if bounds[middle] < gap:
-                            low = middle + 1
-                        else:
-                            high = middle
-                    bucket = low
+                    bucket = _bucket(bounds, size, gap)
                     run = 1
                     lower = bounds[bucket - 1] if bucket > 0 else -INFINITY
                     upper = bounds[bucket] if bucket < size else INFINITY

@@ -34,7 +34,6 @@ request nor another receiver. ``fakeai_alert_notifications_{sent,failed,dropped}
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from pathlib import Path
@@ -42,6 +41,7 @@ from pathlib import Path
 import httpx
 import msgspec
 
+from fakeai.api.background import stop_task
 from fakeai.config import Settings, setting_pairs
 from fakeai.exporters.alertmanager import Alert, render_notification
 from fakeai.metrics import MetricsRegistry
@@ -109,11 +109,8 @@ class WebhookDelivery:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     def offer(self, body: bytes) -> None:
         """Queue a notification (never waits: a full queue drops its oldest one, counted)."""
@@ -201,11 +198,8 @@ class HealthAlerts:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         for delivery in self.deliveries:
             await delivery.stop()
         if self.client is not None:

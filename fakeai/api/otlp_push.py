@@ -20,7 +20,6 @@ server, whatever the number of workers. The resource names it (``service.name`` 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import time
@@ -28,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fakeai import __version__
+from fakeai.api.background import stop_task
 from fakeai.config import Settings, setting_pairs
 from fakeai.metrics import MetricsRegistry, MetricsSnapshot
 from fakeai.metrics.history_ring import SamplingLease
@@ -100,11 +100,8 @@ class OtlpPush:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self.lease is None or self._exporting:  # this process exports
             await self.export()  # what happened since the last export
         self.exporter.shutdown()

@@ -17,11 +17,11 @@ points stored and dropped into the metrics registry every interval.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
 
+from fakeai.api.background import stop_task
 from fakeai.metrics import MetricsRegistry
 from fakeai.metrics.history import MetricsHistory, history_point, history_weights
 from fakeai.metrics.history_ring import SamplingLease, SharedHistory
@@ -67,11 +67,8 @@ class HistorySampler:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self.store is not None:  # the queued points are written (a stalled disk: given up on)
             if not await asyncio.to_thread(self.store.close, self.close_seconds):
                 _log.error("the history database did not finish writing in %s s; its queued points are lost",
