@@ -116,7 +116,8 @@ async def _ask(store: HistoryStore | None, query: HistoryQuery):
     except HistoryBusy as exc:
         raise unavailable(f"{exc}.", "history_busy") from None
     try:
-        return await asyncio.wait_for(asyncio.wrap_future(future), QUERY_SECONDS)
+        async with asyncio.timeout(QUERY_SECONDS):  # never swallows a cancellation, as wait_for may on 3.11
+            return await asyncio.wrap_future(future)
     except TimeoutError:
         raise unavailable(f"The history database did not answer within {QUERY_SECONDS:g} s.",
                           "history_busy") from None

@@ -106,8 +106,10 @@ class HistorySampler:
         if self.store is None or len(self.history):
             return
         try:
-            found = await asyncio.wait_for(asyncio.wrap_future(self.store.submit_recent()),
-                                           max(1.0, self.history.interval_seconds))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the answer when it
+            # comes as the task is cancelled, so a stopping server's sampler would go on forever
+            async with asyncio.timeout(max(1.0, self.history.interval_seconds)):
+                found = await asyncio.wrap_future(self.store.submit_recent())
         except Exception as exc:  # busy, failed or too slow: the live history starts empty then
             self._failed("reading the history database back", exc)
             return
