@@ -66,7 +66,7 @@ def start_stream(server: CLIServer, max_tokens: int) -> Stream:
 def refuses_connections(server: CLIServer) -> bool:
     try:
         socket.create_connection((server.split("//")[1].split(":")[0], int(server.rsplit(":", 1)[1])), timeout=1).close()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):  # reset: its listening socket closed with ours queued
         return True
     return False
 
