@@ -31,11 +31,14 @@ import statistics
 import time
 
 import httpx
+import pytest
 import uvloop
 
 from tests.prometheus_server import running_prometheus
 from tests.real_tokenizers import O200K
 from tests.servers import running_cli
+
+pytestmark = pytest.mark.timing
 
 MODEL = "openai/gpt-oss-120b"
 TTFT_MS = 49.6

@@ -3,6 +3,11 @@
 A server with ``--max-num-seqs`` (one KV worker, so one engine) queues what does not fit its
 batch; these tests send concurrent requests with an asyncio httpx client, time every token,
 and compare the server's queue, waiting and preemption figures with those timings.
+
+The server runs as ``fakeai serve``, in a process of its own as a user's would, and the client
+in the test's process with its garbage collector held off (the ``timing`` marker): a server in
+a thread of the test's process, or a collection of pytest's heap in the middle of a test, moved
+the client's clock against the server's by more than the milliseconds compared here.
 """
 
 from __future__ import annotations
@@ -14,16 +19,20 @@ import httpx
 import msgspec
 import pytest
 
-from fakeai.config import Settings
-from tests.servers import eventually, running_app
+from tests.servers import eventually, running_cli
+
+pytestmark = pytest.mark.timing
 
 MODEL = "openai/gpt-oss-120b"
 
 
-def _settings(**changes) -> Settings:
-    """One engine, no jitter, nothing before the engine, 20 ms decode steps, free prefill."""
-    return Settings().replace(**{"models": (MODEL,), "kv_workers": 1, "ttft_ms": 0.0, "ttft_jitter": 0.0,
-                                 "itl_jitter": 0.0, "prefill_ms_per_token": 0.0, "itl_ms": 20.0, **changes})
+def _serving(**changes: object):
+    """``fakeai serve`` with one engine, no jitter, nothing before the engine, 20 ms decode steps
+    and free prefill, unless ``changes`` (settings by name) say otherwise: its base URL."""
+    settings = {"models": MODEL, "kv_workers": 1, "ttft_ms": 0.0, "ttft_jitter": 0.0, "itl_jitter": 0.0,
+                "prefill_ms_per_token": 0.0, "itl_ms": 20.0, **changes}
+    flags = [part for name, value in settings.items() for part in ("--" + name.replace("_", "-"), str(value))]
+    return running_cli(*flags)
 
 
 async def _stream(client: httpx.AsyncClient, tokens: int, prompt: list[int] | str = "hello there") -> list[float]:
@@ -91,7 +100,7 @@ def _sample(text: str, family: str) -> float:
 def test_a_request_beyond_max_num_seqs_waits_and_the_servers_queue_time_is_the_clients():
     """max_num_seqs 1: the second request waits for the first one's 5 tokens (4 decode steps of
     20 ms after a prefill of no time); the server's queue time is the delay its client saw."""
-    with running_app(_settings(max_num_seqs=1)) as (base_url, _):
+    with _serving(max_num_seqs=1) as base_url:
         before = _warm(base_url)
 
         async def both():
@@ -123,7 +132,7 @@ def test_a_request_beyond_max_num_seqs_waits_and_the_servers_queue_time_is_the_c
 
 
 def test_the_waiting_gauge_shows_the_queue_while_it_is_there():
-    with running_app(_settings(max_num_seqs=2, itl_ms=5.0)) as (base_url, _):
+    with _serving(max_num_seqs=2, itl_ms=5.0) as base_url:
         seen: list[tuple[int, int]] = []
 
         async def load():
@@ -153,9 +162,8 @@ def test_a_request_that_cannot_get_a_kv_block_preempts_the_last_one_and_both_fin
     each; the second one beside the first one's first decode, 5 ms a prefill token), then the
     first one's ninth token needs a third block: the second one is preempted after its first
     token and recomputed once the first one has finished."""
-    settings = _settings(max_num_seqs=2, kv_block_tokens=4, kv_capacity_blocks=4, prefill_ms_per_token=5.0,
-                         itl_ms=10.0)
-    with running_app(settings) as (base_url, _):
+    with _serving(max_num_seqs=2, kv_block_tokens=4, kv_capacity_blocks=4, prefill_ms_per_token=5.0,
+                  itl_ms=10.0) as base_url:
 
         async def both():
             async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
@@ -180,7 +188,7 @@ def test_kv_usage_is_the_blocks_the_running_requests_hold():
     running requests hold (vLLM's KV usage): a 32-token prompt holds 2 blocks of 16, a third from
     its first decode (33 tokens), a fourth from its 17th, and nothing once it has finished (its
     prefix stays cached)."""
-    with running_app(_settings(max_num_seqs=4, kv_capacity_blocks=100, itl_ms=10.0)) as (base_url, _):
+    with _serving(max_num_seqs=4, kv_capacity_blocks=100, itl_ms=10.0) as base_url:
         usage: list[int] = []
 
         async def one():
@@ -202,8 +210,7 @@ def test_kv_usage_is_the_blocks_the_running_requests_hold():
 def test_under_light_load_latency_is_the_unloaded_model():
     """An idle engine: TTFT is --ttft-ms (before the engine) plus the prefill step of the prompt's
     uncached tokens, each later token one decode step (--itl-ms) after the last: today's model."""
-    settings = _settings(max_num_seqs=64, ttft_ms=30.0, itl_ms=15.0, prefill_ms_per_token=1.0)
-    with running_app(settings) as (base_url, _):
+    with _serving(max_num_seqs=64, ttft_ms=30.0, itl_ms=15.0, prefill_ms_per_token=1.0) as base_url:
         before = _warm(base_url)
 
         async def one_at_a_time():
@@ -232,8 +239,7 @@ def test_under_light_load_latency_is_the_unloaded_model():
 def test_a_request_joins_the_batch_at_the_next_step():
     """Continuous batching: a request that reaches a busy engine is prefilled in its next step,
     beside the decodes (a step: --itl-ms, plus the prefill tokens' time), not before."""
-    settings = _settings(max_num_seqs=64, itl_ms=40.0, prefill_ms_per_token=0.0)
-    with running_app(settings) as (base_url, _):
+    with _serving(max_num_seqs=64, itl_ms=40.0, prefill_ms_per_token=0.0) as base_url:
         _warm(base_url)
 
         async def two():
@@ -254,7 +260,7 @@ def test_a_request_joins_the_batch_at_the_next_step():
 
 
 def test_plain_answers_wait_their_turn_too():
-    with running_app(_settings(max_num_seqs=1, itl_ms=10.0)) as (base_url, _):
+    with _serving(max_num_seqs=1, itl_ms=10.0) as base_url:
         _warm(base_url)
         body = {"model": MODEL, "prompt": "hi", "max_tokens": 6, "ignore_eos": True}
 
@@ -278,7 +284,7 @@ def test_plain_answers_wait_their_turn_too():
 
 
 def test_a_waiting_client_that_leaves_frees_its_place():
-    with running_app(_settings(max_num_seqs=1, itl_ms=10.0)) as (base_url, _):
+    with _serving(max_num_seqs=1, itl_ms=10.0) as base_url:
 
         async def scenario():
             async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
@@ -311,7 +317,7 @@ def test_a_waiting_client_that_leaves_frees_its_place():
 
 
 def test_a_request_no_engine_could_hold_is_refused_and_counted():
-    with running_app(_settings(max_num_seqs=4, kv_block_tokens=16, kv_capacity_blocks=4)) as (base_url, _):
+    with _serving(max_num_seqs=4, kv_block_tokens=16, kv_capacity_blocks=4) as base_url:
         body = {"model": MODEL, "prompt": list(range(1, 41)), "max_tokens": 30, "ignore_eos": True}
         response = httpx.post(base_url + "/v1/completions", json=body)
         assert response.status_code == 400
@@ -326,7 +332,7 @@ def test_a_request_no_engine_could_hold_is_refused_and_counted():
 
 def test_every_generation_endpoint_streams_through_the_engine_model():
     # answers far longer than asked for: every request ends at its max tokens ("length")
-    with running_app(_settings(max_num_seqs=2, zero_latency=True, answer_tokens_mean=1000)) as (base_url, _):
+    with _serving(max_num_seqs=2, zero_latency=True, answer_tokens_mean=1000) as base_url:
         chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50,
                 "ignore_eos": True, "stream": True, "n": 2}
         with httpx.stream("POST", base_url + "/v1/chat/completions", json=chat) as response:

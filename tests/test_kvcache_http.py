@@ -140,6 +140,7 @@ def _first_token_seconds(client: httpx.Client, url: str, prompt: str) -> tuple[f
         "prompt_tokens_details"]["cached_tokens"]
 
 
+@pytest.mark.timing
 def test_a_cached_prompt_streams_its_first_token_sooner_by_the_prefill_it_skips() -> None:
     """2048 fresh tokens at 0.05 ms each: 102.4 ms of prefill that a repeat skips entirely."""
     settings = Settings(ttft_ms=10, prefill_ms_per_token=0.05, ttft_jitter=0, itl_ms=1, itl_jitter=0)

@@ -11,6 +11,8 @@ import pytest
 from fakeai.config import Settings
 from tests.servers import running_app
 
+pytestmark = pytest.mark.timing
+
 MODEL = "openai/gpt-oss-120b"
 TTFT, ITL = 0.050, 0.010
 # Loopback and a shared 2-core machine add a little; the server must never be early.
