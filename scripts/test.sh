@@ -4,7 +4,8 @@
 # Creates .venv beside this checkout, installs fakeai in editable mode with its test extras
 # (which compiles the Cython kernels, or copies them from ~/.cache/fakeai-tests when this
 # machine built the same ones before), installs the Debian packages some tests drive for real
-# when they are missing (as root), then runs pytest, and once more the kernel and registry
+# when they are missing (as root), then runs pytest (two processes at once, then the timing tests
+# alone), and once more the kernel and registry
 # tests with the pure-Python twin forced (FAKEAI_NO_EXTENSIONS=1), all on Python 3.11 (with Helm,
 # installed into the cache below, for the Helm chart's tests). Then the
 # kernel, registry, pacing and SDK tests run on every other supported Python (3.12, 3.13), each
@@ -58,8 +59,16 @@ python=$(interpreter 3.11)
 FAKEAI_HELM=$(.venv/bin/python -m tests.helm)
 export FAKEAI_HELM
 
-.venv/bin/python -m pytest "$@"
-FAKEAI_NO_EXTENSIONS=1 .venv/bin/python -m pytest tests/test_window.py tests/test_region.py tests/test_registry.py \
+# Two pytest processes, one per core, each taking whole modules (a module's servers and fixtures
+# stay in one process); then the tests marked timing, which compare a client's clock with the
+# server's to milliseconds, alone, with the machine to themselves (pytest's status 5 is "no test
+# selected": the arguments chose tests of one kind only).
+pytest_then_timing() {
+    .venv/bin/python -m pytest -n 2 --dist loadfile -m "not timing" "$@" || [ $? -eq 5 ]
+    .venv/bin/python -m pytest -m timing "$@" || [ $? -eq 5 ]
+}
+pytest_then_timing "$@"
+FAKEAI_NO_EXTENSIONS=1 pytest_then_timing tests/test_window.py tests/test_region.py tests/test_registry.py \
     tests/test_kvcache.py tests/test_kvcache_http.py tests/test_workers.py tests/test_label_space.py
 
 # -- every other supported Python -----------------------------------------------------------
