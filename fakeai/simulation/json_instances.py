@@ -274,9 +274,9 @@ class _Number(_Node):
     def _window(self) -> tuple[float, float]:
         """Where values are drawn: about [0, 100], moved and cut to fit the bounds."""
         low, high = max(self.low, 0.0), min(self.high, 100.0)
-        if low > high:
-            low, high = (self.low, min(self.high, self.low + 100)) if self.low > 0 else (max(self.low, self.high - 100),
-                                                                                         self.high)
+        if low >= high:  # the bounds are beside [0, 100], or meet it at one point (maybe one left out)
+            low, high = (self.low, min(self.high, self.low + 100)) if self.low >= 0 else (max(self.low, self.high - 100),
+                                                                                          self.high)
         return low, high
 
     def _multiple(self, rng: random.Random) -> float | None:
@@ -286,6 +286,11 @@ class _Number(_Node):
         low, high = self._window()
         first = math.ceil(low / step)
         last = math.floor(high / step)
+        # an exclusive bound that is itself a multiple: the nearest one inside is the next
+        if first <= last and not self._inside(first * step):
+            first += 1
+        if first <= last and not self._inside(last * step):
+            last -= 1
         candidates = [first, last, 0] + [rng.randint(first, last) for _ in range(4)] if first <= last else [0]
         for k in candidates:
             value = k * step
