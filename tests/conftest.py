@@ -4,6 +4,7 @@ import gc
 from collections.abc import Iterator
 from types import SimpleNamespace
 
+import httpx._transports.default
 import pytest
 from hypothesis import settings
 
@@ -20,6 +21,23 @@ except ImportError:  # pragma: no cover - the suite insists below unless told ot
 else:
     COMPILED = SimpleNamespace(window=_window, prefix=_prefix, region=_region)
     """The compiled kernels."""
+
+
+def _one_default_tls_context() -> None:
+    """httpx makes a TLS context for every client it makes (57 ms here: it loads certifi's CA
+    bundle), and ``httpx.get`` makes a client per call: the suite's thousands of requests to its
+    plain-HTTP loopback servers spent minutes there. The default context (verify=True, no client
+    certificate) is made once and shared; any other is made as httpx makes it."""
+    make = httpx._transports.default.create_ssl_context
+    shared = make()
+
+    def create_ssl_context(verify=True, cert=None, trust_env=True):
+        return shared if verify is True and cert is None else make(verify=verify, cert=cert, trust_env=trust_env)
+
+    httpx._transports.default.create_ssl_context = create_ssl_context
+
+
+_one_default_tls_context()
 
 PYTHON = SimpleNamespace(window=_window_py, prefix=_prefix_py, region=_region_py)
 """The pure-Python twins: the reference every compiled kernel is tested against."""
