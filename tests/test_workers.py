@@ -192,10 +192,18 @@ def test_a_killed_worker_loses_nothing_and_counts_nothing_twice() -> None:
         victims = [pid for pid in journal_durations(directory) if pid in server.worker_pids()]
         assert len(victims) == 2
         os.kill(victims[0], signal.SIGKILL)
-        eventually(lambda: len(server.worker_pids()) == 2 and victims[0] not in server.worker_pids(),
-                   "the supervisor restarted the worker", seconds=30)
-        # the survivor answers at once; the new worker counts once its app is built (seconds on a busy machine)
-        eventually(lambda: scrape(server, "/metrics").json()["processes"] == 2, "the new worker is serving", seconds=30)
+
+        def replaced() -> bool:
+            workers = server.worker_pids()  # once: the victim may be gone by a second look
+            return len(workers) == 2 and victims[0] not in workers
+
+        eventually(replaced, "the supervisor restarted the worker", seconds=30)
+        (new_worker,) = set(server.worker_pids()) - set(victims)
+        # The survivor answers at once; the new worker counts once its app is built (seconds on
+        # a busy machine). Until the supervisor has reaped it, the killed one counts as alive:
+        # wait for the new one's region, then for a count of two with it.
+        eventually(lambda: any(directory.glob(f"{new_worker}-*.region"))
+                   and scrape(server, "/metrics").json()["processes"] == 2, "the new worker is serving", seconds=30)
         after_kill = scrape(server, "/metrics").json()
         assert after_kill["totals"] == before, "nothing recorded was lost"
         second = Workload(server)

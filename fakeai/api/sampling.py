@@ -27,7 +27,10 @@ from fakeai.metrics.history import MetricsHistory, history_point, history_weight
 from fakeai.metrics.history_ring import SamplingLease, SharedHistory
 from fakeai.metrics.history_store import HistoryStore
 
-__all__ = ("HistorySampler",)
+SAMPLER_TASK = "fakeai-history-sampler"
+"""The name of the sampler's task (what a debugger or ``asyncio.all_tasks`` shows)."""
+
+__all__ = ("SAMPLER_TASK", "HistorySampler")
 
 _log = logging.getLogger("fakeai")
 
@@ -64,7 +67,7 @@ class HistorySampler:
     def start(self) -> None:
         if self.store is not None:
             self.store.start()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=SAMPLER_TASK)
 
     async def stop(self) -> None:
         await stop_task(self._task)
