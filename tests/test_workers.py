@@ -8,6 +8,8 @@ import io
 import mmap
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from fakeai.metrics.regions import pid_alive
 from fakeai.region import Region
 from tests.servers import CLIServer, eventually, running_cli
 
@@ -220,3 +223,23 @@ def test_a_killed_worker_loses_nothing_and_counts_nothing_twice() -> None:
         final = scrape(server, "/metrics").json()
         assert final["totals"] == totals and final["processes"] == 2 and final["summary"]["requests_in_flight"] == 0
     assert not directory.exists()
+
+
+def test_a_killed_process_counts_as_dead_before_its_parent_reaps_it() -> None:
+    """A killed worker is a zombie until its supervisor reaps it, and ``kill(pid, 0)`` still
+    finds a zombie: the requests it had in flight would count until then."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert pid_alive(child.pid)
+        child.kill()  # and not reaped: no wait() or poll() until the end
+
+        def state() -> bytes:
+            with open(f"/proc/{child.pid}/stat", "rb") as stat:
+                return stat.read().rpartition(b")")[2].split()[0]
+
+        eventually(lambda: state() == b"Z", "the child is a zombie")
+        assert not pid_alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert not pid_alive(child.pid)

@@ -60,7 +60,14 @@ def region_file_bytes(max_samples: int, key_capacity: int = KEY_CAPACITY, cell_c
     return region_bytes(key_capacity, cell_capacity, max(MIN_JOURNAL, max_samples))
 
 
+_PROC = Path("/proc/self/stat").exists()
+
+
 def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs. A worker that was killed stays a zombie until its
+    supervisor reaps it (up to half a second, uvicorn's check), and ``kill(pid, 0)`` still
+    finds a zombie: where there is ``/proc``, its state says it is dead, so its gauges (the
+    requests it had in flight) stop counting at once."""
     if pid <= 0:
         return False
     try:
@@ -68,8 +75,15 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, someone else's
+        pass
+    if not _PROC:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (command) state ...": the command may hold spaces and parentheses
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (FileNotFoundError, ProcessLookupError):  # reaped meanwhile
+        return False
 
 
 @dataclass
