@@ -48,6 +48,7 @@ from fakeai.config import Settings
 
 if TYPE_CHECKING:
     from asyncio import TimerHandle
+    from collections.abc import Callable
 
     from uvicorn.config import Config
     from uvicorn.server import ServerState
@@ -119,7 +120,13 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
         self.max_header_bytes: int = settings.max_header_bytes
         # uvicorn's own check answers in plain text: the limit is applied here instead.
         self.connection_limit, self.limit_concurrency = self.limit_concurrency, None
-        self._deadline: TimerHandle | None = None
+        self._deadline_at = 0.0
+        """Loop time at which ``_on_deadline`` is due (see ``_arm``)."""
+        self._on_deadline: Callable[[], None] | None = None
+        """What to do when the deadline passes (None: no deadline)."""
+        self._timer: TimerHandle | None = None
+        """The one timer of this connection: fires at ``_timer_at``, at or before the deadline."""
+        self._timer_at = 0.0
         self._in_head = False
         """Between a request's first byte and the end of its headers."""
         self._head_bytes = 0
@@ -139,6 +146,9 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -304,18 +314,41 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
 
     # -- deadlines ---------------------------------------------------------------------------
 
-    def _arm(self, seconds: float, callback: Any) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-        self._deadline = self.loop.call_later(seconds, callback)
+    def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` in ``seconds`` unless ``_arm`` or ``_disarm`` is called before.
+
+        Every request moves its connection's deadline three times (head, body, none), so the
+        deadline is a number and the connection keeps one timer, moved only when the new
+        deadline is earlier than the timer: a timer that finds the deadline later than itself
+        sets itself again for it (once per timeout at most, not once per request).
+        """
+        at = self.loop.time() + seconds
+        self._deadline_at = at
+        self._on_deadline = callback
+        timer = self._timer
+        if timer is None or at < self._timer_at:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self.loop.call_at(at, self._deadline_timer)
+            self._timer_at = at
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._on_deadline = None
+
+    def _deadline_timer(self) -> None:
+        self._timer = None
+        callback = self._on_deadline
+        if callback is None:
+            return
+        at = self._deadline_at
+        if self.loop.time() < at:  # moved later since the timer was set
+            self._timer = self.loop.call_at(at, self._deadline_timer)
+            self._timer_at = at
+            return
+        self._on_deadline = None
+        callback()
 
     def _head_deadline_passed(self) -> None:
-        self._deadline = None
         if not self._in_head:  # not a byte of a request yet: nothing to answer
             self.transport.close()
             return
@@ -324,7 +357,6 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
             "request_timeout"))
 
     def _body_deadline_passed(self) -> None:
-        self._deadline = None
         cycle = self.cycle
         if cycle is None or not cycle.more_body:
             return
