@@ -34,6 +34,7 @@ request task ends quietly: the recorder has already counted it (499).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from typing import TYPE_CHECKING, Any
 
@@ -129,12 +130,14 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
         self._timer_at = 0.0
         self._in_head = False
         """Between a request's first byte and the end of its headers."""
-        self._head_bytes = 0
-        """Bytes of the request line and headers read so far (as parsed)."""
         self._head_reads = 0
         """Bytes of the reads that ended inside the head (bounds what the parser buffers itself)."""
+        self._read_bytes = 0
+        """Bytes of the read being parsed."""
         self._given_up = False
         """An answer was imposed: the parser's state is not trusted any more, nothing more is read."""
+        self._fresh_context: bool = getattr(config, "reset_contextvars", False)
+        """uvicorn's option (in its newer versions) to run each request in a fresh context."""
         self._serving: tuple[RequestResponseCycle, asyncio.Task[None]] | None = None
         """The request whose task is running, and that task."""
 
@@ -155,6 +158,7 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
         if self._given_up:
             return
         self._unset_keepalive_if_required()
+        self._read_bytes = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:  # as uvicorn does
@@ -176,21 +180,20 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
             if self._head_reads > self.max_header_bytes:
                 self._refuse_large_head()
 
-    def on_url(self, url: bytes) -> None:
-        self._count_head(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
-        super().on_header(name, value)
-
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._head_bytes = self._head_reads = 0
+        self._head_reads = 0
         self._arm(self.header_timeout, self._head_deadline_passed)
 
     def on_headers_complete(self) -> None:
+        # A head is no longer than the reads it came in that ended inside it and this one:
+        # only when those could hold more than the limit is it measured (as parsed).
+        if self._head_reads + self._read_bytes > self.max_header_bytes and (
+            len(self.url) + sum([len(name) + len(value) + 4 for name, value in self.headers])  # ": " and CRLF
+            > self.max_header_bytes
+        ):
+            raise _HeadTooLarge  # stops the parser; data_received answers
         self._in_head = False
         self._disarm()
         limit = self.connection_limit
@@ -211,15 +214,26 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        super()._start_asgi_task(cycle, functools.partial(self._serve, cycle, app))
+        """uvicorn's, running the application through ``_serve``, which is given its own task."""
+        task_of: list[asyncio.Task[None]] = []
+        run = cycle.run_asgi(functools.partial(self._serve, cycle, app, task_of))
+        if self._fresh_context:
+            task = self.loop.create_task(run, context=contextvars.Context())
+        else:
+            task = self.loop.create_task(run)
+        task_of.append(task)
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
 
     # -- requests ----------------------------------------------------------------------------
 
     async def _serve(
-        self, cycle: RequestResponseCycle, app: Any, scope: Any, receive: Any, send: Any
+        self, cycle: RequestResponseCycle, app: Any, task_of: list[asyncio.Task[None]], scope: Any, receive: Any,
+        send: Any,
     ) -> None:
-        """Run the application for ``cycle``; cut the connection if it leaves the response unfinished."""
-        task: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]
+        """Run the application for ``cycle`` (in ``task_of[0]``); cut the connection if it leaves
+        the response unfinished."""
+        task = task_of[0]
         self._serving = (cycle, task)
         try:
             await app(scope, receive, send)
@@ -230,11 +244,6 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
                 self._serving = None
             if not cycle.response_complete:
                 self._cut(cycle)
-
-    def _count_head(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > self.max_header_bytes:
-            raise _HeadTooLarge  # stops the parser; data_received answers
 
     def _refuse_large_head(self) -> None:
         self._refuse(_answer(
