@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -10,7 +10,7 @@ from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.errors import APIError
-from fakeai.api.generation import admit, answer_parts, generate, read_request
+from fakeai.api.generation import WHOLE_ANSWER_TOKENS, admit, answer_parts, generate, read_request
 from fakeai.api.rich import ChatRender
 from fakeai.api.schemas import AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionRequest, Usage
 from fakeai.api.shaping import Features, needs_shaping
@@ -44,19 +44,20 @@ def chat_completions_handler(engine: Engine, registry: MetricsRegistry, max_body
     features = Features(engine.settings)
     default_effort = features.default_effort is not None
 
-    def render(plan: Plan, usage: Usage) -> Iterator[bytes]:
-        envelope = encode(ChatCompletion(id=plan.id, created=plan.created, model=plan.model, choices=[], usage=usage))
+    def render(plan: Plan, usage: Usage) -> Iterable[bytes]:
         choices = (
-            encode(
-                ChatChoice(
-                    index=index,
-                    message=AssistantMessage(role="assistant", content=engine.choice_text(choice)),
-                    finish_reason=choice.finish_reason,
-                )
+            ChatChoice(
+                index=index,
+                message=AssistantMessage(role="assistant", content=engine.choice_text(choice)),
+                finish_reason=choice.finish_reason,
             )
             for index, choice in enumerate(plan.choices)
         )
-        return answer_parts(envelope, b'"choices"', choices)
+        if plan.completion_tokens <= WHOLE_ANSWER_TOKENS:
+            return (encode(ChatCompletion(id=plan.id, created=plan.created, model=plan.model, choices=list(choices),
+                                          usage=usage)),)
+        envelope = encode(ChatCompletion(id=plan.id, created=plan.created, model=plan.model, choices=[], usage=usage))
+        return answer_parts(envelope, b'"choices"', map(encode, choices))
 
     @asgi("/v1/chat/completions", copy_scope=False)
     async def create_chat_completion(scope: Scope, receive: Receive, send: Send) -> None:

@@ -70,15 +70,13 @@ class Plan(msgspec.Struct, kw_only=True):
     choices: list[Choice]
     offsets: list[float]
     """Seconds after arrival at which token ``i`` of every choice is due."""
+    completion_tokens: int
+    """Tokens of every choice together."""
     stream_break: int | None = None
     """Tokens sent (per choice) before an injected mid-stream error, if one was drawn."""
     job: Any = None
     """With the engine model, its ``Job``: ``offsets`` (its ``offsets``) grow as its engine
     samples the tokens, up to ``job.tokens``."""
-
-    @property
-    def completion_tokens(self) -> int:
-        return sum(choice.tokens for choice in self.choices)
 
 
 class Engine:
@@ -143,6 +141,8 @@ class Engine:
         self._rng = random.Random(settings.seed)
         self._ids = itertools.count()
         self._id_prefix = os.urandom(6).hex()
+        self._id_heads: dict[str, str] = {}
+        """``new_id``'s prefixes with this process's random part, made once each."""
 
     def start(self) -> None:
         """Called on the running event loop at start-up."""
@@ -186,7 +186,10 @@ class Engine:
         )
 
     def new_id(self, prefix: str) -> str:
-        return f"{prefix}-{self._id_prefix}{next(self._ids):x}"
+        head = self._id_heads.get(prefix)
+        if head is None:
+            head = self._id_heads[prefix] = f"{prefix}-{self._id_prefix}"
+        return head + format(next(self._ids), "x")
 
     def check_context(self, context_tokens: int, max_tokens: int | None, param: str = "messages") -> None:
         """400 when the (longest) prompt plus ``max_tokens`` exceeds the context length (``param``:
@@ -238,7 +241,11 @@ class Engine:
                 if stops and not ignore_eos:
                     self.apply_stops(choice, stops)
                 choices.append(choice)
-        longest = max(choice.tokens for choice in choices)
+        longest = total = 0
+        for choice in choices:
+            total += choice.tokens
+            if choice.tokens > longest:
+                longest = choice.tokens
         offsets: list[float] = []
         if timed:
             load = self._load()
@@ -255,6 +262,7 @@ class Engine:
             cached_tokens=cached_tokens,
             choices=choices,
             offsets=offsets,
+            completion_tokens=total,
             stream_break=stream_break,
         )
 

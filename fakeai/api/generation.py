@@ -32,7 +32,14 @@ if TYPE_CHECKING:
     from fakeai.metrics import MetricsRegistry
     from fakeai.simulation.kvcache import Prompt
 
-__all__ = ("admit", "answer_parts", "generate", "open_stream", "plan_answer", "read_request", "send_when_due")
+__all__ = (
+    "WHOLE_ANSWER_TOKENS", "admit", "answer_parts", "generate", "open_stream", "plan_answer", "read_request",
+    "send_when_due",
+)
+
+WHOLE_ANSWER_TOKENS = 1024
+"""An answer of at most this many tokens (every choice together, no echoed prompt) is encoded
+in one piece: tens of kilobytes at most, well under ``PART_BYTES``; a longer one in parts."""
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
@@ -206,7 +213,8 @@ async def plan_answer(
         model=model,
         prompt_tokens=sum(tokens_per_prompt),
         cached_tokens=sum(cached),
-        uncached_prompt_tokens=max(tokens - hit for tokens, hit in zip(tokens_per_prompt, cached)),
+        uncached_prompt_tokens=tokens_per_prompt[0] - cached[0] if len(cached) == 1 else max(
+            tokens - hit for tokens, hit in zip(tokens_per_prompt, cached)),
         n=choices,
         max_tokens=max_tokens,
         min_tokens=min_tokens,
@@ -234,7 +242,7 @@ def open_stream(registry: MetricsRegistry, exchange: Exchange) -> None:
 
 
 async def send_when_due(
-    engine: Engine, exchange: Exchange, receive: Receive, plan: Plan, render: Callable[[], Iterator[bytes]]
+    engine: Engine, exchange: Exchange, receive: Receive, plan: Plan, render: Callable[[], Iterable[bytes]]
 ) -> None:
     """Send a plain answer when its last token is due: the parts ``render`` makes (see
     ``answer_parts``), noting when its tokens were produced. A client that leaves first is
@@ -242,13 +250,14 @@ async def send_when_due(
     exchange.completion_tokens = plan.completion_tokens
     offsets = plan.offsets
     job = plan.job
+    started = exchange.started
     if job is not None and len(offsets) < job.tokens:  # the engine model samples them
         await wait_while_connected(receive, engine.batching.wait(job, job.tokens))
-    elif offsets and exchange.clock() < exchange.started + offsets[-1]:
-        await wait_while_connected(receive, engine.pacer.wait_until(exchange.started + offsets[-1]))
+    elif offsets and exchange.clock() < started + offsets[-1]:
+        await wait_while_connected(receive, engine.pacer.wait_until(started + offsets[-1]))
     if offsets:  # the answer is due: its tokens were produced when the plan says
-        exchange.first_token_at = exchange.started + offsets[0]
-        exchange.last_token_at = exchange.started + offsets[-1]
+        exchange.first_token_at = started + offsets[0]
+        exchange.last_token_at = started + offsets[-1]
         exchange.longest = len(offsets)
         exchange.offsets = offsets
         exchange.choice_tokens = [choice.tokens for choice in plan.choices]
@@ -267,7 +276,7 @@ async def generate(
     tokens_per_prompt: list[int],
     max_tokens: int | None,
     chunks: ChunkFormat,
-    render: Callable[[Plan, Usage], Iterator[bytes]],
+    render: Callable[[Plan, Usage], Iterable[bytes]],
     n: int | None = None,
     shaping: ChatShaping | None = None,
     rich: ChatRender | CompletionRender | None = None,
