@@ -10,6 +10,9 @@ fakeai's and Litestar's own cost, without uvicorn's. Layers, each timed per requ
 (CPU time, medians of alternated rounds, so no layer is favoured by the machine's state):
 
 * ``bare ASGI``: ``benchmarks.apps.bare_asgi``, the driver's own floor;
+* ``Litestar @asgi route``: ``benchmarks.apps.litestar_asgi_route``, the same fixed answer from
+  a Litestar ``@asgi`` route: what Litestar's entry, exception layer and routing cost (the
+  floor for an endpoint that stays a Litestar route);
 * ``handler only``: fakeai's chat handler called directly, with an exchange of its own and no
   recording (what fakeai does for the request: reading, planning, encoding, sending);
 * ``recorder + handler``: the same inside fakeai's ``Recorder`` (adds the exchange and the
@@ -34,7 +37,7 @@ from collections.abc import Awaitable, Callable
 
 from litestar import Litestar
 
-from benchmarks.apps import bare_asgi
+from benchmarks.apps import bare_asgi, litestar_asgi_route
 from fakeai.api.recording import EXCHANGE_KEY, Exchange, Recorder
 from fakeai.app import create_app
 from fakeai.config import Settings
@@ -95,6 +98,7 @@ def layers() -> dict[str, ASGI]:
     recorded = Recorder(call_handler, registry, app.state.engine.kv_cache)
     return {
         "bare ASGI": bare_asgi,
+        "Litestar @asgi route": litestar_asgi_route(),
         "handler only": handler_only,
         "recorder + handler": recorded,
         "fakeai app": app,
