@@ -6,12 +6,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import msgspec
-from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.errors import APIError
 from fakeai.api.generation import WHOLE_ANSWER_TOKENS, admit, answer_parts, generate, read_request
 from fakeai.api.rich import ChatRender
+from fakeai.api.routes import asgi
 from fakeai.api.schemas import AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionRequest, Usage
 from fakeai.api.shaping import Features, needs_shaping
 from fakeai.api.streaming import CHAT_CHUNKS

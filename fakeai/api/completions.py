@@ -6,13 +6,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.errors import APIError
 from fakeai.api.chat import check_stream_options
 from fakeai.api.generation import WHOLE_ANSWER_TOKENS, admit, answer_parts, generate, read_request
 from fakeai.api.rich import CompletionRender
+from fakeai.api.routes import asgi
 from fakeai.api.schemas import Completion, CompletionChoice, CompletionRequest, Usage
 from fakeai.api.streaming import COMPLETION_CHUNKS
 
