@@ -141,8 +141,6 @@ class Engine:
         self._rng = random.Random(settings.seed)
         self._ids = itertools.count()
         self._id_prefix = os.urandom(6).hex()
-        self._id_heads: dict[str, str] = {}
-        """``new_id``'s prefixes with this process's random part, made once each."""
 
     def start(self) -> None:
         """Called on the running event loop at start-up."""
@@ -186,10 +184,7 @@ class Engine:
         )
 
     def new_id(self, prefix: str) -> str:
-        head = self._id_heads.get(prefix)
-        if head is None:
-            head = self._id_heads[prefix] = f"{prefix}-{self._id_prefix}"
-        return head + format(next(self._ids), "x")
+        return f"{prefix}-{self._id_prefix}{next(self._ids):x}"
 
     def check_context(self, context_tokens: int, max_tokens: int | None, param: str = "messages") -> None:
         """400 when the (longest) prompt plus ``max_tokens`` exceeds the context length (``param``:

@@ -42,26 +42,24 @@ WHOLE_ANSWER_TOKENS = 1024
 in one piece: tens of kilobytes at most, well under ``PART_BYTES``; a longer one in parts."""
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise _too_large(limit)
-    chunks = []
-    size = 0
+async def _rest_of_body(receive: Receive, first: bytes, limit: int) -> bytes:
+    """A body sent in several messages, ``first`` being the first one's: read to its end (413
+    as soon as it passes ``limit`` bytes)."""
+    chunks = [first]
+    size = len(first)
     while True:
+        if size > limit:
+            raise _too_large(limit)
         message = await receive()
         if message["type"] == "http.disconnect":  # the client left mid-body: no one to answer
             raise ClientDisconnected
         body = message.get("body", b"")
-        size += len(body)
-        if size > limit:
-            raise _too_large(limit)
-        if not message.get("more_body", False):
-            if not chunks:
-                return body
-            chunks.append(body)
-            return b"".join(chunks)
         chunks.append(body)
+        size += len(body)
+        if not message.get("more_body", False):
+            if size > limit:
+                raise _too_large(limit)
+            return b"".join(chunks)
 
 
 def _too_large(limit: int) -> APIError:
@@ -74,7 +72,17 @@ async def read_request(
     """The decoded POST body (400 naming the field if it is wrong) and the request's exchange."""
     if scope["method"] != "POST":  # type: ignore[typeddict-item]
         raise MethodNotAllowedException(headers={"Allow": "POST"})
-    body = await _read_body(scope, receive, limit)
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise _too_large(limit)
+    message = await receive()
+    if message["type"] == "http.disconnect":  # the client left mid-body: no one to answer
+        raise ClientDisconnected
+    body = message.get("body", b"")
+    if message.get("more_body", False):
+        body = await _rest_of_body(receive, body, limit)
+    elif len(body) > limit:
+        raise _too_large(limit)
     if not body:
         raise APIError(400, "The request needs a JSON body.", code="missing_body")
     try:
