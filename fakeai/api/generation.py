@@ -9,6 +9,7 @@ to ``streaming.sse_events`` (chat, completions: ``generate`` does all of it) or 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,8 @@ __all__ = (
     "WHOLE_ANSWER_TOKENS", "admit", "answer_parts", "generate", "open_stream", "plan_answer", "read_request",
     "send_when_due",
 )
+
+_TOKENS = operator.attrgetter("tokens")
 
 WHOLE_ANSWER_TOKENS = 1024
 """An answer of at most this many tokens (every choice together, no echoed prompt) is encoded
@@ -106,9 +109,10 @@ def admit(engine: Engine, registry: MetricsRegistry, exchange: Exchange, model: 
     if not readiness.ready:
         readiness.check()
     engine.poll_control()
-    injected = engine.injected_error()
-    if injected is not None:
-        raise injected
+    if engine.errors.active:
+        injected = engine.injected_error()
+        if injected is not None:
+            raise injected
     if exchange.recording:
         exchange.model_series = registry.request_started(model)
         exchange.series = registry.endpoint_series(endpoint)
@@ -123,24 +127,6 @@ def _usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int, reaso
         prompt_tokens_details=PromptTokensDetails(cached_tokens=cached_tokens),
         completion_tokens_details=None if reasoning is None else CompletionTokensDetails(reasoning_tokens=reasoning),
     )
-
-
-def _route(
-    engine: Engine, registry: MetricsRegistry, exchange: Exchange, prompts: list[Prompt], tokens: list[int],
-    scheduled: bool,
-) -> list[int]:
-    """Send the request to a simulated worker (the recorder releases it at the end, whatever
-    the outcome), where it runs for vLLM's metrics (``scheduled``: as the engine model says);
-    the cached tokens of each prompt."""
-    kv_cache = engine.kv_cache
-    routing = kv_cache.route(prompts, tokens)
-    exchange.routing = routing
-    exchange.scheduled = scheduled
-    if exchange.recording:  # admitted, so its model's cells are known (``admit``)
-        exchange.engine_series = registry.routed(
-            exchange.model_series, routing.worker, kv_cache.state(routing.index), not scheduled
-        )
-    return routing.cached_tokens
 
 
 def _check_fits(engine: Engine, prompt_tokens: int, choices: int, max_tokens: int | None) -> None:
@@ -215,7 +201,16 @@ async def plan_answer(
     scheduled = engine.batching.enabled
     if scheduled:
         _check_fits(engine, sum(tokens_per_prompt), choices, max_tokens)
-    cached = _route(engine, registry, exchange, prompts, tokens_per_prompt, scheduled)
+    # Routed to a simulated worker (the recorder releases it at the end, whatever the outcome),
+    # where it runs for vLLM's metrics (``scheduled``: as the engine model says).
+    kv_cache = engine.kv_cache
+    routing = exchange.routing = kv_cache.route(prompts, tokens_per_prompt)
+    exchange.scheduled = scheduled
+    if exchange.recording:  # admitted, so its model's cells are known (``admit``)
+        exchange.engine_series = registry.routed(
+            exchange.model_series, routing.worker, kv_cache.state(routing.index), not scheduled
+        )
+    cached = routing.cached_tokens
     plan = await engine.plan(
         id_prefix=id_prefix,
         model=model,
@@ -268,7 +263,7 @@ async def send_when_due(
         exchange.last_token_at = started + offsets[-1]
         exchange.longest = len(offsets)
         exchange.offsets = offsets
-        exchange.choice_tokens = [choice.tokens for choice in plan.choices]
+        exchange.choice_tokens = list(map(_TOKENS, plan.choices))
     await send_json_parts(exchange, receive, render())
 
 

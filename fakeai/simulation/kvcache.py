@@ -26,7 +26,7 @@ import random
 from array import array
 from collections.abc import Sequence
 
-from fakeai.prefix import PrefixCache, block_hashes
+from fakeai.prefix import PrefixCache, block_hashes, least_busy
 from fakeai.simulation.scheduler import EngineScheduler
 from fakeai.simulation.tokens import CHARS_PER_TOKEN
 
@@ -191,17 +191,7 @@ class KVCacheSimulator:
         # kv-aware: the highest overlap_weight x cached fraction - load_weight x share of the
         # running requests; ties to the worker holding fewer blocks, then the lower index
         if not blocks:  # no overlap anywhere: the least loaded (when load counts), then the emptiest
-            best, best_worker = 0, workers[0]
-            by_load = self.load_weight > 0
-            for index in range(1, len(workers)):
-                worker = workers[index]
-                if by_load and worker.active_requests != best_worker.active_requests:
-                    better = worker.active_requests < best_worker.active_requests
-                else:
-                    better = len(worker) < len(best_worker)
-                if better:
-                    best, best_worker = index, worker
-            return best
+            return least_busy(workers, self.load_weight > 0)
         total_active = 0
         for worker in workers:
             total_active += worker.active_requests
