@@ -64,6 +64,9 @@ def _answer(status: int, message: str, code: str, endpoint: str = MALFORMED_ENDP
     return ImposedAnswer(status, body, endpoint)
 
 
+_NO_DEADLINE, _HEAD_DEADLINE, _BODY_DEADLINE = 0, 1, 2
+"""What a read started (``FakeaiHttpProtocol._due``): no deadline, the head's, the body's."""
+
 LINGER_SECONDS = 2.0
 """How long a connection closed after an imposed answer still reads what its client sends."""
 
@@ -128,6 +131,9 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
         self._timer: TimerHandle | None = None
         """The one timer of this connection: fires at ``_timer_at``, at or before the deadline."""
         self._timer_at = 0.0
+        self._due = _NO_DEADLINE
+        """The deadline the read being parsed started (``_HEAD_DEADLINE``, ``_BODY_DEADLINE``),
+        armed once it is parsed (see ``data_received``)."""
         self._in_head = False
         """Between a request's first byte and the end of its headers."""
         self._head_reads = 0
@@ -166,6 +172,7 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
+            self._arm_due()
             return
         except httptools.HttpParserError as exc:
             if isinstance(exc.__context__, _HeadTooLarge):
@@ -179,12 +186,14 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
             self._head_reads += len(data)
             if self._head_reads > self.max_header_bytes:
                 self._refuse_large_head()
+                return
+        self._arm_due()
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        HttpToolsProtocol.on_message_begin(self)
         self._in_head = True
         self._head_reads = 0
-        self._arm(self.header_timeout, self._head_deadline_passed)
+        self._due = _HEAD_DEADLINE
 
     def on_headers_complete(self) -> None:
         # A head is no longer than the reads it came in that ended inside it and this one:
@@ -195,23 +204,24 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
         ):
             raise _HeadTooLarge  # stops the parser; data_received answers
         self._in_head = False
-        self._disarm()
         limit = self.connection_limit
         if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            self._disarm()
             self.logger.warning("Exceeded concurrency limit.")
             self.scope[IMPOSED_ANSWER_KEY] = _answer(  # type: ignore[typeddict-unknown-key]
                 503, "The server is at its connection limit; please retry.", "server_overloaded",
                 OVERLOADED_ENDPOINT)
-            super().on_headers_complete()
+            HttpToolsProtocol.on_headers_complete(self)
             self._given_up = True  # its body is not read, only dropped
             self.cycle.transport = _LingeringTransport(self.transport, self.loop)  # type: ignore[assignment]
             return
-        super().on_headers_complete()
-        self._arm(self.body_timeout, self._body_deadline_passed)
+        HttpToolsProtocol.on_headers_complete(self)
+        self._due = _BODY_DEADLINE  # (replaces the head's, armed or not)
 
     def on_message_complete(self) -> None:
-        self._disarm()
-        super().on_message_complete()
+        self._on_deadline = None  # (``_disarm``)
+        self._due = _NO_DEADLINE
+        HttpToolsProtocol.on_message_complete(self)
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         """uvicorn's, running the application through ``_serve``, which is given its own task."""
@@ -341,8 +351,23 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
             self._timer = self.loop.call_at(at, self._deadline_timer)
             self._timer_at = at
 
+    def _arm_due(self) -> None:
+        """Arm the deadline the read just parsed started, if it did (the request's head began in
+        it, or its body: each counts from that read; a request read whole in one starts none).
+        Nothing can time out while a read is being parsed, so a deadline started and ended
+        inside one (most are) is never armed."""
+        due = self._due
+        if not due:
+            return
+        self._due = _NO_DEADLINE
+        if due == _HEAD_DEADLINE:
+            self._arm(self.header_timeout, self._head_deadline_passed)
+        else:
+            self._arm(self.body_timeout, self._body_deadline_passed)
+
     def _disarm(self) -> None:
         self._on_deadline = None
+        self._due = _NO_DEADLINE
 
     def _deadline_timer(self) -> None:
         self._timer = None
