@@ -227,8 +227,9 @@ class Engine:
         rng = self._rng if seed is None else random.Random(seed)
         stops = [stop] if isinstance(stop, str) else stop
         choices = []
-        if shaping is not None:
-            choices = [shaping.draw(self, rng, max_tokens, min_tokens, ignore_eos, stops) for _ in range(n)]
+        if shaping is not None:  # (a loop: a comprehension would make this function's locals closure cells)
+            for _ in range(n):
+                choices.append(shaping.draw(self, rng, max_tokens, min_tokens, ignore_eos, stops))
         else:
             for _ in range(n):
                 tokens, finish_reason = self.lengths.draw(rng, max_tokens, min_tokens, ignore_eos)

@@ -9,6 +9,7 @@ to ``streaming.sse_events`` (chat, completions: ``generate`` does all of it) or 
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -127,6 +128,11 @@ def _usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int, reaso
         prompt_tokens_details=PromptTokensDetails(cached_tokens=cached_tokens),
         completion_tokens_details=None if reasoning is None else CompletionTokensDetails(reasoning_tokens=reasoning),
     )
+
+
+def _stream_usage(prompt_tokens: int, cached_tokens: int, reasoning: int | None, sent: int) -> Usage:
+    """A stream's usage once it has sent ``sent`` tokens."""
+    return _usage(prompt_tokens, sent, cached_tokens, reasoning)
 
 
 def _check_fits(engine: Engine, prompt_tokens: int, choices: int, max_tokens: int | None) -> None:
@@ -322,14 +328,15 @@ async def generate(
             chunks,
             registry.clock,
             include_usage,
-            lambda sent: _usage(plan.prompt_tokens, sent, plan.cached_tokens, reasoning),
+            functools.partial(_stream_usage, plan.prompt_tokens, plan.cached_tokens, reasoning),
             registry.writer.gaps if exchange.recording else None,
             rich,
         )
         await send_event_stream(exchange, receive, events)
         return
     usage = _usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens, reasoning)
-    await send_when_due(engine, exchange, receive, plan, lambda: render(plan, usage))
+    # (partials, not lambdas: a lambda would make generate's locals closure cells, for every request)
+    await send_when_due(engine, exchange, receive, plan, functools.partial(render, plan, usage))
 
 
 def answer_parts(envelope: bytes, field: bytes, items: Iterable[bytes]) -> Iterator[bytes]:
