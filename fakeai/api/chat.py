@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ from fakeai.simulation.tokens import render_chat, render_tools
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send
 
-    from fakeai.api.engine import Engine, Plan
+    from fakeai.api.engine import Choice, Engine, Plan
     from fakeai.api.schemas import CompletionRequest
     from fakeai.metrics import MetricsRegistry
 
@@ -44,15 +45,15 @@ def chat_completions_handler(engine: Engine, registry: MetricsRegistry, max_body
     features = Features(engine.settings)
     default_effort = features.default_effort is not None
 
+    text = engine.text.text  # (``engine.choice_text``)
+
+    def choice_object(index: int, choice: Choice) -> ChatChoice:
+        content = text(choice.start, choice.tokens)
+        return ChatChoice(index=index, message=AssistantMessage(role="assistant", content=content),
+                          finish_reason=choice.finish_reason)
+
     def render(plan: Plan, usage: Usage) -> Iterable[bytes]:
-        choices = (
-            ChatChoice(
-                index=index,
-                message=AssistantMessage(role="assistant", content=engine.choice_text(choice)),
-                finish_reason=choice.finish_reason,
-            )
-            for index, choice in enumerate(plan.choices)
-        )
+        choices = map(choice_object, itertools.count(), plan.choices)
         if plan.completion_tokens <= WHOLE_ANSWER_TOKENS:
             return (encode(ChatCompletion(id=plan.id, created=plan.created, model=plan.model, choices=list(choices),
                                           usage=usage)),)
