@@ -105,8 +105,8 @@ def wrk(url: str, body: str, *, seconds: int = 10, connections: int = 64, path: 
         script.write(lua)
         script.flush()
         output = subprocess.run(
-            ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout_seconds}s",
-             "--latency", "-s", script.name, url + path],
+            ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+             f"--timeout={timeout_seconds}s", "--latency", "-s", script.name, url + path],
             capture_output=True, text=True, check=True,
         ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]

@@ -34,7 +34,8 @@ from benchmarks import harness
 from benchmarks.compare import CHAT_BODY
 from benchmarks.plain_rps import baseline_command
 
-QUIET = ("--history-interval-seconds", "3600", "--history-seconds", "3600")
+QUIET = ("--history-interval-seconds", "3600", "--history-seconds", "3600", "--history-downsample-seconds",
+         "3600")
 """fakeai's flags here: no periodic work charged to the slow instrumented requests (see above)."""
 
 
@@ -90,7 +91,8 @@ def main() -> None:
         print(f"{name:<22}{counts[name]:>12,.0f} instructions/request", flush=True)
     print(f"\n{'server':<22}{'instr/request':>14}{'bare / it':>11}{'it / fakeai':>13}")
     for name, count in counts.items():
-        print(f"{name:<22}{count:>14,.0f}{counts['bare_asgi'] / count:>11.3f}{count / counts['fakeai']:>13.3f}")
+        bare, fakeai = counts["bare_asgi"], counts["fakeai"]
+        print(f"{name:<22}{count:>14,.0f}{bare / count:>11.3f}{count / fakeai:>13.3f}")
     print("(bare / it: the RPS ratio to bare ASGI this server would have if time followed instructions)")
 
 

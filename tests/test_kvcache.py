@@ -145,7 +145,7 @@ def _workers(kernel, shapes: list[tuple[int, int]]) -> list:
 
 def test_the_least_busy_worker_runs_the_fewest_requests_then_holds_the_fewest_blocks(prefix_kernel) -> None:
     workers = _workers(prefix_kernel, [(2, 0), (1, 5), (1, 3), (1, 3), (3, 0)])
-    assert prefix_kernel.least_busy(workers, True) == 2, "fewest running; of those the fewest blocks, the first"
+    assert prefix_kernel.least_busy(workers, True) == 2, "fewest running, then fewest blocks, then first"
     assert prefix_kernel.least_busy(workers, False) == 0, "load not counted: the fewest blocks, the first"
     assert prefix_kernel.least_busy(workers[1:2], True) == 0, "one worker: that one"
 

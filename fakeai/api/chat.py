@@ -55,8 +55,10 @@ def chat_completions_handler(engine: Engine, registry: MetricsRegistry, max_body
     def render(plan: Plan, usage: Usage) -> Iterable[bytes]:
         choices = map(choice_object, itertools.count(), plan.choices)
         if plan.completion_tokens <= WHOLE_ANSWER_TOKENS:
-            return (encode(ChatCompletion(id=plan.id, created=plan.created, model=plan.model, choices=list(choices),
-                                          usage=usage)),)
+            whole = ChatCompletion(
+                id=plan.id, created=plan.created, model=plan.model, choices=list(choices), usage=usage
+            )
+            return (encode(whole),)
         envelope = encode(ChatCompletion(id=plan.id, created=plan.created, model=plan.model, choices=[], usage=usage))
         return answer_parts(envelope, b'"choices"', map(encode, choices))
 

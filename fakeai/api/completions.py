@@ -113,8 +113,10 @@ def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_byte
                 for index, choice in enumerate(plan.choices)
             )
             if plan.completion_tokens <= WHOLE_ANSWER_TOKENS and not echoed:
-                return (encode(Completion(id=plan.id, created=plan.created, model=plan.model, choices=list(choices),
-                                          usage=usage)),)
+                whole = Completion(
+                    id=plan.id, created=plan.created, model=plan.model, choices=list(choices), usage=usage
+                )
+                return (encode(whole),)
             envelope = encode(Completion(id=plan.id, created=plan.created, model=plan.model, choices=[], usage=usage))
             return answer_parts(envelope, b'"choices"', map(encode, choices))
 

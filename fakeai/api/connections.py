@@ -238,8 +238,8 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
     # -- requests ----------------------------------------------------------------------------
 
     async def _serve(
-        self, cycle: RequestResponseCycle, app: Any, task_of: list[asyncio.Task[None]], scope: Any, receive: Any,
-        send: Any,
+        self, cycle: RequestResponseCycle, app: Any, task_of: list[asyncio.Task[None]],
+        scope: Any, receive: Any, send: Any,
     ) -> None:
         """Run the application for ``cycle`` (in ``task_of[0]``); cut the connection if it leaves
         the response unfinished."""

@@ -72,8 +72,8 @@ class TextSource:
     the sentence's first word without its leading space.
     """
 
-    __slots__ = ("_doubled", "_ends", "_first", "_first_json", "_offsets", "_start_bits", "_start_count", "_starts",
-                 "_tokens", "_tokens_json", "size")
+    __slots__ = ("_doubled", "_ends", "_first", "_first_json", "_offsets", "_start_bits", "_start_count",
+                 "_starts", "_tokens", "_tokens_json", "size")
 
     def __init__(self, prose: str = PROSE) -> None:
         pieces = _pieces(prose)

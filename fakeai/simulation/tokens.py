@@ -53,11 +53,10 @@ def render_chat(messages: Iterable[object]) -> str:
     rendered = []
     for message in messages:
         content = message.content  # type: ignore[attr-defined]
+        text = content if type(content) is str else _content_text(content)
         calls = getattr(message, "tool_calls", None)
-        rendered.append(
-            f"<|{message.role}|>\n{content if type(content) is str else _content_text(content)}"  # type: ignore[attr-defined]
-            f"{_calls_text(calls) if calls else ''}\n"
-        )
+        role = message.role  # type: ignore[attr-defined]
+        rendered.append(f"<|{role}|>\n{text}{_calls_text(calls) if calls else ''}\n")
     rendered.append("<|assistant|>\n")
     return "".join(rendered)
 
