@@ -58,14 +58,17 @@ def main() -> None:
                 cpu_us[name].append((urls[name].cpu_seconds() - cpu_before) / (result["rps"] * args.seconds) * 1e6)
             print(" ".join(f"{name} {values[-1]:,.0f} ({cpu_us[name][-1]:.1f} us)" for name, values in rps.items()),
                   flush=True)
-    print(f"\n{'server':<20}{'median RPS':>12}{'fakeai / it':>14}{'CPU us/req':>12}{'it / fakeai':>14}")
+    print(f"\n{'server':<20}{'median RPS':>11}{'fakeai / it':>12}{'it / bare':>10}{'CPU us/req':>11}"
+          f"{'it / fakeai':>12}{'bare / it':>10}")
     for name, values in rps.items():
         ratio = statistics.median(a / b for a, b in zip(rps["fakeai"], values))
+        to_bare = statistics.median(a / b for a, b in zip(values, rps["bare_asgi"]))
         cpu_ratio = statistics.median(b / a for a, b in zip(cpu_us["fakeai"], cpu_us[name]))
-        print(f"{name:<20}{statistics.median(values):>12,.0f}{ratio:>14.3f}{statistics.median(cpu_us[name]):>12.1f}"
-              f"{cpu_ratio:>14.3f}")
-    print("(fakeai / it: ratio of RPS; it / fakeai: ratio of CPU time per request, the same ratio when the")
-    print(" server has its core to itself; medians of the per-round ratios)")
+        cpu_to_bare = statistics.median(b / a for a, b in zip(cpu_us[name], cpu_us["bare_asgi"]))
+        print(f"{name:<20}{statistics.median(values):>11,.0f}{ratio:>12.3f}{to_bare:>10.3f}"
+              f"{statistics.median(cpu_us[name]):>11.1f}{cpu_ratio:>12.3f}{cpu_to_bare:>10.3f}")
+    print("(fakeai / it, it / bare: ratios of RPS; it / fakeai, bare / it: ratios of CPU time per request,")
+    print(" the same ratios when the server has its core to itself; medians of the per-round ratios)")
 
 
 def baseline_command(tree: str, *flags: str) -> list[str]:
