@@ -375,7 +375,10 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
         if callback is None:
             return
         at = self._deadline_at
-        if self.loop.time() < at:  # moved later since the timer was set
+        # Moved later since the timer was set: set it again. Not ``loop.time() < at``: a timer
+        # may fire a little early (uvloop rounds delays to whole milliseconds), and would then
+        # set itself again with no delay until the clock reached the deadline.
+        if at > self._timer_at:
             self._timer = self.loop.call_at(at, self._deadline_timer)
             self._timer_at = at
             return
