@@ -203,6 +203,8 @@ cdef class PrefixCache:
 
 def least_busy(list workers not None, bint by_load):
     """The position of the least busy worker (see the twin's ``least_busy``)."""
+    if not workers:  # (unchecked indexing below)
+        raise ValueError("least_busy needs at least one worker")
     cdef PrefixCache worker, best_worker = <PrefixCache?>workers[0]
     cdef Py_ssize_t best = 0, index
     cdef bint better

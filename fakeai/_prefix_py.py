@@ -161,6 +161,8 @@ def least_busy(workers: Sequence[PrefixCache], by_load: bool) -> int:
     requests (when ``by_load``), of those the one holding the fewest blocks, of those the
     first. The router's choice for a request nothing is cached for (every request, when
     prompts are shorter than a block)."""
+    if not workers:
+        raise ValueError("least_busy needs at least one worker")
     best, best_worker = 0, workers[0]
     for index in range(1, len(workers)):
         worker = workers[index]

@@ -150,6 +150,12 @@ def test_the_least_busy_worker_runs_the_fewest_requests_then_holds_the_fewest_bl
     assert prefix_kernel.least_busy(workers[1:2], True) == 0, "one worker: that one"
 
 
+def test_least_busy_among_no_workers_is_an_error(prefix_kernel) -> None:
+    for by_load in (True, False):
+        with pytest.raises(ValueError, match="^least_busy needs at least one worker$"):
+            prefix_kernel.least_busy([], by_load)
+
+
 @pytest.mark.compiled_vs_twin
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=8), st.booleans())
