@@ -152,7 +152,6 @@ class PrefixCache:
         self.active_requests -= 1
 
 
-
 # -- choosing among workers ------------------------------------------------------------------
 
 
