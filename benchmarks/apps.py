@@ -2,13 +2,19 @@
 
 * ``minimal_litestar``: the least a Litestar + msgspec chat route can do: decode the request
   into a Struct and return a fixed chat completion of the same size as fakeai's answer.
+* ``litestar_asgi_route``: the least a Litestar route can cost: one ``@asgi`` handler (the kind
+  fakeai's endpoints are) that reads the body and sends a fixed answer, in an app configured as
+  fakeai's is (no OpenAPI, no logging config): Litestar's entry, exception layer and routing
+  around a bare ASGI function, the floor for an endpoint that stays a Litestar route.
 * ``bare_asgi``: no framework at all: the Python ceiling on uvicorn.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
-from litestar import Litestar, post
+from litestar import Litestar, asgi, post
 
 ANSWER = "The lighthouse keeper climbed the spiral stairs an hour before dusk, as he had "  # 16 tokens x 4 chars
 ANSWER = ANSWER[:64]
@@ -88,3 +94,11 @@ async def bare_asgi(scope, receive, send) -> None:
         more = message.get("more_body", False)
     await send({"type": "http.response.start", "status": 200, "headers": _BARE_HEADERS})
     await send({"type": "http.response.body", "body": _BARE_BODY})
+
+
+def litestar_asgi_route() -> Litestar:
+    @asgi("/v1/chat/completions", copy_scope=False)
+    async def chat(scope: Any, receive: Any, send: Any) -> None:
+        await bare_asgi(scope, receive, send)
+
+    return Litestar(route_handlers=[chat], openapi_config=None, logging_config=None)

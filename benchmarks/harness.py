@@ -48,8 +48,9 @@ class Running(str):
 
 @contextlib.contextmanager
 def server(command: Sequence[str], *, env: dict[str, str] | None = None, ready_path: str = "/health",
-           ready_method: str = "GET") -> Iterator[Running]:
-    """Run ``command`` (with ``{port}`` filled in) pinned to ``SERVER_CPU``; yields its base URL."""
+           ready_method: str = "GET", start_seconds: float = 60) -> Iterator[Running]:
+    """Run ``command`` (with ``{port}`` filled in) pinned to ``SERVER_CPU``; yields its base URL
+    once it answers (within ``start_seconds``)."""
     port = free_port()
     argv = ["taskset", "-c", SERVER_CPU, *(part.format(port=port) for part in command)]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FAKEAI_")}
@@ -59,14 +60,14 @@ def server(command: Sequence[str], *, env: dict[str, str] | None = None, ready_p
     process = subprocess.Popen(argv, env=environment, stdout=log, stderr=subprocess.STDOUT)
     base_url = Running(f"http://127.0.0.1:{port}")
     base_url.pid = process.pid  # taskset execs the server in place: same pid
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + start_seconds
     try:
         while True:
             if process.poll() is not None:
                 log.seek(0)
                 raise RuntimeError(f"{argv} exited: {log.read().decode(errors='replace')[-2000:]}")
             try:
-                httpx.request(ready_method, base_url + ready_path, timeout=1, json={})
+                httpx.request(ready_method, base_url + ready_path, timeout=5, json={})
                 break
             except httpx.TransportError:
                 if time.monotonic() > deadline:
@@ -93,8 +94,10 @@ def uvicorn_command(target: str, *, factory: bool = False) -> list[str]:
     return command + (["--factory"] if factory else [])
 
 
-def wrk(url: str, body: str, *, seconds: int = 10, connections: int = 64, path: str = "/v1/chat/completions") -> dict:
-    """Requests per second (and errors) of wrk POSTing ``body`` from ``LOAD_CPU``."""
+def wrk(url: str, body: str, *, seconds: int = 10, connections: int = 64, path: str = "/v1/chat/completions",
+        timeout_seconds: int = 2) -> dict:
+    """Requests per second (and errors) of wrk POSTing ``body`` from ``LOAD_CPU`` (a request
+    unanswered after ``timeout_seconds`` is a socket error)."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (Debian package wrk)")
     lua = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [[%s]]\n' % body
@@ -102,8 +105,8 @@ def wrk(url: str, body: str, *, seconds: int = 10, connections: int = 64, path: 
         script.write(lua)
         script.flush()
         output = subprocess.run(
-            ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
-             script.name, url + path],
+            ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+             f"--timeout={timeout_seconds}s", "--latency", "-s", script.name, url + path],
             capture_output=True, text=True, check=True,
         ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]

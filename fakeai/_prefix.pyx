@@ -194,3 +194,27 @@ cdef class PrefixCache:
                 self._append(slot)
                 self._pinned -= 1
         self.active_requests -= 1
+
+
+# ---------------------------------------------------------------------------------------
+# Choosing among workers
+# ---------------------------------------------------------------------------------------
+
+
+def least_busy(list workers not None, bint by_load):
+    """The position of the least busy worker (see the twin's ``least_busy``)."""
+    if not workers:  # (unchecked indexing below)
+        raise ValueError("least_busy needs at least one worker")
+    cdef PrefixCache worker, best_worker = <PrefixCache?>workers[0]
+    cdef Py_ssize_t best = 0, index
+    cdef bint better
+    for index in range(1, len(workers)):
+        worker = <PrefixCache?>workers[index]
+        if by_load and worker.active_requests != best_worker.active_requests:
+            better = worker.active_requests < best_worker.active_requests
+        else:
+            better = worker._index.size() < best_worker._index.size()
+        if better:
+            best = index
+            best_worker = worker
+    return best

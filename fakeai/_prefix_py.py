@@ -11,7 +11,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Sequence
 
-__all__ = ("PrefixCache", "block_hashes")
+__all__ = ("PrefixCache", "block_hashes", "least_busy")
 
 # -- prefix-cache block hashing ------------------------------------------------------------
 
@@ -151,3 +151,24 @@ class PrefixCache:
                 self._pinned -= 1
         self.active_requests -= 1
 
+
+# -- choosing among workers ------------------------------------------------------------------
+
+
+def least_busy(workers: Sequence[PrefixCache], by_load: bool) -> int:
+    """The position in ``workers`` (at least one) of the least busy: the fewest running
+    requests (when ``by_load``), of those the one holding the fewest blocks, of those the
+    first. The router's choice for a request nothing is cached for (every request, when
+    prompts are shorter than a block)."""
+    if not workers:
+        raise ValueError("least_busy needs at least one worker")
+    best, best_worker = 0, workers[0]
+    for index in range(1, len(workers)):
+        worker = workers[index]
+        if by_load and worker.active_requests != best_worker.active_requests:
+            better = worker.active_requests < best_worker.active_requests
+        else:
+            better = len(worker) < len(best_worker)
+        if better:
+            best, best_worker = index, worker
+    return best

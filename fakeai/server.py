@@ -32,7 +32,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
-from uvicorn.config import STARTUP_FAILURE
+from uvicorn.config import LOG_LEVELS, STARTUP_FAILURE
 from uvicorn.lifespan.on import LifespanOn
 from uvicorn.supervisors.multiprocess import Multiprocess
 
@@ -59,6 +59,7 @@ class ServerConfig(uvicorn.Config):
 
     def __init__(self, app: Any, settings: Settings, **options: Any) -> None:
         self.settings = settings
+        options.setdefault("access_log", logs_access(options.get("log_level")))
         super().__init__(
             app,
             http=FakeaiHttpProtocol,
@@ -93,6 +94,19 @@ class EmbeddedServerConfig(ServerConfig):
 
     def configure_logging(self) -> None:
         pass
+
+
+def logs_access(level: str | int | None) -> bool:
+    """Whether uvicorn's access log (lines at INFO) would print at log level ``level``.
+
+    When it would not, it is switched off: uvicorn formats each line's client address and
+    quoted path before its logger drops the line, a cost every request paid for nothing.
+    """
+    if level is None:
+        return True
+    if isinstance(level, str):
+        level = LOG_LEVELS[level.lower()]
+    return level <= logging.INFO
 
 
 def _exit_cleanly(number: int, frame: FrameType | None) -> None:

@@ -53,10 +53,11 @@ def pytest_report_header() -> str:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     # A missing build must fail loudly, not quietly test the fallback twice.
-    if not NO_EXTENSIONS and COMPILED is None:
+    if not NO_EXTENSIONS and (COMPILED is None or KERNEL != "compiled"):
         raise pytest.UsageError(
-            "the compiled kernels fakeai._window, fakeai._prefix and fakeai._region are not built; run "
-            "`pip install -e .` or set FAKEAI_NO_EXTENSIONS=1 to test the pure-Python twins on purpose"
+            "the compiled kernels fakeai._window, fakeai._prefix and fakeai._region are not built (or are "
+            "built from an older source); run `pip install -e .` or set FAKEAI_NO_EXTENSIONS=1 to test the "
+            "pure-Python twins on purpose"
         )
 
 

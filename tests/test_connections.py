@@ -66,6 +66,32 @@ def send_raw(base_url: str, data: bytes, timeout: float = 20.0) -> tuple[int, di
         return parse_response(read_until_closed(sock))
 
 
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One answer with a Content-Length, on a connection that stays open (keep-alive)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        data = sock.recv(65536)
+        assert data, "the server closed the connection before answering"
+        received += data
+    status, headers, body = parse_response(received)
+    while len(body) < int(headers["content-length"]):
+        data = sock.recv(65536)
+        assert data, "the server closed the connection mid-answer"
+        body += data
+    return status, headers, body
+
+
+def trickle_headers(sock: socket.socket, stop: threading.Event) -> None:
+    """One header line every 100 ms until ``stop`` (never a whole head)."""
+    number = 0
+    while not stop.wait(0.1):
+        number += 1
+        try:
+            sock.sendall(b"X-Slow-%d: 1\r\n" % number)
+        except OSError:
+            return
+
+
 def assert_openai_error(status: int, headers: dict[str, str], body: bytes, expected: int, code: str) -> None:
     assert status == expected
     assert headers["content-type"] == "application/json"
@@ -212,6 +238,70 @@ def test_a_body_still_trickling_after_an_early_answer_is_not_waited_for() -> Non
         assert metrics(base_url)["errors_by_status"][CHAT] == {"413": 1}
 
 
+DEADLINE_EARLY = 0.01
+"""A timer may fire a little before its time (uvloop rounds delays to whole milliseconds)."""
+DEADLINE_MARGIN = 3.0
+"""How late a deadline may be seen to pass on a loaded machine and still count as kept."""
+
+
+def test_the_head_deadline_of_a_keep_alive_connections_next_request_runs_from_its_first_byte() -> None:
+    head_deadline = 0.6
+    settings = Settings(header_timeout_seconds=head_deadline, keep_alive_seconds=30)
+    with running_app(settings) as (base_url, _):
+        with socket.create_connection(address(base_url), timeout=20) as sock:
+            sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: test\r\n\r\n")
+            assert read_response(sock)[0] == 200  # a fast first request
+            # The client's think time: two thirds of the deadline, so that a deadline still
+            # running from the connection's start would cut the next request too early.
+            time.sleep(head_deadline * 2 / 3)
+            started = time.monotonic()
+            sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: test\r\n")  # then its head trickles
+            stop = threading.Event()
+            trickler = threading.Thread(target=trickle_headers, args=(sock, stop), daemon=True)
+            trickler.start()
+            try:
+                status, headers, body = parse_response(read_until_closed(sock))
+                waited = time.monotonic() - started
+            finally:
+                stop.set()
+                trickler.join()
+        assert_openai_error(status, headers, body, 408, "request_timeout")
+        assert head_deadline - DEADLINE_EARLY <= waited < head_deadline + DEADLINE_MARGIN
+        doc = metrics(base_url)
+        assert doc["errors_by_status"]["malformed"] == {"408": 1}
+        assert doc["totals"]["/v1/models"]["requests"] == 1
+
+
+def test_a_body_deadline_longer_than_the_head_deadline_is_kept() -> None:
+    head_deadline, body_deadline = 0.3, 1.2
+    request = msgspec.json.encode({"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
+                                   "max_tokens": 3})
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(request))
+    settings = Settings(zero_latency=True, header_timeout_seconds=head_deadline,
+                        body_timeout_seconds=body_deadline)
+    with running_app(settings) as (base_url, _):
+        # The rest of the body after the head deadline, well before the body deadline: served.
+        with socket.create_connection(address(base_url), timeout=20) as sock:
+            sock.sendall(head + request[:10])
+            time.sleep((head_deadline + body_deadline) / 2)  # the client's pace
+            sock.sendall(request[10:])
+            status, _, body = parse_response(read_until_closed(sock))
+        assert status == 200, body
+        assert msgspec.json.decode(body)["usage"]["completion_tokens"] == 3
+        # The rest of the body never sent: cut at the body deadline, not at the head deadline.
+        with socket.create_connection(address(base_url), timeout=20) as sock:
+            started = time.monotonic()
+            sock.sendall(head + request[:10])
+            status, headers, body = parse_response(read_until_closed(sock))
+            waited = time.monotonic() - started
+        assert_openai_error(status, headers, body, 408, "request_timeout")
+        assert body_deadline - DEADLINE_EARLY <= waited < body_deadline + DEADLINE_MARGIN
+        doc = metrics(base_url)
+        assert doc["errors_by_status"]["malformed"] == {"408": 1}
+        assert doc["totals"][CHAT]["requests"] == 1
+
+
 def test_beyond_the_connection_limit_requests_get_an_openai_503_and_others_are_served_once_they_go() -> None:
     limit = 4
     with running_app(Settings(max_connections=limit, header_timeout_seconds=60)) as (base_url, _):
@@ -262,6 +352,34 @@ def test_malformed_http_gets_an_openai_error_and_is_counted(case: str) -> None:
         assert doc["errors_by_status"]["malformed"] == {str(expected): 1}
         assert doc["totals"]["malformed"]["requests"] == 1
         assert doc["totals"][CHAT]["requests"] == 1, "counted once, as what the client saw (and the good one)"
+
+
+def test_a_head_sent_in_several_reads_gets_431_when_its_last_read_takes_it_over_the_limit() -> None:
+    limit = 4096
+    first_reads = [b"GET /v1/models HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"] + [
+        b"X-Part-%d: %s\r\n" % (number, b"p" * 1000) for number in range(3)]  # about 3,100 bytes
+
+    def send_in_reads(base_url: str, last: bytes) -> tuple[int, dict[str, str], bytes]:
+        with socket.create_connection(address(base_url), timeout=20) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pause = threading.Event()
+            for data in first_reads:
+                sock.sendall(data)
+                pause.wait(0.05)  # the client's pace: most likely one read each on the server
+            try:
+                sock.sendall(last)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return parse_response(read_until_closed(sock))
+
+    with running_app(Settings(max_header_bytes=limit)) as (base_url, _):
+        status, _, body = send_in_reads(base_url, b"X-Last: %s\r\n\r\n" % (b"l" * 500))  # about 3,600 in all
+        assert status == 200, body
+        status, headers, body = send_in_reads(base_url, b"X-Last: %s\r\n\r\n" % (b"l" * 1500))  # about 4,600
+        assert_openai_error(status, headers, body, 431, "request_header_too_large")
+        doc = metrics(base_url)
+        assert doc["errors_by_status"]["malformed"] == {"431": 1}
+        assert doc["totals"]["/v1/models"]["requests"] == 1
 
 
 def test_a_bad_chunk_after_the_request_is_being_served_is_answered_once() -> None:

@@ -131,6 +131,41 @@ def test_capacity_is_never_exceeded_and_pins_balance(prefix_kernel, steps, capac
     assert cache.pinned_blocks() == 0 and cache.active_requests == 0
 
 
+def _workers(kernel, shapes: list[tuple[int, int]]) -> list:
+    """Prefix caches with ``(running requests, blocks held)`` each."""
+    caches = []
+    for running, blocks in shapes:
+        cache = kernel.PrefixCache(capacity_blocks=16)
+        if blocks:
+            cache.release(cache.acquire(list(range(1, blocks + 1)))[1])
+        cache.active_requests = running
+        caches.append(cache)
+    return caches
+
+
+def test_the_least_busy_worker_runs_the_fewest_requests_then_holds_the_fewest_blocks(prefix_kernel) -> None:
+    workers = _workers(prefix_kernel, [(2, 0), (1, 5), (1, 3), (1, 3), (3, 0)])
+    assert prefix_kernel.least_busy(workers, True) == 2, "fewest running, then fewest blocks, then first"
+    assert prefix_kernel.least_busy(workers, False) == 0, "load not counted: the fewest blocks, the first"
+    assert prefix_kernel.least_busy(workers[1:2], True) == 0, "one worker: that one"
+
+
+def test_least_busy_among_no_workers_is_an_error(prefix_kernel) -> None:
+    for by_load in (True, False):
+        with pytest.raises(ValueError, match="^least_busy needs at least one worker$"):
+            prefix_kernel.least_busy([], by_load)
+
+
+@pytest.mark.compiled_vs_twin
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=8), st.booleans())
+def test_compiled_least_busy_matches_the_reference(shapes, by_load) -> None:
+    from fakeai import _prefix
+
+    assert _prefix.least_busy(_workers(_prefix, shapes), by_load) == \
+        _prefix_py.least_busy(_workers(_prefix_py, shapes), by_load)
+
+
 def test_kv_aware_sends_a_repeated_prefix_back_to_the_worker_that_holds_it() -> None:
     sim = KVCacheSimulator(workers=4)
     tokens = [84]

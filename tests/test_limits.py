@@ -8,10 +8,13 @@ import asyncio
 import json
 
 import httpx
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
+from fakeai.api.generation import WHOLE_ANSWER_TOKENS
 from fakeai.api.responses import PART_BYTES
+from fakeai.api.schemas import ChatCompletion, Completion
 from fakeai.api.streaming import BATCH_BYTES
 from fakeai.app import create_app
 from fakeai.config import Settings
@@ -234,6 +237,31 @@ def test_a_short_answer_still_goes_out_whole_with_its_length() -> None:
         response = httpx.post(base_url + CHAT, json=chat(max_tokens=10), timeout=10)
     assert response.status_code == 200
     assert int(response.headers["content-length"]) == len(response.content)
+
+
+@pytest.fixture(scope="module")
+def default_client():
+    with TestClient(create_app(Settings(zero_latency=True))) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(("path", "schema"), [(CHAT, ChatCompletion), (COMPLETIONS, Completion)],
+                         ids=["chat", "completions"])
+def test_an_answer_in_parts_is_byte_for_byte_the_answer_encoded_whole(default_client, path, schema) -> None:
+    body = chat if path == CHAT else (lambda **fields: completion(prompt="hi", **fields))
+    # (choices, tokens each): 1023, 1024 and 1025 tokens in all, in one choice and in several
+    for n, tokens in [(1, 1023), (1, 1024), (1, 1025), (3, 341), (4, 256), (5, 205)]:
+        response = default_client.post(path, json=body(n=n, max_tokens=tokens, ignore_eos=True))
+        assert response.status_code == 200
+        assert response.json()["usage"]["completion_tokens"] == n * tokens
+        way = "encoded whole" if n * tokens <= WHOLE_ANSWER_TOKENS else "in parts"
+        assert response.content == msgspec.json.encode(msgspec.json.decode(response.content, type=schema)), (
+            f"{n} x {tokens} tokens ({way}): the same bytes as the answer encoded in one piece"
+        )
+    if path == COMPLETIONS:  # an echoed prompt: in parts however short the answer
+        response = default_client.post(path, json=body(n=2, max_tokens=3, echo=True, ignore_eos=True))
+        assert response.json()["choices"][1]["text"].startswith("hi")
+        assert response.content == msgspec.json.encode(msgspec.json.decode(response.content, type=schema))
 
 
 def test_many_embeddings_are_made_and_written_in_parts_giving_the_loop_away() -> None:

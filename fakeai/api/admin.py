@@ -18,13 +18,13 @@ import hmac
 from typing import TYPE_CHECKING
 
 import msgspec
-from litestar import asgi
 from litestar.exceptions import MethodNotAllowedException
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.errors import APIError
 from fakeai.api.recording import EXCHANGE_KEY, ClientDisconnected
 from fakeai.api.responses import send_document
+from fakeai.api.routes import asgi
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send

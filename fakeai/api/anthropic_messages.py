@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import msgspec
-from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.anthropic_errors import ANTHROPIC_EXCEPTION_HANDLERS, anthropic_key_guard
@@ -26,6 +25,7 @@ from fakeai.api.anthropic_stream import MessageAnswer, MessageEvents
 from fakeai.api.event_streams import typed_events
 from fakeai.api.generation import admit, answer_parts, open_stream, plan_answer, read_request, send_when_due
 from fakeai.api.responses import send_event_stream
+from fakeai.api.routes import asgi
 from fakeai.api.shaping import Features
 
 if TYPE_CHECKING:

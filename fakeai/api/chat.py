@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import msgspec
-from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.errors import APIError
-from fakeai.api.generation import admit, answer_parts, generate, read_request
+from fakeai.api.generation import WHOLE_ANSWER_TOKENS, admit, answer_parts, generate, read_request
 from fakeai.api.rich import ChatRender
+from fakeai.api.routes import asgi
 from fakeai.api.schemas import AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionRequest, Usage
 from fakeai.api.shaping import Features, needs_shaping
 from fakeai.api.streaming import CHAT_CHUNKS
@@ -20,7 +21,7 @@ from fakeai.simulation.tokens import render_chat, render_tools
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send
 
-    from fakeai.api.engine import Engine, Plan
+    from fakeai.api.engine import Choice, Engine, Plan
     from fakeai.api.schemas import CompletionRequest
     from fakeai.metrics import MetricsRegistry
 
@@ -44,19 +45,22 @@ def chat_completions_handler(engine: Engine, registry: MetricsRegistry, max_body
     features = Features(engine.settings)
     default_effort = features.default_effort is not None
 
-    def render(plan: Plan, usage: Usage) -> Iterator[bytes]:
-        envelope = encode(ChatCompletion(id=plan.id, created=plan.created, model=plan.model, choices=[], usage=usage))
-        choices = (
-            encode(
-                ChatChoice(
-                    index=index,
-                    message=AssistantMessage(role="assistant", content=engine.choice_text(choice)),
-                    finish_reason=choice.finish_reason,
-                )
+    text = engine.text.text  # (``engine.choice_text``)
+
+    def choice_object(index: int, choice: Choice) -> ChatChoice:
+        content = text(choice.start, choice.tokens)
+        return ChatChoice(index=index, message=AssistantMessage(role="assistant", content=content),
+                          finish_reason=choice.finish_reason)
+
+    def render(plan: Plan, usage: Usage) -> Iterable[bytes]:
+        choices = map(choice_object, itertools.count(), plan.choices)
+        if plan.completion_tokens <= WHOLE_ANSWER_TOKENS:
+            whole = ChatCompletion(
+                id=plan.id, created=plan.created, model=plan.model, choices=list(choices), usage=usage
             )
-            for index, choice in enumerate(plan.choices)
-        )
-        return answer_parts(envelope, b'"choices"', choices)
+            return (encode(whole),)
+        envelope = encode(ChatCompletion(id=plan.id, created=plan.created, model=plan.model, choices=[], usage=usage))
+        return answer_parts(envelope, b'"choices"', map(encode, choices))
 
     @asgi("/v1/chat/completions", copy_scope=False)
     async def create_chat_completion(scope: Scope, receive: Receive, send: Send) -> None:

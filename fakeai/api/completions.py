@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.errors import APIError
 from fakeai.api.chat import check_stream_options
-from fakeai.api.generation import admit, answer_parts, generate, read_request
+from fakeai.api.generation import WHOLE_ANSWER_TOKENS, admit, answer_parts, generate, read_request
 from fakeai.api.rich import CompletionRender
+from fakeai.api.routes import asgi
 from fakeai.api.schemas import Completion, CompletionChoice, CompletionRequest, Usage
 from fakeai.api.streaming import COMPLETION_CHUNKS
 
@@ -87,6 +87,7 @@ def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_byte
                       for prompt in prompts]
         else:
             echoes = [""] * len(prompts)
+        echoed = any(echoes)
         # Several prompts are answered in one response: choice i * n + j is answer j to
         # prompt i, as OpenAI numbers them. The context limit applies to the longest prompt.
         counted, tokens_per_prompt, routed = prompt_tokens(engine, prompts)
@@ -102,19 +103,22 @@ def completions_handler(engine: Engine, registry: MetricsRegistry, max_body_byte
         )
         admit(engine, registry, exchange, body.model, "/v1/completions")
 
-        def render(plan: Plan, usage: Usage) -> Iterator[bytes]:
-            envelope = encode(Completion(id=plan.id, created=plan.created, model=plan.model, choices=[], usage=usage))
+        def render(plan: Plan, usage: Usage) -> Iterable[bytes]:
             choices = (
-                encode(
-                    CompletionChoice(
-                        index=index,
-                        text=echoes[index // body.n] + engine.choice_text(choice),
-                        finish_reason=choice.finish_reason,
-                    )
+                CompletionChoice(
+                    index=index,
+                    text=echoes[index // body.n] + engine.choice_text(choice),
+                    finish_reason=choice.finish_reason,
                 )
                 for index, choice in enumerate(plan.choices)
             )
-            return answer_parts(envelope, b'"choices"', choices)
+            if plan.completion_tokens <= WHOLE_ANSWER_TOKENS and not echoed:
+                whole = Completion(
+                    id=plan.id, created=plan.created, model=plan.model, choices=list(choices), usage=usage
+                )
+                return (encode(whole),)
+            envelope = encode(Completion(id=plan.id, created=plan.created, model=plan.model, choices=[], usage=usage))
+            return answer_parts(envelope, b'"choices"', map(encode, choices))
 
         await generate(
             receive,

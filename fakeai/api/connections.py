@@ -34,6 +34,7 @@ request task ends quietly: the recorder has already counted it (499).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ from fakeai.config import Settings
 
 if TYPE_CHECKING:
     from asyncio import TimerHandle
+    from collections.abc import Callable
 
     from uvicorn.config import Config
     from uvicorn.server import ServerState
@@ -61,6 +63,9 @@ def _answer(status: int, message: str, code: str, endpoint: str = MALFORMED_ENDP
     body = _encode(ErrorBody(error=APIError(status, message, code=code).detail))
     return ImposedAnswer(status, body, endpoint)
 
+
+_NO_DEADLINE, _HEAD_DEADLINE, _BODY_DEADLINE = 0, 1, 2
+"""What a read started (``FakeaiHttpProtocol._due``): no deadline, the head's, the body's."""
 
 LINGER_SECONDS = 2.0
 """How long a connection closed after an imposed answer still reads what its client sends."""
@@ -119,15 +124,26 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
         self.max_header_bytes: int = settings.max_header_bytes
         # uvicorn's own check answers in plain text: the limit is applied here instead.
         self.connection_limit, self.limit_concurrency = self.limit_concurrency, None
-        self._deadline: TimerHandle | None = None
+        self._deadline_at = 0.0
+        """Loop time at which ``_on_deadline`` is due (see ``_arm``)."""
+        self._on_deadline: Callable[[], None] | None = None
+        """What to do when the deadline passes (None: no deadline)."""
+        self._timer: TimerHandle | None = None
+        """The one timer of this connection: fires at ``_timer_at``, at or before the deadline."""
+        self._timer_at = 0.0
+        self._due = _NO_DEADLINE
+        """The deadline the read being parsed started (``_HEAD_DEADLINE``, ``_BODY_DEADLINE``),
+        armed once it is parsed (see ``data_received``)."""
         self._in_head = False
         """Between a request's first byte and the end of its headers."""
-        self._head_bytes = 0
-        """Bytes of the request line and headers read so far (as parsed)."""
         self._head_reads = 0
         """Bytes of the reads that ended inside the head (bounds what the parser buffers itself)."""
+        self._read_bytes = 0
+        """Bytes of the read being parsed."""
         self._given_up = False
         """An answer was imposed: the parser's state is not trusted any more, nothing more is read."""
+        self._fresh_context: bool = getattr(config, "reset_contextvars", False)
+        """uvicorn's option (in its newer versions) to run each request in a fresh context."""
         self._serving: tuple[RequestResponseCycle, asyncio.Task[None]] | None = None
         """The request whose task is running, and that task."""
 
@@ -139,12 +155,16 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._given_up:
             return
         self._unset_keepalive_if_required()
+        self._read_bytes = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:  # as uvicorn does
@@ -152,6 +172,7 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
+            self._arm_due()
             return
         except httptools.HttpParserError as exc:
             if isinstance(exc.__context__, _HeadTooLarge):
@@ -165,51 +186,64 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
             self._head_reads += len(data)
             if self._head_reads > self.max_header_bytes:
                 self._refuse_large_head()
-
-    def on_url(self, url: bytes) -> None:
-        self._count_head(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
-        super().on_header(name, value)
+                return
+        self._arm_due()
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        HttpToolsProtocol.on_message_begin(self)
         self._in_head = True
-        self._head_bytes = self._head_reads = 0
-        self._arm(self.header_timeout, self._head_deadline_passed)
+        self._head_reads = 0
+        self._due = _HEAD_DEADLINE
 
     def on_headers_complete(self) -> None:
+        # A head is no longer than the reads it came in that ended inside it and this one:
+        # only when those could hold more than the limit is it measured (as parsed).
+        if self._head_reads + self._read_bytes > self.max_header_bytes and (
+            len(self.url) + sum([len(name) + len(value) + 4 for name, value in self.headers])  # ": " and CRLF
+            > self.max_header_bytes
+        ):
+            raise _HeadTooLarge  # stops the parser; data_received answers
         self._in_head = False
-        self._disarm()
         limit = self.connection_limit
         if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            self._disarm()
             self.logger.warning("Exceeded concurrency limit.")
             self.scope[IMPOSED_ANSWER_KEY] = _answer(  # type: ignore[typeddict-unknown-key]
                 503, "The server is at its connection limit; please retry.", "server_overloaded",
                 OVERLOADED_ENDPOINT)
-            super().on_headers_complete()
+            HttpToolsProtocol.on_headers_complete(self)
             self._given_up = True  # its body is not read, only dropped
             self.cycle.transport = _LingeringTransport(self.transport, self.loop)  # type: ignore[assignment]
             return
-        super().on_headers_complete()
-        self._arm(self.body_timeout, self._body_deadline_passed)
+        HttpToolsProtocol.on_headers_complete(self)
+        self._due = _BODY_DEADLINE  # (replaces the head's, armed or not)
 
     def on_message_complete(self) -> None:
-        self._disarm()
-        super().on_message_complete()
+        self._on_deadline = None  # (``_disarm``)
+        self._due = _NO_DEADLINE
+        HttpToolsProtocol.on_message_complete(self)
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        super()._start_asgi_task(cycle, functools.partial(self._serve, cycle, app))
+        """uvicorn's, running the application through ``_serve``, which is given its own task."""
+        task_of: list[asyncio.Task[None]] = []
+        run = cycle.run_asgi(functools.partial(self._serve, cycle, app, task_of))
+        if self._fresh_context:
+            task = self.loop.create_task(run, context=contextvars.Context())
+        else:
+            task = self.loop.create_task(run)
+        task_of.append(task)
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
 
     # -- requests ----------------------------------------------------------------------------
 
     async def _serve(
-        self, cycle: RequestResponseCycle, app: Any, scope: Any, receive: Any, send: Any
+        self, cycle: RequestResponseCycle, app: Any, task_of: list[asyncio.Task[None]],
+        scope: Any, receive: Any, send: Any,
     ) -> None:
-        """Run the application for ``cycle``; cut the connection if it leaves the response unfinished."""
-        task: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]
+        """Run the application for ``cycle`` (in ``task_of[0]``); cut the connection if it leaves
+        the response unfinished."""
+        task = task_of[0]
         self._serving = (cycle, task)
         try:
             await app(scope, receive, send)
@@ -220,11 +254,6 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
                 self._serving = None
             if not cycle.response_complete:
                 self._cut(cycle)
-
-    def _count_head(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > self.max_header_bytes:
-            raise _HeadTooLarge  # stops the parser; data_received answers
 
     def _refuse_large_head(self) -> None:
         self._refuse(_answer(
@@ -304,18 +333,59 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
 
     # -- deadlines ---------------------------------------------------------------------------
 
-    def _arm(self, seconds: float, callback: Any) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-        self._deadline = self.loop.call_later(seconds, callback)
+    def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` in ``seconds`` unless ``_arm`` or ``_disarm`` is called before.
+
+        Every request moves its connection's deadline three times (head, body, none), so the
+        deadline is a number and the connection keeps one timer, moved only when the new
+        deadline is earlier than the timer: a timer that finds the deadline later than itself
+        sets itself again for it (once per timeout at most, not once per request).
+        """
+        at = self.loop.time() + seconds
+        self._deadline_at = at
+        self._on_deadline = callback
+        timer = self._timer
+        if timer is None or at < self._timer_at:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self.loop.call_at(at, self._deadline_timer)
+            self._timer_at = at
+
+    def _arm_due(self) -> None:
+        """Arm the deadline the read just parsed started, if it did (the request's head began in
+        it, or its body: each counts from that read; a request read whole in one starts none).
+        Nothing can time out while a read is being parsed, so a deadline started and ended
+        inside one (most are) is never armed."""
+        due = self._due
+        if not due:
+            return
+        self._due = _NO_DEADLINE
+        if due == _HEAD_DEADLINE:
+            self._arm(self.header_timeout, self._head_deadline_passed)
+        else:
+            self._arm(self.body_timeout, self._body_deadline_passed)
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._on_deadline = None
+        self._due = _NO_DEADLINE
+
+    def _deadline_timer(self) -> None:
+        self._timer = None
+        callback = self._on_deadline
+        if callback is None:
+            return
+        at = self._deadline_at
+        # Moved later since the timer was set: set it again. Not ``loop.time() < at``: a timer
+        # may fire a little early (uvloop rounds delays to whole milliseconds), and would then
+        # set itself again with no delay until the clock reached the deadline.
+        if at > self._timer_at:
+            self._timer = self.loop.call_at(at, self._deadline_timer)
+            self._timer_at = at
+            return
+        self._on_deadline = None
+        callback()
 
     def _head_deadline_passed(self) -> None:
-        self._deadline = None
         if not self._in_head:  # not a byte of a request yet: nothing to answer
             self.transport.close()
             return
@@ -324,7 +394,6 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
             "request_timeout"))
 
     def _body_deadline_passed(self) -> None:
-        self._deadline = None
         cycle = self.cycle
         if cycle is None or not cycle.more_body:
             return

@@ -10,10 +10,10 @@ from __future__ import annotations
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.responses import document_method, send_document
+from fakeai.api.routes import asgi
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send

@@ -7,12 +7,12 @@ from array import array
 from typing import TYPE_CHECKING
 
 import msgspec
-from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.completions import prompt_parts, prompt_tokens
 from fakeai.api.generation import admit, answer_parts, read_request
 from fakeai.api.responses import send_json_parts, wait_while_connected
+from fakeai.api.routes import asgi
 from fakeai.api.schemas import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
 from fakeai.simulation.embeddings import embed, pack_float32
 

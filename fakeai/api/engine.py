@@ -70,15 +70,13 @@ class Plan(msgspec.Struct, kw_only=True):
     choices: list[Choice]
     offsets: list[float]
     """Seconds after arrival at which token ``i`` of every choice is due."""
+    completion_tokens: int
+    """Tokens of every choice together."""
     stream_break: int | None = None
     """Tokens sent (per choice) before an injected mid-stream error, if one was drawn."""
     job: Any = None
     """With the engine model, its ``Job``: ``offsets`` (its ``offsets``) grow as its engine
     samples the tokens, up to ``job.tokens``."""
-
-    @property
-    def completion_tokens(self) -> int:
-        return sum(choice.tokens for choice in self.choices)
 
 
 class Engine:
@@ -229,8 +227,9 @@ class Engine:
         rng = self._rng if seed is None else random.Random(seed)
         stops = [stop] if isinstance(stop, str) else stop
         choices = []
-        if shaping is not None:
-            choices = [shaping.draw(self, rng, max_tokens, min_tokens, ignore_eos, stops) for _ in range(n)]
+        if shaping is not None:  # (a loop: a comprehension would make this function's locals closure cells)
+            for _ in range(n):
+                choices.append(shaping.draw(self, rng, max_tokens, min_tokens, ignore_eos, stops))
         else:
             for _ in range(n):
                 tokens, finish_reason = self.lengths.draw(rng, max_tokens, min_tokens, ignore_eos)
@@ -238,10 +237,14 @@ class Engine:
                 if stops and not ignore_eos:
                     self.apply_stops(choice, stops)
                 choices.append(choice)
-        longest = max(choice.tokens for choice in choices)
+        longest = total = 0
+        for choice in choices:
+            total += choice.tokens
+            if choice.tokens > longest:
+                longest = choice.tokens
         offsets: list[float] = []
         if timed:
-            load = self._load()
+            load = self._in_flight() if self.latency.load_slowdown else 1  # (``_load``)
             offsets = self.latency.token_offsets(rng, min(longest, OFFSETS_PER_STEP), uncached_prompt_tokens, load)
             while len(offsets) < longest:
                 await asyncio.sleep(0)
@@ -255,6 +258,7 @@ class Engine:
             cached_tokens=cached_tokens,
             choices=choices,
             offsets=offsets,
+            completion_tokens=total,
             stream_break=stream_break,
         )
 

@@ -9,6 +9,8 @@ to ``streaming.sse_events`` (chat, completions: ``generate`` does all of it) or 
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -32,29 +34,36 @@ if TYPE_CHECKING:
     from fakeai.metrics import MetricsRegistry
     from fakeai.simulation.kvcache import Prompt
 
-__all__ = ("admit", "answer_parts", "generate", "open_stream", "plan_answer", "read_request", "send_when_due")
+__all__ = (
+    "WHOLE_ANSWER_TOKENS", "admit", "answer_parts", "generate", "open_stream", "plan_answer", "read_request",
+    "send_when_due",
+)
+
+_TOKENS = operator.attrgetter("tokens")
+
+WHOLE_ANSWER_TOKENS = 1024
+"""An answer of at most this many tokens (every choice together, no echoed prompt) is encoded
+in one piece: tens of kilobytes at most, well under ``PART_BYTES``; a longer one in parts."""
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise _too_large(limit)
-    chunks = []
-    size = 0
+async def _rest_of_body(receive: Receive, first: bytes, limit: int) -> bytes:
+    """A body sent in several messages, ``first`` being the first one's: read to its end (413
+    as soon as it passes ``limit`` bytes)."""
+    chunks = [first]
+    size = len(first)
     while True:
+        if size > limit:
+            raise _too_large(limit)
         message = await receive()
         if message["type"] == "http.disconnect":  # the client left mid-body: no one to answer
             raise ClientDisconnected
         body = message.get("body", b"")
-        size += len(body)
-        if size > limit:
-            raise _too_large(limit)
-        if not message.get("more_body", False):
-            if not chunks:
-                return body
-            chunks.append(body)
-            return b"".join(chunks)
         chunks.append(body)
+        size += len(body)
+        if not message.get("more_body", False):
+            if size > limit:
+                raise _too_large(limit)
+            return b"".join(chunks)
 
 
 def _too_large(limit: int) -> APIError:
@@ -67,7 +76,17 @@ async def read_request(
     """The decoded POST body (400 naming the field if it is wrong) and the request's exchange."""
     if scope["method"] != "POST":  # type: ignore[typeddict-item]
         raise MethodNotAllowedException(headers={"Allow": "POST"})
-    body = await _read_body(scope, receive, limit)
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise _too_large(limit)
+    message = await receive()
+    if message["type"] == "http.disconnect":  # the client left mid-body: no one to answer
+        raise ClientDisconnected
+    body = message.get("body", b"")
+    if message.get("more_body", False):
+        body = await _rest_of_body(receive, body, limit)
+    elif len(body) > limit:
+        raise _too_large(limit)
     if not body:
         raise APIError(400, "The request needs a JSON body.", code="missing_body")
     try:
@@ -91,9 +110,10 @@ def admit(engine: Engine, registry: MetricsRegistry, exchange: Exchange, model: 
     if not readiness.ready:
         readiness.check()
     engine.poll_control()
-    injected = engine.injected_error()
-    if injected is not None:
-        raise injected
+    if engine.errors.active:
+        injected = engine.injected_error()
+        if injected is not None:
+            raise injected
     if exchange.recording:
         exchange.model_series = registry.request_started(model)
         exchange.series = registry.endpoint_series(endpoint)
@@ -110,22 +130,9 @@ def _usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int, reaso
     )
 
 
-def _route(
-    engine: Engine, registry: MetricsRegistry, exchange: Exchange, prompts: list[Prompt], tokens: list[int],
-    scheduled: bool,
-) -> list[int]:
-    """Send the request to a simulated worker (the recorder releases it at the end, whatever
-    the outcome), where it runs for vLLM's metrics (``scheduled``: as the engine model says);
-    the cached tokens of each prompt."""
-    kv_cache = engine.kv_cache
-    routing = kv_cache.route(prompts, tokens)
-    exchange.routing = routing
-    exchange.scheduled = scheduled
-    if exchange.recording:  # admitted, so its model's cells are known (``admit``)
-        exchange.engine_series = registry.routed(
-            exchange.model_series, routing.worker, kv_cache.state(routing.index), not scheduled
-        )
-    return routing.cached_tokens
+def _stream_usage(prompt_tokens: int, cached_tokens: int, reasoning: int | None, sent: int) -> Usage:
+    """A stream's usage once it has sent ``sent`` tokens."""
+    return _usage(prompt_tokens, sent, cached_tokens, reasoning)
 
 
 def _check_fits(engine: Engine, prompt_tokens: int, choices: int, max_tokens: int | None) -> None:
@@ -200,13 +207,23 @@ async def plan_answer(
     scheduled = engine.batching.enabled
     if scheduled:
         _check_fits(engine, sum(tokens_per_prompt), choices, max_tokens)
-    cached = _route(engine, registry, exchange, prompts, tokens_per_prompt, scheduled)
+    # Routed to a simulated worker (the recorder releases it at the end, whatever the outcome),
+    # where it runs for vLLM's metrics (``scheduled``: as the engine model says).
+    kv_cache = engine.kv_cache
+    routing = exchange.routing = kv_cache.route(prompts, tokens_per_prompt)
+    exchange.scheduled = scheduled
+    if exchange.recording:  # admitted, so its model's cells are known (``admit``)
+        exchange.engine_series = registry.routed(
+            exchange.model_series, routing.worker, kv_cache.state(routing.index), not scheduled
+        )
+    cached = routing.cached_tokens
     plan = await engine.plan(
         id_prefix=id_prefix,
         model=model,
         prompt_tokens=sum(tokens_per_prompt),
         cached_tokens=sum(cached),
-        uncached_prompt_tokens=max(tokens - hit for tokens, hit in zip(tokens_per_prompt, cached)),
+        uncached_prompt_tokens=tokens_per_prompt[0] - cached[0] if len(cached) == 1 else max(
+            tokens - hit for tokens, hit in zip(tokens_per_prompt, cached)),
         n=choices,
         max_tokens=max_tokens,
         min_tokens=min_tokens,
@@ -234,7 +251,7 @@ def open_stream(registry: MetricsRegistry, exchange: Exchange) -> None:
 
 
 async def send_when_due(
-    engine: Engine, exchange: Exchange, receive: Receive, plan: Plan, render: Callable[[], Iterator[bytes]]
+    engine: Engine, exchange: Exchange, receive: Receive, plan: Plan, render: Callable[[], Iterable[bytes]]
 ) -> None:
     """Send a plain answer when its last token is due: the parts ``render`` makes (see
     ``answer_parts``), noting when its tokens were produced. A client that leaves first is
@@ -242,16 +259,17 @@ async def send_when_due(
     exchange.completion_tokens = plan.completion_tokens
     offsets = plan.offsets
     job = plan.job
+    started = exchange.started
     if job is not None and len(offsets) < job.tokens:  # the engine model samples them
         await wait_while_connected(receive, engine.batching.wait(job, job.tokens))
-    elif offsets and exchange.clock() < exchange.started + offsets[-1]:
-        await wait_while_connected(receive, engine.pacer.wait_until(exchange.started + offsets[-1]))
+    elif offsets and exchange.clock() < started + offsets[-1]:
+        await wait_while_connected(receive, engine.pacer.wait_until(started + offsets[-1]))
     if offsets:  # the answer is due: its tokens were produced when the plan says
-        exchange.first_token_at = exchange.started + offsets[0]
-        exchange.last_token_at = exchange.started + offsets[-1]
+        exchange.first_token_at = started + offsets[0]
+        exchange.last_token_at = started + offsets[-1]
         exchange.longest = len(offsets)
         exchange.offsets = offsets
-        exchange.choice_tokens = [choice.tokens for choice in plan.choices]
+        exchange.choice_tokens = list(map(_TOKENS, plan.choices))
     await send_json_parts(exchange, receive, render())
 
 
@@ -267,7 +285,7 @@ async def generate(
     tokens_per_prompt: list[int],
     max_tokens: int | None,
     chunks: ChunkFormat,
-    render: Callable[[Plan, Usage], Iterator[bytes]],
+    render: Callable[[Plan, Usage], Iterable[bytes]],
     n: int | None = None,
     shaping: ChatShaping | None = None,
     rich: ChatRender | CompletionRender | None = None,
@@ -310,14 +328,15 @@ async def generate(
             chunks,
             registry.clock,
             include_usage,
-            lambda sent: _usage(plan.prompt_tokens, sent, plan.cached_tokens, reasoning),
+            functools.partial(_stream_usage, plan.prompt_tokens, plan.cached_tokens, reasoning),
             registry.writer.gaps if exchange.recording else None,
             rich,
         )
         await send_event_stream(exchange, receive, events)
         return
     usage = _usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens, reasoning)
-    await send_when_due(engine, exchange, receive, plan, lambda: render(plan, usage))
+    # (partials, not lambdas: a lambda would make generate's locals closure cells, for every request)
+    await send_when_due(engine, exchange, receive, plan, functools.partial(render, plan, usage))
 
 
 def answer_parts(envelope: bytes, field: bytes, items: Iterable[bytes]) -> Iterator[bytes]:

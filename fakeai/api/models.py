@@ -10,13 +10,13 @@ import time
 from typing import TYPE_CHECKING
 
 import msgspec
-from litestar import asgi
 from litestar.exceptions import NotFoundException
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.errors import requested_path
 from fakeai.api.recording import UNMATCHED_ENDPOINT
 from fakeai.api.responses import read_method, send_document
+from fakeai.api.routes import asgi
 from fakeai.api.schemas import Model, ModelList
 
 if TYPE_CHECKING:

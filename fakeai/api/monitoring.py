@@ -22,10 +22,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.responses import document_method, send_document
+from fakeai.api.routes import asgi
 from fakeai.exporters import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,

@@ -212,6 +212,7 @@ class Recorder:
         self.kv_cache = kv_cache
         """The simulated workers: a request's worker is released when the request ends."""
         self._write = registry.writer.record
+        self._clock = registry.clock
         self.record_monitoring = record_monitoring
         self.enabled = enabled
         """Off only to measure what recording costs: requests are then served, not recorded."""
@@ -222,7 +223,7 @@ class Recorder:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        exchange = Exchange(self.registry.clock, send, self.enabled, self.send_timeout)
+        exchange = Exchange(self._clock, send, self.enabled, self.send_timeout)
         scope[EXCHANGE_KEY] = exchange  # type: ignore[literal-required]
         try:
             imposed = scope.get(IMPOSED_ANSWER_KEY)

@@ -82,7 +82,7 @@ async def send_json(exchange: Exchange, body: bytes, status: int = 200) -> None:
     exchange.first_body_at = exchange.finished_at = exchange.clock()
 
 
-async def send_json_parts(exchange: Exchange, receive: Receive, parts: Iterator[bytes]) -> None:
+async def send_json_parts(exchange: Exchange, receive: Receive, parts: Iterable[bytes]) -> None:
     """A JSON body made in parts: every part but the last is at least ``PART_BYTES`` long.
 
     An answer whose first part is shorter is that one part and goes out whole, with a
@@ -92,6 +92,7 @@ async def send_json_parts(exchange: Exchange, receive: Receive, parts: Iterator[
     or reads nothing for ``exchange.send_timeout`` seconds, stops the making of the rest (the
     answer is then unfinished: recorded as 499).
     """
+    parts = iter(parts)
     first = next(parts)
     if len(first) < PART_BYTES:
         await send_json(exchange, first)

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import msgspec
-from litestar import asgi
 from litestar.exceptions import NotFoundException
 from litestar.handlers import ASGIRouteHandler
 
@@ -29,6 +28,7 @@ from fakeai.api.responses_input import read_shaping, refuse_unimplemented, rende
 from fakeai.api.responses_output import ResponseAnswer
 from fakeai.api.responses_schemas import ResponsesRequest
 from fakeai.api.responses_stream import ResponseEvents
+from fakeai.api.routes import asgi
 from fakeai.api.shaping import Features
 
 if TYPE_CHECKING:

@@ -22,13 +22,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
-from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 from msgspec import Meta
 
 from fakeai.api.errors import APIError
 from fakeai.api.generation import read_request
 from fakeai.api.responses import send_json
+from fakeai.api.routes import asgi
 from fakeai.api.schemas import ChatMessage, TokenId, Tool
 from fakeai.simulation.tokens import render_chat, render_tools
 

@@ -26,7 +26,7 @@ import random
 from array import array
 from collections.abc import Sequence
 
-from fakeai.prefix import PrefixCache, block_hashes
+from fakeai.prefix import PrefixCache, block_hashes, least_busy
 from fakeai.simulation.scheduler import EngineScheduler
 from fakeai.simulation.tokens import CHARS_PER_TOKEN
 
@@ -125,7 +125,9 @@ class KVCacheSimulator:
             chosen = workers[index]
             chosen.active_requests += 1
             return Routing(self.ids[index], prompt_tokens[0], [0], 0, [], chosen, index)
-        hashes = [prompt_blocks(prompt, block_tokens) for prompt in prompts]
+        hashes = []  # (a loop: a comprehension would make block_tokens a closure cell, for every request)
+        for prompt in prompts:
+            hashes.append(prompt_blocks(prompt, block_tokens))
         blocks = 0
         for prompt_hashes in hashes:
             blocks += len(prompt_hashes)
@@ -187,21 +189,12 @@ class KVCacheSimulator:
         if self.policy == "random":
             return self._rng.randrange(len(workers))
         if self.policy == "least-loaded":
-            return min(range(len(workers)), key=lambda i: (workers[i].active_requests, i))
+            loads = [worker.active_requests for worker in workers]
+            return loads.index(min(loads))  # the fewest running requests, then the lowest index
         # kv-aware: the highest overlap_weight x cached fraction - load_weight x share of the
         # running requests; ties to the worker holding fewer blocks, then the lower index
         if not blocks:  # no overlap anywhere: the least loaded (when load counts), then the emptiest
-            best, best_worker = 0, workers[0]
-            by_load = self.load_weight > 0
-            for index in range(1, len(workers)):
-                worker = workers[index]
-                if by_load and worker.active_requests != best_worker.active_requests:
-                    better = worker.active_requests < best_worker.active_requests
-                else:
-                    better = len(worker) < len(best_worker)
-                if better:
-                    best, best_worker = index, worker
-            return best
+            return least_busy(workers, self.load_weight > 0)
         total_active = 0
         for worker in workers:
             total_active += worker.active_requests

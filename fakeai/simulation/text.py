@@ -72,13 +72,15 @@ class TextSource:
     the sentence's first word without its leading space.
     """
 
-    __slots__ = ("_doubled", "_ends", "_first", "_first_json", "_offsets", "_starts", "_tokens", "_tokens_json",
-                 "size")
+    __slots__ = ("_doubled", "_ends", "_first", "_first_json", "_offsets", "_start_bits", "_start_count",
+                 "_starts", "_tokens", "_tokens_json", "size")
 
     def __init__(self, prose: str = PROSE) -> None:
         pieces = _pieces(prose)
         self.size = len(pieces)
         self._starts = [index for index, piece in enumerate(pieces) if index == 0 or pieces[index - 1] == "."]
+        self._start_count = len(self._starts)
+        self._start_bits = self._start_count.bit_length()
         self._first = {start: pieces[start][1:] for start in self._starts}
         """An answer's first token: the sentence's first word, without its space."""
         self._first_json = {start: msgspec.json.encode(token) for start, token in self._first.items()}
@@ -93,8 +95,14 @@ class TextSource:
         self._ends = offsets[1:]
 
     def start(self, rng: random.Random) -> int:
-        """A random first token: the start of a sentence."""
-        return self._starts[rng.randrange(len(self._starts))]
+        """A random first token: the start of a sentence (``rng.randrange(len(starts))``'s draw,
+        made as ``random.Random`` makes it, without its argument checks)."""
+        count, bits = self._start_count, self._start_bits
+        getrandbits = rng.getrandbits
+        drawn = getrandbits(bits)
+        while drawn >= count:
+            drawn = getrandbits(bits)
+        return self._starts[drawn]
 
     def text(self, start: int, count: int) -> str:
         """The answer of ``count`` tokens from ``start`` (a sentence start) as one string."""

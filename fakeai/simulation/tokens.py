@@ -50,11 +50,13 @@ def _calls_text(calls: Iterable[object]) -> str:
 def render_chat(messages: Iterable[object]) -> str:
     """The prompt a chat template would produce: ``<|role|>\\ncontent\\n`` per message (an
     assistant message's tool calls after its content)."""
-    rendered = [
-        f"<|{message.role}|>\n{_content_text(message.content)}"  # type: ignore[attr-defined]
-        f"{_calls_text(calls) if (calls := getattr(message, 'tool_calls', None)) else ''}\n"
-        for message in messages
-    ]
+    rendered = []
+    for message in messages:
+        content = message.content  # type: ignore[attr-defined]
+        text = content if type(content) is str else _content_text(content)
+        calls = getattr(message, "tool_calls", None)
+        role = message.role  # type: ignore[attr-defined]
+        rendered.append(f"<|{role}|>\n{text}{_calls_text(calls) if calls else ''}\n")
     rendered.append("<|assistant|>\n")
     return "".join(rendered)
 

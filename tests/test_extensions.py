@@ -1,0 +1,33 @@
+"""Which kernels are in use: a compiled build that lacks a name (left from an older checkout)
+is not used, and the twins serve instead of the server failing to start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fakeai._extensions import NO_EXTENSIONS
+
+STALE_PREFIX_BUILD = """
+import sys, types
+import fakeai._prefix as built
+stale = types.ModuleType("fakeai._prefix")  # a build from before least_busy
+stale.PrefixCache, stale.block_hashes = built.PrefixCache, built.block_hashes
+sys.modules["fakeai._prefix"] = stale
+from fakeai import prefix, region, window
+from fakeai.simulation.kvcache import KVCacheSimulator
+routing = KVCacheSimulator(workers=3).route(["a short prompt"], [3])
+print(prefix.KERNEL, window.SlidingWindow.__module__, region.Region.__module__, prefix.least_busy.__module__)
+"""
+
+
+@pytest.mark.skipif(NO_EXTENSIONS, reason="no compiled kernels to be stale")
+def test_a_compiled_kernel_missing_a_name_leaves_every_kernel_to_its_twin() -> None:
+    env = {name: value for name, value in os.environ.items() if name != "FAKEAI_NO_EXTENSIONS"}
+    result = subprocess.run([sys.executable, "-c", STALE_PREFIX_BUILD], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["python", "fakeai._window_py", "fakeai._region_py", "fakeai._prefix_py"]
