@@ -163,17 +163,7 @@ def test_a_head_trickled_slower_than_the_deadline_gets_408_while_others_are_serv
         with socket.create_connection(address(base_url), timeout=20) as sock:
             sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: test\r\n")
             stop = threading.Event()
-
-            def trickle() -> None:  # one header line every 100 ms: never a whole head
-                number = 0
-                while not stop.wait(0.1):
-                    number += 1
-                    try:
-                        sock.sendall(b"X-Slow-%d: 1\r\n" % number)
-                    except OSError:
-                        return
-
-            trickler = threading.Thread(target=trickle, daemon=True)
+            trickler = threading.Thread(target=trickle_headers, args=(sock, stop), daemon=True)
             trickler.start()
             try:
                 chat_ok(base_url)  # others are served meanwhile
