@@ -728,7 +728,7 @@ def _shown(default: Any) -> str:
 
 def settings_table() -> str:
     """The settings reference of docs/settings.md, in Markdown: a table per section (a test keeps
-    the page equal to it; ``scripts/update-settings-doc.py`` rewrites it)."""
+    the page equal to it; ``scripts/update-reference-docs.py`` rewrites it)."""
     described = {name: (default, description) for name, _, default, description in describe_settings()}
     parts = []
     for title, names in setting_sections():

@@ -52,4 +52,4 @@ def test_the_documented_settings_table_is_the_generated_one() -> None:
     page = (Path(__file__).parent.parent / "docs" / "settings.md").read_text()
     block = re.search(r"<!-- settings reference: [^\n]*-->\n(.*?)<!-- end of settings reference -->\n", page, re.S)
     assert block, "docs/settings.md lost its settings reference markers"
-    assert block[1] == settings_table(), "regenerate it with scripts/update-settings-doc.py"
+    assert block[1] == settings_table(), "regenerate it with scripts/update-reference-docs.py"

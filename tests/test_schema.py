@@ -40,7 +40,7 @@ def test_the_documented_metrics_reference_is_the_generated_one() -> None:
     block = re.search(r"<!-- metrics reference: [^\n]*-->\n(.*?)<!-- end of metrics reference -->\n",
                       METRICS_PAGE.read_text(), re.S)
     assert block, "docs/metrics.md lost its metrics reference markers"
-    assert block[1] == metrics_table(), "regenerate it with scripts/update-metrics-doc.py"
+    assert block[1] == metrics_table(), "regenerate it with scripts/update-reference-docs.py"
 
 
 def test_the_exposition_has_exactly_the_declared_families_in_their_order(scraped: dict[str, str]) -> None:

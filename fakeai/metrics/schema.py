@@ -13,7 +13,7 @@ families first, then vLLM's drop-in names). Everything else is derived from it:
   ``/health/detailed`` (each field a declaration's reading) and the dashboard (it binds JSON
   paths, ``DASHBOARD_PATHS``, each a declared one);
 * the metrics reference of docs/metrics.md (``metrics_table``, kept equal by a test and rewritten by
-  ``scripts/update-metrics-doc.py``).
+  ``scripts/update-reference-docs.py``).
 
 Kinds: ``counter``, ``gauge``, ``histogram`` and ``summary`` are Prometheus' own;
 ``window`` is a distribution over the sliding window shown in JSON and CSV only (the
