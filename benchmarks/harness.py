@@ -28,6 +28,15 @@ LOAD_CPU = "1"
 PYTHON = sys.executable
 
 
+async def timer_lateness(until: float, lateness: list[float]) -> None:
+    """Until ``time.perf_counter()`` passes ``until``: a 1 ms timer again and again, each wake's
+    lateness (seconds) appended to ``lateness`` -- how long the event loop was kept from it."""
+    while time.perf_counter() < until:
+        asked = time.perf_counter()
+        await asyncio.sleep(0.001)
+        lateness.append(time.perf_counter() - asked - 0.001)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import uvloop
 
+from benchmarks import harness
 from fakeai.metrics.history import HISTORY_FIELDS, WEIGHT_FIELDS
 from fakeai.metrics.history_db import HistoryDatabase
 from fakeai.metrics.history_store import HistoryStore
@@ -69,16 +70,10 @@ async def loop_lag(
     (``unlock`` runs before the store closes)."""
     lags: list[float] = []
     puts: list[float] = []
-    stop = time.monotonic() + seconds
-
-    async def probe() -> None:
-        while time.monotonic() < stop:
-            asked = time.monotonic()
-            await asyncio.sleep(0.001)
-            lags.append((time.monotonic() - asked - 0.001) * 1e3)
+    stop = time.perf_counter() + seconds
 
     async def sampler() -> None:
-        while time.monotonic() < stop:
+        while time.perf_counter() < stop:
             await asyncio.sleep(0.01)
             if store is not None:
                 started = time.perf_counter()
@@ -87,12 +82,12 @@ async def loop_lag(
 
     if store is not None:
         store.start()
-    await asyncio.gather(probe(), sampler())
+    await asyncio.gather(harness.timer_lateness(stop, lags), sampler())
     if unlock is not None:
         unlock()
     if store is not None:
         await asyncio.to_thread(store.close, 10.0)
-    return lags, puts
+    return [lag * 1e3 for lag in lags], puts
 
 
 def store_at(path: Path) -> HistoryStore:

@@ -39,6 +39,7 @@ from litestar.testing import TestClient
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 
+from benchmarks import harness
 from fakeai.api.monitoring import _prometheus_text
 from fakeai.api.otlp_push import OtlpPush
 from fakeai.app import create_app, freeze_startup_heap
@@ -106,17 +107,11 @@ async def loop_lag(seconds: float, load) -> tuple[float, float]:
     lags: list[float] = []
     stop = time.perf_counter() + seconds
 
-    async def probe() -> None:
-        while time.perf_counter() < stop:
-            asked = time.perf_counter()
-            await asyncio.sleep(0.001)
-            lags.append(time.perf_counter() - asked - 0.001)
-
     async def loaded() -> None:
         while time.perf_counter() < stop:
             await load()
 
-    await asyncio.gather(probe(), *([loaded()] if load else []))
+    await asyncio.gather(harness.timer_lateness(stop, lags), *([loaded()] if load else []))
     lags.sort()
     return lags[int(len(lags) * 0.99)], lags[-1]
 
