@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -113,6 +115,50 @@ class CLIServer(str):
         with open(children) as listing:
             pids = [int(pid) for pid in listing.read().split()]
         return [pid for pid in pids if b"spawn_main" in _command_line(pid)]  # not the resource tracker
+
+
+    def each_worker(self, count: int) -> Iterator[int]:
+        """Each of the server's ``count`` worker processes in turn, once every one has built its
+        app (its metrics region is there); connections made before the next is yielded are
+        accepted by this one (``only_worker``). A server of one process serves alone."""
+        if count == 1:
+            yield self.process.pid
+            return
+        (directory,) = Path("/dev/shm").glob(f"fakeai-{self.process.pid}-*")
+
+        def every_worker_built() -> bool:
+            built = {int(path.name.split("-", 1)[0]) for path in directory.glob("*.region")}
+            workers = self.worker_pids()
+            return len(workers) == count and set(workers) <= built
+
+        eventually(every_worker_built, f"{count} workers", seconds=STARTUP_SECONDS)
+        for pid in self.worker_pids():
+            with self.only_worker(pid):
+                yield pid
+
+    @contextlib.contextmanager
+    def only_worker(self, pid: int) -> Iterator[None]:
+        """Every connection made inside is accepted by worker ``pid``: the kernel hands a new
+        connection to whichever worker accepts first, so the others are stopped (SIGSTOP, and
+        seen stopped) until the block ends. uvicorn's supervisor kills a worker that does not
+        answer its ping within ``timeout_worker_healthcheck`` (5 s): keep the block short."""
+        others = [other for other in self.worker_pids() if other != pid]
+        assert len(others) == len(self.worker_pids()) - 1, f"{pid} is not a worker"
+        try:
+            for other in others:
+                os.kill(other, signal.SIGSTOP)
+            for other in others:  # a signal is delivered on the target's way back to user space
+                eventually(lambda: _state(other) == "T", f"worker {other} stopped")
+            yield
+        finally:
+            for other in others:
+                os.kill(other, signal.SIGCONT)
+
+
+def _state(pid: int) -> str:
+    """``pid``'s scheduler state letter from ``/proc/<pid>/stat`` (``T``: stopped by a signal)."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        return stat.read().rsplit(b")", 1)[1].split()[0].decode()
 
 
 def _command_line(pid: int) -> bytes:

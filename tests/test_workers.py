@@ -102,8 +102,8 @@ def scrape(base_url: str, path: str, **headers: str) -> httpx.Response:
     return response
 
 
-def check_every_format(base_url: str, workload: Workload, durations: list[float]) -> None:
-    for _ in range(4):  # fresh connections: different workers answer, all with the same numbers
+def check_every_format(base_url: CLIServer, workers: int, workload: Workload, durations: list[float]) -> None:
+    for _ in base_url.each_worker(workers):  # every worker answers with the same numbers
         doc = scrape(base_url, "/metrics").json()
         for path, sent in workload.sent.items():
             assert doc["totals"][path]["requests"] == sent
@@ -143,33 +143,23 @@ def test_counts_and_percentiles_are_exact_whichever_worker_answers(workers: int)
                      "--history-interval-seconds", "0.5") as server:
         directory = shared_dir(server)
         workload = Workload(server)
-        workload.run(24)
-
-        def every_request_in_a_journal() -> dict[int, list[float]]:
-            workload.wait_until_recorded()
-            # a worker writes a request's journal entry (read below, and feeding the windows)
-            # just after the counters the wait above saw
-            eventually(lambda: sum(map(len, journal_durations(directory).values())) == sum(workload.sent.values()),
-                       "every request is in a journal")
-            return journal_durations(directory)
-
-        # Which worker accepts a fresh connection is the kernel's choice (an idle one may take
-        # them all): a round more, a few times at most, until each has served, so the test
-        # does what it says.
-        for _ in range(20):
-            if all(every_request_in_a_journal().values()):
-                break
-            workload.run(1)
+        workload.run(20)
+        for _ in server.each_worker(workers):  # which worker accepts a connection is otherwise the kernel's choice
+            workload.run(2)
+        workload.wait_until_recorded()
+        # a worker writes a request's journal entry (read below, and feeding the windows)
+        # just after the counters the wait above saw
+        eventually(lambda: sum(map(len, journal_durations(directory).values())) == sum(workload.sent.values()),
+                   "every request is in a journal")
         injected = [status for path in workload.sent for status in workload.statuses[path] if status >= 400]
         assert sum(workload.statuses[path][status] for path in workload.sent for status in injected
                    if status in workload.statuses[path]) == 3, "--fail-first counts the server's requests"
         by_worker = journal_durations(directory)
         assert len(by_worker) == workers
-        if workers == 2:
-            assert all(len(durations) > 0 for durations in by_worker.values()), "both workers served requests"
+        assert all(len(durations) > 0 for durations in by_worker.values()), "every worker served requests"
         durations = [duration for worker in by_worker.values() for duration in worker]
         assert len(durations) == sum(workload.sent.values())
-        check_every_format(server, workload, durations)
+        check_every_format(server, workers, workload, durations)
         # the window's percentiles per endpoint are numpy's over every worker's durations of it
         doc = scrape(server, "/metrics").json()
         assert doc["processes"] == workers
