@@ -4,6 +4,8 @@ a snapshot (no percentile selection), over every process of the server."""
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 
 import pytest
 from litestar.testing import TestClient
@@ -12,6 +14,7 @@ from fakeai.api.sampling import SAMPLER_TASK
 from fakeai.app import create_app
 from fakeai.config import Settings
 from fakeai.metrics import MetricsRegistry
+from fakeai.metrics import regions as regions_module
 
 CHAT, COMPLETIONS, EMBEDDINGS = "/v1/chat/completions", "/v1/completions", "/v1/embeddings"
 MODEL = "openai/gpt-oss-120b"
@@ -150,3 +153,49 @@ def test_get_health_takes_no_snapshot_and_selects_no_quantile() -> None:
         assert response.json()["status"] == "unhealthy"  # 1 failure in 5
         assert client.head("/health").status_code == 200
     assert calls == []
+
+
+def test_a_worker_that_starts_or_goes_between_two_reads_is_in_or_out_of_the_next(tmp_path, monkeypatch) -> None:
+    """Reads list the server's regions again only when the directory changed; a worker
+    started or gone just after a read is in or out of the next one. (The directory's time is
+    set back before each read, so each change is seen by the time it leaves.)"""
+    monkeypatch.setattr(regions_module, "RELIST_NANOSECONDS", 0)  # the time alone decides
+    clock = SimulatedClock()
+
+    def registry() -> MetricsRegistry:
+        return MetricsRegistry(window_seconds=WINDOW, clock=clock, wall_clock=wall_of(clock), shared_dir=str(tmp_path))
+
+    def long_unchanged(seconds_ago: int) -> None:
+        stamp = time.time_ns() - seconds_ago * 1_000_000_000
+        os.utime(tmp_path, ns=(stamp, stamp))
+
+    first = registry()
+    record(first, clock, CHAT, 200)
+    long_unchanged(100)
+    assert first.health().requests == 1
+    second = registry()
+    record(second, clock, CHAT, 503)
+    assert (first.health().requests, first.health().errors) == (2, 1)
+    long_unchanged(50)
+    assert first.snapshot().processes == 2
+    second.regions.path.unlink()  # what the supervisor's cleanup does
+    assert (first.health().requests, first.snapshot().processes) == (1, 1)
+
+
+def test_a_worker_that_starts_in_the_same_tick_as_a_read_is_in_the_next(tmp_path, monkeypatch) -> None:
+    """A file system's clock is coarse: a region made in the tick of the last listing leaves
+    the directory's time as it was. A directory changed recently is listed on every read."""
+    monkeypatch.setattr(regions_module, "RELIST_NANOSECONDS", 3600 * 1_000_000_000)  # "recently": within the hour
+    clock = SimulatedClock()
+    stamp = time.time_ns() - 1_000_000_000
+
+    def registry() -> MetricsRegistry:
+        made = MetricsRegistry(window_seconds=WINDOW, clock=clock, wall_clock=wall_of(clock), shared_dir=str(tmp_path))
+        os.utime(tmp_path, ns=(stamp, stamp))  # the same time as before: the same tick
+        return made
+
+    first = registry()
+    assert first.health().requests == 0
+    second = registry()
+    record(second, clock, CHAT, 200)
+    assert first.health().requests == 1

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fakeai.metrics.regions import pid_alive
+from fakeai.metrics.regions import ProcessWatch, pid_alive
 from fakeai.region import Region
 from tests.servers import CLIServer, eventually, running_cli
 
@@ -219,8 +219,9 @@ def test_a_killed_process_counts_as_dead_before_its_parent_reaps_it() -> None:
     """A killed worker is a zombie until its supervisor reaps it, and ``kill(pid, 0)`` still
     finds a zombie: the requests it had in flight would count until then."""
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    watch = ProcessWatch(child.pid)  # what a scrape asks (a pidfd), beside the plain check
     try:
-        assert pid_alive(child.pid)
+        assert pid_alive(child.pid) and watch.alive()
         child.kill()  # and not reaped: no wait() or poll() until the end
 
         def state() -> bytes:
@@ -228,8 +229,8 @@ def test_a_killed_process_counts_as_dead_before_its_parent_reaps_it() -> None:
                 return stat.read().rpartition(b")")[2].split()[0]
 
         eventually(lambda: state() == b"Z", "the child is a zombie")
-        assert not pid_alive(child.pid)
+        assert not pid_alive(child.pid) and not watch.alive()
     finally:
         child.kill()
         child.wait()
-    assert not pid_alive(child.pid)
+    assert not pid_alive(child.pid) and not watch.alive() and not ProcessWatch(child.pid).alive()

@@ -23,6 +23,8 @@ import fcntl
 import mmap
 import os
 import secrets
+import select
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,7 @@ from fakeai.window import SlidingWindow
 __all__ = (
     "DROPPED_KEY",
     "SHARED_DIR_ENV",
+    "ProcessWatch",
     "RegionReader",
     "Regions",
     "claim_slot",
@@ -53,6 +56,8 @@ KEY_CAPACITY = 32_768
 CELL_CAPACITY = 196_608
 """A region's default room (the registry sizes its own for its label space: ``labels.region_need``)."""
 MIN_JOURNAL = 1024
+RELIST_NANOSECONDS = 1_000_000_000
+"""A directory changed more recently than this is listed on every read (``Regions._region_paths``)."""
 
 
 def region_file_bytes(max_samples: int, key_capacity: int = KEY_CAPACITY, cell_capacity: int = CELL_CAPACITY) -> int:
@@ -84,6 +89,49 @@ def pid_alive(pid: int) -> bool:
             return stat.read().rpartition(b")")[2].split()[0] != b"Z"
     except (FileNotFoundError, ProcessLookupError):  # reaped meanwhile
         return False
+
+
+class ProcessWatch:
+    """Whether one process still runs, asked on every read and so asked cheaply: a pidfd
+    becomes readable once its process has exited (a zombie included), and never stands for a
+    later process given the same pid. Where there is no pidfd, ``pid_alive`` each time."""
+
+    __slots__ = ("_descriptor", "_poll", "dead", "pid")
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.dead = pid <= 0
+        self._descriptor: int | None = None
+        self._poll: select.poll | None = None
+        if self.dead or not hasattr(os, "pidfd_open"):
+            return
+        try:
+            self._descriptor = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self.dead = True
+        except OSError:  # no pidfds here (an old kernel, a seccomp filter)
+            return
+        else:
+            self._poll = select.poll()
+            self._poll.register(self._descriptor, select.POLLIN)
+
+    def alive(self) -> bool:
+        if self.dead:
+            return False
+        if self._poll is None:
+            return pid_alive(self.pid)
+        if self._poll.poll(0):
+            self.dead = True
+            self.close()
+        return not self.dead
+
+    def close(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = self._poll = None
+
+    def __del__(self) -> None:
+        self.close()
 
 
 @dataclass
@@ -172,6 +220,11 @@ class Regions:
         layout = dict(key_capacity=key_capacity, cell_capacity=cell_capacity, journal_capacity=journal,
                       window_seconds=self.window_seconds)
         self._readers: dict[str, RegionReader] = {}
+        self._listing: list[Path] = []
+        self._listed_at_change: int | None = None
+        self._checked: set[str] = set()
+        self._watches: dict[str, ProcessWatch] = {}
+        """Files whose reader was found current since the directory was last listed."""
         if self.directory is None:
             self.path = None
             buffer = mmap.mmap(-1, size)
@@ -195,29 +248,56 @@ class Regions:
             return [(self._own_reader, True)]
         found = [(self._own_reader, True)]
         seen = set()
-        for path in sorted(self.directory.glob("*" + SUFFIX)):
-            if path == self.path:
-                continue
+        for path in self._region_paths():
             reader = self._open(path)
             if reader is None:
                 continue
             seen.add(path.name)
-            alive = pid_alive(reader.region.pid)
+            watch = self._watches.get(path.name)
+            if watch is None or watch.pid != reader.region.pid:
+                watch = self._watches[path.name] = ProcessWatch(reader.region.pid)
+            alive = watch.alive()
             if not alive:
                 self._maybe_retire(path, reader, now)
             found.append((reader, alive))
         for name in set(self._readers) - seen:  # vanished (the server is stopping)
             del self._readers[name]
+            watch = self._watches.pop(name, None)
+            if watch is not None:
+                watch.close()
         return found
 
+    def _region_paths(self) -> list[Path]:
+        """The other processes' region files, listed again only when the directory changed.
+
+        Every change that matters changes the directory's modification time: a region made
+        (a worker starting), replaced by its compact copy (``rename``) or removed. A change
+        made in the same tick of the file system's coarse clock as the last listing would
+        leave that time as it was, so a directory changed less than a second ago is listed on
+        every read; an unchanged one costs one ``stat``, not a listing and a ``stat`` per file.
+        """
+        assert self.directory is not None
+        try:
+            changed = os.stat(self.directory).st_mtime_ns
+        except FileNotFoundError:  # removed: the server is stopping
+            return []
+        if changed != self._listed_at_change or time.time_ns() - changed < RELIST_NANOSECONDS:
+            self._listing = sorted(path for path in self.directory.glob("*" + SUFFIX) if path != self.path)
+            self._listed_at_change = changed
+            self._checked.clear()  # each file's identity is checked again
+        return self._listing
+
     def _open(self, path: Path) -> RegionReader | None:
+        reader = self._readers.get(path.name)
+        if reader is not None and path.name in self._checked:
+            return reader
         try:
             status = path.stat()
         except FileNotFoundError:
             return None
         identity = (status.st_dev, status.st_ino)
-        reader = self._readers.get(path.name)
         if reader is not None and reader.identity == identity:
+            self._checked.add(path.name)
             return reader
         try:
             with open(path, "r+b") as file:
@@ -227,6 +307,7 @@ class Regions:
             return None  # gone, or still being created
         reader = RegionReader(region, self.window_seconds, self.max_samples, identity=identity)
         self._readers[path.name] = reader
+        self._checked.add(path.name)
         return reader
 
     def _maybe_retire(self, path: Path, reader: RegionReader, now: float) -> None:
