@@ -257,11 +257,11 @@ cdef class Region:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def keys(self):
+    def keys(self, Py_ssize_t start=0):
         cdef Py_ssize_t index, used = fakeai_load(&self._header[_KEYS_USED])
         cdef unsigned char* entry
         result = []
-        for index in range(used):
+        for index in range(max(start, 0), used):
             entry = self._keys + index * _KEY_BYTES
             name = (<bytes>(<char*>entry + 8)[:_KEY_NAME_BYTES]).rstrip(b"\0").decode()
             result.append((name, (<unsigned int*>entry)[0], (<unsigned int*>entry)[1]))

@@ -187,10 +187,11 @@ class Region:
 
     # -- reading (any process) -----------------------------------------------------------
 
-    def keys(self) -> list[tuple[str, int, int]]:
-        """``(name, first cell, cells)`` of every published key."""
+    def keys(self, start: int = 0) -> list[tuple[str, int, int]]:
+        """``(name, first cell, cells)`` of every published key, from the ``start``-th on (a
+        key, once published, never changes: a reader asks only for those it has not seen)."""
         result = []
-        for index in range(self._get("keys_used")):
+        for index in range(max(start, 0), self._get("keys_used")):
             entry = self._keys_at + index * KEY_BYTES
             first, count = _KEY_HEAD.unpack_from(self._view, entry)
             name = bytes(self._view[entry + 8 : entry + KEY_BYTES]).rstrip(b"\0").decode()

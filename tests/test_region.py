@@ -269,7 +269,9 @@ def test_compiled_region_matches_the_reference(ops: list, batch: int) -> None:
                 break
         position = (position, lost)
         windows = [w.summary(now, (0.5, 0.9)) for group in (*endpoints.values(), streaming, kv_windows) for w in group]
-        results.append((region.keys(), region.cells(), region.dropped(), position, windows))
+        keys = region.keys()
+        assert [region.keys(start) for start in range(len(keys) + 2)] == [keys[start:] for start in range(len(keys) + 2)]
+        results.append((keys, region.cells(), region.dropped(), position, windows))
     assert _same(results[0], results[1])
 
 

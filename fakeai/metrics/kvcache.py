@@ -72,8 +72,8 @@ class KVCacheStats:
             return int(values.get(name, 0.0))
 
         routed, prompt_cell, cached_cell, blocks, capacity_cell, active, evictions = _WORKER
-        ids = sorted({int(name.rsplit("|", 1)[1]) for name in values
-                      if name.startswith((routed.name(""), capacity_cell.name("")))})
+        prefixes = (routed.name(""), capacity_cell.name(""))
+        ids = sorted({int(name.rsplit("|", 1)[1]) for name in values if name.startswith(prefixes)})
         workers = []
         for worker_id in ids:
             worker = str(worker_id)

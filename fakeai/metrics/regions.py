@@ -147,6 +147,8 @@ class RegionReader:
     lost: int = 0
     endpoints: dict[int, tuple[SlidingWindow, ...]] = field(default_factory=dict)
     endpoint_names: dict[int, str] = field(default_factory=dict)
+    known_keys: list[tuple[str, int, int]] = field(default_factory=list)
+    """The region's keys read so far (published keys never change, so each is read once)."""
     streaming: tuple[SlidingWindow, ...] = ()
     kv: tuple[SlidingWindow, ...] = ()
 
@@ -164,8 +166,7 @@ class RegionReader:
         written = region.journal_written()  # before the keys: every record up to here has its key
         cells = region.cells()
         # keys after the cells: every change in the copy was made after its key was published
-        keys = [key for key in region.keys() if key[1] + key[2] <= len(cells)]
-        self._learn_endpoints(keys)
+        keys = [key for key in self._keys() if key[1] + key[2] <= len(cells)]
         self._replay(written - self.cursor)
         return keys, cells
 
@@ -179,18 +180,23 @@ class RegionReader:
         written = region.journal_written()  # before the keys: every record up to here has its key
         if written <= self.cursor:
             return
-        self._learn_endpoints(region.keys())
+        self._keys()
         while True:
             self._replay(min(written - self.cursor, limit) if limit > 0 else written - self.cursor)
             if self.cursor >= written:
                 return
             yield
 
-    def _learn_endpoints(self, keys: list[tuple[str, int, int]]) -> None:
-        for name, first, _ in keys:
+    def _keys(self) -> list[tuple[str, int, int]]:
+        """Every key the region has published, read once each (an endpoint seen for the first
+        time gets its windows)."""
+        new = self.region.keys(len(self.known_keys))
+        for name, first, _ in new:
             if name.startswith(_ENDPOINT_ID) and first not in self.endpoints:
                 self.endpoints[first] = tuple(self._window() for _ in range(4))
                 self.endpoint_names[first] = name.removeprefix(_ENDPOINT_ID)
+        self.known_keys += new
+        return self.known_keys
 
     def _replay(self, limit: int) -> None:
         """At most ``limit`` (> 0) records, from the cursor on."""

@@ -28,6 +28,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterable
+from itertools import accumulate
 
 from fakeai.metrics.health import HealthReading, error_rate_percentage, health_status
 from fakeai.metrics.instruments import DEFAULT_MAX_MODEL_LEN, HistogramSnapshot
@@ -154,13 +155,9 @@ class _Cells:
         block = self.blocks.get(declared.name(*labels))
         if block is None:
             block = [0.0] * (len(bounds) + 3)
-        cumulative = []
-        running = 0
-        for count in block[: len(bounds) + 1]:
-            running += int(count)
-            cumulative.append(running)
         return HistogramSnapshot(
-            bounds=bounds, cumulative=tuple(cumulative), sum=block[len(bounds) + 1], count=int(block[len(bounds) + 2])
+            bounds=bounds, cumulative=tuple(accumulate(map(int, block[: len(bounds) + 1]))),
+            sum=block[len(bounds) + 1], count=int(block[len(bounds) + 2])
         )
 
 
@@ -495,13 +492,14 @@ class MetricsRegistry:
             series[name] = self._series(cells, metric)
             yield
         ttft, tokens_per_second, itl = streaming_stats
+        running_prefix = _RUNNING.name("")
         return MetricsSnapshot(
             timestamp=self._wall_clock(),
             uptime_seconds=now - self.started_at,
             window_seconds=self.window_seconds,
             kernel=self.kernel,
             dropped_samples=dropped,
-            in_flight=int(sum(value for name, value in cells.values.items() if name.startswith(_RUNNING.name("")))),
+            in_flight=int(sum(value for name, value in cells.values.items() if name.startswith(running_prefix))),
             processes=processes,
             endpoints=endpoints,
             models=models,
