@@ -19,9 +19,12 @@ starts (wrk, the monitoring clients), is pinned to core 1.
    alternating (quiet first in even pairs, scraped first in odd ones) so that a drift of the
    machine's load favours neither. A run opens one connection per stream, then writes the
    requests (``stream: true``, ``max_tokens: 100``, ``ignore_eos: true``: exactly 100 content
-   chunks) spread evenly over the first ITL period (``--spread-ms``; the last 2 ms before each
-   write a busy-wait, libuv's timers being too coarse), and timestamps every content chunk as
-   it is read. Per stream, the TTFT error is the first content chunk's arrival - its request's write - 20 ms; per gap, the error is the gap
+   chunks) ``--start-interval-ms`` apart (default 1 ms: 1,000 new streams a second, within
+   what one worker admits; a faster burst queues at admission and the TTFT then measures the
+   queue, the same quiet and scraped), and timestamps every content chunk as it is read. The
+   last 2 ms before each write are a busy-wait that lets the loop run at every turn (libuv's
+   timers are too coarse to space writes, and a client that stopped reading while it waited
+   would stamp the first chunks late). Per stream, the TTFT error is the first content chunk's arrival - its request's write - 20 ms; per gap, the error is the gap
    between two content chunks - 10 ms (two chunks read together make a gap of 0: -10 ms).
 3. **Monitoring load** (scraped runs only): ``benchmarks/monitoring_load.py`` in a process of
    its own on core 1 at Linux's ``SCHED_IDLE`` priority (it runs when the stream client does
@@ -65,6 +68,8 @@ from benchmarks import harness  # noqa: E402
 
 TTFT = 0.020
 ITL = 0.010
+START_INTERVAL = 0.001
+"""Seconds between two streams' requests."""
 TOKENS = 100
 LATE = 0.002  # a gap this much longer than the ITL is "late"
 MODEL = "openai/gpt-oss-120b"
@@ -187,7 +192,7 @@ async def _lag_probe(lags: list[float], stop: asyncio.Event) -> None:
         lags.append(time.perf_counter() - asked - 0.001)
 
 
-async def _paced_streams(host: str, port: int, concurrency: int, spread: float,
+async def _paced_streams(host: str, port: int, concurrency: int, interval: float,
                          monitor: subprocess.Popen | None) -> dict:
     loop = asyncio.get_running_loop()
     request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
@@ -209,11 +214,11 @@ async def _paced_streams(host: str, port: int, concurrency: int, spread: float,
         usage = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
         for index, stream in enumerate(streams):
-            due = started + index * spread / concurrency
+            due = started + index * interval
             while (ahead := due - time.perf_counter()) > 0:
-                if ahead > 0.002:
-                    await asyncio.sleep(0.001)  # the loop reads meanwhile
-                # else busy-wait: libuv's timers are too coarse to space writes 33 us apart
+                # the loop reads meanwhile; within 2 ms of the write, a turn at a time (libuv's
+                # timers count whole milliseconds)
+                await asyncio.sleep(0.001 if ahead > 0.002 else 0)
             stream.send()
         await asyncio.wait_for(asyncio.gather(*(stream.done for stream in streams)), 60)
         wall = time.perf_counter() - started
@@ -248,7 +253,7 @@ def _start_monitor(url: str, refresh: float) -> subprocess.Popen:
     return monitor
 
 
-def run(url: str, concurrency: int, scraped: bool, refresh: float, spread: float = ITL) -> dict:
+def run(url: str, concurrency: int, scraped: bool, refresh: float, interval: float = START_INTERVAL) -> dict:
     """One run of ``concurrency`` paced streams, with or without monitoring load; its figures."""
     import uvloop
 
@@ -258,7 +263,7 @@ def run(url: str, concurrency: int, scraped: bool, refresh: float, spread: float
     pressure = cpu_pressure_total()
     started = time.perf_counter()
     try:
-        raw = uvloop.run(_paced_streams(host, int(port), concurrency, spread, monitor))
+        raw = uvloop.run(_paced_streams(host, int(port), concurrency, interval, monitor))
     finally:
         scrapes: dict = {}
         if monitor is not None:
@@ -354,8 +359,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, help="quiet/scraped pairs per case (default 3)")
     parser.add_argument("--dashboard-refresh", type=float, default=1.0,
                         help="seconds between the dashboard's refreshes (the page's shortest choice: 1)")
-    parser.add_argument("--spread-ms", type=float, default=ITL * 1000,
-                        help="the streams' requests are written evenly over this many ms (default: one ITL, 10)")
+    parser.add_argument("--start-interval-ms", type=float, default=START_INTERVAL * 1000,
+                        help="ms between two streams' requests (default 1)")
     parser.add_argument("--json", type=Path, default=Path(__file__).with_name("results") / "fidelity_ab.json",
                         help="where the figures (every run's included) are written")
     args = parser.parse_args()
@@ -365,7 +370,7 @@ def main() -> None:
     started = time.perf_counter()
     os.sched_setaffinity(0, {int(harness.LOAD_CPU)})
     results: dict = {"ttft_ms": TTFT * 1000, "itl_ms": ITL * 1000, "tokens": TOKENS, "pairs": pairs,
-                     "dashboard_refresh_seconds": args.dashboard_refresh, "spread_ms": args.spread_ms,
+                     "dashboard_refresh_seconds": args.dashboard_refresh, "start_interval_ms": args.start_interval_ms,
                      "load_average_before": os.getloadavg(), "fills": [], "cases": []}
     room = max(sizes) + max(sizes) // 10 + 2 * pairs * sum(concurrencies) * len(sizes) + 10_000
     flags = ("--workers", "1", "--ttft-ms", "20", "--itl-ms", "10", "--ttft-jitter", "0", "--itl-jitter", "0",
@@ -381,7 +386,7 @@ def main() -> None:
                 runs = []
                 for pair in range(pairs):
                     for scraped in ((False, True) if pair % 2 == 0 else (True, False)):
-                        runs.append(run(url, concurrency, scraped, args.dashboard_refresh, args.spread_ms / 1000))
+                        runs.append(run(url, concurrency, scraped, args.dashboard_refresh, args.start_interval_ms / 1000))
                         time.sleep(0.3)  # the server closes the last connections
                         latest = runs[-1]
                         print(f"  {size:.0e} samples, {concurrency} streams, {'scraped' if scraped else 'quiet':>7}: "
