@@ -24,7 +24,8 @@ COMPILED_NAMES = {
     "fakeai._region": ("EndpointCells", "EngineCells", "MetricsWriter", "ModelCells", "Region"),
 }
 """Each compiled kernel, and the names ``fakeai.window``, ``fakeai.prefix`` and
-``fakeai.region`` import from it (keep them equal)."""
+``fakeai.region`` import from it (and from its twin; ``tests/test_extensions.py`` checks that
+the three lists agree)."""
 
 
 def _compiled_built() -> bool:
