@@ -2,11 +2,13 @@
 
     .venv/bin/python -m benchmarks.plain_instructions                      # about 5 minutes
     .venv/bin/python -m benchmarks.plain_instructions --baseline /tmp/base # also an older checkout
+    .venv/bin/python -m benchmarks.plain_instructions --only fakeai_recording_off  # what recording costs
 
 On a machine shared with other work, requests per second measure the machine's load as much
 as the server, and so does CPU time per request (caches, clock, the hypervisor's share). The
 number of instructions a server executes per request does not depend on them. Each server
-(``plain_rps``'s, and a Litestar ``@asgi`` route, Litestar's floor) runs under callgrind with
+(``plain_rps``'s, a Litestar ``@asgi`` route, Litestar's floor, and fakeai with
+``--record-metrics false``: recording's share) runs under callgrind with
 its instrumentation off; wrk warms it up, then instrumentation is switched on
 (``callgrind_control``), wrk loads it for ``--seconds`` (16 connections, ``compare.py``'s chat
 body, zero latency), instrumentation is switched off and the counts are read: instructions
@@ -48,6 +50,8 @@ def servers(baseline: str | None) -> dict[str, tuple[list[str], str, str]]:
         "minimal_litestar": (harness.uvicorn_command("benchmarks.apps:minimal_litestar", factory=True),
                              "/v1/chat/completions", "POST"),
         "fakeai": (harness.fakeai_command("--zero-latency", *QUIET), "/health", "GET"),
+        "fakeai_recording_off": (harness.fakeai_command("--zero-latency", "--record-metrics", "false", *QUIET),
+                                 "/health", "GET"),
     }
     if baseline:
         chosen["baseline"] = (baseline_command(baseline, "--zero-latency", *QUIET), "/health", "GET")
@@ -81,12 +85,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=20, help="instrumented load per server")
     parser.add_argument("--baseline", help="another fakeai source tree (as plain_rps's --baseline)")
+    parser.add_argument("--only", help="these servers alone, comma-separated (bare_asgi is always measured)")
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_control", "wrk"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed")
     counts = {}
-    for name, (command, path, method) in servers(args.baseline).items():
+    chosen = servers(args.baseline)
+    if args.only:
+        wanted = {"bare_asgi", "fakeai", *args.only.split(",")}
+        chosen = {name: server for name, server in chosen.items() if name in wanted}
+    for name, (command, path, method) in chosen.items():
         counts[name] = instructions_per_request(command, path, method, args.seconds)
         print(f"{name:<22}{counts[name]:>12,.0f} instructions/request", flush=True)
     print(f"\n{'server':<22}{'instr/request':>14}{'bare / it':>11}{'it / fakeai':>13}")
@@ -94,6 +103,9 @@ def main() -> None:
         bare, fakeai = counts["bare_asgi"], counts["fakeai"]
         print(f"{name:<22}{count:>14,.0f}{bare / count:>11.3f}{count / fakeai:>13.3f}")
     print("(bare / it: the RPS ratio to bare ASGI this server would have if time followed instructions)")
+    if "fakeai_recording_off" in counts:
+        print(f"recording on / off, as a requests-per-second ratio if time followed instructions: "
+              f"{counts['fakeai_recording_off'] / counts['fakeai']:.3f}")
 
 
 if __name__ == "__main__":
