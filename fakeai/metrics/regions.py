@@ -57,7 +57,8 @@ CELL_CAPACITY = 196_608
 """A region's default room (the registry sizes its own for its label space: ``labels.region_need``)."""
 MIN_JOURNAL = 1024
 RELIST_NANOSECONDS = 1_000_000_000
-"""A directory changed more recently than this is listed on every read (``Regions._region_paths``)."""
+"""A listing made sooner than this after its directory last changed is made again at the next
+read (``Regions._region_paths``)."""
 
 
 def region_file_bytes(max_samples: int, key_capacity: int = KEY_CAPACITY, cell_capacity: int = CELL_CAPACITY) -> int:
@@ -229,8 +230,8 @@ class Regions:
         self._listing: list[Path] = []
         self._listed_at_change: int | None = None
         self._checked: set[str] = set()
-        self._watches: dict[str, ProcessWatch] = {}
         """Files whose reader was found current since the directory was last listed."""
+        self._watches: dict[str, ProcessWatch] = {}
         if self.directory is None:
             self.path = None
             buffer = mmap.mmap(-1, size)
@@ -259,10 +260,13 @@ class Regions:
             if reader is None:
                 continue
             seen.add(path.name)
-            watch = self._watches.get(path.name)
-            if watch is None or watch.pid != reader.region.pid:
-                watch = self._watches[path.name] = ProcessWatch(reader.region.pid)
-            alive = watch.alive()
+            if reader.region.journal_capacity <= 1:
+                alive = False  # a compact copy: its worker died (and its pid may be another's now)
+            else:
+                watch = self._watches.get(path.name)
+                if watch is None or watch.pid != reader.region.pid:
+                    watch = self._watches[path.name] = ProcessWatch(reader.region.pid)
+                alive = watch.alive()
             if not alive:
                 self._maybe_retire(path, reader, now)
             found.append((reader, alive))
@@ -278,19 +282,21 @@ class Regions:
 
         Every change that matters changes the directory's modification time: a region made
         (a worker starting), replaced by its compact copy (``rename``) or removed. A change
-        made in the same tick of the file system's coarse clock as the last listing would
-        leave that time as it was, so a directory changed less than a second ago is listed on
-        every read; an unchanged one costs one ``stat``, not a listing and a ``stat`` per file.
+        made in the same tick of the file system's coarse clock as a listing would leave that
+        time as it was, so a listing made less than a second after the directory's last change
+        is not trusted: the next read lists again. An unchanged directory costs one ``stat``,
+        not a listing and a ``stat`` per file.
         """
         assert self.directory is not None
         try:
             changed = os.stat(self.directory).st_mtime_ns
         except FileNotFoundError:  # removed: the server is stopping
             return []
-        if changed != self._listed_at_change or time.time_ns() - changed < RELIST_NANOSECONDS:
+        if changed != self._listed_at_change:
             self._listing = sorted(path for path in self.directory.glob("*" + SUFFIX) if path != self.path)
-            self._listed_at_change = changed
             self._checked.clear()  # each file's identity is checked again
+            # trusted only if made long enough after the change that no later one shares its time
+            self._listed_at_change = changed if time.time_ns() - changed >= RELIST_NANOSECONDS else None
         return self._listing
 
     def _open(self, path: Path) -> RegionReader | None:
