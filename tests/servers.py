@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ import uvicorn
 
 from fakeai.app import create_app
 from fakeai.config import Settings
+from fakeai.region import Region
 from fakeai.server import ServerConfig
 
 STARTUP_SECONDS = 60.0
@@ -139,20 +141,51 @@ class CLIServer(str):
     @contextlib.contextmanager
     def only_worker(self, pid: int) -> Iterator[None]:
         """Every connection made inside is accepted by worker ``pid``: the kernel hands a new
-        connection to whichever worker accepts first, so the others are stopped (SIGSTOP, and
-        seen stopped) until the block ends. uvicorn's supervisor kills a worker that does not
-        answer its ping within ``timeout_worker_healthcheck`` (5 s): keep the block short."""
+        connection to whichever worker accepts first, so the others are stopped (SIGSTOP) until
+        the block ends, each between two updates of its metrics (a reader waits for a writer
+        it finds mid-update while that writer lives). uvicorn's supervisor kills a worker that
+        does not answer its ping within ``timeout_worker_healthcheck`` (5 s): a block that held
+        the others longer than ``MAX_STOPPED_SECONDS`` fails the test, saying so."""
         others = [other for other in self.worker_pids() if other != pid]
         assert len(others) == len(self.worker_pids()) - 1, f"{pid} is not a worker"
+        started = time.monotonic()
         try:
             for other in others:
-                os.kill(other, signal.SIGSTOP)
-            for other in others:  # a signal is delivered on the target's way back to user space
-                eventually(lambda: _state(other) == "T", f"worker {other} stopped")
+                self._stop_between_updates(other)
             yield
+            held = time.monotonic() - started
+            assert held < MAX_STOPPED_SECONDS, (
+                f"workers {others} were stopped for {held:.1f} s: uvicorn's supervisor may have killed them")
         finally:
             for other in others:
-                os.kill(other, signal.SIGCONT)
+                _resume(other)
+
+    def _stop_between_updates(self, pid: int) -> None:
+        (directory,) = Path("/dev/shm").glob(f"fakeai-{self.process.pid}-*")
+        regions = []
+        for path in directory.glob(f"{pid}-*.region"):
+            with open(path, "r+b") as file:
+                regions.append(Region(mmap.mmap(file.fileno(), 0)))
+
+        def stopped_between_updates() -> bool:
+            os.kill(pid, signal.SIGSTOP)
+            # a signal is delivered on the target's way back to user space
+            eventually(lambda: _state(pid) == "T", f"worker {pid} stopped")
+            if all(region.seq() % 2 == 0 for region in regions):
+                return True
+            os.kill(pid, signal.SIGCONT)  # mid-update: let it finish, and stop it again
+            return False
+
+        eventually(stopped_between_updates, f"worker {pid} stopped between two updates of its metrics")
+
+
+MAX_STOPPED_SECONDS = 4.0
+"""How long ``CLIServer.only_worker`` may keep workers stopped (uvicorn kills one at 5 s)."""
+
+
+def _resume(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it died meanwhile (killed by the test, say)
+        os.kill(pid, signal.SIGCONT)
 
 
 def _state(pid: int) -> str:
@@ -197,6 +230,9 @@ def running_cli(
         wait_until_serving(base_url, process)
         yield base_url
     finally:
+        with contextlib.suppress(OSError):  # a test that failed inside only_worker: stop all the same
+            for pid in base_url.worker_pids():
+                _resume(pid)
         stop_process(process)
         base_url.output = process.stdout.read().decode(errors="replace")  # type: ignore[union-attr]
         process.stdout.close()  # type: ignore[union-attr]

@@ -283,7 +283,9 @@ def test_a_server_of_two_workers_samples_one_history_and_another_worker_takes_ov
         # one sampler: points an interval apart (two would make twice as many, half as far apart)
         assert len(gaps) <= (timestamps[-1] - timestamps[0]) / interval + 1
         assert interval * 0.75 <= statistics.median(gaps) <= interval * 1.25
-        documents = [fetch_history(server) for _ in server.each_worker(2) for _ in range(6)]
+        documents = []
+        for _ in server.each_worker(2):
+            documents.extend(fetch_history(server) for _ in range(6))
         assert one_ring(documents), "every worker answers from the same ring"
         sampler = lease_holder(directory)
         workers = server.worker_pids()
