@@ -21,10 +21,11 @@ starts (wrk, the monitoring clients), is pinned to core 1.
    requests (``stream: true``, ``max_tokens: 100``, ``ignore_eos: true``: exactly 100 content
    chunks) ``--start-interval-ms`` apart (default 1 ms: 1,000 new streams a second, within
    what one worker admits; a faster burst queues at admission and the TTFT then measures the
-   queue, the same quiet and scraped), and timestamps every content chunk as it is read. The
-   last 2 ms before each write are a busy-wait that lets the loop run at every turn (libuv's
-   timers are too coarse to space writes, and a client that stopped reading while it waited
-   would stamp the first chunks late). Per stream, the TTFT error is the first content chunk's arrival - its request's write - 20 ms; per gap, the error is the gap
+   queue, the same quiet and scraped), and timestamps every content chunk as it is read. It
+   waits for each write on the loop's timers (a write goes out up to a millisecond late, libuv's
+   timers counting whole milliseconds; the TTFT counts from the write itself), never in a
+   busy-wait: a client that stopped reading while it waited would stamp the first chunks late,
+   and one that spun would starve the monitoring load, which yields the core to it. Per stream, the TTFT error is the first content chunk's arrival - its request's write - 20 ms; per gap, the error is the gap
    between two content chunks - 10 ms (two chunks read together make a gap of 0: -10 ms).
 3. **Monitoring load** (scraped runs only): ``benchmarks/monitoring_load.py`` in a process of
    its own on core 1 at Linux's ``SCHED_IDLE`` priority (it runs when the stream client does
@@ -216,9 +217,9 @@ async def _paced_streams(host: str, port: int, concurrency: int, interval: float
         for index, stream in enumerate(streams):
             due = started + index * interval
             while (ahead := due - time.perf_counter()) > 0:
-                # the loop reads meanwhile; within 2 ms of the write, a turn at a time (libuv's
-                # timers count whole milliseconds)
-                await asyncio.sleep(0.001 if ahead > 0.002 else 0)
+                # the loop reads meanwhile; libuv's timers count whole milliseconds, so a write
+                # goes out up to a millisecond after its time (the TTFT counts from the write)
+                await asyncio.sleep(max(ahead, 0.001))
             stream.send()
         await asyncio.wait_for(asyncio.gather(*(stream.done for stream in streams)), 60)
         wall = time.perf_counter() - started

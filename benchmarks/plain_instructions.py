@@ -85,7 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=20, help="instrumented load per server")
     parser.add_argument("--baseline", help="another fakeai source tree (as plain_rps's --baseline)")
-    parser.add_argument("--only", help="these servers alone, comma-separated (bare_asgi is always measured)")
+    parser.add_argument("--only", help="these servers, comma-separated (bare_asgi and fakeai are always measured)")
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_control", "wrk"):
         if shutil.which(tool) is None:
@@ -94,6 +94,8 @@ def main() -> None:
     chosen = servers(args.baseline)
     if args.only:
         wanted = {"bare_asgi", "fakeai", *args.only.split(",")}
+        if wanted - set(chosen):
+            raise SystemExit(f"no such server (or --baseline not given): {', '.join(sorted(wanted - set(chosen)))}")
         chosen = {name: server for name, server in chosen.items() if name in wanted}
     for name, (command, path, method) in chosen.items():
         counts[name] = instructions_per_request(command, path, method, args.seconds)
