@@ -118,6 +118,10 @@ class CLIServer(str):
             pids = [int(pid) for pid in listing.read().split()]
         return [pid for pid in pids if b"spawn_main" in _command_line(pid)]  # not the resource tracker
 
+    def shared_directory(self) -> Path:
+        """The directory of the server's metrics regions (``fakeai-<pid>-*`` in ``/dev/shm``)."""
+        (directory,) = Path("/dev/shm").glob(f"fakeai-{self.process.pid}-*")
+        return directory
 
     def each_worker(self, count: int) -> Iterator[int]:
         """Each of the server's ``count`` worker processes in turn, once every one has built its
@@ -126,7 +130,7 @@ class CLIServer(str):
         if count == 1:
             yield self.process.pid
             return
-        (directory,) = Path("/dev/shm").glob(f"fakeai-{self.process.pid}-*")
+        directory = self.shared_directory()
 
         def every_worker_built() -> bool:
             built = {int(path.name.split("-", 1)[0]) for path in directory.glob("*.region")}
@@ -161,9 +165,8 @@ class CLIServer(str):
                 _resume(other)
 
     def _stop_between_updates(self, pid: int) -> None:
-        (directory,) = Path("/dev/shm").glob(f"fakeai-{self.process.pid}-*")
         regions = []
-        for path in directory.glob(f"{pid}-*.region"):
+        for path in self.shared_directory().glob(f"{pid}-*.region"):
             with open(path, "r+b") as file:
                 regions.append(Region(mmap.mmap(file.fileno(), 0)))
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from fakeai.config import Settings
-from tests.servers import eventually, running_app, running_cli
+from tests.servers import running_app, running_cli
 
 KEY = "s3cret-admin"
 ADMIN = {"Authorization": f"Bearer {KEY}"}

@@ -276,7 +276,7 @@ def test_a_server_of_two_workers_samples_one_history_and_another_worker_takes_ov
     interval = 0.2
     with running_cli("--workers", "2", "--zero-latency", "--history-interval-seconds", str(interval),
                      "--history-seconds", "60", "--record-monitoring", "true") as server:
-        (directory,) = Path("/dev/shm").glob(f"fakeai-{server.process.pid}-*")
+        directory = server.shared_directory()
         eventually(lambda: fetch_history(server)["points"] >= 12, "a dozen points", seconds=20)
         timestamps = fetch_history(server)["series"]["timestamp"]
         gaps = [later - earlier for earlier, later in zip(timestamps, timestamps[1:])]

@@ -10,7 +10,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -286,7 +285,7 @@ def test_two_workers_write_one_point_per_interval_and_a_crash_loses_at_most_the_
         assert second.returncode == 2
         assert "history database of another fakeai server" in second.stderr
         # the writing worker crashes: of the points it showed, at most the newest is not in the file
-        (directory,) = Path("/dev/shm").glob(f"fakeai-{server.process.pid}-*")
+        directory = server.shared_directory()
         writer = lease_holder(directory)
         shown = httpx.get(server + "/metrics/history").json()["series"]["timestamp"]
         os.kill(writer, signal.SIGKILL)

@@ -324,7 +324,7 @@ def test_two_workers_agree_on_which_models_have_a_label() -> None:
 
     with running_cli("--workers", "2", "--accept-any-model", "--zero-latency",
                      "--max-model-labels", str(budget)) as server:
-        (directory,) = Path("/dev/shm").glob(f"fakeai-{server.process.pid}-*")
+        directory = server.shared_directory()
 
         def send(name: str) -> None:
             response = fresh("POST", CHAT, json=chat(name))

@@ -22,11 +22,6 @@ from tests.servers import CLIServer, eventually, running_cli
 MODEL = "openai/gpt-oss-120b"
 
 
-def shared_dir(server: CLIServer) -> Path:
-    (directory,) = Path("/dev/shm").glob(f"fakeai-{server.process.pid}-*")
-    return directory
-
-
 class Stream(threading.Thread):
     """A streamed chat read line by line in the background."""
 
@@ -89,7 +84,7 @@ FLAGS = ("--ttft-ms", "0", "--itl-ms", "20", "--itl-jitter", "0")
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_lets_a_stream_within_the_grace_finish_then_exits_0_and_cleans_up(workers: int) -> None:
     with running_cli("--workers", str(workers), "--graceful-timeout-seconds", "60", *FLAGS) as server:
-        directory = shared_dir(server)
+        directory = server.shared_directory()
         stream = start_stream(server, max_tokens=100)  # about 2 s
         server.process.send_signal(signal.SIGTERM)
         eventually(lambda: refuses_connections(server), "it stopped accepting connections", seconds=10)
@@ -106,7 +101,7 @@ def test_sigterm_to_every_process_still_lets_the_stream_finish() -> None:
     """systemd (KillMode=control-group) signals the workers too, not only the supervisor: that
     is still one stop, not a second signal that would cut the stream."""
     with running_cli("--workers", "2", "--graceful-timeout-seconds", "60", *FLAGS) as server:
-        directory = shared_dir(server)
+        directory = server.shared_directory()
         stream = start_stream(server, max_tokens=100)
         for pid in [server.process.pid, *server.worker_pids()]:
             os.kill(pid, signal.SIGTERM)
@@ -121,7 +116,7 @@ def test_sigterm_to_every_process_still_lets_the_stream_finish() -> None:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_stream_longer_than_the_grace_is_cut_and_counted_as_failed(workers: int) -> None:
     with running_cli("--workers", str(workers), "--graceful-timeout-seconds", "1", *FLAGS) as server:
-        directory = shared_dir(server)
+        directory = server.shared_directory()
         stream = start_stream(server, max_tokens=3000)  # about 60 s
         server.process.send_signal(signal.SIGTERM)
         assert exit_status(server, 30) == 0
@@ -136,7 +131,7 @@ def test_a_stream_longer_than_the_grace_is_cut_and_counted_as_failed(workers: in
 @pytest.mark.parametrize(("workers", "second"), [(1, signal.SIGTERM), (1, signal.SIGINT), (2, signal.SIGTERM)])
 def test_a_second_signal_cuts_at_once(workers: int, second: signal.Signals) -> None:
     with running_cli("--workers", str(workers), "--graceful-timeout-seconds", "600", *FLAGS) as server:
-        directory = shared_dir(server)
+        directory = server.shared_directory()
         stream = start_stream(server, max_tokens=3000)
         server.process.send_signal(signal.SIGTERM)
         eventually(lambda: refuses_connections(server), "the first signal took effect", seconds=10)
@@ -153,13 +148,13 @@ def test_a_second_signal_cuts_at_once(workers: int, second: signal.Signals) -> N
 
 def test_a_start_after_sigkill_removes_the_stale_directory() -> None:
     with running_cli() as killed:
-        stale = shared_dir(killed)
+        stale = killed.shared_directory()
         killed.process.kill()
         killed.process.wait()
     assert stale.exists(), "SIGKILL leaves the directory behind"
     with running_cli() as server:
         assert not stale.exists(), "the next start removed it"
-        assert shared_dir(server).exists()
+        assert server.shared_directory().exists()
 
 
 def _open_files_limit(pid: int) -> tuple[int, int]:

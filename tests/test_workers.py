@@ -26,11 +26,6 @@ CHAT, COMPLETIONS, EMBEDDINGS = "/v1/chat/completions", "/v1/completions", "/v1/
 QUANTILES = (0.5, 0.9, 0.99)
 
 
-def shared_dir(server: CLIServer) -> Path:
-    (directory,) = Path("/dev/shm").glob(f"fakeai-{server.process.pid}-*")
-    return directory
-
-
 def journal_durations(directory: Path) -> dict[int, list[float]]:
     """Server-side durations of every request, read straight from each process's journal."""
     found = {}
@@ -141,7 +136,7 @@ def check_every_format(base_url: CLIServer, workers: int, workload: Workload, du
 def test_counts_and_percentiles_are_exact_whichever_worker_answers(workers: int) -> None:
     with running_cli("--workers", str(workers), "--zero-latency", "--fail-first", "3", "--window-seconds", "600",
                      "--history-interval-seconds", "0.5") as server:
-        directory = shared_dir(server)
+        directory = server.shared_directory()
         workload = Workload(server)
         workload.run(20)
         for _ in server.each_worker(workers):  # which worker accepts a connection is otherwise the kernel's choice
@@ -177,7 +172,7 @@ def test_counts_and_percentiles_are_exact_whichever_worker_answers(workers: int)
 
 def test_a_killed_worker_loses_nothing_and_counts_nothing_twice() -> None:
     with running_cli("--workers", "2", "--zero-latency", "--window-seconds", "1") as server:
-        directory = shared_dir(server)
+        directory = server.shared_directory()
         first = Workload(server)
         first.run(12)
         first.wait_until_recorded()
