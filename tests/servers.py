@@ -125,17 +125,15 @@ class CLIServer(str):
 
     def each_worker(self, count: int) -> Iterator[int]:
         """Each of the server's ``count`` worker processes in turn, once every one has built its
-        app (its metrics region is there); connections made before the next is yielded are
+        app (its metrics region is made); connections made before the next is yielded are
         accepted by this one (``only_worker``). A server of one process serves alone."""
         if count == 1:
             yield self.process.pid
             return
-        directory = self.shared_directory()
 
         def every_worker_built() -> bool:
-            built = {int(path.name.split("-", 1)[0]) for path in directory.glob("*.region")}
             workers = self.worker_pids()
-            return len(workers) == count and set(workers) <= built
+            return len(workers) == count and all(self._regions_of(pid) for pid in workers)
 
         eventually(every_worker_built, f"{count} workers", seconds=STARTUP_SECONDS)
         for pid in self.worker_pids():
@@ -164,11 +162,23 @@ class CLIServer(str):
             for other in others:
                 _resume(other)
 
-    def _stop_between_updates(self, pid: int) -> None:
+    def _regions_of(self, pid: int) -> list[Region]:
+        """Worker ``pid``'s metrics regions, none until they are made: a region's file exists
+        (and is being filled) before its header says it is one."""
         regions = []
         for path in self.shared_directory().glob(f"{pid}-*.region"):
-            with open(path, "r+b") as file:
-                regions.append(Region(mmap.mmap(file.fileno(), 0)))
+            try:
+                with open(path, "r+b") as file:
+                    regions.append(Region(mmap.mmap(file.fileno(), 0)))
+            except FileNotFoundError:  # its worker is gone
+                continue
+            except ValueError:  # not made yet (empty, so not mappable, or its header not written)
+                return []
+        return regions
+
+    def _stop_between_updates(self, pid: int) -> None:
+        regions = self._regions_of(pid)
+        assert regions, f"worker {pid} has no metrics region"
 
         def stopped_between_updates() -> bool:
             os.kill(pid, signal.SIGSTOP)
