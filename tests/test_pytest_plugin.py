@@ -186,11 +186,16 @@ def test_a_server_in_a_process_of_its_own_for_timing(pytester: pytest.Pytester) 
             for _ in range(4):
                 httpx.post(server.base_url + CHAT, json={
                     "model": "openai/gpt-oss-120b", "messages": [{"role": "user", "content": "hi"}]}).raise_for_status()
-            deadline = time.monotonic() + 10  # another worker may answer before the last one recorded its request
-            while server.snapshot().endpoints[CHAT].requests_total < 4:
-                assert time.monotonic() < deadline
+            # a request is recorded after its answer went out, and another worker may answer the
+            # next scrape first: the counts are awaited (the scrapes themselves are counted too)
+            def counted():
+                endpoints = server.snapshot().endpoints
+                return CHAT in endpoints and endpoints[CHAT].requests_total == 4 and "/metrics/snapshot" in endpoints
+
+            deadline = time.monotonic() + 10
+            while not counted():
+                assert time.monotonic() < deadline, "the 4 chats and the scrapes were not all counted"
                 time.sleep(0.01)
-            assert server.snapshot().endpoints["/metrics/snapshot"].requests_total >= 1
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
