@@ -25,8 +25,10 @@ starts (wrk, the monitoring clients), is pinned to core 1.
    waits for each write on the loop's timers (a write goes out up to a millisecond late, libuv's
    timers counting whole milliseconds; the TTFT counts from the write itself), never in a
    busy-wait: a client that stopped reading while it waited would stamp the first chunks late,
-   and one that spun would starve the monitoring load, which yields the core to it. Per stream, the TTFT error is the first content chunk's arrival - its request's write - 20 ms; per gap, the error is the gap
-   between two content chunks - 10 ms (two chunks read together make a gap of 0: -10 ms).
+   and one that spun would starve the monitoring load, which yields the core to it. Per stream,
+   the TTFT error is the first content chunk's arrival - its request's write - 20 ms; per gap,
+   the error is the gap between two content chunks - 10 ms (two chunks read together make a
+   gap of 0: -10 ms).
 3. **Monitoring load** (scraped runs only): ``benchmarks/monitoring_load.py`` in a process of
    its own on core 1 at Linux's ``SCHED_IDLE`` priority (it runs when the stream client does
    not need the core, so the client's timestamps are not delayed by the scheduler: what the

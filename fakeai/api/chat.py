@@ -45,11 +45,8 @@ def chat_completions_handler(engine: Engine, registry: MetricsRegistry, max_body
     features = Features(engine.settings)
     default_effort = features.default_effort is not None
 
-    text = engine.text.text  # (``engine.choice_text``)
-
     def choice_object(index: int, choice: Choice) -> ChatChoice:
-        content = text(choice.start, choice.tokens)
-        return ChatChoice(index=index, message=AssistantMessage(role="assistant", content=content),
+        return ChatChoice(index=index, message=AssistantMessage(role="assistant", content=engine.choice_text(choice)),
                           finish_reason=choice.finish_reason)
 
     def render(plan: Plan, usage: Usage) -> Iterable[bytes]:

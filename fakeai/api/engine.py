@@ -244,7 +244,7 @@ class Engine:
                 longest = choice.tokens
         offsets: list[float] = []
         if timed:
-            load = self._in_flight() if self.latency.load_slowdown else 1  # (``_load``)
+            load = self._load()
             offsets = self.latency.token_offsets(rng, min(longest, OFFSETS_PER_STEP), uncached_prompt_tokens, load)
             while len(offsets) < longest:
                 await asyncio.sleep(0)

@@ -23,7 +23,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from fakeai.simulation.approx_ids import approx_decode, approx_ids, approx_unknown
-from fakeai.simulation.tokens import CHARS_PER_TOKEN
+from fakeai.simulation.tokens import CHARS_PER_TOKEN, count_tokens
 
 if TYPE_CHECKING:
     from fakeai.simulation.kvcache import Prompt
@@ -93,7 +93,7 @@ class PromptTokenizer:
         itself (``approx``) or its token ids."""
         encoder = self._encoder
         if encoder is None:
-            return -(-len(text) // CHARS_PER_TOKEN), text  # tokens.count_tokens
+            return count_tokens(text), text
         try:
             if len(text) * 4 > limit and encoder.count_till_limit(text, limit) is None:
                 return None, text
