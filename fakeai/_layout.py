@@ -15,19 +15,25 @@ Consistency, with no lock between processes: a key (and its zeroed cells) is wri
 changing), and a reader copies them until it sees the same even ``seq`` before and after;
 a record is written before ``journal_written`` is advanced, and a reader keeps only the
 records the writer cannot have overwritten while they were copied.
+
+``RequestFacts`` is the other thing both writers read: one request's facts, as the request
+path notes them and ``MetricsWriter.finish`` records them.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 
 __all__ = (
+    "CLIENT_CLOSED_REQUEST",
     "HEADER_BYTES",
     "HEADER_FIELDS",
     "KEY_BYTES",
     "KEY_NAME_BYTES",
     "RECORD",
+    "RequestFacts",
     "REGION_MAGIC",
     "REGION_VERSION",
     "STREAM_COMPLETED",
@@ -62,6 +68,68 @@ stream (0 plain, 1 completed, 2 failed), flags (1: KV figures present), KV promp
 KV cached tokens, KV oracle tokens, KV worker."""
 STREAM_PLAIN, STREAM_COMPLETED, STREAM_FAILED = 0, 1, 2
 """A record's ``stream`` field: a plain response, a stream that finished, one that ended early."""
+CLIENT_CLOSED_REQUEST = 499
+"""The status recorded for a request whose client disconnected before the end (nginx's)."""
+
+
+class RequestFacts:
+    """What the writer records of one request, noted while it is served (``MetricsWriter.admit``,
+    ``route_request``, then the server's handlers and senders) and recorded at its end in one
+    call (``MetricsWriter.finish``). The API's per-request exchange extends it.
+
+    A plain class with ``__slots__``, shared by both kernels: Python code sets and reads its
+    fields at the cost of a slot, and the compiled writer reads them where the slots lie (their
+    offsets, taken once from this class), instead of being handed some 26 arguments.
+    """
+
+    __slots__ = ("choice_tokens", "completion_tokens", "engine_series", "failure_status", "finish_reason",
+                 "finished_at", "first_token_at", "kv_cached", "kv_oracle", "kv_prompt", "kv_worker",
+                 "last_token_at", "longest", "max_tokens", "model_series", "n", "offsets", "prefill", "prompt_tokens",
+                 "queue", "scheduled", "series", "started", "status", "stream")
+
+    def __init__(self, started: float = 0.0) -> None:
+        self.started = started
+        """Arrival, on the clock the writer's ``finish`` is given."""
+        self.finished_at = 0.0
+        """When its last byte was sent (0.0: never, the client went away: recorded as 499)."""
+        self.status = 500
+        self.failure_status = 0
+        """The status of a stream that failed after its 200 was sent (0: it did not)."""
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.stream = False
+        """It was answered with a stream (opened with ``stream_started``)."""
+        self.finish_reason: str | None = None
+        """Why its (first) answer ended, once it was sent."""
+        self.series: object = None
+        """Its endpoint's cells, the writer's ``EndpointCells`` (``finish`` needs them: set before
+        it, for every request)."""
+        self.model_series: object = None
+        """Its model's ``ModelCells`` once it was admitted (``admit``): it runs until ``finish``."""
+        self.engine_series: object = None
+        """Its model's ``EngineCells`` on the simulated engine it was routed to (``route_request``)."""
+        self.kv_worker = -1
+        """The KV worker it was routed to (-1: none), and its prompt, cached and oracle tokens."""
+        self.kv_prompt = 0
+        self.kv_cached = 0
+        self.kv_oracle = 0
+        self.first_token_at = math.nan
+        """When its first and last tokens were produced (NaN: none was)."""
+        self.last_token_at = math.nan
+        self.longest = 0
+        """Tokens of its longest choice."""
+        self.n = 0
+        """Its ``n`` and ``max_tokens`` parameters (0: not a generation request, not given)."""
+        self.max_tokens = 0
+        self.offsets: list[float] | None = None
+        """A plain answer's planned token times after arrival; ``choice_tokens``: each choice's tokens."""
+        self.choice_tokens: list[int] | None = None
+        self.queue = math.nan
+        """Its seconds in the engine's waiting queue and from its scheduling to its first token
+        (NaN: the engine model did not run it)."""
+        self.prefill = math.nan
+        self.scheduled = False
+        """The engine model runs it (its engine gauges are the scheduler's to keep)."""
 
 
 def region_bytes(key_capacity: int, cell_capacity: int, journal_capacity: int) -> int:

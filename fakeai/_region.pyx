@@ -10,6 +10,8 @@ handed to it (``kv_state``, ``publish``, ``record(..., kv_state)``).
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.math cimport INFINITY, NAN, isfinite
 from libc.string cimport memcpy, memmove
 
@@ -34,8 +36,8 @@ cdef extern from *:
     void fakeai_fence() nogil
 
 from fakeai._layout import (
-    HEADER_BYTES, HEADER_FIELDS, KEY_BYTES, KEY_NAME_BYTES, RECORD, REGION_MAGIC, REGION_VERSION,
-    STREAM_COMPLETED, STREAM_PLAIN, process_alive, region_bytes,
+    CLIENT_CLOSED_REQUEST, HEADER_BYTES, HEADER_FIELDS, KEY_BYTES, KEY_NAME_BYTES, RECORD, REGION_MAGIC,
+    REGION_VERSION, STREAM_COMPLETED, STREAM_FAILED, STREAM_PLAIN, RequestFacts, process_alive, region_bytes,
 )
 
 cdef packed struct Record:
@@ -61,6 +63,8 @@ cdef Py_ssize_t _KEY_BYTES = KEY_BYTES
 cdef Py_ssize_t _KEY_NAME_BYTES = KEY_NAME_BYTES
 cdef int STREAM_PLAIN_ = STREAM_PLAIN
 cdef int STREAM_COMPLETED_ = STREAM_COMPLETED
+cdef int STREAM_FAILED_ = STREAM_FAILED
+cdef int CLIENT_CLOSED_REQUEST_ = CLIENT_CLOSED_REQUEST
 cdef Py_ssize_t _MAGIC = HEADER_FIELDS["magic"] // 8
 cdef Py_ssize_t _VERSION = HEADER_FIELDS["version"] // 8
 cdef Py_ssize_t _PID = HEADER_FIELDS["pid"] // 8
@@ -404,6 +408,7 @@ ENGINE_SLOTS = ("prompt", "running", "waiting", "generation", "cached", "preempt
                 "queue", "inference", "prefill", "decode", "prompt_histogram", "generation_histogram",
                 "max_generation_histogram", "max_tokens_histogram", "prefill_kv_histogram", "n_histogram")
 PRESET_REASONS = ("stop", "length", "abort")
+_ABORT = "abort"
 
 
 cdef class _Bounds:
@@ -557,6 +562,77 @@ cdef class KVWorkerCells:
         return tuple(self) == tuple(other)
 
 
+# A request's facts (``fakeai._layout.RequestFacts``, a class with ``__slots__``) are read and
+# set where its slots lie: each slot's offset in the object, taken once from the class's
+# member descriptors (CPython's public ``PyMemberDescrObject``). Python code reaches a slot at
+# the cost of one specialised instruction; the writer at the cost of a pointer read.
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+
+cdef Py_ssize_t _slot_offset(str name) except -1:
+    descriptor = RequestFacts.__dict__[name]
+    if type(descriptor) is not _MemberDescriptor:
+        raise TypeError(f"RequestFacts.{name} is not a slot")
+    return (<PyMemberDescrObject*><PyObject*>descriptor).d_member.offset
+
+_MemberDescriptor = type(RequestFacts.started)
+cdef Py_ssize_t _STARTED = _slot_offset("started")
+cdef Py_ssize_t _FINISHED_AT = _slot_offset("finished_at")
+cdef Py_ssize_t _STATUS = _slot_offset("status")
+cdef Py_ssize_t _FAILURE_STATUS = _slot_offset("failure_status")
+cdef Py_ssize_t _PROMPT_TOKENS = _slot_offset("prompt_tokens")
+cdef Py_ssize_t _COMPLETION_TOKENS = _slot_offset("completion_tokens")
+cdef Py_ssize_t _STREAM = _slot_offset("stream")
+cdef Py_ssize_t _FINISH_REASON = _slot_offset("finish_reason")
+cdef Py_ssize_t _SERIES = _slot_offset("series")
+cdef Py_ssize_t _MODEL_SERIES = _slot_offset("model_series")
+cdef Py_ssize_t _ENGINE_SERIES = _slot_offset("engine_series")
+cdef Py_ssize_t _KV_WORKER = _slot_offset("kv_worker")
+cdef Py_ssize_t _KV_PROMPT = _slot_offset("kv_prompt")
+cdef Py_ssize_t _KV_CACHED = _slot_offset("kv_cached")
+cdef Py_ssize_t _KV_ORACLE = _slot_offset("kv_oracle")
+cdef Py_ssize_t _FIRST_TOKEN_AT = _slot_offset("first_token_at")
+cdef Py_ssize_t _LAST_TOKEN_AT = _slot_offset("last_token_at")
+cdef Py_ssize_t _LONGEST = _slot_offset("longest")
+cdef Py_ssize_t _N = _slot_offset("n")
+cdef Py_ssize_t _MAX_TOKENS = _slot_offset("max_tokens")
+cdef Py_ssize_t _OFFSETS = _slot_offset("offsets")
+cdef Py_ssize_t _CHOICE_TOKENS = _slot_offset("choice_tokens")
+cdef Py_ssize_t _QUEUE = _slot_offset("queue")
+cdef Py_ssize_t _PREFILL = _slot_offset("prefill")
+cdef Py_ssize_t _SCHEDULED = _slot_offset("scheduled")
+
+
+cdef inline object _get(object facts, Py_ssize_t offset):
+    """The value in the slot at ``offset`` of ``facts`` (a ``RequestFacts``)."""
+    cdef PyObject* value = (<PyObject**>((<char*><PyObject*>facts) + offset))[0]
+    if value == NULL:
+        raise AttributeError("a RequestFacts slot was deleted")
+    return <object>value
+
+
+cdef inline int _set(object facts, Py_ssize_t offset, object value) except -1:
+    """Put ``value`` in the slot at ``offset`` of ``facts`` (a ``RequestFacts``)."""
+    cdef PyObject** slot = <PyObject**>((<char*><PyObject*>facts) + offset)
+    cdef PyObject* old = slot[0]
+    Py_INCREF(value)
+    slot[0] = <PyObject*>value
+    Py_XDECREF(old)
+    return 0
+
+
+cdef type _FACTS = RequestFacts
+
+cdef inline int _check_facts(object facts) except -1:
+    if type(facts) is not _FACTS and not isinstance(facts, _FACTS):
+        raise TypeError(f"expected RequestFacts, got {type(facts).__name__}")
+    return 0
+
+
 cdef class MetricsWriter:
     """What one process records into its region; see ``fakeai._region_py.MetricsWriter``."""
 
@@ -566,10 +642,11 @@ cdef class MetricsWriter:
     cdef readonly Py_ssize_t active_streams, completed_streams, failed_streams
     cdef readonly Py_ssize_t tokens_per_second_sum, tokens_per_second_count, stream_ttft, stream_itl, stream_itl_gaps
     cdef readonly Py_ssize_t kv_hit_requests, kv_oracle, spill, unrecorded
-    cdef readonly dict layout
+    cdef readonly dict layout, admitted
 
     def __init__(self, Region region, dict bounds not None, dict layout not None):
         self.region = region
+        self.admitted = {}  # see the twin's ``admitted``
         self._bounds = {name: _Bounds(values) for name, values in bounds.items()}
         self._duration = self._bounds["duration"]
         self._tokens = self._bounds["tokens"]
@@ -659,6 +736,9 @@ cdef class MetricsWriter:
     def route(self, ModelCells model not None, int worker, tuple state not None):
         """``publish(worker, state)``, then ``routed(engine(model.name, worker))``, in one call;
         returns the engine's cells. See the twin's ``route``."""
+        return self._route(model, worker, state)
+
+    cdef EngineCells _route(self, ModelCells model, int worker, tuple state):
         cdef KVWorkerCells kv = self._kv.get(worker)
         if kv is None:
             kv = self.kv_worker(worker)
@@ -805,6 +885,85 @@ cdef class MetricsWriter:
                long long kv_oracle=0, tuple kv_state=None, EngineCells engine=None, double decode=NAN,
                long long n=0, long long max_tokens=0, long long longest=0, list offsets=None, choice_tokens=None,
                double queue=NAN, double prefill=NAN, bint scheduled=False):
+        """See the twin's ``record``."""
+        self._record(now, duration, status, prompt_tokens, completion_tokens, endpoint, model, ttft, itl,
+                     finish_reason, stream, kv_worker, kv_prompt, kv_cached, kv_oracle, kv_state, engine, decode, n,
+                     max_tokens, longest, offsets, choice_tokens, queue, prefill, scheduled)
+
+    def admit(self, facts, str model, str endpoint):
+        """See the twin's ``admit``."""
+        _check_facts(facts)
+        cdef ModelCells cells = self.admitted.get(model)
+        if cells is None:
+            return False
+        self.region._cells[cells.running] += 1.0
+        _set(facts, _MODEL_SERIES, cells)
+        series = self._endpoints.get(endpoint)
+        _set(facts, _SERIES, series if series is not None else self.endpoint(endpoint))
+        return True
+
+    def route_request(self, facts, int worker, tuple state not None, long long prompt_tokens,
+                      long long cached_tokens, long long oracle_tokens, bint running=True):
+        """See the twin's ``route_request``."""
+        _check_facts(facts)
+        cdef ModelCells model = _get(facts, _MODEL_SERIES)
+        if model is None:
+            raise TypeError("route_request needs an admitted request (facts.model_series)")
+        if running:
+            engine = self._route(model, worker, state)
+        else:
+            self.publish(worker, state)
+            engine = self.engine(model.name, worker)
+        _set(facts, _ENGINE_SERIES, engine)
+        _set(facts, _KV_WORKER, worker)
+        _set(facts, _KV_PROMPT, prompt_tokens)
+        _set(facts, _KV_CACHED, cached_tokens)
+        _set(facts, _KV_ORACLE, oracle_tokens)
+
+    def finish(self, facts, tuple kv_state, clock):
+        """See the twin's ``finish``."""
+        _check_facts(facts)
+        cdef double started = _get(facts, _STARTED)
+        cdef double finished_at = _get(facts, _FINISHED_AT)
+        cdef int failure = _get(facts, _FAILURE_STATUS)
+        cdef bint completed = finished_at != 0.0
+        cdef int status
+        cdef object finish_reason
+        cdef ModelCells model = _get(facts, _MODEL_SERIES)
+        if completed:
+            status = _get(facts, _STATUS) if failure == 0 else failure
+            finish_reason = _get(facts, _FINISH_REASON) if status < 400 else None
+        else:
+            status = CLIENT_CLOSED_REQUEST_
+            finished_at = clock()
+            finish_reason = None if model is None else _ABORT
+        cdef long long completion_tokens = _get(facts, _COMPLETION_TOKENS)
+        cdef double duration = finished_at - started
+        cdef double first_token_at = _get(facts, _FIRST_TOKEN_AT)
+        cdef double ttft = first_token_at - started
+        cdef double itl = NAN
+        cdef int stream = STREAM_PLAIN_
+        if _get(facts, _STREAM):
+            stream = STREAM_COMPLETED_ if completed and failure == 0 else STREAM_FAILED_
+            if completion_tokens > 1:
+                itl = (duration - ttft) / (completion_tokens - 1)
+        cdef EndpointCells series = _get(facts, _SERIES)
+        if series is None:
+            raise TypeError("finish needs the request's endpoint cells (facts.series)")
+        cdef double last_token_at = _get(facts, _LAST_TOKEN_AT)
+        self._record(finished_at, duration, status, _get(facts, _PROMPT_TOKENS), completion_tokens, series, model,
+                     ttft, itl, finish_reason, stream, _get(facts, _KV_WORKER), _get(facts, _KV_PROMPT),
+                     _get(facts, _KV_CACHED), _get(facts, _KV_ORACLE), kv_state, _get(facts, _ENGINE_SERIES),
+                     last_token_at - first_token_at, _get(facts, _N), _get(facts, _MAX_TOKENS),
+                     _get(facts, _LONGEST), _get(facts, _OFFSETS), _get(facts, _CHOICE_TOKENS), _get(facts, _QUEUE),
+                     _get(facts, _PREFILL), _get(facts, _SCHEDULED))
+
+    cdef int _record(self, double now, double duration, int status, long long prompt_tokens,
+                     long long completion_tokens, EndpointCells endpoint, ModelCells model, double ttft, double itl,
+                     object finish_reason, int stream, int kv_worker, long long kv_prompt, long long kv_cached,
+                     long long kv_oracle, tuple kv_state, EngineCells engine, double decode, long long n,
+                     long long max_tokens, long long longest, list offsets, object choice_tokens, double queue,
+                     double prefill, bint scheduled) except -1:
         if prompt_tokens < 0:
             raise ValueError(f"prompt_tokens must not be negative, got {prompt_tokens!r}")
         if completion_tokens < 0:
@@ -889,3 +1048,4 @@ cdef class MetricsWriter:
             if kv_cells is None:
                 kv_cells = self.kv_worker(kv_worker)
             self._publish(kv_cells, kv_state)
+        return 0

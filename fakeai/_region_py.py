@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 import struct
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from fakeai._layout import (
+    CLIENT_CLOSED_REQUEST,
+    RequestFacts,
     HEADER_BYTES,
     HEADER_FIELDS,
     KEY_BYTES,
@@ -24,6 +26,7 @@ from fakeai._layout import (
     REGION_MAGIC,
     REGION_VERSION,
     STREAM_COMPLETED,
+    STREAM_FAILED,
     STREAM_PLAIN,
     process_alive,
     region_bytes,
@@ -379,6 +382,9 @@ class MetricsWriter:
         self._engines: dict[tuple[str, int], EngineCells] = {}
         self._kv: dict[int, tuple[int, ...]] = {}
         self._evictions_seen: dict[int, int] = {}
+        self.admitted: dict[str, ModelCells] = {}
+        """The cells a requested model name is counted in, as the caller mapped it (its own
+        label's, or a shared one's): ``admit`` finds them here, the caller fills it."""
         self.layout = layout
         """``{scope: {slot: (key, bucket set or None)}}``: the keys this writer makes."""
         key = region.key
@@ -501,6 +507,70 @@ class MetricsWriter:
         cells = self.model(model)
         self.started(cells)
         return cells
+
+    def admit(self, facts: RequestFacts, model: str, endpoint: str) -> bool:
+        """A request for ``model`` (a name in ``admitted``) at ``endpoint`` was admitted: it
+        runs until ``finish(facts, ...)``; its cells are noted in ``facts``. False, with
+        nothing done, for a model name not in ``admitted`` (the caller maps it first)."""
+        cells = self.admitted.get(model)
+        if cells is None:
+            return False
+        self.started(cells)
+        facts.model_series = cells
+        facts.series = self.endpoint(endpoint)
+        return True
+
+    def route_request(self, facts: RequestFacts, worker: int, state: tuple[int, int, int, int], prompt_tokens: int,
+                      cached_tokens: int, oracle_tokens: int, running: bool = True) -> None:
+        """The admitted request of ``facts`` was routed to simulated engine (KV worker)
+        ``worker``, whose state is now ``state``, reusing ``cached_tokens`` of its
+        ``prompt_tokens`` (the most any worker had: ``oracle_tokens``): ``route`` (or, with
+        ``running`` false, the same without the running gauge, which the engine model keeps),
+        noted in ``facts``."""
+        if facts.model_series is None:
+            raise TypeError("route_request needs an admitted request (facts.model_series)")
+        if running:
+            facts.engine_series = self.route(facts.model_series, worker, state)
+        else:
+            self.publish(worker, state)
+            facts.engine_series = self.engine(facts.model_series.name, worker)
+        facts.kv_worker = worker
+        facts.kv_prompt = prompt_tokens
+        facts.kv_cached = cached_tokens
+        facts.kv_oracle = oracle_tokens
+
+    def finish(self, facts: RequestFacts, kv_state: tuple[int, int, int, int] | None,
+               clock: Callable[[], float]) -> None:
+        """Record the request ``facts`` describe, which just ended (``kv_state``: its KV
+        worker's state after it left, or None): ``record`` with what the facts say. A request
+        whose last byte never went out (``finished_at`` 0.0) ended now (``clock()``): status
+        499, its stream failed, its answer aborted if it was admitted. A stream failed too when
+        ``failure_status`` is set, which is then its status; its mean inter-token latency spans
+        its first token to its end. An error has no finish reason."""
+        finished_at = facts.finished_at
+        completed = finished_at != 0.0
+        if completed:
+            status = facts.status if facts.failure_status == 0 else facts.failure_status
+            finish_reason = facts.finish_reason if status < 400 else None
+        else:
+            status = CLIENT_CLOSED_REQUEST
+            finished_at = clock()
+            finish_reason = None if facts.model_series is None else "abort"
+        if facts.series is None:
+            raise TypeError("finish needs the request's endpoint cells (facts.series)")
+        duration = finished_at - facts.started
+        ttft = facts.first_token_at - facts.started
+        itl = math.nan
+        stream = STREAM_PLAIN
+        if facts.stream:
+            stream = STREAM_COMPLETED if completed and facts.failure_status == 0 else STREAM_FAILED
+            if facts.completion_tokens > 1:
+                itl = (duration - ttft) / (facts.completion_tokens - 1)
+        self.record(finished_at, duration, status, facts.prompt_tokens, facts.completion_tokens, facts.series,
+                    facts.model_series, ttft, itl, finish_reason, stream, facts.kv_worker, facts.kv_prompt,
+                    facts.kv_cached, facts.kv_oracle, kv_state, facts.engine_series,
+                    facts.last_token_at - facts.first_token_at, facts.n, facts.max_tokens, facts.longest,
+                    facts.offsets, facts.choice_tokens, facts.queue, facts.prefill, facts.scheduled)
 
     def running(self) -> int:
         """Requests running in this process (its models' running cells, summed)."""

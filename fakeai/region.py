@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fakeai._extensions import KERNEL, NO_EXTENSIONS
-from fakeai._layout import region_bytes
+from fakeai._layout import RequestFacts, region_bytes
 
 __all__ = (
     "KERNEL",
@@ -22,6 +22,7 @@ __all__ = (
     "MetricsWriter",
     "ModelCells",
     "Region",
+    "RequestFacts",
     "region_bytes",
 )
 

@@ -288,6 +288,95 @@ def _hammer(region_path: str, records: int) -> None:
         writer.record(float(index), 0.5, 500 if index % 3 == 0 else 200, 2, 3, endpoint)
 
 
+request_case = st.tuples(
+    st.floats(min_value=0.0, max_value=2.0),  # clock advance
+    st.floats(min_value=0.001, max_value=5.0),  # duration
+    st.booleans(),  # its last byte went out (else: the client left, recorded as 499)
+    st.sampled_from([200, 200, 400, 429, 500]),
+    st.sampled_from([0, 0, 500]),  # a stream's failure after its 200
+    st.booleans(),  # streamed
+    st.sampled_from([None, "x", "y"]),  # the model it was admitted for (None: never admitted)
+    st.integers(min_value=-1, max_value=2),  # the KV worker it was routed to
+    st.booleans(),  # the engine model ran it
+    st.integers(min_value=0, max_value=300),
+    st.integers(min_value=0, max_value=300),
+    st.one_of(st.none(), st.floats(min_value=0.0, max_value=0.9)),  # first token, as a share of the duration
+    st.sampled_from([None, "stop", "length"]),
+    st.lists(st.integers(min_value=0, max_value=6), min_size=1, max_size=3),  # tokens of each choice
+)
+
+
+@pytest.mark.compiled_vs_twin
+@settings(max_examples=80, deadline=None)
+@given(cases=st.lists(request_case, max_size=30))
+def test_finishing_a_requests_facts_records_what_they_say(cases: list) -> None:
+    """``admit``, ``route_request`` and ``finish`` on a request's facts record exactly what the
+    explicit calls record (``start``, ``route``, ``record`` with the arguments the facts
+    imply: a client that left is a 499, a failed stream's status is its failure's, an error has
+    no finish reason), in both kernels."""
+    results = []
+    for side in (COMPILED, PYTHON):
+        for way in ("facts", "explicit"):
+            region, writer = _region(side.region)
+            now = 0.0
+            for (advance, duration, finished, status, failure, stream, model, kv, scheduled, prompt, completion,
+                 first_token, reason, choice_tokens) in cases:
+                now += advance
+                end = now + duration
+                routed = model is not None and kv >= 0
+                state = (prompt, 1000, 1, completion // 7)
+                first_at = math.nan if first_token is None else now + first_token * duration
+                last_at = math.nan if first_token is None else end
+                offsets = None if stream else [0.01 * index for index in range(max(choice_tokens))]
+                queue, prefill = (duration / 7, duration / 5) if scheduled and routed else (math.nan, math.nan)
+                if stream:
+                    writer.stream_started()
+                if way == "facts":
+                    facts = side.region.RequestFacts(now)
+                    if model is not None:
+                        writer.admitted.setdefault(model, writer.model(model))
+                        assert writer.admit(facts, model, "/e")
+                    else:
+                        assert not writer.admit(facts, "unmapped", "/e") and facts.model_series is None
+                        facts.series = writer.endpoint("/e")
+                    if routed:
+                        writer.route_request(facts, kv, state, prompt, prompt // 2, prompt // 3, not scheduled)
+                    facts.finished_at = end if finished else 0.0
+                    facts.status, facts.failure_status, facts.stream = status, failure if stream else 0, stream
+                    facts.prompt_tokens, facts.completion_tokens, facts.finish_reason = prompt, completion, reason
+                    facts.first_token_at, facts.last_token_at = first_at, last_at
+                    facts.n, facts.max_tokens, facts.longest = len(choice_tokens), 16, max(choice_tokens)
+                    facts.offsets, facts.choice_tokens = offsets, choice_tokens
+                    facts.queue, facts.prefill, facts.scheduled = queue, prefill, scheduled and routed
+                    writer.finish(facts, state if routed else None, lambda: end)
+                    continue
+                cells = engine = None
+                if model is not None:
+                    cells = writer.model(model)
+                    writer.started(cells)
+                series = writer.endpoint("/e")
+                if routed:
+                    if scheduled:
+                        writer.publish(kv, state)
+                        engine = writer.engine(model, kv)
+                    else:
+                        engine = writer.route(cells, kv, state)
+                recorded = (failure or status) if stream else status
+                if not finished:
+                    recorded = 499
+                recorded_reason = reason if finished and recorded < 400 else ("abort" if not finished and cells else None)
+                took = end - now  # as the facts' arrival and end give it
+                ttft = first_at - now
+                itl = (took - ttft) / (completion - 1) if stream and completion > 1 else math.nan
+                outcome = 0 if not stream else (1 if finished and not failure else 2)
+                writer.record(end, took, recorded, prompt, completion, series, cells, ttft, itl,
+                              recorded_reason, outcome, *((kv, prompt, prompt // 2, prompt // 3, state) if routed
+                                                          else (-1, 0, 0, 0, None)), engine, last_at - first_at, len(choice_tokens), 16,
+                              max(choice_tokens), offsets, choice_tokens, queue, prefill, scheduled and routed)
+            results.append((region.keys(), region.cells(), region.records(0)))
+    assert all(_same(results[0], result) for result in results[1:])
+
+
 def test_a_reader_never_sees_half_a_request_while_another_process_writes(tmp_path) -> None:
     """A second process records as fast as it can; every copy this one takes is consistent:
     as many requests as duration observations, and a third of them errors (rounded up)."""

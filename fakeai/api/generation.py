@@ -114,10 +114,8 @@ def admit(engine: Engine, registry: MetricsRegistry, exchange: Exchange, model: 
         injected = engine.injected_error()
         if injected is not None:
             raise injected
-    if exchange.recording:
-        exchange.model_series = registry.request_started(model)
-        exchange.series = registry.endpoint_series(endpoint)
-        exchange.model = model
+    if exchange.recording and not registry.writer.admit(exchange, model, endpoint):
+        registry.admit(exchange, model, endpoint)  # a model name the writer has not mapped yet
 
 
 def _usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int, reasoning: int | None = None) -> Usage:
@@ -213,9 +211,8 @@ async def plan_answer(
     routing = exchange.routing = kv_cache.route(prompts, tokens_per_prompt)
     exchange.scheduled = scheduled
     if exchange.recording:  # admitted, so its model's cells are known (``admit``)
-        exchange.engine_series = registry.routed(
-            exchange.model_series, routing.worker, kv_cache.state(routing.index), not scheduled
-        )
+        registry.writer.route_request(exchange, routing.worker, kv_cache.state(routing.index), routing.prompt_tokens,
+                                      routing.cached_total, routing.oracle_tokens, not scheduled)
     cached = routing.cached_tokens
     plan = await engine.plan(
         id_prefix=id_prefix,

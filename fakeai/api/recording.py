@@ -24,10 +24,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple
 
 import asyncio
-import math
 from collections.abc import Callable
 
-from fakeai._layout import STREAM_COMPLETED, STREAM_FAILED, STREAM_PLAIN
+from fakeai._layout import CLIENT_CLOSED_REQUEST
+from fakeai.region import RequestFacts
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from fakeai.api.batching import Job
     from fakeai.metrics import MetricsRegistry
     from fakeai.simulation.kvcache import KVCacheSimulator, Routing
-    from fakeai.region import EndpointCells, EngineCells, ModelCells
 
 __all__ = (
     "CLIENT_CLOSED_REQUEST",
@@ -51,8 +50,6 @@ __all__ = (
 )
 
 EXCHANGE_KEY = "fakeai.exchange"
-CLIENT_CLOSED_REQUEST = 499
-"""The status recorded for a request whose client disconnected before the end (nginx's)."""
 UNMATCHED_ENDPOINT = "unmatched"
 """The endpoint label of requests no route matched (raw paths would be unbounded labels)."""
 MALFORMED_ENDPOINT = "malformed"
@@ -61,11 +58,10 @@ MALFORMED_ENDPOINT = "malformed"
 OVERLOADED_ENDPOINT = "overloaded"
 """The endpoint label of requests refused because the worker had ``max_connections`` already."""
 IMPOSED_ANSWER_KEY = "fakeai.imposed_answer"
-_NAN = math.nan
 _JSON = (b"content-type", b"application/json")
-_UNSCHEDULED = (_NAN, _NAN)
-"""A request the engine model did not run: no queue or prefill time of its own."""
 _CLOSE = (b"connection", b"close")
+_facts_init = RequestFacts.__init__
+"""``Exchange.__init__`` calls its base's this way, not through ``super()``: one is made per request."""
 
 
 class ImposedAnswer(NamedTuple):
@@ -87,39 +83,15 @@ class ClientDisconnected(BaseException):
     """
 
 
-class Exchange:
-    """What the recorder learns about one request, from the handler and from the senders."""
+class Exchange(RequestFacts):
+    """What the recorder learns about one request, from the handler and from the senders.
 
-    __slots__ = (
-        "choice_tokens",
-        "clock",
-        "send_timeout",
-        "completion_tokens",
-        "engine_series",
-        "failure_status",
-        "finish_reason",
-        "finished_at",
-        "first_body_at",
-        "first_token_at",
-        "last_token_at",
-        "longest",
-        "max_tokens",
-        "model",
-        "model_series",
-        "monitoring",
-        "n",
-        "job",
-        "offsets",
-        "prompt_tokens",
-        "raw_send",
-        "recording",
-        "routing",
-        "scheduled",
-        "series",
-        "started",
-        "status",
-        "stream",
-    )
+    Its recorded facts (status, timing, tokens, the cells of its model, endpoint and engine) are
+    ``RequestFacts``' fields, which the metrics writer reads itself when the request ends
+    (``MetricsWriter.finish``); the rest is what serving it needs.
+    """
+
+    __slots__ = ("clock", "first_body_at", "job", "monitoring", "raw_send", "recording", "routing", "send_timeout")
 
     def __init__(
         self,
@@ -128,56 +100,21 @@ class Exchange:
         recording: bool = True,
         send_timeout: float | None = None,
     ) -> None:
+        _facts_init(self, clock())
+        """``started``: arrival time on the registry's clock: token deadlines count from here."""
         self.clock = clock
-        self.started = clock()
-        """Arrival time on the registry's clock: token deadlines count from here."""
         self.recording = recording
         """False when metrics recording is switched off: handlers then tell the registry nothing."""
         self.raw_send = raw_send
-        """The server's own send: fakeai's senders use it and fill in the timing below."""
-        self.status = 500
+        """The server's own send: fakeai's senders use it and fill in the timing."""
         self.first_body_at = 0.0
         """When the first non-empty body chunk was sent (0.0: not yet)."""
-        self.finished_at = 0.0
-        """When the last body chunk was sent (0.0: never, the client went away)."""
         self.monitoring = False
         """Set by the monitoring endpoints: not API traffic, unless asked to record them."""
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.stream = False
-        """Set by a handler that answers with a stream (and has called ``stream_started``)."""
-        self.failure_status: int | None = None
-        """Status to record for a stream that failed after its 200 was sent."""
-        self.model: str | None = None
-        """Set once ``registry.request_started(model)`` was called for this request."""
-        self.model_series: ModelCells | None = None
-        self.series: EndpointCells | None = None
-        """The registry's handles for this request's model and endpoint (set with ``model``)."""
-        self.finish_reason: str | None = None
-        """Why the (first) answer ended, once it is sent."""
         self.routing: Routing | None = None
         """Where the KV-cache router sent the request; released when the request ends."""
         self.send_timeout = send_timeout
         """Seconds a stream's write may wait for a client that does not read (None: no limit)."""
-        self.engine_series: EngineCells | None = None
-        """The registry's handle for this request's model on the simulated engine it was routed to."""
-        self.first_token_at = _NAN
-        """When its first token was produced (a stream: when the write carrying it was made;
-        a plain answer: when the plan says; NaN: none was)."""
-        self.last_token_at = _NAN
-        """When its last token was produced (as ``first_token_at``)."""
-        self.longest = 0
-        """Tokens produced for its longest choice."""
-        self.n = 0
-        """Its ``n`` parameter (0: not a generation request)."""
-        self.max_tokens = 0
-        """Its ``max_tokens`` parameter (0: not given)."""
-        self.offsets: list[float] | None = None
-        """A plain answer's planned token times after arrival, once it was due (its gaps are
-        vLLM's inter-token latencies); ``choice_tokens``: each choice's tokens."""
-        self.choice_tokens: list[int] | None = None
-        self.scheduled = False
-        """Whether the engine model runs it (its engine gauges are the scheduler's to keep)."""
         self.job: Job | None = None
         """Its job on its engine (the engine model): it leaves the engine when the request ends,
         and brings its queue and prefill times."""
@@ -211,7 +148,7 @@ class Recorder:
         self.registry = registry
         self.kv_cache = kv_cache
         """The simulated workers: a request's worker is released when the request ends."""
-        self._write = registry.writer.record
+        self._finish = registry.writer.finish
         self._clock = registry.clock
         self.record_monitoring = record_monitoring
         self.enabled = enabled
@@ -254,7 +191,9 @@ class Recorder:
                     exchange.job.leave()
                 kv_state = self.kv_cache.release(routing)
             if self.enabled and (not exchange.monitoring or self.record_monitoring):
-                self._record(scope, exchange, kv_state)
+                if exchange.series is None or exchange.job is not None:
+                    self._complete(scope, exchange)
+                self._finish(exchange, kv_state, self._clock)  # one call records it all
 
     @staticmethod
     async def _impose(scope: Scope, exchange: Exchange, answer: ImposedAnswer) -> None:
@@ -267,44 +206,11 @@ class Recorder:
         await send({"type": "http.response.body", "body": answer.body, "more_body": False})
         exchange.first_body_at = exchange.finished_at = exchange.clock()
 
-    def _record(self, scope: Scope, exchange: Exchange, kv_state: tuple[int, int, int, int] | None) -> None:
-        """Record the request, in one call of the writer; ``kv_state`` is its KV worker's state
-        after it left (plain numbers from the simulation, see ``MetricsRegistry.kv_publish``),
-        or ``None``."""
-        started = exchange.started
-        finished_at = exchange.finished_at
-        if finished_at == 0.0:  # the last byte never went out: the client went away
-            completed = False
-            status = CLIENT_CLOSED_REQUEST
-            finished_at = self.registry.clock()
-            finish_reason = None if exchange.model is None else "abort"
-        else:
-            completed = True
-            status = exchange.status if exchange.failure_status is None else exchange.failure_status
-            finish_reason = exchange.finish_reason if status < 400 else None
-        series = exchange.series
-        if series is None:
-            series = self.registry.endpoint_series(scope.get("path_template", UNMATCHED_ENDPOINT))  # type: ignore[arg-type]
-        duration = finished_at - started
-        first_token_at = exchange.first_token_at
-        ttft = first_token_at - started
-        itl = _NAN
-        stream = STREAM_PLAIN
-        if exchange.stream:
-            stream = STREAM_COMPLETED if completed and exchange.failure_status is None else STREAM_FAILED
-            if exchange.completion_tokens > 1:
-                itl = (duration - ttft) / (exchange.completion_tokens - 1)
-        routing = exchange.routing
-        # Positional on purpose: this is the per-request hot path.
-        if routing is None:
-            self._write(finished_at, duration, status, exchange.prompt_tokens, exchange.completion_tokens, series,
-                        exchange.model_series, ttft, itl, finish_reason, stream)
-        else:
-            job = exchange.job
-            queue, prefill = _UNSCHEDULED if job is None else job.times()
-            self._write(finished_at, duration, status, exchange.prompt_tokens, exchange.completion_tokens, series,
-                        exchange.model_series, ttft, itl, finish_reason, stream, routing.worker,
-                        routing.prompt_tokens, routing.cached_total, routing.oracle_tokens, kv_state,
-                        exchange.engine_series, exchange.last_token_at - first_token_at, exchange.n,
-                        exchange.max_tokens, exchange.longest, exchange.offsets, exchange.choice_tokens,
-                        queue, prefill, exchange.scheduled)
+    def _complete(self, scope: Scope, exchange: Exchange) -> None:
+        """What the handler did not note: the endpoint of a request never admitted (an error, a
+        monitoring read), and the engine model's queue and prefill times of a request it ran."""
+        if exchange.series is None:
+            exchange.series = self.registry.endpoint_series(scope.get("path_template", UNMATCHED_ENDPOINT))  # type: ignore[arg-type]
+        job = exchange.job
+        if job is not None:
+            exchange.queue, exchange.prefill = job.times()

@@ -1,17 +1,18 @@
 """The metrics registry: where requests are recorded and snapshots are taken.
 
 One registry per app (per process), injected where it is needed; nothing here is global.
-The request path calls ``request_started`` when a request is admitted, ``routed`` when the
-KV router sends a generation request to a simulated engine, ``stream_started`` when a stream
-opens, and ``record`` once when the request ends; a scrape calls ``snapshot`` once and hands
-the result to an exporter. Every metric fakeai reports is defined here and in
-``snapshot.py``.
+The request path notes what it learns of a request in its ``RequestFacts`` and records it
+with three compiled calls of the kernel's ``MetricsWriter``: ``writer.admit`` when it is
+admitted (``admit`` here the first time a model name is seen), ``writer.route_request`` when
+the KV router sends a generation request to a simulated engine, and ``writer.finish`` once
+when it ends; ``stream_started`` when a stream opens. Other callers use ``request_started``,
+``routed`` and ``record``, the same recording with explicit arguments. A scrape calls
+``snapshot`` once and hands the result to an exporter. Every metric fakeai reports is
+declared in ``schema.py``.
 
 Recording writes into this process's region (``regions.py``): counters and histograms in
-place, and one journal record per request, all by the kernel's ``MetricsWriter`` in one
-compiled call. ``endpoint_series``, ``request_started`` and ``routed`` return the writer's
-handles, so the recorder makes that call itself. vLLM's families are per model and engine
-(``EngineCells``): only a request routed to an engine is in them. A model is
+place, and one journal record per request, all by the writer. vLLM's families are per model
+and engine (``EngineCells``): only a request routed to an engine is in them. A model is
 counted under its label in the server's label table, or under ``__other__`` (``labels.py``):
 the label is looked up once per distinct name and process, never per request.
 
@@ -53,7 +54,7 @@ from fakeai.metrics.snapshot import (
     Totals,
     WindowStats,
 )
-from fakeai.region import EndpointCells, EngineCells, MetricsWriter, ModelCells
+from fakeai.region import EndpointCells, EngineCells, MetricsWriter, ModelCells, RequestFacts
 from fakeai.window import DEFAULT_MAX_SAMPLES, KERNEL, SlidingWindow, summarize
 
 __all__ = ("QUANTILES", "STARTED_AT_ENV", "MetricsRegistry")
@@ -228,12 +229,14 @@ class MetricsRegistry:
         """Moved by every read that changes the windows (a replay, or a read at a later instant,
         which expires samples): a read taken in steps sees whether its windows stayed still."""
         self.writer = MetricsWriter(self.regions.own, self.buckets, writer_layout())
-        """This process's recording handle (the recorder's fast path calls ``writer.record``)."""
+        """This process's recording handle: the request path calls ``writer.admit``,
+        ``writer.route_request`` and ``writer.finish`` (see ``admit``)."""
         for name, metric in self._declared.items():
             if metric.cell.scope == "global":  # made now, as region_need counts them (labelled ones: when first used)
                 self._declared_cell(name, None)
-        self._model_cells: dict[str, ModelCells] = {}
-        """Cells of each labelled model name this process has seen (at most the table's capacity)."""
+        self._model_cells: dict[str, ModelCells] = self.writer.admitted
+        """Cells of each labelled model name this process has seen (at most the table's capacity):
+        the writer's own map, so ``writer.admit`` finds them without calling back here."""
         self._other: ModelCells | None = None
         """The other bucket's cells, made when a model is first counted there."""
         self._other_requests = self.writer.cell(_OTHER_REQUESTS.name())
@@ -285,6 +288,14 @@ class MetricsRegistry:
                 self.writer.region.add(self._other_requests, 1.0)
         self.writer.started(cells)
         return cells
+
+    def admit(self, facts: RequestFacts, model: str, endpoint: str) -> None:
+        """``writer.admit``, for any model name: the request path calls the writer first and this
+        when the name is not yet mapped (its first request, or every request counted in the
+        other bucket)."""
+        if not self.writer.admit(facts, model, endpoint):
+            facts.model_series = self.request_started(model)
+            facts.series = self.writer.endpoint(endpoint)
 
     def routed(
         self, model: ModelCells, engine: int, state: tuple[int, int, int, int] | None = None, running: bool = True
