@@ -797,14 +797,6 @@ cdef class MetricsWriter:
     def started(self, ModelCells model):
         self.region._cells[model.running] += 1.0
 
-    def start(self, str model):
-        """``started(model(name))`` in one call; returns the model's cells."""
-        cdef ModelCells cells = self._models.get(model)
-        if cells is None:
-            cells = self.model(model)
-        self.region._cells[cells.running] += 1.0
-        return cells
-
     def running(self):
         """Requests running in this process (its models' running cells, summed)."""
         cdef double total = 0.0

@@ -502,12 +502,6 @@ class MetricsWriter:
     def started(self, model: ModelCells) -> None:
         self.region.add(model.running, 1.0)
 
-    def start(self, model: str) -> ModelCells:
-        """``started(model(name))`` in one call; returns the model's cells."""
-        cells = self.model(model)
-        self.started(cells)
-        return cells
-
     def admit(self, facts: RequestFacts, model: str, endpoint: str) -> bool:
         """A request for ``model`` (a name in ``admitted``) at ``endpoint`` was admitted: it
         runs until ``finish(facts, ...)``; its cells are noted in ``facts``. False, with
