@@ -1,7 +1,9 @@
 """Cost of recording and of reading the metrics.
 
 * ``record``: one finished request into the registry (the whole per-request recording cost,
-  windows, counters and histograms). Target: <= 1 us.
+  windows, counters and histograms), through ``registry.record``; ``record_generation_request``:
+  the server's own path (``admit``, ``route_request``, ``finish``). Target: <= 1 us
+  (``benchmarks/record_cost.py`` times it against the explicit path, and counts instructions).
 * ``snapshot`` and each exporter at a realistic size: 4 endpoints and 100k requests in the
   window (that is, 100k samples in each of the latency and token windows).
 * end to end, non-streaming chat RPS with recording on against the same server with
