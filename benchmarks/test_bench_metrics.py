@@ -22,10 +22,10 @@ import statistics
 import pytest
 
 from benchmarks import harness
+from benchmarks.record_cost import recording_loop
 from benchmarks.test_bench_serving import CHAT_BODY
 from fakeai.exporters import render_csv, render_detailed_health, render_json, render_prometheus
 from fakeai.metrics import MetricsRegistry
-from fakeai.region import RequestFacts
 
 ENDPOINTS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"]
 RECORDS_PER_ROUND = 10_000
@@ -69,34 +69,12 @@ def test_record(benchmark, report) -> None:
 
 @pytest.mark.parametrize("tokens", [1, 16, 128])
 def test_record_generation_request(benchmark, report, tokens: int) -> None:
-    """Everything recorded for one plain chat request, as the request path records it: its
-    admission (``writer.admit``: the model's running gauge, the endpoint's cells), its routing
-    to a simulated engine (``writer.route_request``: the worker's state published, the engine's
-    running gauge), then its end (``writer.finish``: every series, vLLM's per-request histograms
-    and one inter-token observation per planned gap of the answer, ``tokens`` - 1 of them).
-    The request's facts are what its handler notes whether recording is on or off (the
-    exchange is made either way): they are set once here, but for its arrival and end."""
-    registry = MetricsRegistry(window_seconds=5.0)
-    writer = registry.writer
-    model, endpoint = "openai/gpt-oss-120b", "/v1/chat/completions"
-    facts = RequestFacts()
-    registry.admit(facts, model, endpoint)  # the model's name mapped, once
-    offsets = [0.02 + 0.01 * index for index in range(tokens)]
-    facts.prompt_tokens, facts.completion_tokens, facts.longest, facts.max_tokens, facts.n = 100, tokens, tokens, 0, 1
-    facts.finish_reason, facts.status, facts.offsets, facts.choice_tokens = "length", 200, offsets, [tokens]
-    state = (12, 4096, 1, 0)
-    admit, route, finish = writer.admit, writer.route_request, writer.finish
-
-    def run() -> None:
-        for index in range(RECORDS_PER_ROUND):
-            now = 100.0 + index * 1e-4
-            facts.started, facts.finished_at = now, now + 0.05
-            facts.first_token_at, facts.last_token_at = now + offsets[0], now + offsets[-1]
-            admit(facts, model, endpoint)
-            route(facts, 0, state, 100, 64, 64)
-            finish(facts, state, None)
-
-    benchmark(run)
+    """Everything recorded for one plain chat request, as the request path records it
+    (``benchmarks.record_cost``'s ``facts`` way): ``writer.admit``, ``writer.route_request``
+    and ``writer.finish`` with every series, vLLM's per-request histograms and one inter-token
+    observation per planned gap of the answer (``tokens`` - 1 of them)."""
+    run = recording_loop("facts", tokens)
+    benchmark(run, RECORDS_PER_ROUND)
     report(f"record a plain chat request of {tokens} tokens (everything the request path records)", benchmark,
            RECORDS_PER_ROUND)
 
