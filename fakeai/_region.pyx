@@ -611,7 +611,7 @@ cdef inline object _get(object facts, Py_ssize_t offset):
     """The value in the slot at ``offset`` of ``facts`` (a ``RequestFacts``)."""
     cdef PyObject* value = (<PyObject**>((<char*><PyObject*>facts) + offset))[0]
     if value == NULL:
-        raise AttributeError("a RequestFacts slot was deleted")
+        raise AttributeError("a RequestFacts slot is unset (deleted, or shadowed by a subclass's slot)")
     return <object>value
 
 

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 from fakeai._layout import (
     CLIENT_CLOSED_REQUEST,
-    RequestFacts,
     HEADER_BYTES,
     HEADER_FIELDS,
     KEY_BYTES,
@@ -28,6 +27,7 @@ from fakeai._layout import (
     STREAM_COMPLETED,
     STREAM_FAILED,
     STREAM_PLAIN,
+    RequestFacts,
     process_alive,
     region_bytes,
 )
@@ -48,6 +48,11 @@ ENGINE_SLOTS = ("prompt", "running", "waiting", "generation", "cached", "preempt
 """A (model, engine) pair's cells, made in this order (the layout gives their keys and bucket sets)."""
 PRESET_REASONS = ("stop", "length", "abort")
 """The finish reasons a pair's success counters are made for at once (shown at 0, as vLLM does)."""
+
+
+def _check_facts(facts: object) -> None:
+    if not isinstance(facts, RequestFacts):
+        raise TypeError(f"expected RequestFacts, got {type(facts).__name__}")
 
 
 def _check_finite(name: str, number: float) -> float:
@@ -506,6 +511,7 @@ class MetricsWriter:
         """A request for ``model`` (a name in ``admitted``) at ``endpoint`` was admitted: it
         runs until ``finish(facts, ...)``; its cells are noted in ``facts``. False, with
         nothing done, for a model name not in ``admitted`` (the caller maps it first)."""
+        _check_facts(facts)
         cells = self.admitted.get(model)
         if cells is None:
             return False
@@ -521,6 +527,7 @@ class MetricsWriter:
         ``prompt_tokens`` (the most any worker had: ``oracle_tokens``): ``route`` (or, with
         ``running`` false, the same without the running gauge, which the engine model keeps),
         noted in ``facts``."""
+        _check_facts(facts)
         if facts.model_series is None:
             raise TypeError("route_request needs an admitted request (facts.model_series)")
         if running:
@@ -541,6 +548,7 @@ class MetricsWriter:
         499, its stream failed, its answer aborted if it was admitted. A stream failed too when
         ``failure_status`` is set, which is then its status; its mean inter-token latency spans
         its first token to its end. An error has no finish reason."""
+        _check_facts(facts)
         finished_at = facts.finished_at
         completed = finished_at != 0.0
         if completed:

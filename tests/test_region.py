@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fakeai._layout import region_bytes
+from fakeai._layout import RequestFacts, region_bytes
 from fakeai.metrics.schema import writer_layout
 from fakeai.region import NO_EXTENSIONS
 from tests.conftest import COMPILED, PYTHON
@@ -310,10 +310,15 @@ request_case = st.tuples(
 @settings(max_examples=80, deadline=None)
 @given(cases=st.lists(request_case, max_size=30))
 def test_finishing_a_requests_facts_records_what_they_say(cases: list) -> None:
-    """``admit``, ``route_request`` and ``finish`` on a request's facts record exactly what the
-    explicit calls record (``start``, ``route``, ``record`` with the arguments the facts
-    imply: a client that left is a 499, a failed stream's status is its failure's, an error has
-    no finish reason), in both kernels."""
+    """``admit``, ``route_request`` and ``finish`` on a request's facts (an exchange's: a
+    subclass with slots of its own) record exactly what the explicit calls record
+    (``started``, ``route``, ``record`` with the arguments the facts imply: a client that left
+    is a 499 ending when ``finish`` is called, a failed stream's status is its failure's, an
+    error has no finish reason; the KV worker's state after the request left), in both kernels."""
+
+    class Exchange(RequestFacts):
+        __slots__ = ("send",)
+
     results = []
     for side in (COMPILED, PYTHON):
         for way in ("facts", "explicit"):
@@ -323,8 +328,9 @@ def test_finishing_a_requests_facts_records_what_they_say(cases: list) -> None:
                  first_token, reason, choice_tokens) in cases:
                 now += advance
                 end = now + duration
+                left = end + 0.25  # when the recorder finds that the client left (finish's clock)
                 routed = model is not None and kv >= 0
-                state = (prompt, 1000, 1, completion // 7)
+                state, after = (prompt, 1000, 1, completion // 7), (prompt, 1000, 0, completion // 7)
                 first_at = math.nan if first_token is None else now + first_token * duration
                 last_at = math.nan if first_token is None else end
                 offsets = None if stream else [0.01 * index for index in range(max(choice_tokens))]
@@ -332,7 +338,8 @@ def test_finishing_a_requests_facts_records_what_they_say(cases: list) -> None:
                 if stream:
                     writer.stream_started()
                 if way == "facts":
-                    facts = side.region.RequestFacts(now)
+                    facts = Exchange(now)
+                    facts.send = None
                     if model is not None:
                         writer.admitted.setdefault(model, writer.model(model))
                         assert writer.admit(facts, model, "/e")
@@ -348,7 +355,7 @@ def test_finishing_a_requests_facts_records_what_they_say(cases: list) -> None:
                     facts.n, facts.max_tokens, facts.longest = len(choice_tokens), 16, max(choice_tokens)
                     facts.offsets, facts.choice_tokens = offsets, choice_tokens
                     facts.queue, facts.prefill, facts.scheduled = queue, prefill, scheduled and routed
-                    writer.finish(facts, state if routed else None, lambda: end)
+                    writer.finish(facts, after if routed else None, lambda: left)
                     continue
                 cells = engine = None
                 if model is not None:
@@ -365,13 +372,15 @@ def test_finishing_a_requests_facts_records_what_they_say(cases: list) -> None:
                 if not finished:
                     recorded = 499
                 recorded_reason = reason if finished and recorded < 400 else ("abort" if not finished and cells else None)
+                if not finished:
+                    end = left
                 took = end - now  # as the facts' arrival and end give it
                 ttft = first_at - now
                 itl = (took - ttft) / (completion - 1) if stream and completion > 1 else math.nan
                 outcome = 0 if not stream else (1 if finished and not failure else 2)
-                writer.record(end, took, recorded, prompt, completion, series, cells, ttft, itl,
-                              recorded_reason, outcome, *((kv, prompt, prompt // 2, prompt // 3, state) if routed
-                                                          else (-1, 0, 0, 0, None)), engine, last_at - first_at, len(choice_tokens), 16,
+                kv_figures = (kv, prompt, prompt // 2, prompt // 3, after) if routed else (-1, 0, 0, 0, None)
+                writer.record(end, took, recorded, prompt, completion, series, cells, ttft, itl, recorded_reason,
+                              outcome, *kv_figures, engine, last_at - first_at, len(choice_tokens), 16,
                               max(choice_tokens), offsets, choice_tokens, queue, prefill, scheduled and routed)
             results.append((region.keys(), region.cells(), region.records(0)))
     assert all(_same(results[0], result) for result in results[1:])
