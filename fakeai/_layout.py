@@ -33,12 +33,12 @@ __all__ = (
     "KEY_BYTES",
     "KEY_NAME_BYTES",
     "RECORD",
-    "RequestFacts",
     "REGION_MAGIC",
     "REGION_VERSION",
     "STREAM_COMPLETED",
     "STREAM_FAILED",
     "STREAM_PLAIN",
+    "RequestFacts",
     "process_alive",
     "region_bytes",
 )

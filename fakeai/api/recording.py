@@ -1,4 +1,4 @@
-"""Recording at the ASGI level: one ``registry.record`` call per finished request.
+"""Recording at the ASGI level: one ``MetricsWriter.finish`` call per finished request.
 
 ``Recorder`` wraps the whole Litestar router, so every request is seen, including 404s,
 405s, 413s and validation errors; only CORS preflights are answered before it, by the CORS
@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, NamedTuple
 import asyncio
 from collections.abc import Callable
 
-from fakeai._layout import CLIENT_CLOSED_REQUEST
 from fakeai.region import RequestFacts
 
 if TYPE_CHECKING:
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
     from fakeai.simulation.kvcache import KVCacheSimulator, Routing
 
 __all__ = (
-    "CLIENT_CLOSED_REQUEST",
     "EXCHANGE_KEY",
     "IMPOSED_ANSWER_KEY",
     "MALFORMED_ENDPOINT",
@@ -100,8 +98,7 @@ class Exchange(RequestFacts):
         recording: bool = True,
         send_timeout: float | None = None,
     ) -> None:
-        _facts_init(self, clock())
-        """``started``: arrival time on the registry's clock: token deadlines count from here."""
+        _facts_init(self, clock())  # started: arrival on the registry's clock (token deadlines count from it)
         self.clock = clock
         self.recording = recording
         """False when metrics recording is switched off: handlers then tell the registry nothing."""

@@ -3,9 +3,9 @@
 One registry per app (per process), injected where it is needed; nothing here is global.
 The request path notes what it learns of a request in its ``RequestFacts`` and records it
 with three compiled calls of the kernel's ``MetricsWriter``: ``writer.admit`` when it is
-admitted (``admit`` here the first time a model name is seen), ``writer.route_request`` when
-the KV router sends a generation request to a simulated engine, and ``writer.finish`` once
-when it ends; ``stream_started`` when a stream opens. Other callers use ``request_started``,
+admitted (``admit`` here when the writer has not mapped the model's name: its first request,
+or one counted in a shared label's cells), ``writer.route_request`` when the KV router sends
+a generation request to a simulated engine, and ``writer.finish`` once when it ends; ``stream_started`` when a stream opens. Other callers use ``request_started``,
 ``routed`` and ``record``, the same recording with explicit arguments. A scrape calls
 ``snapshot`` once and hands the result to an exporter. Every metric fakeai reports is
 declared in ``schema.py``.
@@ -279,7 +279,7 @@ class MetricsRegistry:
     def request_started(self, model: str) -> ModelCells:
         """An API request for ``model`` was admitted; ``record(model=...)`` ends it.
 
-        Returns the model's cells, for the recorder's fast path.
+        Returns the model's cells (``admit`` notes them in a request's facts).
         """
         cells = self._model_cells.get(model)
         if cells is None:
@@ -290,12 +290,11 @@ class MetricsRegistry:
         return cells
 
     def admit(self, facts: RequestFacts, model: str, endpoint: str) -> None:
-        """``writer.admit``, for any model name: the request path calls the writer first and this
-        when the name is not yet mapped (its first request, or every request counted in the
-        other bucket)."""
-        if not self.writer.admit(facts, model, endpoint):
-            facts.model_series = self.request_started(model)
-            facts.series = self.writer.endpoint(endpoint)
+        """What ``writer.admit`` does, for any model name: the request path calls the writer
+        first and this when the writer has not mapped the name (its first request, or every
+        request counted in the other bucket), which maps it when it has a label of its own."""
+        facts.model_series = self.request_started(model)
+        facts.series = self.writer.endpoint(endpoint)
 
     def routed(
         self, model: ModelCells, engine: int, state: tuple[int, int, int, int] | None = None, running: bool = True
@@ -316,7 +315,7 @@ class MetricsRegistry:
         return cells
 
     def endpoint_series(self, endpoint: str) -> EndpointCells:
-        """The cells of ``endpoint`` (made on first use), for the recorder's fast path."""
+        """The cells of ``endpoint`` (made on first use): a request's facts hold them."""
         return self.writer.endpoint(endpoint)
 
     def stream_started(self) -> None:
