@@ -17,10 +17,12 @@ import time
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 
 from fakeai.api.sampling import HistorySampler
 from fakeai.config import Settings
+from fakeai.exporters.history import history_json_steps
 from fakeai.metrics import MetricsRegistry
 from fakeai.metrics.history import HISTORY_FIELDS, MetricsHistory
 from fakeai.metrics.history_ring import HEADER_BYTES, LEASE_FILE, SLOT_BYTES, SamplingLease, SharedHistory
@@ -94,6 +96,29 @@ def test_history_endpoint_fills_at_the_interval_up_to_its_capacity() -> None:
 
 def point(index: int) -> tuple[float, ...]:
     return tuple(float(index) for _ in HISTORY_FIELDS)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["one process", "shared ring"])
+def test_a_full_history_is_rendered_in_steps_from_one_reading(tmp_path, shared: bool) -> None:
+    """An hour of points is laid out and encoded a figure at a time (the endpoint lets the event
+    loop serve between the steps), into the same document as one encoding of its columns; a
+    point the sampler adds between two steps is not in it, and tears nothing."""
+    history = SharedHistory(tmp_path, seconds=3600.0, interval_seconds=1.0) if shared else MetricsHistory(3600.0, 1.0)
+    for index in range(3700):
+        history.add_point(tuple(math.nan if (index + field) % 7 == 0 else index + field / 10
+                                for field in range(len(HISTORY_FIELDS))))
+    whole = msgspec.json.encode({"interval_seconds": 1.0, "seconds": 3600.0, "capacity": 3600, "points": 3600,
+                                 "series": history.columns()})
+    parts: list[bytes] = []
+    steps = history_json_steps(parts, history)
+    taken = 0
+    for taken, _ in enumerate(steps, 1):
+        if taken == len(HISTORY_FIELDS) // 2:
+            history.add_point(tuple(float(field) for field in range(len(HISTORY_FIELDS))))
+    assert taken >= len(HISTORY_FIELDS)  # a step per figure at least (the shared ring's reading: more)
+    document = b"".join(parts)
+    assert document == whole
+    assert msgspec.json.decode(document)["series"]["timestamp"][-1] == 3699.0
 
 
 def test_shared_ring_shows_every_process_the_same_newest_points(tmp_path) -> None:

@@ -24,9 +24,10 @@ from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.errors import APIError
 from fakeai.api.responses import document_method, send_document
-from fakeai.exporters.history import render_history_json, render_history_query_json
+from fakeai.exporters.history import history_json_steps, render_history_query_json
 from fakeai.metrics.history_db import MAX_POINTS
 from fakeai.metrics.history_store import HistoryBusy
+from fakeai.metrics.slicing import run_in_slices
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send
@@ -132,8 +133,10 @@ def history_handler(
     async def metrics_history(scope: Scope, receive: Receive, send: Send) -> None:
         method = document_method(scope)
         query = parse_history_query(scope.get("query_string", b""), wall_clock(), history.seconds)
-        if query is None:
-            body = render_history_json(history)
+        if query is None:  # in slices: the event loop serves paced tokens meanwhile
+            parts: list[bytes] = []
+            await run_in_slices(history_json_steps(parts, history))
+            body = b"".join(parts)
         else:
             result = await _ask(store, query)
             body = render_history_query_json(history, query.since, result, MAX_POINTS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Generator
 
 from fakeai.metrics.snapshot import MetricsSnapshot
 
@@ -95,6 +96,15 @@ class MetricsHistory:
 
     def add_point(self, point: tuple[float, ...], next_due: float | None = None) -> None:
         self._points.append(point)
+
+    def points(self) -> list[tuple[float, ...]]:
+        """The points kept, oldest first (a copy: the sampler may add one meanwhile)."""
+        return list(self._points)
+
+    def points_in_steps(self) -> Generator[None, None, list[tuple[float, ...]]]:
+        """``points`` as ``SharedHistory`` reads them, in steps: a copy is one step here."""
+        yield from ()
+        return self.points()
 
     def columns(self) -> dict[str, list[float]]:
         """Field -> its values, oldest first (the layout chart libraries take)."""

@@ -30,9 +30,11 @@ import math
 import mmap
 import os
 import struct
+from collections.abc import Generator
 from pathlib import Path
 
 from fakeai.metrics.history import HISTORY_FIELDS, history_point
+from fakeai.metrics.slicing import run
 from fakeai.metrics.snapshot import MetricsSnapshot
 
 __all__ = ("RING_FILE", "LEASE_FILE", "SamplingLease", "SharedHistory", "ring_file_bytes")
@@ -57,6 +59,10 @@ def ring_capacity(seconds: float, interval_seconds: float) -> int:
 def ring_file_bytes(seconds: float, interval_seconds: float) -> int:
     """The size of the ring file for a history of ``seconds`` at ``interval_seconds``."""
     return HEADER_BYTES + ring_capacity(seconds, interval_seconds) * SLOT_BYTES
+
+
+POINTS_PER_STEP = 128
+"""Slots ``SharedHistory.points_in_steps`` reads between two pauses (about 0.2 ms here)."""
 
 
 class SharedHistory:
@@ -122,10 +128,18 @@ class SharedHistory:
 
     def points(self) -> list[tuple[float, ...]]:
         """The complete points kept, oldest first."""
+        return run(self.points_in_steps())
+
+    def points_in_steps(self) -> Generator[None, None, list[tuple[float, ...]]]:
+        """``points``, yielding after every ``POINTS_PER_STEP`` slots read (an hour of points
+        takes milliseconds to read): the points kept when it started, but for any the sampler
+        overwrote meanwhile, which are left out as a point being written is."""
         ring = self._map
         written = self.written
         found = []
         for index in range(max(0, written - self.capacity), written):
+            if index % POINTS_PER_STEP == 0:
+                yield
             at = HEADER_BYTES + (index % self.capacity) * SLOT_BYTES
             complete = 2 * index + 2
             if _U64.unpack_from(ring, at)[0] != complete:
