@@ -100,25 +100,28 @@ def point(index: int) -> tuple[float, ...]:
 
 @pytest.mark.parametrize("shared", [False, True], ids=["one process", "shared ring"])
 def test_a_full_history_is_rendered_in_steps_from_one_reading(tmp_path, shared: bool) -> None:
-    """An hour of points is laid out and encoded a figure at a time (the endpoint lets the event
-    loop serve between the steps), into the same document as one encoding of its columns; a
-    point the sampler adds between two steps is not in it, and tears nothing."""
+    """An hour of points is read, laid out and encoded in steps (the endpoint lets the event loop
+    serve between them), into the same document as one encoding of its columns. A point the
+    sampler adds after the first step is not in it: in one process the points were copied at
+    once; from the shared ring, the oldest slot it overwrites, not yet read, is left out."""
     history = SharedHistory(tmp_path, seconds=3600.0, interval_seconds=1.0) if shared else MetricsHistory(3600.0, 1.0)
-    for index in range(3700):
+    for index in range(3600):
         history.add_point(tuple(math.nan if (index + field) % 7 == 0 else index + field / 10
                                 for field in range(len(HISTORY_FIELDS))))
-    whole = msgspec.json.encode({"interval_seconds": 1.0, "seconds": 3600.0, "capacity": 3600, "points": 3600,
-                                 "series": history.columns()})
+    points = history.points()
+    shown = points[1:] if shared else points
+    whole = msgspec.json.encode({"interval_seconds": 1.0, "seconds": 3600.0, "capacity": 3600, "points": len(shown),
+                                 "series": {field: [point[index] for point in shown]
+                                            for index, field in enumerate(HISTORY_FIELDS)}})
     parts: list[bytes] = []
-    steps = history_json_steps(parts, history)
     taken = 0
-    for taken, _ in enumerate(steps, 1):
-        if taken == len(HISTORY_FIELDS) // 2:
+    for taken, _ in enumerate(history_json_steps(parts, history), 1):
+        if taken == 1:  # the shared ring has read no slot yet
             history.add_point(tuple(float(field) for field in range(len(HISTORY_FIELDS))))
-    assert taken >= len(HISTORY_FIELDS)  # a step per figure at least (the shared ring's reading: more)
+    assert taken > len(HISTORY_FIELDS) * (2 if shared else 1)  # two per figure (3,600 values), more reading the ring
     document = b"".join(parts)
     assert document == whole
-    assert msgspec.json.decode(document)["series"]["timestamp"][-1] == 3699.0
+    assert msgspec.json.decode(document)["series"]["timestamp"][-1] == 3599.0
 
 
 def test_shared_ring_shows_every_process_the_same_newest_points(tmp_path) -> None:

@@ -24,7 +24,7 @@ from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.errors import APIError
 from fakeai.api.responses import document_method, send_document
-from fakeai.exporters.history import history_json_steps, render_history_query_json
+from fakeai.exporters.history import history_json_steps, history_query_json_steps
 from fakeai.metrics.history_db import MAX_POINTS
 from fakeai.metrics.history_store import HistoryBusy
 from fakeai.metrics.slicing import run_in_slices
@@ -133,13 +133,13 @@ def history_handler(
     async def metrics_history(scope: Scope, receive: Receive, send: Send) -> None:
         method = document_method(scope)
         query = parse_history_query(scope.get("query_string", b""), wall_clock(), history.seconds)
-        if query is None:  # in slices: the event loop serves paced tokens meanwhile
-            parts: list[bytes] = []
+        parts: list[bytes] = []  # made in slices: the event loop serves paced tokens meanwhile
+        if query is None:
             await run_in_slices(history_json_steps(parts, history))
-            body = b"".join(parts)
         else:
             result = await _ask(store, query)
-            body = render_history_query_json(history, query.since, result, MAX_POINTS)
+            await run_in_slices(history_query_json_steps(parts, history, query.since, result, MAX_POINTS))
+        body = b"".join(parts)
         await send_document(send, method, body, _JSON, ((b"cache-control", b"no-store"),))
 
     return metrics_history

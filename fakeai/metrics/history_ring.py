@@ -133,7 +133,9 @@ class SharedHistory:
     def points_in_steps(self) -> Generator[None, None, list[tuple[float, ...]]]:
         """``points``, yielding after every ``POINTS_PER_STEP`` slots read (an hour of points
         takes milliseconds to read): the points kept when it started, but for any the sampler
-        overwrote meanwhile, which are left out as a point being written is."""
+        overwrote meanwhile, which are left out as a point being written is (a read paused
+        for as long as the sampler takes to come round the ring shows a gap, never a torn or
+        misplaced point)."""
         ring = self._map
         written = self.written
         found = []
