@@ -10,53 +10,35 @@ import msgspec
 from fakeai.metrics.history import HISTORY_FIELDS, MetricsHistory
 from fakeai.metrics.history_db import QueryResult
 from fakeai.metrics.history_ring import SharedHistory
-from fakeai.metrics.slicing import run
 
-__all__ = ("history_json_steps", "history_query_json_steps", "render_history_json", "render_history_query_json")
+__all__ = ("history_json_steps", "history_query_json_steps")
 
 _encode = msgspec.json.Encoder().encode
-
 
 POINTS_PER_STEP = 2048
 """Values of one figure laid out and encoded between two pauses (about 0.2 ms here)."""
 
 
-def render_history_json(history: MetricsHistory | SharedHistory) -> bytes:
-    """``{"interval_seconds", "seconds", "capacity", "points", "series": {figure: [...]}}``,
-    oldest point first; NaN (an empty window's percentile) is ``null``."""
-    parts: list[bytes] = []
-    run(history_json_steps(parts, history))
-    return b"".join(parts)
-
-
 def history_json_steps(parts: list[bytes], history: MetricsHistory | SharedHistory) -> Iterator[None]:
-    """``render_history_json`` in steps: appends the document's parts to ``parts`` and yields
-    after every ``POINTS_PER_STEP`` values of a figure, so a caller on the event loop can let
-    it run between them (a full hour of points is some 14 columns of 3,600 numbers: about 5 ms
-    to lay out and encode at once on a slow machine; with several workers, reading the shared
-    ring as long again). The points are read first, in steps too; the figures are laid out
-    from that one reading."""
+    """``{"interval_seconds", "seconds", "capacity", "points", "series": {figure: [...]}}``,
+    oldest point first, NaN (an empty window's percentile) as ``null``, made in steps: appends
+    the document's parts to ``parts`` and yields after every ``POINTS_PER_STEP`` values of a
+    figure, so a caller on the event loop can let it run between them (a full hour of points
+    is some 14 columns of 3,600 numbers: about 5 ms to lay out and encode at once on a slow
+    machine; with several workers, reading the shared ring as long again). The points are
+    read first, in steps too; the figures are laid out from that one reading."""
     points = yield from history.points_in_steps()
     head = {"interval_seconds": history.interval_seconds, "seconds": history.seconds,
             "capacity": history.capacity, "points": len(points)}
     yield from _document_steps(parts, head, points)
 
 
-def render_history_query_json(
-    history: MetricsHistory | SharedHistory, since: float, result: QueryResult, max_points: int
-) -> bytes:
-    """The same document for the database's points from ``since`` on, plus ``since`` (Unix
-    seconds) and ``step`` (what the points were merged to, ``null``: as stored); ``capacity``
-    is the most points an answer holds."""
-    parts: list[bytes] = []
-    run(history_query_json_steps(parts, history, since, result, max_points))
-    return b"".join(parts)
-
-
 def history_query_json_steps(
     parts: list[bytes], history: MetricsHistory | SharedHistory, since: float, result: QueryResult, max_points: int
 ) -> Iterator[None]:
-    """``render_history_query_json`` in steps, as ``history_json_steps``."""
+    """The same document for the database's points from ``since`` on, plus ``since`` (Unix
+    seconds) and ``step`` (what the points were merged to, ``null``: as stored); ``capacity``
+    is the most points an answer holds. In steps, as ``history_json_steps``."""
     head = {"interval_seconds": history.interval_seconds, "seconds": history.seconds, "capacity": max_points,
             "points": len(result.points), "since": since, "step": result.step}
     yield from _document_steps(parts, head, result.points)

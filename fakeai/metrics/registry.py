@@ -296,18 +296,12 @@ class MetricsRegistry:
         facts.model_series = self.request_started(model)
         facts.series = self.writer.endpoint(endpoint)
 
-    def routed(
-        self, model: ModelCells, engine: int, state: tuple[int, int, int, int] | None = None, running: bool = True
-    ) -> EngineCells:
+    def routed(self, model: ModelCells, engine: int, state: tuple[int, int, int, int] | None = None) -> EngineCells:
         """A request admitted for ``model`` (``request_started``'s cells) was sent to simulated
         engine ``engine``: it runs there until ``record`` ends it. Returns the pair's cells.
         With ``state``, the engine's KV state after the request joined it is published too
-        (``kv_publish``), in the same call. ``running=False``: the engine model counts it as
-        running and waiting itself (``writer.shift``), and its ``record`` says ``scheduled``."""
-        if not running:
-            if state is not None:
-                self.kv_publish(engine, state)
-            return self.writer.engine(model.name, engine)
+        (``kv_publish``), in the same call. (A request the engine model runs is routed by
+        ``writer.route_request``: the scheduler keeps its gauges.)"""
         if state is not None:
             return self.writer.route(model, engine, state)
         cells = self.writer.engine(model.name, engine)
