@@ -5,10 +5,11 @@ The request path notes what it learns of a request in its ``RequestFacts`` and r
 with three compiled calls of the kernel's ``MetricsWriter``: ``writer.admit`` when it is
 admitted (``admit`` here when the writer has not mapped the model's name: its first request,
 or one counted in a shared label's cells), ``writer.route_request`` when the KV router sends
-a generation request to a simulated engine, and ``writer.finish`` once when it ends; ``stream_started`` when a stream opens. Other callers use ``request_started``,
-``routed`` and ``record``, the same recording with explicit arguments. A scrape calls
-``snapshot`` once and hands the result to an exporter. Every metric fakeai reports is
-declared in ``schema.py``.
+a generation request to a simulated engine, and ``writer.finish`` once when it ends;
+``stream_started`` when a stream opens. Other callers use ``request_started``, ``routed``
+and ``record``, the same recording with explicit arguments. A scrape calls ``snapshot`` once
+and hands the result to an exporter. Every metric fakeai reports is declared in
+``schema.py``.
 
 Recording writes into this process's region (``regions.py``): counters and histograms in
 place, and one journal record per request, all by the writer. vLLM's families are per model
