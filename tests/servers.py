@@ -130,15 +130,20 @@ class CLIServer(str):
         if count == 1:
             yield self.process.pid
             return
+        self.wait_for_workers(count)
+        for pid in self.worker_pids():
+            with self.only_worker(pid):
+                yield pid
+
+    def wait_for_workers(self, count: int) -> None:
+        """Until the server has ``count`` worker processes and each has built its app (its
+        metrics region is made): the server answers as soon as its first worker does."""
 
         def every_worker_built() -> bool:
             workers = self.worker_pids()
             return len(workers) == count and all(self._regions_of(pid) for pid in workers)
 
         eventually(every_worker_built, f"{count} workers", seconds=STARTUP_SECONDS)
-        for pid in self.worker_pids():
-            with self.only_worker(pid):
-                yield pid
 
     @contextlib.contextmanager
     def only_worker(self, pid: int) -> Iterator[None]:
@@ -163,8 +168,8 @@ class CLIServer(str):
                 _resume(other)
 
     def _regions_of(self, pid: int) -> list[Region]:
-        """Worker ``pid``'s metrics regions, none until they are made: a region's file exists
-        (and is being filled) before its header says it is one."""
+        """Worker ``pid``'s metrics regions, none until they are made (a region's file appears
+        whole, renamed into place once filled)."""
         regions = []
         for path in self.shared_directory().glob(f"{pid}-*.region"):
             try:
@@ -172,8 +177,6 @@ class CLIServer(str):
                     regions.append(Region(mmap.mmap(file.fileno(), 0)))
             except FileNotFoundError:  # its worker is gone
                 continue
-            except ValueError:  # not made yet (empty, so not mappable, or its header not written)
-                return []
         return regions
 
     def _stop_between_updates(self, pid: int) -> None:

@@ -173,6 +173,7 @@ def test_counts_and_percentiles_are_exact_whichever_worker_answers(workers: int)
 def test_a_killed_worker_loses_nothing_and_counts_nothing_twice() -> None:
     with running_cli("--workers", "2", "--zero-latency", "--window-seconds", "1") as server:
         directory = server.shared_directory()
+        server.wait_for_workers(2)  # the server answers once its first worker does
         first = Workload(server)
         first.run(12)
         first.wait_until_recorded()

@@ -7,7 +7,8 @@ process, or an app made in a test) the region is anonymous memory and the only o
 
 Lifecycle of a region file ``<pid>-<token>.region``:
 
-* a worker creates it at start-up (all its pages touched, so its memory is flat from then);
+* a worker creates it at start-up (all its pages touched, so its memory is flat from then),
+  under another name, renamed once whole: every ``.region`` file a reader lists is complete;
 * a worker that dies leaves it behind: its counts keep counting, its gauges (running
   requests, open streams) are ignored since nothing runs there any more;
 * once its newest record has left the sliding window, the first reader to notice replaces
@@ -234,19 +235,10 @@ class Regions:
         self._watches: dict[str, ProcessWatch] = {}
         if self.directory is None:
             self.path = None
-            buffer = mmap.mmap(-1, size)
+            self.own = Region(mmap.mmap(-1, size), create=True, pid=self.pid, **layout)
         else:
             self.path = self.directory / f"{self.pid}-{secrets.token_hex(4)}{SUFFIX}"
-            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.ftruncate(descriptor, size)
-                buffer = mmap.mmap(descriptor, size)
-            finally:
-                os.close(descriptor)
-            buffer.madvise(mmap.MADV_WILLNEED)
-            for offset in range(0, size, mmap.PAGESIZE):  # touch every page now: memory stays flat later
-                buffer[offset] = 0
-        self.own = Region(buffer, create=True, pid=self.pid, **layout)
+            self.own = _made_in_place(self.path, size, pid=self.pid, **layout)
         self._own_reader = RegionReader(self.own, self.window_seconds, self.max_samples)
 
     def readers(self, now: float) -> list[tuple[RegionReader, bool]]:
@@ -316,7 +308,7 @@ class Regions:
                 buffer = mmap.mmap(file.fileno(), 0)
             region = Region(buffer)
         except (FileNotFoundError, ValueError):
-            return None  # gone, or still being created
+            return None  # gone, or not a region of this version
         reader = RegionReader(region, self.window_seconds, self.max_samples, identity=identity)
         self._readers[path.name] = reader
         self._checked.add(path.name)
@@ -361,6 +353,28 @@ class Regions:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(claim)
+
+
+def _made_in_place(path: Path, size: int, **layout) -> Region:
+    """A region file at ``path``, made whole under another name first and then renamed: a
+    reader listing the directory finds a complete region or none, never one being filled."""
+    making = path.with_suffix(".making")
+    descriptor = os.open(making, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.ftruncate(descriptor, size)
+        buffer = mmap.mmap(descriptor, size)
+        buffer.madvise(mmap.MADV_WILLNEED)
+        for offset in range(0, size, mmap.PAGESIZE):  # touch every page now: memory stays flat later
+            buffer[offset] = 0
+        region = Region(buffer, create=True, **layout)
+        os.rename(making, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(making)
+        raise
+    finally:
+        os.close(descriptor)
+    return region
 
 
 _slot_locks: list[int] = []  # held for the life of the process
