@@ -3,7 +3,8 @@
 A scrape's work (assembling a snapshot from the copies it took, rendering it) is written as a
 generator that yields where it may pause. ``run`` drives one to its end at once; ``run_in_slices``
 lets the event loop run whenever a slice has taken ``slice_seconds``, so that a paced token
-falling due meanwhile waits at most about that long, however large the scrape.
+falling due meanwhile waits at most about that long, however large the scrape (the server's
+loop is uvloop's: the order its tasks resume in is uvloop's).
 """
 
 from __future__ import annotations
@@ -40,5 +41,17 @@ async def run_in_slices(steps: Generator[None, None, T], slice_seconds: float = 
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         if clock() - started >= slice_seconds:
-            await asyncio.sleep(0)
+            await _behind_what_woke_meanwhile()
             started = clock()
+
+
+async def _behind_what_woke_meanwhile() -> None:
+    """Let the event loop run, and resume behind every task that woke during the last slice.
+
+    A task that yields once (``asyncio.sleep(0)``) is queued before uvloop polls for I/O, so
+    the tasks that poll wakes (paced tokens whose timerfd fired, requests that arrived) would
+    wait behind the read's next slice too: up to two slices late. Yielding twice queues the
+    next slice after them, so they wait for the slice they fell due in, and no more.
+    """
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)

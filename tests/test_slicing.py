@@ -1,0 +1,46 @@
+"""A read in slices lets what fell due during a slice run before the next slice."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Generator
+
+import uvloop
+
+from fakeai.metrics.slicing import run_in_slices
+
+
+def test_a_wake_up_during_a_slice_runs_before_the_next_slice() -> None:
+    """A paced token's timerfd fires, or a request arrives, while a scrape works: its task
+    runs as soon as the slice it fell in ends, not after one more."""
+    order: list[str] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        woken = loop.create_future()
+        loop.add_reader(ours, lambda: woken.done() or woken.set_result(ours.recv(1)))
+
+        async def waiter() -> None:
+            await woken
+            order.append("woken")
+
+        def read() -> Generator[None, None, None]:
+            for step in range(4):
+                order.append(f"slice {step}")
+                if step == 1:
+                    theirs.send(b"!")  # becomes readable while slice 1 works
+                yield
+
+        task = asyncio.create_task(waiter())
+        await asyncio.sleep(0)
+        await run_in_slices(read(), slice_seconds=0.0)  # every step a slice of its own
+        await task
+        loop.remove_reader(ours)
+        ours.close()
+        theirs.close()
+
+    uvloop.run(scenario())
+    assert order == ["slice 0", "slice 1", "woken", "slice 2", "slice 3"]
