@@ -42,7 +42,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from benchmarks import harness
 from fakeai.api.monitoring import _prometheus_text
 from fakeai.api.otlp_push import OtlpPush
-from fakeai.app import create_app, freeze_startup_heap
+from fakeai.app import create_app, prepare_collector_for_serving
 from fakeai.config import Settings
 from fakeai.exporters import render_prometheus
 from fakeai.exporters.otlp import metrics_data
@@ -126,7 +126,7 @@ def main() -> None:
             client, settings = traffic(models)
             registry = client.app.state.metrics
             push = OtlpPush(registry, settings.replace(otlp_endpoint=endpoint))
-            freeze_startup_heap()  # as a server process does once started (its collections stay short)
+            prepare_collector_for_serving()  # as a server process does once started
             snapshot = registry.snapshot()
             data = metrics_data(snapshot, push.resource, push.start_time_unix_nano)
             request = encode_metrics(data)
