@@ -243,12 +243,12 @@ async def _paced_streams(host: str, port: int, concurrency: int, interval: float
             "client_lag": lags, "client_cpu_share": cpu / wall, "seconds": wall}
 
 
-def _start_monitor(url: str, refresh: float) -> subprocess.Popen:
+def _start_monitor(url: str, refresh: float, hz: float) -> subprocess.Popen:
     # SCHED_IDLE: the monitoring clients run on core 1 only while the stream client (the
     # measurement) does not need it, so what the streams show is the server's doing, not the
     # scheduler's (a Prometheus server does not share the benchmark client's core).
     monitor = subprocess.Popen(
-        ["taskset", "-c", harness.LOAD_CPU, harness.PYTHON, str(MONITOR), url, "--scrape-hz", "10",
+        ["taskset", "-c", harness.LOAD_CPU, harness.PYTHON, str(MONITOR), url, "--scrape-hz", str(hz),
          "--dashboard-refresh", str(refresh)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         preexec_fn=lambda: os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0)))
     if monitor.stdout.readline().strip() != b"ready":  # type: ignore[union-attr]
@@ -256,12 +256,13 @@ def _start_monitor(url: str, refresh: float) -> subprocess.Popen:
     return monitor
 
 
-def run(url: str, concurrency: int, scraped: bool, refresh: float, interval: float = START_INTERVAL) -> dict:
+def run(url: str, concurrency: int, scraped: bool, refresh: float, interval: float = START_INTERVAL,
+        hz: float = 10.0) -> dict:
     """One run of ``concurrency`` paced streams, with or without monitoring load; its figures."""
     import uvloop
 
     host, port = url.removeprefix("http://").split(":")
-    monitor = _start_monitor(url, refresh) if scraped else None
+    monitor = _start_monitor(url, refresh, hz) if scraped else None
     server_cpu = url.cpu_seconds()  # type: ignore[attr-defined]
     pressure = cpu_pressure_total()
     started = time.perf_counter()
@@ -361,7 +362,10 @@ def main() -> None:
     parser.add_argument("--concurrency", help="concurrent streams, comma-separated (default 100,300)")
     parser.add_argument("--pairs", type=int, help="quiet/scraped pairs per case (default 3)")
     parser.add_argument("--dashboard-refresh", type=float, default=1.0,
-                        help="seconds between the dashboard's refreshes (the page's shortest choice: 1)")
+                        help="seconds between the dashboard's refreshes (the page's shortest choice: 1; "
+                             "0: no dashboard)")
+    parser.add_argument("--scrape-hz", type=float, default=10.0,
+                        help="Prometheus scrapes a second in the scraped runs (0: no scraper)")
     parser.add_argument("--start-interval-ms", type=float, default=START_INTERVAL * 1000,
                         help="ms between two streams' requests (default 1)")
     parser.add_argument("--json", type=Path, default=Path(__file__).with_name("results") / "fidelity_ab.json",
@@ -373,7 +377,7 @@ def main() -> None:
     started = time.perf_counter()
     os.sched_setaffinity(0, {int(harness.LOAD_CPU)})
     results: dict = {"ttft_ms": TTFT * 1000, "itl_ms": ITL * 1000, "tokens": TOKENS, "pairs": pairs,
-                     "dashboard_refresh_seconds": args.dashboard_refresh, "start_interval_ms": args.start_interval_ms,
+                     "dashboard_refresh_seconds": args.dashboard_refresh, "scrape_hz": args.scrape_hz, "start_interval_ms": args.start_interval_ms,
                      "load_average_before": os.getloadavg(), "fills": [], "cases": []}
     room = max(sizes) + max(sizes) // 10 + 2 * pairs * sum(concurrencies) * len(sizes) + 10_000
     flags = ("--workers", "1", "--ttft-ms", "20", "--itl-ms", "10", "--ttft-jitter", "0", "--itl-jitter", "0",
@@ -389,7 +393,8 @@ def main() -> None:
                 runs = []
                 for pair in range(pairs):
                     for scraped in ((False, True) if pair % 2 == 0 else (True, False)):
-                        runs.append(run(url, concurrency, scraped, args.dashboard_refresh, args.start_interval_ms / 1000))
+                        runs.append(run(url, concurrency, scraped, args.dashboard_refresh, args.start_interval_ms / 1000,
+                                        args.scrape_hz))
                         time.sleep(0.3)  # the server closes the last connections
                         latest = runs[-1]
                         print(f"  {size:.0e} samples, {concurrency} streams, {'scraped' if scraped else 'quiet':>7}: "

@@ -134,8 +134,11 @@ async def main(url: str, hz: float, refresh: float) -> None:
     latencies: list[float] = []
     refreshes: list[float] = []
     started = time.perf_counter()
-    tasks = [asyncio.ensure_future(scraper(scrape, hz, stop, latencies, failures)),
-             asyncio.ensure_future(dashboard(panel, refresh, stop, refreshes, failures))]
+    tasks = []
+    if hz > 0:
+        tasks.append(asyncio.ensure_future(scraper(scrape, hz, stop, latencies, failures)))
+    if refresh > 0:
+        tasks.append(asyncio.ensure_future(dashboard(panel, refresh, stop, refreshes, failures)))
     await stdin.readline()  # a second line, or end of input
     stop.set()
     await asyncio.gather(*tasks)
@@ -146,9 +149,9 @@ async def main(url: str, hz: float, refresh: float) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("url", help="the server's base URL, http://host:port")
-    parser.add_argument("--scrape-hz", type=float, default=10.0, help="Prometheus scrapes a second")
+    parser.add_argument("--scrape-hz", type=float, default=10.0, help="Prometheus scrapes a second (0: no scraper)")
     parser.add_argument("--dashboard-refresh", type=float, default=1.0,
-                        help="seconds the dashboard waits between two refreshes")
+                        help="seconds the dashboard waits between two refreshes (0: no dashboard)")
     arguments = parser.parse_args()
     import uvloop
 
