@@ -420,3 +420,19 @@ def test_a_reader_never_sees_half_a_request_while_another_process_writes(tmp_pat
     writer.join()
     assert writer.exitcode == 0 and requests == records
     assert reads > 1, "the reader never caught the writer at work"
+
+
+def test_the_cells_of_a_writer_that_died_mid_update_are_read_as_they_are(region_kernel) -> None:
+    """A worker killed between the two halves of an update leaves its region odd forever: a
+    reader takes the cells as they are rather than wait for an end that never comes."""
+    dead = multiprocessing.get_context("spawn").Process(target=math.sqrt, args=(4.0,))
+    dead.start()
+    dead.join()
+    buffer = mmap.mmap(-1, region_bytes(256, 4096, 64))
+    region = region_kernel.Region(buffer, create=True, pid=dead.pid, key_capacity=256, cell_capacity=4096,
+                                  journal_capacity=64, window_seconds=5.0)
+    first = region.key("c|requests", 3)
+    region.begin()
+    region.add(first + 1, 2.0)  # ... and the process died here
+    cells = region.cells()
+    assert cells[first : first + 3] == [0.0, 2.0, 0.0] and len(cells) == first + 3
