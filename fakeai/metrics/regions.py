@@ -153,6 +153,9 @@ class RegionReader:
     """The region's keys read so far (published keys never change, so each is read once)."""
     streaming: tuple[SlidingWindow, ...] = ()
     kv: tuple[SlidingWindow, ...] = ()
+    _keys_inside: int = 0
+    """How many of ``known_keys`` (from the first) had their cells inside a copy: they have in
+    every later one (a region's cells never move, and a copy never shrinks)."""
 
     def __post_init__(self) -> None:
         self.streaming = tuple(self._window() for _ in range(3))
@@ -168,7 +171,14 @@ class RegionReader:
         written = region.journal_written()  # before the keys: every record up to here has its key
         cells = region.cells()
         # keys after the cells: every change in the copy was made after its key was published
-        keys = [key for key in self._keys() if key[1] + key[2] <= len(cells)]
+        known = self._keys()
+        inside = self._keys_inside
+        keys = known[:inside]
+        for key in known[inside:]:
+            if key[1] + key[2] <= len(cells):
+                keys.append(key)
+        if len(keys) == len(known):
+            self._keys_inside = len(known)
         self._replay(written - self.cursor)
         return keys, cells
 

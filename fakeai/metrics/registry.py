@@ -63,11 +63,14 @@ __all__ = ("QUANTILES", "STARTED_AT_ENV", "MetricsRegistry")
 _NAN = math.nan
 
 QUANTILES = (0.5, 0.9, 0.99)
+"""The quantiles every snapshot reports (p50, p90, p99)."""
 
 CATCH_UP_RECORDS = 32
 """Journal records a read replays between two points where the event loop may run: about
 0.1 ms of work when the windows are out of the CPU's caches (as they are under load)."""
-"""The quantiles every snapshot reports (p50, p90, p99)."""
+
+HISTOGRAMS_PER_STEP = 4
+"""An engine's histograms a snapshot assembles between two points where the event loop may run."""
 
 STARTED_AT_ENV = "FAKEAI_STARTED_AT"
 """The server's start on the monotonic clock, set by ``fakeai serve`` for its workers."""
@@ -141,16 +144,21 @@ class _Cells:
     def count(self, name: str) -> int:
         return int(self.values.get(name, 0.0))
 
-    def labelled(self, prefix: str) -> dict[str, float]:
-        """``{label: value}`` of the keys ``prefix + label``, the label being the key's last
-        ``|``-separated part (no label value contains ``|``: model labels are table indices)."""
+    def group(self) -> dict[str, dict[str, float]]:
+        """Every value by its key's head (all but the last ``|``-separated part) and label (the
+        last part): one pass over the keys, once per snapshot, not one per model."""
         groups = self._groups
-        if groups is None:  # once per snapshot: one pass over the keys, not one per model
+        if groups is None:
             groups = self._groups = defaultdict(dict)
             for name, value in self.values.items():
                 head, _, label = name.rpartition("|")
                 groups[head + "|"][label] = value
-        return groups.get(prefix, {})
+        return groups
+
+    def labelled(self, prefix: str) -> dict[str, float]:
+        """``{label: value}`` of the keys ``prefix + label``, the label being the key's last
+        ``|``-separated part (no label value contains ``|``: model labels are table indices)."""
+        return self.group().get(prefix, {})
 
     def histogram(self, declared: Cell, *labels: str) -> HistogramSnapshot:
         bounds = self.buckets[declared.bounds]  # type: ignore[index]
@@ -458,8 +466,11 @@ class MetricsRegistry:
         processes = sum(alive for _, alive in readers)
         cells = _Cells(self.buckets)
         for keys, values, alive in copies:
-            cells.add(keys, values, alive)
             yield
+            cells.add(keys, values, alive)
+        yield
+        cells.group()
+        yield
         dropped += cells.count(DROPPED_KEY)
 
         # -- the rest assembles the copies ----------------------------------------------------------
@@ -491,37 +502,44 @@ class MetricsRegistry:
         failed_streams = cells.count(_STREAMS_FAILED.name())
         ended = completed + failed_streams
         error_rate = error_rate_percentage(errors, requests)
-        models = yield from self._models(cells)
+        names = self.model_labels.names()  # once: another process's worker may add a name meanwhile
+        models = yield from self._models(cells, names)
         series = {}
         for name, metric in self._declared.items():
-            series[name] = self._series(cells, metric)
+            series[name] = self._series(cells, metric, names)
             yield
         ttft, tokens_per_second, itl = streaming_stats
         running_prefix = _RUNNING.name("")
+        in_flight = int(sum(value for name, value in cells.values.items() if name.startswith(running_prefix)))
+        yield
+        streaming = StreamingSnapshot(
+            active_streams=cells.count(_ACTIVE_STREAMS.name()),
+            completed_streams=completed,
+            failed_streams=failed_streams,
+            completion_rate=completed / ended if ended else math.nan,
+            ttft=ttft,
+            tokens_per_second=tokens_per_second,
+            itl=itl,
+            tokens_per_second_sum=cells.values.get(_TPS_SUM.name(), 0.0),
+            tokens_per_second_count=cells.count(_TPS_COUNT.name()),
+            ttft_histogram=cells.histogram(_STREAM_TTFT),
+            itl_histogram=cells.histogram(_STREAM_ITL),
+            itl_gaps_histogram=cells.histogram(_STREAM_ITL_GAPS),
+        )
+        yield
+        kv_cache = self.kv_cache.snapshot(cells.values, kv_stats, _by_engine(models))  # type: ignore[arg-type]
+        yield
         return MetricsSnapshot(
             timestamp=self._wall_clock(),
             uptime_seconds=now - self.started_at,
             window_seconds=self.window_seconds,
             kernel=self.kernel,
             dropped_samples=dropped,
-            in_flight=int(sum(value for name, value in cells.values.items() if name.startswith(running_prefix))),
+            in_flight=in_flight,
             processes=processes,
             endpoints=endpoints,
             models=models,
-            streaming=StreamingSnapshot(
-                active_streams=cells.count(_ACTIVE_STREAMS.name()),
-                completed_streams=completed,
-                failed_streams=failed_streams,
-                completion_rate=completed / ended if ended else math.nan,
-                ttft=ttft,
-                tokens_per_second=tokens_per_second,
-                itl=itl,
-                tokens_per_second_sum=cells.values.get(_TPS_SUM.name(), 0.0),
-                tokens_per_second_count=cells.count(_TPS_COUNT.name()),
-                ttft_histogram=cells.histogram(_STREAM_TTFT),
-                itl_histogram=cells.histogram(_STREAM_ITL),
-                itl_gaps_histogram=cells.histogram(_STREAM_ITL_GAPS),
-            ),
+            streaming=streaming,
             totals=Totals(
                 requests_per_second=requests * per_second,
                 errors_per_second=errors * per_second,
@@ -532,11 +550,11 @@ class MetricsRegistry:
             ),
             label_space=LabelSpaceSnapshot(
                 model_label_budget=self.model_labels.capacity,
-                model_labels=len(self.model_labels.names()),
+                model_labels=len(names),
                 other_requests=cells.count(_OTHER_REQUESTS.name()),
                 unrecorded_figures=cells.count(_UNRECORDED.name()),
             ),
-            kv_cache=self.kv_cache.snapshot(cells.values, kv_stats, _by_engine(models)),  # type: ignore[arg-type]
+            kv_cache=kv_cache,
             series=series,
         )
 
@@ -579,6 +597,10 @@ class MetricsRegistry:
         groups += [[part[index] for part in streaming] for index in range(3)]
         groups.append([part[0] for path in sorted(by_endpoint) for part in by_endpoint[path]])  # every endpoint's latency
         groups += [[windows[index] for windows in kv_windows] for index in range(4)]
+        if sliced:
+            yield
+            if self._window_epoch != epoch:
+                return None
         read: list[WindowStats] = []
         for windows in groups:
             read.append(stats(windows))
@@ -592,7 +614,7 @@ class MetricsRegistry:
         kv_stats = tuple(read[-4:])
         return now, per_second, copies, windowed, streaming_stats, overall_latency, kv_stats, dropped
 
-    def _series(self, cells: _Cells, metric: Metric) -> list:
+    def _series(self, cells: _Cells, metric: Metric, names: list[str]) -> list:
         """A metric with cells of its own, read from the summed cells: ``[(labels, value)]``."""
         declared = metric.cell
         histogram = declared.bounds is not None
@@ -601,7 +623,6 @@ class MetricsRegistry:
         prefix = declared.name("")
         found = {name.removeprefix(prefix) for name in (cells.blocks if histogram else cells.values)
                  if name.startswith(prefix)}
-        names = self.model_labels.names() if declared.scope == "model" else ()
         reading = []
         for label in sorted(found):
             shown = label
@@ -645,10 +666,9 @@ class MetricsRegistry:
             error_rate_percentage=error_rate,
         )
 
-    def _models(self, cells: _Cells) -> Generator[None, None, dict[str, ModelSnapshot]]:
+    def _models(self, cells: _Cells, names: list[str]) -> Generator[None, None, dict[str, ModelSnapshot]]:
         """Every model with a generation request routed to an engine, by its real name (the
         other bucket last, as ``__other__``), with its engines in engine order."""
-        names = self.model_labels.names()
         prefix = _ENGINE["prompt"].name("")
         pairs: dict[str, list[str]] = defaultdict(list)
         for key in cells.values:
@@ -662,13 +682,13 @@ class MetricsRegistry:
             elif int(label) < len(names):
                 shown[names[int(label)]] = label
         order = sorted(name for name in shown if name != OTHER_MODEL) + ([OTHER_MODEL] if OTHER_MODEL in shown else [])
+        yield
         models = {}
         for name in order:
             label = shown[name]
             engines = {}
             for engine in sorted(pairs[label], key=int):
-                engines[engine] = self._engine_snapshot(cells, label, engine)
-                yield
+                engines[engine] = yield from self._engine_snapshot(cells, label, engine)
             success: dict[str, int] = defaultdict(int)
             for engine in engines.values():
                 for reason, count in engine.success_total.items():
@@ -683,12 +703,20 @@ class MetricsRegistry:
         return models
 
     @staticmethod
-    def _engine_snapshot(cells: _Cells, label: str, engine: str) -> EngineSnapshot:
+    def _engine_snapshot(cells: _Cells, label: str, engine: str) -> Generator[None, None, EngineSnapshot]:
+        """One engine's figures, its histograms in steps of ``HISTOGRAMS_PER_STEP``."""
+
         def count(slot: str) -> int:
             return cells.count(_ENGINE[slot].name(label, engine))
 
         success = {reason: 0 for reason in PRESET_REASONS}
         success.update((reason, int(n)) for reason, n in cells.labelled(_ENGINE["success"].name(label, engine, "")).items())
+        histograms = {}
+        for field, slot in _ENGINE_HISTOGRAMS.items():
+            histograms[field] = cells.histogram(_ENGINE[slot], label, engine)
+            if len(histograms) % HISTOGRAMS_PER_STEP == 0:
+                yield
+        yield
         return EngineSnapshot(
             running=count("running"),
             waiting=count("waiting"),
@@ -697,5 +725,5 @@ class MetricsRegistry:
             cached_prompt_tokens_total=count("cached"),
             preemptions_total=count("preemptions"),
             success_total=dict(sorted(success.items())),
-            **{field: cells.histogram(_ENGINE[slot], label, engine) for field, slot in _ENGINE_HISTOGRAMS.items()},
+            **histograms,
         )
