@@ -9,6 +9,7 @@ objects per record. The writer records plain numbers only: a simulated KV worker
 handed to it (``kv_state``, ``publish``, ``record(..., kv_state)``).
 """
 
+from cpython cimport array
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
@@ -68,6 +69,7 @@ cdef int CLIENT_CLOSED_REQUEST_ = CLIENT_CLOSED_REQUEST
 cdef Py_ssize_t _MAGIC = HEADER_FIELDS["magic"] // 8
 cdef Py_ssize_t _VERSION = HEADER_FIELDS["version"] // 8
 cdef Py_ssize_t _PID = HEADER_FIELDS["pid"] // 8
+cdef array.array _DOUBLES = array.array("d")
 cdef Py_ssize_t _SEQ = HEADER_FIELDS["seq"] // 8
 cdef Py_ssize_t _KEYS_USED = HEADER_FIELDS["keys_used"] // 8
 cdef Py_ssize_t _CELLS_USED = HEADER_FIELDS["cells_used"] // 8
@@ -272,33 +274,26 @@ cdef class Region:
         return result
 
     def cells(self):
-        # a copy of the cells in use, not of the region's room: a buffer of the room's size
-        # (megabytes) was mapped and unmapped by every read, 0.1 ms under load
-        cdef Py_ssize_t room = 0, used = 0, attempts = 0, index
-        cdef double* copy = NULL
+        # the cells in use copied straight into an array of doubles: no buffer of the region's
+        # room (megabytes, mapped and unmapped by every read) and no float object per cell
+        cdef Py_ssize_t used = 0, attempts = 0
+        cdef array.array copy = array.clone(_DOUBLES, 0, zero=False)
         cdef unsigned long long before
         cdef bint settled = False
-        try:
-            while not settled:
-                before = fakeai_load(&self._header[_SEQ])
-                attempts += 1
-                if before & 1:  # mid-update: wait for it, unless its writer died (then as it is)
-                    if attempts % 1024 or process_alive(self.pid):
-                        continue
-                    settled = True
-                used = fakeai_load(&self._header[_CELLS_USED])
-                if used > room or copy == NULL:
-                    PyMem_Free(copy)
-                    room = used + 64  # room for a few cells given out while this copy is retried
-                    copy = <double*>PyMem_Malloc(room * sizeof(double))
-                    if copy == NULL:
-                        raise MemoryError()
-                memcpy(copy, self._cells, used * sizeof(double))
-                fakeai_fence()
-                settled = settled or fakeai_load(&self._header[_SEQ]) == before
-            return [copy[index] for index in range(used)]
-        finally:
-            PyMem_Free(copy)
+        while not settled:
+            before = fakeai_load(&self._header[_SEQ])
+            attempts += 1
+            if before & 1:  # mid-update: wait for it, unless its writer died (then as it is)
+                if attempts % 1024 or process_alive(self.pid):
+                    continue
+                settled = True
+            used = fakeai_load(&self._header[_CELLS_USED])
+            array.resize(copy, used)
+            if used:
+                memcpy(copy.data.as_doubles, self._cells, used * sizeof(double))
+            fakeai_fence()
+            settled = settled or fakeai_load(&self._header[_SEQ]) == before
+        return copy
 
     def seq(self):
         return fakeai_load(&self._header[_SEQ])

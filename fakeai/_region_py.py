@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
+from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -206,8 +207,9 @@ class Region:
             result.append((name, first, count))
         return result
 
-    def cells(self) -> list[float]:
-        """A consistent copy of the cells allocated so far (no update half applied).
+    def cells(self) -> array:
+        """A consistent copy of the cells allocated so far (no update half applied), an array
+        of doubles.
 
         Retries while the writer is changing them; only a writer that died mid-update (checked
         every 1024 attempts) gets its cells taken as they are. Read ``keys`` after this: every
@@ -218,12 +220,12 @@ class Region:
         while True:
             before = self._get("seq")
             if before % 2 == 0:
-                copy = self._cells[: self._get("cells_used")].tolist()
+                copy = array("d", self._cells[: self._get("cells_used")].tobytes())
                 if self._get("seq") == before:
                     return copy
             attempts += 1
             if attempts % 1024 == 0 and not process_alive(self.pid):
-                return self._cells[: self._get("cells_used")].tolist()
+                return array("d", self._cells[: self._get("cells_used")].tobytes())
 
     def seq(self) -> int:
         return self._get("seq")

@@ -32,7 +32,8 @@ def _region(region_kernel, journal: int = 64, window: float = 5.0):
 
 def _cells(region) -> dict[str, list[float]]:
     cells = region.cells()
-    return {name: cells[first : first + count] for name, first, count in region.keys() if first + count <= len(cells)}
+    return {name: list(cells[first : first + count]) for name, first, count in region.keys()
+            if first + count <= len(cells)}
 
 
 def test_histogram_blocks_have_inclusive_upper_bounds(region_kernel) -> None:
@@ -435,4 +436,4 @@ def test_the_cells_of_a_writer_that_died_mid_update_are_read_as_they_are(region_
     region.begin()
     region.add(first + 1, 2.0)  # ... and the process died here
     cells = region.cells()
-    assert cells[first : first + 3] == [0.0, 2.0, 0.0] and len(cells) == first + 3
+    assert list(cells[first : first + 3]) == [0.0, 2.0, 0.0] and len(cells) == first + 3

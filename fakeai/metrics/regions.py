@@ -187,6 +187,8 @@ class RegionReader:
         time gets its windows from the keys), ``limit`` records at a time when ``limit`` is
         positive, yielding after each batch but the last: ``refresh`` without copying the
         cells, for reads that need window counts only, or to take a long backlog in slices.
+        What is recorded while it yields is replayed too, so that it ends with no backlog
+        left for the step after (replaying is far cheaper than recording: it keeps up).
         Nothing to do when no record is new."""
         region = self.region
         written = region.journal_written()  # before the keys: every record up to here has its key
@@ -198,6 +200,10 @@ class RegionReader:
             if self.cursor >= written:
                 return
             yield
+            newest = region.journal_written()
+            if newest > written:
+                written = newest
+                self._keys()
 
     def _keys(self) -> list[tuple[str, int, int]]:
         """Every key the region has published, read once each (an endpoint seen for the first
