@@ -14,9 +14,11 @@ its declared unit, and ends with ``# EOF``.
 
 A scrape formats only numbers: each family's header and each series' ``name{labels} ``
 prefix (a histogram's one per ``le`` bound, a summary's one per quantile) are rendered the
-first time they are seen and kept (``_Family``). Their number is bounded by the label space:
-endpoints are route templates, models at most ``--max-model-labels``, workers
-``--kv-workers``, statuses and finish reasons a few.
+first time they are seen and kept (``_Family``), and so are a histogram's or a summary's
+lines with the value they show, for the next scrape to take as they are if the value has
+not changed (an idle engine's, endpoint's or status's: most of them, between two scrapes).
+Their number is bounded by the label space: endpoints are route templates, models at most
+``--max-model-labels``, workers ``--kv-workers``, statuses and finish reasons a few.
 """
 
 from __future__ import annotations
@@ -72,12 +74,14 @@ class _Family:
     """One declaration's text that no scrape changes: its headers, and per series the
     prefixes its samples' values follow."""
 
-    __slots__ = ("headers", "metric", "prefixes")
+    __slots__ = ("headers", "metric", "prefixes", "samples")
 
     def __init__(self, metric: Metric) -> None:
         self.metric = metric  # held, so the id that keys it is not reused while it is kept
         self.headers = (_header(metric, False), _header(metric, True))
         self.prefixes: dict[Labels, tuple[object, tuple[str, ...]]] = {}
+        self.samples: dict[Labels, tuple[object, list[str]]] = {}
+        """A histogram's or summary's series: the value last rendered and its lines."""
 
     def series(self, labels: Labels, bounds: tuple[float, ...] | None = None) -> tuple[str, ...]:
         """The prefixes of one series: ``name{labels} ``; a summary's quantiles then ``_sum``
@@ -118,22 +122,32 @@ def _render_family(lines: list[str], family: _Family, openmetrics: bool, snapsho
     metric = family.metric
     lines.append(family.headers[openmetrics])
     kind = metric.kind
+    if kind not in ("histogram", "summary"):
+        for labels, value in metric.reading(snapshot):
+            lines.append(family.series(labels)[0] + _number(value))
+        return
+    samples = family.samples
     for labels, value in metric.reading(snapshot):
+        kept = samples.get(labels)
+        if kept is not None and kept[0] == value:  # unchanged since the last scrape (NaN never is)
+            lines.extend(kept[1])
+            continue
         if kind == "histogram":
             prefixes = family.series(labels, value.bounds)
             buckets = len(value.bounds)
-            lines.extend(map(add, prefixes[: buckets + 1], map(str, value.cumulative[:buckets])))
-            lines.append(prefixes[buckets] + str(value.cumulative[-1]))  # counts: integers
-            lines.append(prefixes[-2] + _number(value.sum))
-            lines.append(prefixes[-1] + _number(value.count))
-        elif kind == "summary":
+            series = list(map(add, prefixes[: buckets + 1], map(str, value.cumulative)))  # counts: integers
+            series.append(prefixes[-2] + _number(value.sum))
+            series.append(prefixes[-1] + _number(value.count))
+        else:
             prefixes = family.series(labels)
             stats = value.window
-            lines.extend(map(add, prefixes[:-2], map(_number, (stats.p50, stats.p90, stats.p99))))
-            lines.append(prefixes[-2] + _number(value.sum))
-            lines.append(prefixes[4] + _number(value.count))
-        else:
-            lines.append(family.series(labels)[0] + _number(value))
+            series = list(map(add, prefixes[:-2], map(_number, (stats.p50, stats.p90, stats.p99))))
+            series.append(prefixes[-2] + _number(value.sum))
+            series.append(prefixes[4] + _number(value.count))
+        lines.extend(series)
+        if len(samples) >= _MAX_SERIES:
+            samples.clear()
+        samples[labels] = (value, series)
 
 
 def render_prometheus(
