@@ -29,7 +29,7 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from itertools import accumulate
 
 from fakeai.metrics.health import HealthReading, error_rate_percentage, health_status
@@ -120,8 +120,12 @@ class _Cells:
     """Every region's cells, added up by key: counters and histograms over all regions,
     gauges over the regions whose process is alive."""
 
-    def __init__(self, buckets: dict[str, tuple[float, ...]]) -> None:
+    def __init__(self, buckets: dict[str, tuple[float, ...]],
+                 kept: dict[str, tuple[Sequence[float], HistogramSnapshot]] | None = None) -> None:
         self.buckets = buckets
+        self.kept = {} if kept is None else kept
+        """Each histogram last read, by key, with the block it was read from: an unchanged
+        block gives the same object again (and an exporter that kept its rendering, that)."""
         self.values: dict[str, float] = defaultdict(float)
         self.blocks: dict[str, list[float]] = {}
         self._groups: dict[str, dict[str, float]] | None = None
@@ -162,13 +166,19 @@ class _Cells:
 
     def histogram(self, declared: Cell, *labels: str) -> HistogramSnapshot:
         bounds = self.buckets[declared.bounds]  # type: ignore[index]
-        block = self.blocks.get(declared.name(*labels))
+        name = declared.name(*labels)
+        block = self.blocks.get(name)
         if block is None:
             block = [0.0] * (len(bounds) + 3)
-        return HistogramSnapshot(
+        kept = self.kept.get(name)
+        if kept is not None and kept[0] == block and kept[1].bounds is bounds:
+            return kept[1]
+        histogram = HistogramSnapshot(
             bounds=bounds, cumulative=tuple(accumulate(map(int, block[: len(bounds) + 1]))),
             sum=block[len(bounds) + 1], count=int(block[len(bounds) + 2])
         )
+        self.kept[name] = (block, histogram)
+        return histogram
 
 
 class MetricsRegistry:
@@ -234,6 +244,8 @@ class MetricsRegistry:
         """Which model names have a label of their own (shared by the server's processes)."""
         self._declared = {metric.name: metric for metric in self.metrics if metric.cell is not None}
         self._declared_cells: dict[tuple[str, str], int] = {}
+        self._histograms: dict[str, tuple[Sequence[float], HistogramSnapshot]] = {}
+        """Each histogram the last snapshots read (``_Cells.kept``)."""
         self._window_epoch = 0
         """Moved by every read that changes the windows (a replay, or a read at a later instant,
         which expires samples): a read taken in steps sees whether its windows stayed still."""
@@ -464,7 +476,7 @@ class MetricsRegistry:
             read = yield from self._read_windows(readers, sliced=False)
         now, per_second, copies, windowed, streaming_stats, overall_latency, kv_stats, dropped = read
         processes = sum(alive for _, alive in readers)
-        cells = _Cells(self.buckets)
+        cells = _Cells(self.buckets, self._histograms)
         for keys, values, alive in copies:
             yield
             cells.add(keys, values, alive)
