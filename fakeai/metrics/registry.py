@@ -464,12 +464,15 @@ class MetricsRegistry:
         """``snapshot()`` in steps: it yields where the loop may run.
 
         First each region's journal is replayed into its windows, ``CATCH_UP_RECORDS`` records
-        at a time (a long backlog -- a worker nobody scraped for a while -- in many slices).
-        Then, at one instant, the rest of each journal is replayed, the cells copied, and every
-        window read, one figure's windows per step: between those steps the windows must not
-        change, and they do not unless another read replays into them meanwhile (every read
-        that does moves ``_window_epoch``); then they are read again, at a new instant, in one
-        step. What follows only assembles the copies."""
+        at a time (a long backlog -- a worker nobody scraped for a while -- in many slices),
+        what is recorded meanwhile included. Then, at one instant, the rest of each journal is
+        replayed and the cells copied; every window is read at that instant, one figure's
+        windows per step: between those steps the windows must not change, and they do not
+        unless another read replays into them meanwhile (every read that does moves
+        ``_window_epoch``); then they are read again, at a new instant, in one step. What
+        follows only assembles the copies, each region's cells, endpoint, engine (a few
+        histograms at a time) and declared series a step, so that no step holds the event
+        loop for long (about 0.1 ms at most under load)."""
         readers = yield from self._caught_up_readers()
         read = yield from self._read_windows(readers, sliced=True)
         if read is None:  # another read moved the windows meanwhile
