@@ -121,6 +121,7 @@ def create_app(
     engine.readiness = Readiness(registry.clock, registry.started_at + settings.startup_seconds)
     control = RuntimeControl(engine, settings, shared, registry.kv_publish, wall_clock)
     engine.poll_control = control.poll
+    registry.next_deadline = engine.next_deadline  # reads give way to paced tokens
     kv_cache = engine.kv_cache
     registry.kv_cache.attach(
         model_name=settings.models[0] if settings.models else "",

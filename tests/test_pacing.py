@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import math
 import os
 import select
 import sys
@@ -99,3 +100,26 @@ def test_past_deadlines_return_at_once(pacer_kind: str) -> None:
         return time.monotonic() - started
 
     assert uvloop.run(run()) < 0.25  # no timer armed for a deadline already passed (it was 1 s ago)
+
+
+def test_the_pacer_tells_its_earliest_deadline() -> None:
+    """What a read in slices asks before each step (``next_deadline``): the earliest deadline
+    a waiter still waits for, infinity once none does."""
+
+    async def run() -> list[float]:
+        pacer = new_pacer(time.monotonic)
+        start = time.monotonic()
+        told = [pacer.next_deadline()]
+        later, sooner = pacer.wait_until(start + 0.020), pacer.wait_until(start + 0.010)
+        told.append(pacer.next_deadline() - start)
+        await sooner
+        told.append(pacer.next_deadline() - start)
+        await later
+        told.append(pacer.next_deadline())
+        pacer.close()
+        return told
+
+    told = uvloop.run(run())
+    assert told[0] == math.inf and told[3] == math.inf
+    assert told[1:3] == [pytest.approx(0.010), pytest.approx(0.020)]
+    assert SleepPacer(time.monotonic).next_deadline() == math.inf  # it cannot tell

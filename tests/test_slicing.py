@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Generator
 
 import uvloop
 
-from fakeai.metrics.slicing import run_in_slices
+from fakeai.metrics.slicing import no_deadline, run_in_slices
 
 
 def test_a_wake_up_during_a_slice_runs_before_the_next_slice() -> None:
@@ -44,3 +45,36 @@ def test_a_wake_up_during_a_slice_runs_before_the_next_slice() -> None:
 
     uvloop.run(scenario())
     assert order == ["slice 0", "slice 1", "woken", "slice 2", "slice 3"]
+
+
+def test_a_read_gives_way_before_a_paced_deadline_not_otherwise() -> None:
+    """Slices of time aside, a read lets the loop run when the earliest paced token falls due
+    within its next step, and runs through when none does."""
+
+    def interleaving(next_deadline) -> list[str]:
+        order: list[str] = []
+
+        async def scenario() -> None:
+            async def serving() -> None:
+                while True:
+                    order.append("served")
+                    await asyncio.sleep(0)
+
+            def read() -> Generator[None, None, None]:
+                for step in range(3):
+                    order.append(f"step {step}")
+                    yield
+
+            task = asyncio.create_task(serving())
+            await asyncio.sleep(0)
+            order.clear()
+            await run_in_slices(read(), slice_seconds=60.0, next_deadline=next_deadline)
+            task.cancel()
+
+        uvloop.run(scenario())
+        return order
+
+    assert interleaving(no_deadline) == ["step 0", "step 1", "step 2"]
+    due_now = interleaving(time.monotonic)
+    assert due_now[:1] == ["step 0"] and due_now.count("served") >= 2
+    assert due_now.index("step 1") > due_now.index("served") and due_now.index("step 2") > due_now.index("step 1") + 1

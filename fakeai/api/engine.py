@@ -150,6 +150,10 @@ class Engine:
         self.pacer.close()
         self.pacer = SleepPacer(self.clock)
 
+    def next_deadline(self) -> float:
+        """The earliest paced token's deadline (``time.monotonic``; infinity: none known)."""
+        return self.pacer.next_deadline()
+
     def reconfigure(self, settings: Settings) -> None:
         """Apply a running server's new settings: the latency model, error injection and the
         engine model's limits and step times (``fakeai.api.control``); the rest stays."""

@@ -27,7 +27,7 @@ from fakeai.api.responses import document_method, send_document
 from fakeai.exporters.history import history_json_steps, history_query_json_steps
 from fakeai.metrics.history_db import MAX_POINTS
 from fakeai.metrics.history_store import HistoryBusy
-from fakeai.metrics.slicing import run_in_slices
+from fakeai.metrics.slicing import no_deadline, run_in_slices
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send
@@ -127,7 +127,10 @@ async def _ask(store: HistoryStore | None, query: HistoryQuery):
 
 
 def history_handler(
-    history: MetricsHistory | SharedHistory, store: HistoryStore | None, wall_clock: Callable[[], float]
+    history: MetricsHistory | SharedHistory,
+    store: HistoryStore | None,
+    wall_clock: Callable[[], float],
+    next_deadline: Callable[[], float] = no_deadline,
 ) -> ASGIRouteHandler:
     @asgi("/metrics/history", copy_scope=False)
     async def metrics_history(scope: Scope, receive: Receive, send: Send) -> None:
@@ -135,10 +138,11 @@ def history_handler(
         query = parse_history_query(scope.get("query_string", b""), wall_clock(), history.seconds)
         parts: list[bytes] = []  # made in slices: the event loop serves paced tokens meanwhile
         if query is None:
-            await run_in_slices(history_json_steps(parts, history))
+            await run_in_slices(history_json_steps(parts, history), next_deadline=next_deadline)
         else:
             result = await _ask(store, query)
-            await run_in_slices(history_query_json_steps(parts, history, query.since, result, MAX_POINTS))
+            await run_in_slices(history_query_json_steps(parts, history, query.since, result, MAX_POINTS),
+                                next_deadline=next_deadline)
         body = b"".join(parts)
         await send_document(send, method, body, _JSON, ((b"cache-control", b"no-store"),))
 

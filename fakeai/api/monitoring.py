@@ -105,17 +105,18 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _prometheus_text(snapshot: MetricsSnapshot, openmetrics: bool) -> bytes:
+async def _prometheus_text(snapshot: MetricsSnapshot, openmetrics: bool, next_deadline: Callable[[], float]) -> bytes:
     """The exposition, rendered a family at a time between which the event loop may run."""
     lines: list[str] = []
-    await run_in_slices(prometheus_steps(lines, snapshot, openmetrics=openmetrics))
+    await run_in_slices(prometheus_steps(lines, snapshot, openmetrics=openmetrics), next_deadline=next_deadline)
     return "\n".join(lines).encode()
 
 
-async def _prometheus(snapshot: MetricsSnapshot, accept: str | None) -> tuple[bytes, str]:
+async def _prometheus(snapshot: MetricsSnapshot, accept: str | None,
+                      next_deadline: Callable[[], float]) -> tuple[bytes, str]:
     if choose_format(accept, "prometheus") == "openmetrics":
-        return await _prometheus_text(snapshot, True), OPENMETRICS_CONTENT_TYPE
-    return await _prometheus_text(snapshot, False), TEXT_CONTENT_TYPE
+        return await _prometheus_text(snapshot, True, next_deadline), OPENMETRICS_CONTENT_TYPE
+    return await _prometheus_text(snapshot, False, next_deadline), TEXT_CONTENT_TYPE
 
 
 Render = Callable[[str | None], Awaitable[tuple[bytes, str]]]
@@ -178,19 +179,22 @@ def monitoring_handlers(
 
         return rendered
 
+    async def prometheus(snapshot: MetricsSnapshot, accept: str | None) -> tuple[bytes, str]:
+        return await _prometheus(snapshot, accept, registry.next_deadline)
+
     async def negotiated(snapshot: MetricsSnapshot, accept: str | None) -> tuple[bytes, str]:
         chosen = choose_format(accept, metrics_format)
         if chosen == "json":
             return render_json(snapshot), JSON_CONTENT_TYPE
-        return await _prometheus(snapshot, "application/openmetrics-text" if chosen == "openmetrics" else None)
+        return await prometheus(snapshot, "application/openmetrics-text" if chosen == "openmetrics" else None)
 
     attachment = (b"content-disposition", f'attachment; filename="{CSV_FILENAME}"'.encode())
     return [
         _endpoint("/metrics", of_snapshot(negotiated), ((b"vary", b"Accept"),)),
-        _endpoint(["/metrics/prometheus", "/prometheus/metrics"], of_snapshot(_prometheus)),
+        _endpoint(["/metrics/prometheus", "/prometheus/metrics"], of_snapshot(prometheus)),
         _endpoint("/metrics/csv", of(render_csv, CSV_CONTENT_TYPE), (attachment,)),
         _endpoint("/metrics/snapshot", of(msgspec.msgpack.encode, SNAPSHOT_CONTENT_TYPE)),
-        history_handler(history, store, wall_clock),
+        history_handler(history, store, wall_clock, registry.next_deadline),
         _health(registry, readiness),  # a readiness probe: cheap
         _endpoint("/health/live", now(lambda: _ALIVE)),  # a liveness probe: the process serves
         _endpoint("/health/detailed",

@@ -76,6 +76,10 @@ class SleepPacer:
         if wait > 0.0:
             await asyncio.sleep(wait)
 
+    def next_deadline(self) -> float:
+        """Unknown (``asyncio.sleep`` keeps its timers): infinity."""
+        return math.inf
+
     def close(self) -> None:
         pass
 
@@ -101,6 +105,10 @@ class TimerfdPacer:
         if deadline < self._armed:
             self._arm(deadline)
         return future
+
+    def next_deadline(self) -> float:
+        """The earliest deadline a waiter waits for (infinity: none)."""
+        return self._heap[0][0] if self._heap else math.inf
 
     def _arm(self, deadline: float) -> None:
         self._armed = deadline

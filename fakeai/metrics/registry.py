@@ -42,7 +42,7 @@ from fakeai.metrics.labels import (
     ModelLabels,
     region_capacity,
 )
-from fakeai.metrics.slicing import SLICE_SECONDS, run, run_in_slices
+from fakeai.metrics.slicing import SLICE_SECONDS, no_deadline, run, run_in_slices
 from fakeai.metrics.schema import CELLS, METRICS, Cell, Metric, bucket_sets, cell, writer_layout
 from fakeai.metrics.regions import DROPPED_KEY, SHARED_DIR_ENV, RegionReader, Regions
 from fakeai.metrics.snapshot import (
@@ -244,6 +244,9 @@ class MetricsRegistry:
         """Which model names have a label of their own (shared by the server's processes)."""
         self._declared = {metric.name: metric for metric in self.metrics if metric.cell is not None}
         self._declared_cells: dict[tuple[str, str], int] = {}
+        self.next_deadline: Callable[[], float] = no_deadline
+        """The earliest paced token's deadline in this process (``time.monotonic``; set by the
+        app to its pacer's): a read in slices gives way before it."""
         self._histograms: dict[str, tuple[Sequence[float], HistogramSnapshot]] = {}
         """Each histogram the last snapshots read (``_Cells.kept``)."""
         self._window_epoch = 0
@@ -458,7 +461,7 @@ class MetricsRegistry:
         (a paced token due meanwhile goes out on time). The same figures: every window is read,
         and every region's cells copied, in the first slice, at one instant; what follows only
         assembles those copies."""
-        return await run_in_slices(self._snapshot_steps(), slice_seconds)
+        return await run_in_slices(self._snapshot_steps(), slice_seconds, self.next_deadline)
 
     def _snapshot_steps(self) -> Generator[None, None, MetricsSnapshot]:
         """``snapshot()`` in steps: it yields where the loop may run.
@@ -659,7 +662,7 @@ class MetricsRegistry:
 
     async def health_async(self, slice_seconds: float = SLICE_SECONDS) -> HealthReading:
         """``health()``, letting the event loop run while a long backlog of records is replayed."""
-        return await run_in_slices(self._health_steps(), slice_seconds)
+        return await run_in_slices(self._health_steps(), slice_seconds, self.next_deadline)
 
     def _health_steps(self) -> Generator[None, None, HealthReading]:
         readers = yield from self._caught_up_readers()

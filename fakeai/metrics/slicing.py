@@ -2,24 +2,29 @@
 
 A scrape's work (assembling a snapshot from the copies it took, rendering it) is written as a
 generator that yields where it may pause. ``run`` drives one to its end at once; ``run_in_slices``
-lets the event loop run whenever a slice has taken ``slice_seconds``, so that a paced token
-falling due meanwhile waits at most about that long, however large the scrape (the server's
-loop is uvloop's: the order its tasks resume in is uvloop's).
+lets the event loop run whenever a slice has taken ``slice_seconds``, and sooner when the
+earliest paced token falls due within the next step (the process's pacer knows when), so that
+a paced token waits at most about one step, however large the scrape (the server's loop is
+uvloop's: the order its tasks resume in is uvloop's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TypeVar
 
-__all__ = ("SLICE_SECONDS", "run", "run_in_slices")
+__all__ = ("SLICE_SECONDS", "STEP_SECONDS", "no_deadline", "run", "run_in_slices")
 
 T = TypeVar("T")
 
 SLICE_SECONDS = 0.0002
 """How long a read works before it lets the event loop run."""
+STEP_SECONDS = 0.0001
+"""About the longest a read's step holds the loop under load: a paced deadline this close
+makes a read give way before its next step."""
 
 
 def run(steps: Generator[None, None, T]) -> T:
@@ -31,16 +36,28 @@ def run(steps: Generator[None, None, T]) -> T:
             return done.value  # type: ignore[no-any-return]
 
 
-async def run_in_slices(steps: Generator[None, None, T], slice_seconds: float = SLICE_SECONDS) -> T:
-    """Every step, letting the event loop run after each slice of about ``slice_seconds``."""
-    clock = time.perf_counter
+def no_deadline() -> float:
+    """No paced deadline is known: reads give way by time alone."""
+    return math.inf
+
+
+async def run_in_slices(
+    steps: Generator[None, None, T],
+    slice_seconds: float = SLICE_SECONDS,
+    next_deadline: Callable[[], float] = no_deadline,
+) -> T:
+    """Every step, letting the event loop run after each slice of about ``slice_seconds``, and
+    sooner when ``next_deadline()`` (the earliest paced token's, on ``time.monotonic``) falls
+    within the next step: the token then waits for no more than the step it fell due in."""
+    clock = time.monotonic
     started = clock()
     while True:
         try:
             next(steps)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
-        if clock() - started >= slice_seconds:
+        now = clock()
+        if now - started >= slice_seconds or next_deadline() <= now + STEP_SECONDS:
             await _behind_what_woke_meanwhile()
             started = clock()
 
