@@ -49,6 +49,9 @@ class JumpingPacer:
     async def wait_until(self, deadline: float) -> None:
         self.clock.now = max(self.clock.now, deadline)
 
+    def next_deadline(self) -> float:
+        return math.inf  # nothing waits: a wait moves the clock at once
+
     def close(self) -> None:
         pass
 
