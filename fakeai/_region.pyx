@@ -287,7 +287,7 @@ cdef class Region:
                 if attempts % 1024 or process_alive(self.pid):
                     continue
                 settled = True
-            used = fakeai_load(&self._header[_CELLS_USED])
+            used = min(<Py_ssize_t>fakeai_load(&self._header[_CELLS_USED]), self.cell_capacity)
             array.resize(copy, used)
             if used:
                 memcpy(copy.data.as_doubles, self._cells, used * sizeof(double))

@@ -281,3 +281,41 @@ def test_a_read_between_the_slices_of_another_does_not_mix_two_instants(
     for endpoint in snapshot.endpoints.values():
         assert endpoint.latency.count == endpoint.requests_total
     assert snapshot.endpoints["/v1/completions"].requests_total > 20  # the probe's requests are in it
+
+
+def test_an_unchanged_histogram_is_the_same_reading_and_a_changed_one_a_new_exact_one(
+    registry: MetricsRegistry, clock: FakeClock
+) -> None:
+    """Two snapshots with nothing recorded between them share each histogram's reading (the
+    renderer then keeps its lines); one more request gives a new reading, with it counted."""
+    _busy(registry)
+    chat = "/v1/chat/completions"
+    first, second = registry.snapshot(), registry.snapshot()
+    assert second.endpoints[chat].duration_histogram is first.endpoints[chat].duration_histogram
+    registry.record(chat, 0.5, 200, 1, 1, model="m-a", finish_reason="stop", kv=(0, 1, 0, 0, (3, 100, 0, 0)))
+    third = registry.snapshot()
+    before, after = first.endpoints[chat].duration_histogram, third.endpoints[chat].duration_histogram
+    assert after is not before
+    assert after.count == before.count + 1 and after.sum == pytest.approx(before.sum + 0.5)
+    assert third.streaming.ttft_histogram is first.streaming.ttft_histogram  # no stream since
+
+
+def test_a_catch_up_also_replays_what_is_recorded_while_it_yields(registry: MetricsRegistry) -> None:
+    """A read's catch-up takes a backlog a batch at a time; requests recorded between its
+    batches are replayed too, so the read's next step finds no backlog."""
+    from fakeai.metrics.regions import RegionReader
+
+    chat = "/v1/chat/completions"
+    for _ in range(5):
+        registry.record(chat, 0.1, 200, 1, 1)
+    reader = RegionReader(registry.regions.own, registry.window_seconds, registry.max_samples)
+    batches = reader.catch_up(2)
+    next(batches)
+    assert reader.cursor == 2
+    for _ in range(3):  # recorded while the read lets the loop run
+        registry.record(chat, 0.2, 200, 1, 1)
+    for _ in batches:
+        pass
+    assert reader.cursor == registry.regions.own.journal_written() == 8
+    (latency, *_), = reader.endpoints.values()
+    assert latency.count(registry.clock()) == 8

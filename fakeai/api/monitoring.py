@@ -38,7 +38,7 @@ from fakeai.exporters import (
     prometheus_steps,
 )
 from fakeai.api.history_endpoint import history_handler
-from fakeai.metrics.slicing import run_in_slices
+from fakeai.metrics.slicing import no_deadline, run_in_slices
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send
@@ -105,7 +105,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _prometheus_text(snapshot: MetricsSnapshot, openmetrics: bool, next_deadline: Callable[[], float]) -> bytes:
+async def _prometheus_text(snapshot: MetricsSnapshot, openmetrics: bool,
+                           next_deadline: Callable[[], float] = no_deadline) -> bytes:
     """The exposition, rendered a family at a time between which the event loop may run."""
     lines: list[str] = []
     await run_in_slices(prometheus_steps(lines, snapshot, openmetrics=openmetrics), next_deadline=next_deadline)
@@ -113,7 +114,7 @@ async def _prometheus_text(snapshot: MetricsSnapshot, openmetrics: bool, next_de
 
 
 async def _prometheus(snapshot: MetricsSnapshot, accept: str | None,
-                      next_deadline: Callable[[], float]) -> tuple[bytes, str]:
+                      next_deadline: Callable[[], float] = no_deadline) -> tuple[bytes, str]:
     if choose_format(accept, "prometheus") == "openmetrics":
         return await _prometheus_text(snapshot, True, next_deadline), OPENMETRICS_CONTENT_TYPE
     return await _prometheus_text(snapshot, False, next_deadline), TEXT_CONTENT_TYPE

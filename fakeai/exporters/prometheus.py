@@ -129,7 +129,7 @@ def _render_family(lines: list[str], family: _Family, openmetrics: bool, snapsho
     samples = family.samples
     for labels, value in metric.reading(snapshot):
         kept = samples.get(labels)
-        if kept is not None and kept[0] == value:  # unchanged since the last scrape (NaN never is)
+        if kept is not None and kept[0] == value:  # unchanged since the last scrape: the same lines
             lines.extend(kept[1])
             continue
         if kind == "histogram":

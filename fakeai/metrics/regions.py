@@ -57,6 +57,9 @@ KEY_CAPACITY = 32_768
 CELL_CAPACITY = 196_608
 """A region's default room (the registry sizes its own for its label space: ``labels.region_need``)."""
 MIN_JOURNAL = 1024
+CHASES = 16
+"""Times a catch-up looks for what was recorded while it yielded (then it ends: the rest is
+replayed by the read that follows)."""
 RELIST_NANOSECONDS = 1_000_000_000
 """A listing made sooner than this after its directory last changed is made again at the next
 read (``Regions._region_paths``)."""
@@ -187,23 +190,27 @@ class RegionReader:
         time gets its windows from the keys), ``limit`` records at a time when ``limit`` is
         positive, yielding after each batch but the last: ``refresh`` without copying the
         cells, for reads that need window counts only, or to take a long backlog in slices.
-        What is recorded while it yields is replayed too, so that it ends with no backlog
-        left for the step after (replaying is far cheaper than recording: it keeps up).
-        Nothing to do when no record is new."""
+        What is recorded while it yields is replayed too (looked for after each of the first
+        ``CHASES`` yields; another process may record faster than a read gives way), so that
+        it usually ends with no backlog left for the step after. Nothing to do when no record
+        is new."""
         region = self.region
         written = region.journal_written()  # before the keys: every record up to here has its key
         if written <= self.cursor:
             return
         self._keys()
+        chases = CHASES
         while True:
             self._replay(min(written - self.cursor, limit) if limit > 0 else written - self.cursor)
             if self.cursor >= written:
                 return
             yield
-            newest = region.journal_written()
-            if newest > written:
-                written = newest
-                self._keys()
+            if chases:
+                chases -= 1
+                newest = region.journal_written()
+                if newest > written:
+                    written = newest
+                    self._keys()
 
     def _keys(self) -> list[tuple[str, int, int]]:
         """Every key the region has published, read once each (an endpoint seen for the first
