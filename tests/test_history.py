@@ -53,18 +53,18 @@ def test_points_are_the_snapshots_figures_and_the_ring_is_bounded() -> None:
     registry.request_started("m")
     registry.record("/v1/embeddings", 0.0, 200, 100, 0, model="m", finish_reason="stop", kv=(0, 100, 25, 25, None))
     history.add(registry.snapshot())
-    columns = history.columns()
-    assert list(columns) == list(HISTORY_FIELDS)
-    assert math.isnan(columns["latency_p99_seconds"][0]) and columns["requests_per_second"][0] == 0.0
+    series = columns(history)
+    assert list(series) == list(HISTORY_FIELDS)
+    assert math.isnan(series["latency_p99_seconds"][0]) and series["requests_per_second"][0] == 0.0
     # 9 requests in a 10 s window; the latency percentiles are over every endpoint's samples
-    assert columns["requests_per_second"][1] == pytest.approx(0.9)
-    assert columns["error_rate_percentage"][1] == pytest.approx(100 / 9)
+    assert series["requests_per_second"][1] == pytest.approx(0.9)
+    assert series["error_rate_percentage"][1] == pytest.approx(100 / 9)
     every = sorted([0.1, 0.3, 0.2, 0.4, 0.01, 0.03, 0.02, 0.04, 0.0])
-    assert columns["latency_p50_seconds"][1] == pytest.approx(every[4])
-    assert columns["latency_p99_seconds"][1] == pytest.approx(every[7] + (every[8] - every[7]) * 0.92)
-    assert columns["completion_tokens_per_second"][1] == pytest.approx((4 * 20 + 4 * 5) / 10)
-    assert columns["kv_cache_hit_rate"][1] == 0.25
-    assert columns["timestamp"] == [1_700_000_100.0, 1_700_000_110.0]
+    assert series["latency_p50_seconds"][1] == pytest.approx(every[4])
+    assert series["latency_p99_seconds"][1] == pytest.approx(every[7] + (every[8] - every[7]) * 0.92)
+    assert series["completion_tokens_per_second"][1] == pytest.approx((4 * 20 + 4 * 5) / 10)
+    assert series["kv_cache_hit_rate"][1] == 0.25
+    assert series["timestamp"] == [1_700_000_100.0, 1_700_000_110.0]
     for _ in range(5):
         history.add(registry.snapshot())
     assert len(history) == 3, "only the newest points are kept"
@@ -92,6 +92,12 @@ def test_history_endpoint_fills_at_the_interval_up_to_its_capacity() -> None:
 
 
 # -- one history per server: the shared ring and its one writer ------------------------------
+
+
+def columns(history: MetricsHistory | SharedHistory) -> dict[str, list[float]]:
+    """Field -> its values, oldest first (the layout ``/metrics/history`` serves)."""
+    points = history.points()
+    return {field: [point[index] for point in points] for index, field in enumerate(HISTORY_FIELDS)}
 
 
 def point(index: int) -> tuple[float, ...]:
@@ -128,11 +134,11 @@ def test_shared_ring_shows_every_process_the_same_newest_points(tmp_path) -> Non
     writer = SharedHistory(tmp_path, seconds=3.0, interval_seconds=1.0)
     reader = SharedHistory(tmp_path, seconds=3.0, interval_seconds=1.0)
     assert (reader.capacity, len(reader), reader.next_due) == (3, 0, None)
-    assert reader.columns() == {field: [] for field in HISTORY_FIELDS}
+    assert columns(reader) == {field: [] for field in HISTORY_FIELDS}
     for index in range(7):
         writer.add_point(point(index), next_due=100.0 + index)
-    assert reader.columns() == writer.columns()
-    assert reader.columns()["timestamp"] == [4.0, 5.0, 6.0], "the newest capacity points, oldest first"
+    assert columns(reader) == columns(writer)
+    assert columns(reader)["timestamp"] == [4.0, 5.0, 6.0], "the newest capacity points, oldest first"
     assert (len(reader), reader.written, reader.next_due) == (3, 7, 106.0)
     with pytest.raises(ValueError):
         SharedHistory(tmp_path, seconds=5.0, interval_seconds=1.0)  # another shape: not this ring
@@ -147,10 +153,10 @@ def test_a_point_being_written_or_left_half_written_is_never_shown(tmp_path) -> 
     struct.pack_into("=Q", writer._map, at, 2 * 5 + 1)
     struct.pack_into("=3d", writer._map, at + 8, 5.0, 5.0, 5.0)
     reader = SharedHistory(tmp_path, seconds=3.0, interval_seconds=1.0)
-    assert reader.columns()["timestamp"] == [3.0, 4.0]
-    assert all(len(values) == 2 for values in reader.columns().values())
+    assert columns(reader)["timestamp"] == [3.0, 4.0]
+    assert all(len(values) == 2 for values in columns(reader).values())
     reader.add_point(point(5))  # the next lease holder writes it again, whole
-    assert writer.columns()["timestamp"] == [3.0, 4.0, 5.0]
+    assert columns(writer)["timestamp"] == [3.0, 4.0, 5.0]
     assert writer.points()[-1] == point(5)
 
 
@@ -176,7 +182,7 @@ def test_points_read_while_another_process_writes_are_whole_and_in_order(tmp_pat
     finally:
         writer.join()
     assert writer.exitcode == 0
-    assert reader.columns()["timestamp"] == [float(index) for index in range(200_000 - 8, 200_000)]
+    assert columns(reader)["timestamp"] == [float(index) for index in range(200_000 - 8, 200_000)]
     assert reads > 10
 
 

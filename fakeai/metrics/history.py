@@ -105,7 +105,3 @@ class MetricsHistory:
         """``points`` as ``SharedHistory`` reads them, in steps: a copy is one step here."""
         yield from ()
         return self.points()
-
-    def columns(self) -> dict[str, list[float]]:
-        """Field -> its values, oldest first (the layout chart libraries take)."""
-        return {field: [point[index] for point in self._points] for index, field in enumerate(HISTORY_FIELDS)}

@@ -151,11 +151,6 @@ class SharedHistory:
                 found.append(point)
         return found
 
-    def columns(self) -> dict[str, list[float]]:
-        """Field -> its values, oldest first (the layout chart libraries take)."""
-        points = self.points()
-        return {field: [point[index] for point in points] for index, field in enumerate(HISTORY_FIELDS)}
-
 
 class SamplingLease:
     """The right to write the server's history: ``held()`` tries to take it (without waiting)
