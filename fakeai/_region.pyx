@@ -66,10 +66,11 @@ cdef int STREAM_PLAIN_ = STREAM_PLAIN
 cdef int STREAM_COMPLETED_ = STREAM_COMPLETED
 cdef int STREAM_FAILED_ = STREAM_FAILED
 cdef int CLIENT_CLOSED_REQUEST_ = CLIENT_CLOSED_REQUEST
+cdef array.array _DOUBLES = array.array("d")
+"""The template ``Region.cells`` clones its copy from."""
 cdef Py_ssize_t _MAGIC = HEADER_FIELDS["magic"] // 8
 cdef Py_ssize_t _VERSION = HEADER_FIELDS["version"] // 8
 cdef Py_ssize_t _PID = HEADER_FIELDS["pid"] // 8
-cdef array.array _DOUBLES = array.array("d")
 cdef Py_ssize_t _SEQ = HEADER_FIELDS["seq"] // 8
 cdef Py_ssize_t _KEYS_USED = HEADER_FIELDS["keys_used"] // 8
 cdef Py_ssize_t _CELLS_USED = HEADER_FIELDS["cells_used"] // 8

@@ -127,7 +127,7 @@ class _Cells:
         """Each histogram last read, by key, with the block it was read from: an unchanged
         block gives the same object again (and an exporter that kept its rendering, that)."""
         self.values: dict[str, float] = defaultdict(float)
-        self.blocks: dict[str, list[float]] = {}
+        self.blocks: dict[str, Sequence[float]] = {}
         self._groups: dict[str, dict[str, float]] | None = None
 
     def add(self, keys: list[tuple[str, int, int]], cells: list[float], alive: bool) -> None:
@@ -527,9 +527,7 @@ class MetricsRegistry:
             series[name] = self._series(cells, metric, names)
             yield
         ttft, tokens_per_second, itl = streaming_stats
-        running_prefix = _RUNNING.name("")
-        in_flight = int(sum(value for name, value in cells.values.items() if name.startswith(running_prefix)))
-        yield
+        in_flight = int(sum(cells.labelled(_RUNNING.name("")).values()))  # every model's running gauge
         streaming = StreamingSnapshot(
             active_streams=cells.count(_ACTIVE_STREAMS.name()),
             completed_streams=completed,
