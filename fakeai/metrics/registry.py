@@ -457,10 +457,10 @@ class MetricsRegistry:
         return run(self._snapshot_steps())
 
     async def snapshot_async(self, slice_seconds: float = SLICE_SECONDS) -> MetricsSnapshot:
-        """``snapshot()``, letting the event loop run between slices of about ``slice_seconds``
-        (a paced token due meanwhile goes out on time). The same figures: every window is read,
-        and every region's cells copied, in the first slice, at one instant; what follows only
-        assembles those copies."""
+        """``snapshot()``, letting the event loop run between slices of about ``slice_seconds``,
+        and before a paced token's deadline (``next_deadline``). The same figures: every
+        region's cells are copied, and every window read, at one instant (``_snapshot_steps``);
+        what follows only assembles those copies."""
         return await run_in_slices(self._snapshot_steps(), slice_seconds, self.next_deadline)
 
     def _snapshot_steps(self) -> Generator[None, None, MetricsSnapshot]:
@@ -475,7 +475,7 @@ class MetricsRegistry:
         ``_window_epoch``); then they are read again, at a new instant, in one step. What
         follows only assembles the copies, each region's cells, endpoint, engine (a few
         histograms at a time) and declared series a step, so that no step holds the event
-        loop for long (about 0.1 ms at most under load)."""
+        loop for long (typically about 0.1 ms under load)."""
         readers = yield from self._caught_up_readers()
         read = yield from self._read_windows(readers, sliced=True)
         if read is None:  # another read moved the windows meanwhile
