@@ -54,10 +54,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -80,7 +78,6 @@ FILL_BODY = '{"model":"%s","messages":[{"role":"user","content":"hi"}],"max_toke
 STREAM_BODY = ('{"model":"%s","messages":[{"role":"user","content":"hi"}],"max_tokens":%d,"ignore_eos":true,'
                '"stream":true}' % (MODEL, TOKENS)).encode()
 FILL_ENDPOINT = "/v1/chat/completions"
-CONTENT = b'"content":'
 MONITOR = Path(__file__).with_name("monitoring_load.py")
 
 
@@ -143,104 +140,19 @@ def fill(url: str, target: int) -> dict:
             "samples_in_every_window": counts["every_window"], "dropped_samples": counts["dropped"]}
 
 
-# -- paced streams -----------------------------------------------------------------------------
-
-
-class _Stream(asyncio.Protocol):
-    """One stream on its own connection: write the request when told, keep what is read with the
-    time it was read (counted afterwards: the less work per read, the less the client lags)."""
-
-    def __init__(self, request: bytes, done: asyncio.Future) -> None:
-        self.request = request
-        self.done = done
-        self.transport: asyncio.Transport | None = None
-        self.sent_at = 0.0
-        self.reads: list[tuple[float, bytes]] = []
-
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        self.transport = transport
-
-    def send(self) -> None:
-        self.sent_at = time.perf_counter()
-        self.transport.write(self.request)  # type: ignore[union-attr]
-
-    def data_received(self, data: bytes) -> None:
-        self.reads.append((time.perf_counter(), data))
-
-    def connection_lost(self, exc) -> None:  # type: ignore[override]
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def arrivals(self) -> list[float]:
-        """When each content chunk was read (chunks read together share a time)."""
-        arrivals: list[float] = []
-        tail = b""
-        for read_at, data in self.reads:
-            data = tail + data
-            found = data.count(CONTENT)
-            if found:
-                arrivals.extend([read_at] * found)
-                # a match cut in two by a read starts after the last whole one, in the last bytes
-                after = data.rfind(CONTENT) + len(CONTENT)
-                tail = data[max(after, len(data) - len(CONTENT) + 1):]
-            else:
-                tail = data[-(len(CONTENT) - 1):]
-        return arrivals
-
-
-async def _lag_probe(lags: list[float], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        asked = time.perf_counter()
-        await asyncio.sleep(0.001)  # libuv's timers count whole milliseconds: less would not sleep
-        lags.append(time.perf_counter() - asked - 0.001)
+# -- paced streams ---------------------------------------------------------------------------
 
 
 async def _paced_streams(host: str, port: int, concurrency: int, interval: float,
                          monitor: subprocess.Popen | None) -> dict:
-    loop = asyncio.get_running_loop()
-    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-               b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (host.encode(), len(STREAM_BODY), STREAM_BODY))
-    streams: list[_Stream] = []
-    for _ in range(concurrency):
-        _, stream = await loop.create_connection(lambda: _Stream(request, loop.create_future()), host, port)
-        streams.append(stream)  # type: ignore[arg-type]
-    await asyncio.sleep(0.05)  # the server has accepted them all
-    if monitor is not None:
-        monitor.stdin.write(b"go\n")  # type: ignore[union-attr]
-        monitor.stdin.flush()  # type: ignore[union-attr]
-        await asyncio.sleep(0.05)  # its first scrape and dashboard refresh are under way
-    lags: list[float] = []
-    stop = asyncio.Event()
-    gc.disable()  # no collector pause in the client while it timestamps
-    try:
-        probe = asyncio.ensure_future(_lag_probe(lags, stop))
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        started = time.perf_counter()
-        for index, stream in enumerate(streams):
-            due = started + index * interval
-            while (ahead := due - time.perf_counter()) > 0:
-                # the loop reads meanwhile; libuv's timers count whole milliseconds, so a write
-                # goes out up to a millisecond after its time (the TTFT counts from the write)
-                await asyncio.sleep(max(ahead, 0.001))
-            stream.send()
-        await asyncio.wait_for(asyncio.gather(*(stream.done for stream in streams)), 60)
-        wall = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_SELF)
-    finally:
-        gc.enable()
-    stop.set()
-    await probe
-    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
-    ttft_errors, gap_errors, short = [], [], 0
-    for stream in streams:
-        arrivals = stream.arrivals()
-        if len(arrivals) != TOKENS:
-            short += 1
-        if arrivals:
-            ttft_errors.append(arrivals[0] - stream.sent_at - TTFT)
-            gap_errors.extend(b - a - ITL for a, b in zip(arrivals, arrivals[1:]))
-    return {"ttft_errors": ttft_errors, "gap_errors": gap_errors, "streams_not_100_chunks": short,
-            "client_lag": lags, "client_cpu_share": cpu / wall, "seconds": wall}
+    async def start_monitoring() -> None:
+        if monitor is not None:
+            monitor.stdin.write(b"go\n")  # type: ignore[union-attr]
+            monitor.stdin.flush()  # type: ignore[union-attr]
+            await asyncio.sleep(0.05)  # its first scrape and dashboard refresh are under way
+
+    return await harness.paced_streams(host, port, STREAM_BODY, concurrency, interval, TOKENS, TTFT, ITL,
+                                       before_start=start_monitoring)
 
 
 def _start_monitor(url: str, refresh: float, hz: float) -> subprocess.Popen:
@@ -280,7 +192,7 @@ def run(url: str, concurrency: int, scraped: bool, refresh: float, interval: flo
     ms = 1000.0
     figures = {
         "concurrency": concurrency, "scraped": scraped, "seconds": raw["seconds"],
-        "streams": len(ttft), "streams_not_100_chunks": raw["streams_not_100_chunks"], "gaps": len(gaps),
+        "streams": len(ttft), "streams_not_100_chunks": raw["streams_short"], "gaps": len(gaps),
         "ttft_error_ms": {"p50": quantile(ttft, 0.5) * ms, "p99": quantile(ttft, 0.99) * ms, "max": max(ttft) * ms},
         "gap_error_ms": {"p50": quantile(gaps, 0.5) * ms, "p99": quantile(gaps, 0.99) * ms, "max": max(gaps) * ms},
         "gaps_late_share": sum(gap > LATE for gap in gaps) / len(gaps),

@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
 
 import httpx
 
@@ -91,6 +94,13 @@ def server(command: Sequence[str], *, env: dict[str, str] | None = None, ready_p
             process.kill()
             process.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def servers_of(commands: dict[str, Sequence[str]]) -> Iterator[dict[str, Running]]:
+    """``server`` for each named command at once; yields their base URLs by name."""
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(server(command)) for name, command in commands.items()}
 
 
 def fakeai_command(*flags: str) -> list[str]:
@@ -187,6 +197,164 @@ def stream_timings(base_url: str, body: bytes, concurrency: int, stagger: float 
         if events:
             results.append((events[0] - stream.sent_at, [b - a for a, b in zip(events, events[1:])]))
     return results
+
+
+# -- paced streams, every content chunk timed ------------------------------------------------
+
+CONTENT = b'"content":'
+
+
+class PacedStream(asyncio.Protocol):
+    """One stream on its own connection: write the request when told, keep what is read with the
+    time it was read (counted afterwards: the less work per read, the less the client lags)."""
+
+    def __init__(self, request: bytes, done: asyncio.Future) -> None:
+        self.request = request
+        self.done = done
+        self.transport: asyncio.Transport | None = None
+        self.sent_at = 0.0
+        self.reads: list[tuple[float, bytes]] = []
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+
+    def send(self) -> None:
+        self.sent_at = time.perf_counter()
+        self.transport.write(self.request)  # type: ignore[union-attr]
+
+    def data_received(self, data: bytes) -> None:
+        self.reads.append((time.perf_counter(), data))
+
+    def connection_lost(self, exc) -> None:  # type: ignore[override]
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def arrivals(self) -> list[float]:
+        """When each content chunk was read (chunks read together share a time)."""
+        arrivals: list[float] = []
+        tail = b""
+        for read_at, data in self.reads:
+            data = tail + data
+            found = data.count(CONTENT)
+            if found:
+                arrivals.extend([read_at] * found)
+                # a match cut in two by a read starts after the last whole one, in the last bytes
+                after = data.rfind(CONTENT) + len(CONTENT)
+                tail = data[max(after, len(data) - len(CONTENT) + 1):]
+            else:
+                tail = data[-(len(CONTENT) - 1):]
+        return arrivals
+
+
+async def _lag_probe(lags: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        asked = time.perf_counter()
+        await asyncio.sleep(0.001)  # libuv's timers count whole milliseconds: less would not sleep
+        lags.append(time.perf_counter() - asked - 0.001)
+
+
+async def paced_streams(host: str, port: int, body: bytes, concurrency: int, interval: float, tokens: int,
+                        ttft: float, itl: float, before_start: Callable[[], Awaitable[None]] | None = None) -> dict:
+    """``concurrency`` streams of ``body`` (``tokens`` content chunks each, due ``ttft`` then every
+    ``itl`` seconds), each on its own connection, opened first and then written ``interval``
+    seconds apart; every content chunk timed as it is read. ``before_start`` runs once the
+    connections are open, before the first write.
+
+    Returns the TTFT errors (first chunk's read - its request's write - ``ttft``), the gap
+    errors (between two chunks of a stream - ``itl``: two read together make ``-itl``), the
+    streams that did not get ``tokens`` chunks, the client's own loop lag (a task asking to
+    wake every millisecond) and CPU share, and the seconds from the first write to the last
+    stream's end. The client waits for each write on the loop's timers, never in a busy-wait:
+    a client that spun would stamp its reads late."""
+    loop = asyncio.get_running_loop()
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (host.encode(), len(body), body))
+    streams: list[PacedStream] = []
+    for _ in range(concurrency):
+        _, stream = await loop.create_connection(lambda: PacedStream(request, loop.create_future()), host, port)
+        streams.append(stream)  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)  # the server has accepted them all
+    if before_start is not None:
+        await before_start()
+    lags: list[float] = []
+    stop = asyncio.Event()
+    gc.disable()  # no collector pause in the client while it timestamps
+    try:
+        probe = asyncio.ensure_future(_lag_probe(lags, stop))
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        started = time.perf_counter()
+        for index, stream in enumerate(streams):
+            due = started + index * interval
+            while (ahead := due - time.perf_counter()) > 0:
+                # the loop reads meanwhile; libuv's timers count whole milliseconds, so a write
+                # goes out up to a millisecond after its time (the TTFT counts from the write)
+                await asyncio.sleep(max(ahead, 0.001))
+            stream.send()
+        await asyncio.wait_for(asyncio.gather(*(stream.done for stream in streams)), 60 + tokens * itl)
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        gc.enable()
+    stop.set()
+    await probe
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+    ttft_errors, gap_errors, short, received = [], [], 0, 0
+    for stream in streams:
+        arrivals = stream.arrivals()
+        received += len(arrivals)
+        if len(arrivals) != tokens:
+            short += 1
+        if arrivals:
+            ttft_errors.append(arrivals[0] - stream.sent_at - ttft)
+            gap_errors.extend(b - a - itl for a, b in zip(arrivals, arrivals[1:]))
+    return {"ttft_errors": ttft_errors, "gap_errors": gap_errors, "streams_short": short, "tokens": received,
+            "client_lag": lags, "client_cpu_share": cpu / wall, "seconds": wall}
+
+
+SSE_CLIENT_SOURCE = Path(__file__).with_name("sse_client.c")
+
+
+def sse_client() -> Path:
+    """The compiled stream client (``sse_client.c``), built with the C compiler into ``build/``
+    (ignored by git) when missing or older than its source."""
+    binary = Path(__file__).resolve().parent.parent / "build" / "sse_client"
+    if not binary.exists() or binary.stat().st_mtime < SSE_CLIENT_SOURCE.stat().st_mtime:
+        binary.parent.mkdir(exist_ok=True)
+        compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+        if compiler is None:
+            raise RuntimeError("no C compiler (cc) to build benchmarks/sse_client.c")
+        subprocess.run([compiler, "-O2", "-Wall", "-o", str(binary), str(SSE_CLIENT_SOURCE)], check=True)
+    return binary
+
+
+def compiled_paced_streams(host: str, port: int, body: bytes, concurrency: int, interval: float, tokens: int,
+                           ttft: float, itl: float) -> dict:
+    """``paced_streams`` by the compiled client (``sse_client.c``) pinned to ``LOAD_CPU``: the
+    same streams and figures, at a few microseconds of the client's CPU a read. Its lag is how
+    late each request was written behind its due time (its timers are nanosecond timerfds)."""
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (host.encode(), len(body), body))
+    with tempfile.TemporaryDirectory() as scratch:
+        request_file, output_file = Path(scratch, "request"), Path(scratch, "output")
+        request_file.write_bytes(request)
+        timeout = 60 + concurrency * interval + ttft + tokens * itl
+        subprocess.run(["taskset", "-c", LOAD_CPU, str(sse_client()), host, str(port), str(concurrency), repr(interval),
+                        str(request_file), str(output_file), repr(timeout)], check=True)
+        lines = output_file.read_text().splitlines()
+    _, cpu, _, wall = lines[0].split()
+    lags = [float(late) for late in lines[1].split()[1:]]
+    ttft_errors, gap_errors, short, received = [], [], 0, 0
+    for line in lines[2:]:
+        sent_at, count, *times = line.split()
+        arrivals = [float(at) for at in times]
+        received += int(count)
+        if int(count) != tokens:
+            short += 1
+        if arrivals:
+            ttft_errors.append(arrivals[0] - float(sent_at) - ttft)
+            gap_errors.extend(b - a - itl for a, b in zip(arrivals, arrivals[1:]))
+    return {"ttft_errors": ttft_errors, "gap_errors": gap_errors, "streams_short": short, "tokens": received,
+            "client_lag": lags, "client_cpu_share": float(cpu) / float(wall), "seconds": float(wall)}
 
 
 # -- an open-loop, fixed-rate load generator -------------------------------------------------
