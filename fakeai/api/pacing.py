@@ -4,9 +4,10 @@ libuv (under uvloop) keeps timers in whole milliseconds, so ``asyncio.sleep`` wa
 millisecond off: more than the inter-token error fakeai promises. ``TimerfdPacer`` keeps
 all deadlines of the event loop in one heap and arms a Linux ``timerfd`` (nanosecond
 resolution, CLOCK_MONOTONIC: the clock of ``time.monotonic``) for the earliest; when it
-fires, every due waiter is woken. The timerfd comes from ``os`` on Python 3.13 and later
-(``OsTimerfd``), from libc by ctypes before (``CtypesTimerfd``). Elsewhere ``SleepPacer``
-falls back to ``asyncio.sleep``.
+fires, every due waiter is woken: a future resolved (``wait_until``), or a callback called
+from the timer itself (``call_at``: a paced stream's driver, ``fakeai.api.paced_body``). The
+timerfd comes from ``os`` on Python 3.13 and later (``OsTimerfd``), from libc by ctypes before
+(``CtypesTimerfd``). Elsewhere ``SleepPacer`` falls back to ``asyncio.sleep``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ import asyncio
 import ctypes
 import heapq
 import itertools
+import logging
 import math
 import os
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ("CtypesTimerfd", "OsTimerfd", "SleepPacer", "TimerfdPacer", "new_pacer", "new_timerfd")
+
+_log = logging.getLogger("fakeai")
 
 _CLOCK_MONOTONIC = 1
 _TFD_NONBLOCK = 0o4000
@@ -85,13 +90,17 @@ class SleepPacer:
 
 
 class TimerfdPacer:
-    """Deadlines on ``time.monotonic`` by one timerfd per event loop (Linux)."""
+    """Deadlines on ``time.monotonic`` by one timerfd per event loop (Linux).
+
+    A waiter is a future (``wait_until``) or a callback (``call_at``): a paced stream's driver
+    is called from the timer itself, without a future or a task's wake-up in between."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timerfd: OsTimerfd | CtypesTimerfd) -> None:
         self._loop = loop
         self.timerfd = timerfd
         self._fd = timerfd.fd
-        self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._heap: list[tuple[float, int, Callable[[Any], None], Any]] = []
+        """(deadline, order, call, argument): ``call(argument)`` once the deadline has passed."""
         self._order = itertools.count()
         self._armed = math.inf
         loop.add_reader(self._fd, self._fire)
@@ -101,10 +110,18 @@ class TimerfdPacer:
         if deadline <= time.monotonic():
             future.set_result(None)
             return future
-        heapq.heappush(self._heap, (deadline, next(self._order), future))
+        self._push(deadline, _resolve, future)
+        return future
+
+    def call_at(self, deadline: float, call: Callable[[Any], None], argument: Any = None) -> None:
+        """``call(argument)`` from the timer once ``deadline`` has passed (never sooner, never
+        from here: a deadline already passed is called at the loop's next poll)."""
+        self._push(deadline, call, argument)
+
+    def _push(self, deadline: float, call: Callable[[Any], None], argument: Any) -> None:
+        heapq.heappush(self._heap, (deadline, next(self._order), call, argument))
         if deadline < self._armed:
             self._arm(deadline)
-        return future
 
     def next_deadline(self) -> float:
         """The earliest deadline a waiter waits for (infinity: none)."""
@@ -116,27 +133,40 @@ class TimerfdPacer:
         self.timerfd.arm(int(seconds), max(int(fraction * 1e9), 1))  # (0, 0) would disarm it
 
     def _fire(self) -> None:
-        try:
-            os.read(self._fd, 8)
-        except BlockingIOError:
-            pass
         heap = self._heap
         now = time.monotonic()
+        pop = heapq.heappop
         while heap and heap[0][0] <= now:
-            future = heapq.heappop(heap)[2]
-            if not future.done():  # a waiter whose client left was cancelled
-                future.set_result(None)
+            _, _, call, argument = pop(heap)
+            try:
+                call(argument)
+            except Exception:  # one waiter's failure must not strand the others
+                _log.exception("a paced waiter failed")
         if heap:
-            self._arm(heap[0][0])
+            self._arm(heap[0][0])  # re-arming also clears the expiration that woke this
         else:
             self._armed = math.inf
+            try:
+                os.read(self._fd, 8)  # nothing to re-arm: consume the expiration
+            except BlockingIOError:
+                pass
 
     def close(self) -> None:
         self._loop.remove_reader(self._fd)
         os.close(self._fd)
-        for _, _, future in self._heap:
-            future.cancel()
+        for _, _, call, argument in self._heap:
+            if call is _resolve:
+                argument.cancel()
+            else:
+                cancel = getattr(argument, "cancel", None)
+                if cancel is not None:
+                    cancel()
         self._heap.clear()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # a waiter whose client left was cancelled
+        future.set_result(None)
 
 
 def new_timerfd() -> OsTimerfd | CtypesTimerfd:
