@@ -74,7 +74,7 @@ FAKEAI_NO_EXTENSIONS=1 pytest_then_timing tests/test_window.py tests/test_region
 # -- every other supported Python -----------------------------------------------------------
 other_pythons=(3.12 3.13)
 on_every_python=(tests/test_window.py tests/test_region.py tests/test_kvcache.py tests/test_registry.py
-    tests/test_pacing.py tests/test_openai_sdk.py tests/test_anthropic_messages.py)
+    tests/test_pacing.py tests/test_paced_body.py tests/test_openai_sdk.py tests/test_anthropic_messages.py)
 
 # Their environments hold no fakeai (it is imported from this checkout, the kernels compiled in
 # place for each interpreter), so they are kept between runs and checkouts, in the cache: one

@@ -22,7 +22,7 @@ from fakeai.api.anthropic_errors import ANTHROPIC_EXCEPTION_HANDLERS, anthropic_
 from fakeai.api.anthropic_input import read_shaping, render_messages
 from fakeai.api.anthropic_schemas import MessagesRequest
 from fakeai.api.anthropic_stream import MessageAnswer, MessageEvents
-from fakeai.api.event_streams import typed_events
+from fakeai.api.event_streams import typed_body
 from fakeai.api.generation import admit, answer_parts, open_stream, plan_answer, read_request, send_when_due
 from fakeai.api.responses import send_event_stream
 from fakeai.api.routes import asgi
@@ -86,8 +86,8 @@ def messages_handler(
         if body.stream:
             open_stream(registry, exchange)
             gaps = registry.writer.gaps if exchange.recording else None
-            events = typed_events(engine, plan, exchange, MessageEvents(answer), registry.clock, gaps)
-            await send_event_stream(exchange, receive, events)
+            body = typed_body(engine, plan, exchange, MessageEvents(answer), registry.clock, gaps)
+            await send_event_stream(exchange, receive, body, engine)
             return
         await send_when_due(engine, exchange, receive, plan, lambda: render(answer))
 

@@ -43,7 +43,13 @@ import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from fakeai.api.errors import APIError
-from fakeai.api.recording import IMPOSED_ANSWER_KEY, MALFORMED_ENDPOINT, OVERLOADED_ENDPOINT, ImposedAnswer
+from fakeai.api.recording import (
+    DIRECT_WRITER_KEY,
+    IMPOSED_ANSWER_KEY,
+    MALFORMED_ENDPOINT,
+    OVERLOADED_ENDPOINT,
+    ImposedAnswer,
+)
 from fakeai.api.schemas import ErrorBody
 from fakeai.config import Settings
 
@@ -54,7 +60,7 @@ if TYPE_CHECKING:
     from uvicorn.config import Config
     from uvicorn.server import ServerState
 
-__all__ = ("FakeaiHttpProtocol",)
+__all__ = ("DirectWriter", "FakeaiHttpProtocol")
 
 _encode = msgspec.json.Encoder().encode
 
@@ -99,6 +105,31 @@ class _LingeringTransport:
             return
         transport.write_eof()
         self._loop.call_later(LINGER_SECONDS, transport.close)
+
+
+class DirectWriter:
+    """Writes a streamed response's events straight to its connection, as a chunk of the body
+    each, without an ASGI message and a coroutine of the server's ``send`` per write (a paced
+    stream writes once per token: ``fakeai.api.paced_body``).
+
+    Only between the response's start and its end, both sent through ``send``, and only while
+    the connection can take a write at once: ``write`` returns False, writing nothing, when the
+    client has left, when its socket is full (uvicorn's flow control has paused writing), or
+    when the response is not a chunked one in progress; the caller then sends that write
+    through ``send``, which waits for the socket to drain (or drops it for a client that left),
+    exactly as before."""
+
+    __slots__ = ("_cycle",)
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        self._cycle = cycle
+
+    def write(self, events: bytes) -> bool:
+        cycle = self._cycle
+        if cycle.disconnected or cycle.flow.write_paused or not cycle.chunked_encoding or cycle.response_complete:
+            return False
+        cycle.transport.write(b"%x\r\n%s\r\n" % (len(events), events))
+        return True
 
 
 class _HeadTooLarge(Exception):
@@ -245,11 +276,13 @@ class FakeaiHttpProtocol(HttpToolsProtocol):
         the response unfinished."""
         task = task_of[0]
         self._serving = (cycle, task)
+        scope[DIRECT_WRITER_KEY] = DirectWriter(cycle)
         try:
             await app(scope, receive, send)
         except asyncio.CancelledError:  # the shutdown's deadline or a forced stop: already recorded
             task.uncancel()
         finally:
+            del scope[DIRECT_WRITER_KEY]  # (the cycle holds the scope: no cycle left behind)
             if self._serving is not None and self._serving[1] is task:
                 self._serving = None
             if not cycle.response_complete:

@@ -1,32 +1,32 @@
 """Typed event streams (the Responses API, Anthropic's Messages), paced by the latency model.
 
-Chat and completions stream chunks of one shape (``streaming.sse_events``); the Responses API
+Chat and completions stream chunks of one shape (``streaming.sse_body``); the Responses API
 and Anthropic's Messages stream named events of many shapes around their tokens: some at the
 start (``response.created``, ``message_start``), some when a part of the answer begins or ends
 (an output item, a content block), one per token, and some after the last token (the usage, the
-whole response). An ``EventFormat`` says what those events are; ``typed_events`` sends them when
-the plan says, as ``sse_events`` does: the opening events at once, each token's events when the
+whole response). An ``EventFormat`` says what those events are; ``typed_body`` sends them when
+the plan says, as ``sse_body`` does: the opening events at once, each token's events when the
 token is due (those due together in one write of at most about ``BATCH_BYTES``, giving the
 event loop to the other requests after a full one), the closing events after the last token.
 
 Both APIs answer one request with one answer (no ``n``), so a plan here has one choice. The
-stream's token times and inter-token gaps are noted as ``sse_events`` notes them, so TTFT,
+stream's token times and inter-token gaps are noted as ``sse_body`` notes them, so TTFT,
 ITL and vLLM's families mean the same for every endpoint.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from fakeai.api.engine import Engine, Plan
 from fakeai.api.errors import APIError
+from fakeai.api.paced_body import GIVE_WAY, BodySteps
 from fakeai.api.recording import Exchange
 from fakeai.api.streaming import BATCH_BYTES, Gaps, _produced
 
-__all__ = ("EventFormat", "sse_event", "typed_events")
+__all__ = ("EventFormat", "sse_event", "typed_body")
 
 
 def sse_event(name: bytes, data: bytes) -> bytes:
@@ -52,15 +52,16 @@ class EventFormat(Protocol):
         """The events that end a stream broken after ``tokens`` tokens by an injected error."""
 
 
-async def typed_events(
+def typed_body(
     engine: Engine,
     plan: Plan,
     exchange: Exchange,
     fmt: EventFormat,
     clock: Callable[[], float],
     gaps: Gaps | None = None,
-) -> AsyncIterator[bytes]:
-    """The body of a streamed answer of one choice, in the events ``fmt`` makes; keeps
+) -> BodySteps:
+    """The body of a streamed answer of one choice, in the events ``fmt`` makes, as the steps
+    ``fakeai.api.paced_body`` carries out; keeps
     ``exchange.completion_tokens`` at the tokens sent and the stream's token times, and hands
     each write's inter-token gaps to ``gaps`` (``None``: not recorded)."""
     offsets = plan.offsets
@@ -76,11 +77,11 @@ async def typed_events(
     yield fmt.opening()
     while index < total:
         if index >= len(offsets):  # not sampled yet: the engine model wakes it when it is
-            await engine.batching.wait(job, index + 1)
+            yield engine.batching.wait(job, index + 1)
             continue
         deadline = started + offsets[index]
         if clock() < deadline:
-            await engine.pacer.wait_until(deadline)
+            yield deadline
             continue
         now = clock()
         first = index
@@ -108,6 +109,6 @@ async def typed_events(
             return
         yield b"".join(batch)
         if size >= BATCH_BYTES:  # more is due at once: let the other requests run first
-            await asyncio.sleep(0)
+            yield GIVE_WAY
     for events in fmt.closing(total):
         yield events

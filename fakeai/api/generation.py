@@ -3,8 +3,8 @@
 A request is admitted (``admit``), routed and planned (``plan_answer``). A plain answer is
 sent when its last token is due (TTFT + (n - 1) inter-token latencies after arrival), made and
 sent in parts when it is long (``send_when_due``, ``answer_parts``); a streamed one is handed
-to ``streaming.sse_events`` (chat, completions: ``generate`` does all of it) or to
-``event_streams.typed_events`` (the Responses API, Anthropic's Messages).
+to ``streaming.sse_body`` (chat, completions: ``generate`` does all of it) or to
+``event_streams.typed_body`` (the Responses API, Anthropic's Messages).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from fakeai.api.recording import EXCHANGE_KEY, ClientDisconnected, Exchange
 from fakeai.api.responses import comma_parts, send_event_stream, send_json_parts, wait_while_connected
 from fakeai.api.rich import reasoning_tokens
 from fakeai.api.schemas import CompletionTokensDetails, PromptTokensDetails, Usage
-from fakeai.api.streaming import ChunkFormat, sse_events
+from fakeai.api.streaming import ChunkFormat, sse_body
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope
@@ -318,7 +318,7 @@ async def generate(
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         if rich is not None:
             rich.prompt_tokens = plan.prompt_tokens
-        events = sse_events(
+        body = sse_body(
             engine,
             plan,
             exchange,
@@ -329,7 +329,7 @@ async def generate(
             registry.writer.gaps if exchange.recording else None,
             rich,
         )
-        await send_event_stream(exchange, receive, events)
+        await send_event_stream(exchange, receive, body, engine)
         return
     usage = _usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens, reasoning)
     # (partials, not lambdas: a lambda would make generate's locals closure cells, for every request)

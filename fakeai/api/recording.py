@@ -32,10 +32,12 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
     from fakeai.api.batching import Job
+    from fakeai.api.connections import DirectWriter
     from fakeai.metrics import MetricsRegistry
     from fakeai.simulation.kvcache import KVCacheSimulator, Routing
 
 __all__ = (
+    "DIRECT_WRITER_KEY",
     "EXCHANGE_KEY",
     "IMPOSED_ANSWER_KEY",
     "MALFORMED_ENDPOINT",
@@ -56,6 +58,10 @@ MALFORMED_ENDPOINT = "malformed"
 OVERLOADED_ENDPOINT = "overloaded"
 """The endpoint label of requests refused because the worker had ``max_connections`` already."""
 IMPOSED_ANSWER_KEY = "fakeai.imposed_answer"
+DIRECT_WRITER_KEY = "fakeai.direct_writer"
+"""Set by fakeai's HTTP connection on every request it serves: its ``DirectWriter``, which the
+paced streams write their events through (``fakeai.api.paced_body``). Absent under any other
+ASGI server (the in-process test client): the streams then go through ``send``."""
 _JSON = (b"content-type", b"application/json")
 _CLOSE = (b"connection", b"close")
 _facts_init = RequestFacts.__init__
@@ -89,7 +95,8 @@ class Exchange(RequestFacts):
     (``MetricsWriter.finish``); the rest is what serving it needs.
     """
 
-    __slots__ = ("clock", "first_body_at", "job", "monitoring", "raw_send", "recording", "routing", "send_timeout")
+    __slots__ = ("clock", "direct_writer", "first_body_at", "job", "monitoring", "raw_send", "recording", "routing",
+                 "send_timeout")
 
     def __init__(
         self,
@@ -104,6 +111,8 @@ class Exchange(RequestFacts):
         """False when metrics recording is switched off: handlers then tell the registry nothing."""
         self.raw_send = raw_send
         """The server's own send: fakeai's senders use it and fill in the timing."""
+        self.direct_writer: DirectWriter | None = None
+        """The connection's writer for a stream's events (under fakeai's own HTTP protocol)."""
         self.first_body_at = 0.0
         """When the first non-empty body chunk was sent (0.0: not yet)."""
         self.monitoring = False
@@ -158,6 +167,7 @@ class Recorder:
             await self.app(scope, receive, send)
             return
         exchange = Exchange(self._clock, send, self.enabled, self.send_timeout)
+        exchange.direct_writer = scope.get(DIRECT_WRITER_KEY)
         scope[EXCHANGE_KEY] = exchange  # type: ignore[literal-required]
         try:
             imposed = scope.get(IMPOSED_ANSWER_KEY)
@@ -180,7 +190,7 @@ class Recorder:
             # exchange: break that cycle now, or every request leaves garbage for the
             # collector (pauses of tens of milliseconds under load).
             del scope[EXCHANGE_KEY]  # type: ignore[misc]
-            exchange.raw_send = None  # type: ignore[assignment]
+            exchange.raw_send = exchange.direct_writer = None  # type: ignore[assignment]
             routing = exchange.routing
             kv_state = None
             if routing is not None:  # every way out: success, error, disconnect

@@ -17,11 +17,14 @@ from typing import TYPE_CHECKING
 
 from litestar.exceptions import MethodNotAllowedException
 
+from fakeai.api.paced_body import BodySteps, PacedDriver, async_chunks
+from fakeai.api.pacing import TimerfdPacer
 from fakeai.api.recording import EXCHANGE_KEY, ClientDisconnected
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send
 
+    from fakeai.api.engine import Engine
     from fakeai.api.recording import Exchange
 
 __all__ = (
@@ -114,6 +117,12 @@ async def _send_chunked(
     or read nothing for ``exchange.send_timeout`` seconds. A cut response is left unfinished
     (recorded as 499; a stream as failed) and ``chunks`` is closed here, deterministically, so
     nothing it holds outlives the request."""
+    await _send_body(exchange, receive, headers, _ChunksSender(exchange, chunks))
+
+
+async def _send_body(exchange: Exchange, receive: Receive, headers: list[tuple[bytes, bytes]],
+                     sender: _ChunksSender | _PacedSender) -> None:
+    """The start, the body ``sender`` sends, the end; or the start and a body cut as above."""
     send = exchange.raw_send
     clock = exchange.clock
     await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -121,12 +130,7 @@ async def _send_chunked(
     cut = _Cut(receive)
     stall = _StallWatch(exchange.send_timeout, cut)
     try:
-        async for chunk in chunks:
-            stall.since = stall.loop.time()
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            stall.since = 0.0
-            if not exchange.first_body_at and chunk:
-                exchange.first_body_at = clock()
+        await sender.send(stall)
         cut.stop_watching()
         stall.since = stall.loop.time()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -135,9 +139,60 @@ async def _send_chunked(
         if not cut.made():
             raise
     finally:
+        sender.stop()
         stall.close()
         cut.close()
-        await chunks.aclose()
+        await sender.close()
+
+
+class _ChunksSender:
+    """A body of chunks made by an async generator, each sent through ``send`` by the request's task."""
+
+    __slots__ = ("chunks", "exchange")
+
+    def __init__(self, exchange: Exchange, chunks: AsyncGenerator[bytes, None]) -> None:
+        self.exchange = exchange
+        self.chunks = chunks
+
+    async def send(self, stall: _StallWatch) -> None:
+        exchange = self.exchange
+        send = exchange.raw_send
+        async for chunk in self.chunks:
+            stall.since = stall.loop.time()
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            stall.since = 0.0
+            if not exchange.first_body_at and chunk:
+                exchange.first_body_at = exchange.clock()
+
+    def stop(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        await self.chunks.aclose()
+
+
+class _PacedSender:
+    """A streamed body's steps carried out by a ``PacedDriver`` (woken by the pacer, writing
+    straight to the connection); the request's task waits for the whole body at once."""
+
+    __slots__ = ("body", "driver", "exchange", "pacer")
+
+    def __init__(self, exchange: Exchange, body: BodySteps, pacer: TimerfdPacer) -> None:
+        self.exchange = exchange
+        self.body = body
+        self.pacer = pacer
+        self.driver: PacedDriver | None = None
+
+    async def send(self, stall: _StallWatch) -> None:
+        self.driver = PacedDriver(self.body, self.exchange, self.exchange.direct_writer, self.pacer, stall)
+        await self.driver.done
+
+    def stop(self) -> None:
+        if self.driver is not None:
+            self.driver.cancel()
+
+    async def close(self) -> None:
+        self.body.close()
 
 
 class _Cut:
@@ -228,16 +283,24 @@ async def wait_while_connected(receive: Receive, wait: Awaitable[None]) -> None:
         cut.close()
 
 
-async def send_event_stream(exchange: Exchange, receive: Receive, events: AsyncGenerator[bytes, None]) -> None:
-    """Send ``events`` as server-sent events until they end or the client goes away.
+async def send_event_stream(exchange: Exchange, receive: Receive, body: BodySteps, engine: Engine) -> None:
+    """Send ``body`` (``fakeai.api.paced_body``'s steps) as server-sent events until it ends or
+    the client goes away.
 
-    A disconnect cancels the wait for the next event at once (not at the next token), the
-    body is then left unfinished (so the recorder sees a failed stream) and the generator
-    is closed here, deterministically, so nothing it holds outlives the request.
+    Under fakeai's own HTTP connection and the timerfd pacer, a ``PacedDriver`` carries the
+    body out, woken by the pacer and writing straight to the connection; anywhere else the
+    request's task does, awaiting each wait and sending each write through ``send``.
 
-    A client that reads nothing for ``exchange.send_timeout`` seconds is cut the same way.
+    A disconnect stops the wait for the next event at once (not at the next token), the body
+    is then left unfinished (so the recorder sees a failed stream) and closed here,
+    deterministically, so nothing it holds outlives the request. A client that reads nothing
+    for ``exchange.send_timeout`` seconds is cut the same way.
     """
-    await _send_chunked(exchange, receive, _SSE_HEADERS, events)
+    pacer = engine.pacer
+    if exchange.direct_writer is not None and isinstance(pacer, TimerfdPacer):
+        await _send_body(exchange, receive, _SSE_HEADERS, _PacedSender(exchange, body, pacer))
+    else:
+        await _send_chunked(exchange, receive, _SSE_HEADERS, async_chunks(body, pacer.wait_until, exchange.clock))
 
 
 def comma_parts(head: bytes, items: Iterable[bytes], tail: bytes) -> Iterator[bytes]:

@@ -20,7 +20,7 @@ from litestar.exceptions import NotFoundException
 from litestar.handlers import ASGIRouteHandler
 
 from fakeai.api.errors import APIError, requested_path
-from fakeai.api.event_streams import typed_events
+from fakeai.api.event_streams import typed_body
 from fakeai.api.generation import admit, answer_parts, open_stream, plan_answer, read_request, send_when_due
 from fakeai.api.recording import UNMATCHED_ENDPOINT
 from fakeai.api.responses import send_event_stream
@@ -103,8 +103,8 @@ def responses_handler(engine: Engine, registry: MetricsRegistry, max_body_bytes:
         if body.stream:
             open_stream(registry, exchange)
             gaps = registry.writer.gaps if exchange.recording else None
-            events = typed_events(engine, plan, exchange, ResponseEvents(answer), registry.clock, gaps)
-            await send_event_stream(exchange, receive, events)
+            body = typed_body(engine, plan, exchange, ResponseEvents(answer), registry.clock, gaps)
+            await send_event_stream(exchange, receive, body, engine)
             return
         await send_when_due(engine, exchange, receive, plan, lambda: render(answer))
 

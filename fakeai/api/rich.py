@@ -4,7 +4,7 @@ probabilities, an echoed prompt, usage on every chunk.
 A request that asks for none of these is rendered by the plain path (``chat.py``,
 ``completions.py``, ``streaming.py``'s pre-encoded templates); one that does gets a
 ``ChatRender`` or ``CompletionRender`` here, which makes each chunk's choice object for
-``streaming.sse_events`` (``event``, ``finish``) and the whole answer's parts.
+``streaming.sse_body`` (``event``, ``finish``) and the whole answer's parts.
 
 Chat chunks follow OpenAI's stream (and vLLM's for the reasoning part): a reasoning token is
 ``{"delta": {"reasoning": "..."}}`` (the ``reasoning_field`` setting names it), a content

@@ -1,12 +1,13 @@
 """Server-sent events for chat and completions, sent when the latency model says.
 
 Chunks are assembled from pre-encoded bytes (the chunk's constant head, the token as a JSON
-literal, the constant tail), so a token costs a few byte concatenations. The tokens due by
-the time the generator wakes go out together, in body writes of at most about
-``BATCH_BYTES``; after a full batch the generator gives the event loop to the other
-requests before making the next, and each write waits while the client's socket is full
-(the ASGI server's ``send`` awaits the transport's drain), so a long answer with zero
-latency is produced at the pace the client reads it, never as one giant buffer. The event
+literal, the constant tail), so a token costs a few byte concatenations. The body is a
+generator of steps, writes and waits, that ``fakeai.api.paced_body`` carries out. The tokens
+due by the time it is resumed go out together, in body writes of at most about
+``BATCH_BYTES``; after a full batch it gives the event loop to the other requests before
+making the next, and each write waits while the client's socket is full (the ASGI server's
+``send`` awaits the transport's drain), so a long answer with zero latency is produced at the
+pace the client reads it, never as one giant buffer. The event
 order follows OpenAI: the first chunk of each choice carries the role
 and its first token, each choice ends with a chunk carrying its ``finish_reason``, then the
 usage chunk (when ``stream_options.include_usage`` asks for it, with empty ``choices``),
@@ -24,14 +25,14 @@ its engine has sampled it: the stream then waits for its engine instead of a dea
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from fakeai.api.engine import Engine, Plan
+from fakeai.api.paced_body import GIVE_WAY, BodySteps
 from fakeai.api.recording import Exchange
 from fakeai.api.schemas import ErrorBody, Usage
 from fakeai.region import EngineCells
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 Gaps = Callable[[EngineCells | None, float, int, int], None]
 """``MetricsWriter.gaps``: one write's inter-token gaps."""
 
-__all__ = ("BATCH_BYTES", "CHAT_CHUNKS", "COMPLETION_CHUNKS", "ChunkFormat", "sse_events")
+__all__ = ("BATCH_BYTES", "CHAT_CHUNKS", "COMPLETION_CHUNKS", "ChunkFormat", "sse_body")
 
 BATCH_BYTES = 128 * 1024
 """A body write ends after the first event that brings it to this size (about a
@@ -100,7 +101,7 @@ _COMPLETION_TOKEN_TAIL = b"}]}\n\n"
 _FINISH_TAIL = b"}]}\n\n"
 
 
-async def sse_events(
+def sse_body(
     engine: Engine,
     plan: Plan,
     exchange: Exchange,
@@ -110,8 +111,9 @@ async def sse_events(
     usage: Callable[[int], Usage],
     gaps: Gaps | None = None,
     rich: RichRender | None = None,
-) -> AsyncIterator[bytes]:
-    """The body of a streamed answer; keeps ``exchange.completion_tokens`` at the tokens sent,
+) -> BodySteps:
+    """The body of a streamed answer, as the steps ``fakeai.api.paced_body`` carries out (its
+    writes, and what to wait for between them); keeps ``exchange.completion_tokens`` at the tokens sent,
     ``exchange.first_token_at``, ``last_token_at`` and ``longest`` at what was produced, and
     hands each write's inter-token gaps to ``gaps`` (``None``: not recorded).
 
@@ -154,11 +156,11 @@ async def sse_events(
         now = math.nan
         if index < total:
             if index >= len(offsets):  # not sampled yet: the engine model wakes it when it is
-                await engine.batching.wait(job, index + 1)
+                yield engine.batching.wait(job, index + 1)
                 continue
             deadline = started + offsets[index]
             if clock() < deadline:
-                await engine.pacer.wait_until(deadline)
+                yield deadline
                 continue
             # Due means the same comparison as the wait above (absolute deadlines), so a
             # deadline that has been reached is always sent: never a wait of zero forever.
@@ -216,7 +218,7 @@ async def sse_events(
         yield b"".join(batch)
         batch = []
         if size >= BATCH_BYTES:  # more is due at once: let the other requests run first
-            await asyncio.sleep(0)
+            yield GIVE_WAY
         size = 0
 
 
