@@ -28,6 +28,10 @@ __all__ = ("CtypesTimerfd", "OsTimerfd", "SleepPacer", "TimerfdPacer", "new_pace
 
 _log = logging.getLogger("fakeai")
 
+FIRE_SECONDS = 0.001
+"""How long one firing of the timer goes on serving waiters that fall due meanwhile, before it
+lets the event loop poll its connections (and is re-armed for the rest)."""
+
 _CLOCK_MONOTONIC = 1
 _TFD_NONBLOCK = 0o4000
 _TFD_CLOEXEC = 0o2000000
@@ -134,9 +138,15 @@ class TimerfdPacer:
 
     def _fire(self) -> None:
         heap = self._heap
-        now = time.monotonic()
+        started = now = time.monotonic()
         pop = heapq.heappop
-        while heap and heap[0][0] <= now:
+        while heap:
+            if heap[0][0] > now:
+                # Waiters that fell due while the ones before them were served are served in the
+                # same fire (each fire costs a timer interrupt and a re-arm), for up to FIRE_SECONDS.
+                now = time.monotonic()
+                if heap[0][0] > now or now - started > FIRE_SECONDS:
+                    break
             _, _, call, argument = pop(heap)
             try:
                 call(argument)
