@@ -327,18 +327,20 @@ def sse_client() -> Path:
     return binary
 
 
-def compiled_paced_streams(host: str, port: int, body: bytes, concurrency: int, interval: float, tokens: int,
-                           ttft: float, itl: float) -> dict:
-    """``paced_streams`` by the compiled client (``sse_client.c``) pinned to ``LOAD_CPU``: the
-    same streams and figures, at a few microseconds of the client's CPU a read. Its lag is how
-    late each request was written behind its due time (its timers are nanosecond timerfds)."""
+def compiled_paced_streams(host: str, port: int, body: bytes, starts: Sequence[float], tokens: int, ttft: float,
+                           itl: float) -> dict:
+    """Paced streams by the compiled client (``sse_client.c``) pinned to ``LOAD_CPU``: one per
+    start (seconds after the first write, ascending), with ``paced_streams``' figures, at a few
+    microseconds of the client's CPU a read. Its lag is how late each request was written
+    behind its start (its timers are nanosecond timerfds)."""
     request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (host.encode(), len(body), body))
     with tempfile.TemporaryDirectory() as scratch:
-        request_file, output_file = Path(scratch, "request"), Path(scratch, "output")
+        starts_file, request_file, output_file = Path(scratch, "starts"), Path(scratch, "request"), Path(scratch, "output")
+        starts_file.write_text("".join(f"{start!r}\n" for start in starts))
         request_file.write_bytes(request)
-        timeout = 60 + concurrency * interval + ttft + tokens * itl
-        subprocess.run(["taskset", "-c", LOAD_CPU, str(sse_client()), host, str(port), str(concurrency), repr(interval),
+        timeout = 60 + max(starts) + ttft + tokens * itl
+        subprocess.run(["taskset", "-c", LOAD_CPU, str(sse_client()), host, str(port), str(starts_file),
                         str(request_file), str(output_file), repr(timeout)], check=True)
         lines = output_file.read_text().splitlines()
     _, cpu, _, wall = lines[0].split()

@@ -2,10 +2,11 @@
  * timed as it is read, at a few microseconds of CPU a read, so that the client is never what a
  * capacity figure measures (benchmarks/harness.py builds it with the C compiler and runs it).
  *
- *     sse_client HOST PORT STREAMS INTERVAL_SECONDS REQUEST_FILE OUTPUT_FILE TIMEOUT_SECONDS
+ *     sse_client HOST PORT STARTS_FILE REQUEST_FILE OUTPUT_FILE TIMEOUT_SECONDS
  *
- * Opens STREAMS connections, then writes the request in REQUEST_FILE on each, INTERVAL_SECONDS
- * apart (a timerfd: nanosecond deadlines), and reads every connection until the server closes
+ * Opens one connection per line of STARTS_FILE (each a number of seconds, in ascending order),
+ * then writes the request in REQUEST_FILE on each at its start after the first write (a
+ * timerfd: nanosecond deadlines), and reads every connection until the server closes
  * it (the requests say "Connection: close") or TIMEOUT_SECONDS pass. Each read is timed once
  * (CLOCK_MONOTONIC) and its occurrences of "content": (one per content chunk, a match cut in two
  * by a read included) take that time. OUTPUT_FILE gets one line "cpu SECONDS wall SECONDS", one
@@ -88,18 +89,27 @@ static void arm(int timer, double at) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 8) {
-        fprintf(stderr, "usage: %s HOST PORT STREAMS INTERVAL_SECONDS REQUEST_FILE OUTPUT_FILE TIMEOUT_SECONDS\n",
-                argv[0]);
+    if (argc != 7) {
+        fprintf(stderr, "usage: %s HOST PORT STARTS_FILE REQUEST_FILE OUTPUT_FILE TIMEOUT_SECONDS\n", argv[0]);
         return 2;
     }
     const char *host = argv[1];
     int port = atoi(argv[2]);
-    size_t streams = (size_t)atol(argv[3]);
-    double interval = atof(argv[4]);
-    double timeout = atof(argv[7]);
+    double timeout = atof(argv[6]);
 
-    FILE *file = fopen(argv[5], "rb");
+    FILE *file = fopen(argv[3], "r");
+    if (!file) fail("starts file");
+    size_t streams = 0, room = 1024;
+    double *starts = malloc(room * sizeof(double)), start;
+    while (starts && fscanf(file, "%lf", &start) == 1) {
+        if (streams == room) starts = realloc(starts, (room *= 2) * sizeof(double));
+        if (!starts) break;
+        starts[streams++] = start;
+    }
+    fclose(file);
+    if (!starts || streams == 0) fail("starts file: no starts");
+
+    file = fopen(argv[4], "rb");
     if (!file) fail("request file");
     static char request[65536];
     size_t request_len = fread(request, 1, sizeof(request), file);
@@ -133,7 +143,7 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &before);
     double started = now(), deadline = started + timeout;
     size_t written = 0, remaining = streams;
-    arm(timer, started);
+    arm(timer, started + starts[0]);
 
     static char buffer[NEEDLE_LEN + READ_BYTES];
     struct epoll_event events[1024];
@@ -146,14 +156,14 @@ int main(int argc, char **argv) {
                 uint64_t expirations;
                 if (read(timer, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN) fail("read timerfd");
                 double at = now();
-                while (written < streams && at >= started + (double)written * interval) {
+                while (written < streams && at >= started + starts[written]) {
                     stream_t *s = &all[written];
                     s->sent_at = now();
                     if (write(s->fd, request, request_len) != (ssize_t)request_len) fail("write");
-                    late[written] = s->sent_at - (started + (double)written * interval);
+                    late[written] = s->sent_at - (started + starts[written]);
                     written++;
                 }
-                if (written < streams) arm(timer, started + (double)written * interval);
+                if (written < streams) arm(timer, started + starts[written]);
                 continue;
             }
             stream_t *s = &all[id];
@@ -179,7 +189,7 @@ int main(int argc, char **argv) {
                  (double)(after.ru_stime.tv_sec - before.ru_stime.tv_sec) +
                  (double)(after.ru_stime.tv_usec - before.ru_stime.tv_usec) * 1e-6;
 
-    FILE *out = fopen(argv[6], "w");
+    FILE *out = fopen(argv[5], "w");
     if (!out) fail("output file");
     fprintf(out, "cpu %.6f wall %.6f\nlate", cpu, wall);
     for (size_t i = 0; i < written; i++) fprintf(out, " %.9f", late[i]);

@@ -25,8 +25,8 @@ bytes at the same times, and record the same:
   of ``asyncio.sleep``): an async generator of the writes that awaits each wait, sent by the
   request's task through ``send``.
 
-The body runs in the driver's steps, outside the request's task (``PacedDriver``) or inside it
-(``async_chunks``); it needs neither.
+The body runs in the driver's steps: its first in the request's task and the rest from the
+timer (``PacedDriver``), or all in the task (``async_chunks``); it needs neither.
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ class PacedDriver:
         self._pending: Any = None
         """The server's ``send`` of a write the connection could not take at once, in progress."""
         self._pending_write = b""
-        self._handle: asyncio.Handle | None = self._loop.call_soon(self._step)  # (as a task starts)
+        self._handle: asyncio.Handle | None = None
+        self._step()  # the first writes at once (a zero-latency answer is all written here)
 
     def _step(self, _: object = None) -> None:
         if self.done.done():  # cancelled (a deadline or a future it no longer waits for)
