@@ -6,8 +6,10 @@
 One ``fakeai serve`` per build (one worker; TTFT 20 ms, ITL 10 ms, no jitter, no prefill time)
 pinned to core 0; this process, the load client, pinned to core 1. With ``--base-python`` a
 second server runs another build (``python -P -m fakeai``: whatever fakeai that interpreter
-has installed, e.g. a virtualenv with the previous commit) and the two take turns at every
-level, the order alternating from round to round, so a drift of the machine favours neither.
+has installed, e.g. a virtualenv with the previous commit); with ``--bare``, a server of
+``benchmarks.apps:bare_paced_asgi`` on uvicorn (fixed chunks paced the same way, no framework
+and no model: the ceiling of paced streaming in Python). The servers take turns at every
+level, the order alternating from round to round, so a drift of the machine favours none.
 
 At each level N (``--concurrency``), N streams of ``--tokens`` content chunks (default 300:
 three seconds at 10 ms), each on its own connection, their requests written at random times
@@ -145,12 +147,13 @@ def print_table(results: dict) -> None:
                 f"{lv['server_cpu_share'] * 100:>9.0f}%", f"{lv['server_cpu_us_per_token']:>10.1f}",
                 f"{lv['client_cpu_share'] * 100:>9.0f}%", f"{lv['client_lag_max_ms']:>10.2f}",
             ]))
+    zero = results["zero_latency_tokens_per_second"]
     for build, figure in results["capacity_tokens_per_second"].items():
-        print(f"{build}: {figure:,.0f} paced tokens/s with gap error p99 within {GAP_BAR * 1000:g} ms; "
-              f"zero latency: {results['zero_latency_tokens_per_second'][build]:,.0f} streamed tokens/s")
-    if len(results["capacity_tokens_per_second"]) == 2:
-        base, this = results["capacity_tokens_per_second"].values()
-        zero_base, zero_this = results["zero_latency_tokens_per_second"].values()
+        print(f"{build}: {figure:,.0f} paced tokens/s with gap error p99 within {GAP_BAR * 1000:g} ms"
+              + (f"; zero latency: {zero[build]:,.0f} streamed tokens/s" if build in zero else ""))
+    if "base" in zero:
+        base, this = (results["capacity_tokens_per_second"][build] for build in ("base", "this"))
+        zero_base, zero_this = zero["base"], zero["this"]
         print(f"this / base: paced capacity {this / base if base else float('inf'):.2f}, "
               f"zero latency {zero_this / zero_base:.2f}")
 
@@ -165,6 +168,8 @@ def main() -> None:
     parser.add_argument("--itl-ms", type=float, default=ITL * 1000, help="inter-token latency")
     parser.add_argument("--rounds", type=int, default=3, help="runs of every level per build")
     parser.add_argument("--zero-latency-seconds", type=int, default=5, help="each zero-latency wrk run")
+    parser.add_argument("--bare", action="store_true",
+                        help="also measure benchmarks.apps:bare_paced_asgi (paced chunks, no framework, no model)")
     parser.add_argument("--base-python", help="an interpreter with another fakeai installed: measured alternately")
     parser.add_argument("--json", type=Path, default=Path(__file__).with_name("results") / "paced_capacity.json")
     args = parser.parse_args()
@@ -174,8 +179,12 @@ def main() -> None:
                                                                          "this": harness.PYTHON}
     os.sched_setaffinity(0, {int(harness.LOAD_CPU)})
     started = time.perf_counter()
-    runs: dict[str, dict[int, list[dict]]] = {build: {c: [] for c in concurrencies} for build in pythons}
-    with harness.servers_of({build: server_command(python, itl) for build, python in pythons.items()}) as urls:
+    commands = {build: server_command(python, itl) for build, python in pythons.items()}
+    if args.bare:
+        commands["bare"] = harness.uvicorn_command("benchmarks.apps:bare_paced_asgi")
+        os.environ["BARE_PACED_ITL_MS"] = str(args.itl_ms)
+    runs: dict[str, dict[int, list[dict]]] = {build: {c: [] for c in concurrencies} for build in commands}
+    with harness.servers_of(commands) as urls:
         for url in urls.values():
             level(url, 20, 50, itl)  # warm-up
         for round_number in range(args.rounds):
@@ -191,7 +200,7 @@ def main() -> None:
                     time.sleep(0.3)  # the server closes the last connections
     print("zero latency ...", flush=True)
     zero_latency = zero_latency_tokens_per_second(pythons, args.rounds, args.zero_latency_seconds)
-    builds = {build: [summarize(runs[build][c]) for c in concurrencies] for build in pythons}
+    builds = {build: [summarize(runs[build][c]) for c in concurrencies] for build in commands}
     results = {"ttft_ms": TTFT * 1000, "itl_ms": args.itl_ms, "tokens": args.tokens, "rounds": args.rounds,
                "pythons": pythons, "load_average": os.getloadavg(), "seconds": time.perf_counter() - started,
                "builds": builds, "capacity_tokens_per_second": {build: capacity(builds[build]) for build in builds},
