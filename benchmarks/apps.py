@@ -129,7 +129,8 @@ async def bare_paced_asgi(scope, receive, send) -> None:
         body += message.get("body", b"")
         more = message.get("more_body", False)
     if scope["method"] != "POST":  # a readiness probe
-        await bare_asgi(scope, receive, send)
+        await send({"type": "http.response.start", "status": 200, "headers": _BARE_HEADERS})
+        await send({"type": "http.response.body", "body": _BARE_BODY})
         return
     started = time.monotonic()
     if not _pacers:
