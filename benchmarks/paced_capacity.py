@@ -1,6 +1,6 @@
 """Paced capacity: how many paced tokens a second one worker delivers on time.
 
-    .venv/bin/python benchmarks/paced_capacity.py                 # this checkout, 100 to 800 streams
+    .venv/bin/python benchmarks/paced_capacity.py                 # this checkout, 200 to 550 streams
     .venv/bin/python benchmarks/paced_capacity.py --base-python /tmp/base/.venv/bin/python   # today vs a base
 
 One ``fakeai serve`` per build (one worker; TTFT 20 ms, ITL 10 ms, no jitter, no prefill time)
@@ -48,14 +48,10 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import harness  # noqa: E402
 from benchmarks.compare import STREAM_BODY  # noqa: E402
-from benchmarks.fidelity_ab import quantile  # noqa: E402
+from benchmarks.fidelity_ab import ITL, LATE, MODEL, TTFT, quantile  # noqa: E402  (the same paced server)
 
-TTFT = 0.020
-ITL = 0.010
-LATE = 0.002
 GAP_BAR = 0.001
 """The gap error p99 a level must stay within to count as delivered on time."""
-MODEL = "openai/gpt-oss-120b"
 
 
 def stream_body(tokens: int) -> bytes:
@@ -162,7 +158,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--concurrency", default="100,200,300,400,500,600,700,800",
+    parser.add_argument("--concurrency", default="200,250,300,350,400,450,500,550",
                         help="concurrent streams per level, comma-separated")
     parser.add_argument("--tokens", type=int, default=300, help="content chunks a stream")
     parser.add_argument("--itl-ms", type=float, default=ITL * 1000, help="inter-token latency")
