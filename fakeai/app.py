@@ -173,7 +173,7 @@ def create_app(
         openapi_config=None,
         logging_config=None,
         cors_config=cors_config(settings),
-        on_startup=[engine.start, sampler.start, *(job.start for job in beyond)],
+        on_startup=[engine.start, sampler.start, sampler.begun, *(job.start for job in beyond)],
         on_shutdown=[sampler.stop, *(job.stop for job in beyond), engine.stop, control.close],
     )
     app.asgi_handler = with_cors(

@@ -63,11 +63,27 @@ class HistorySampler:
         self.close_seconds = close_seconds
         self._task: asyncio.Task[None] | None = None
         self._failing: str | None = None
+        self._begun = asyncio.Event()
+        """Set once the first pass has decided whether this process samples, and if it does,
+        has filled the live ring from the database."""
 
     def start(self) -> None:
         if self.store is not None:
             self.store.start()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=SAMPLER_TASK)
+
+    async def begun(self) -> None:
+        """Wait (at start-up) until the live ring holds what the database kept, when this
+        process is the server's sampler: a restarted server's first ``/metrics/history`` then
+        shows the points of the one before it. At most the database's wait (an interval or a
+        second, whichever is longer)."""
+        if self._task is None:
+            return
+        waiting = asyncio.ensure_future(self._begun.wait())
+        try:
+            await asyncio.wait([waiting, self._task], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
 
     async def stop(self) -> None:
         await stop_task(self._task)
@@ -128,11 +144,13 @@ class HistorySampler:
                 self._count_store()
             if not self._leading():
                 due = None
+                self._begun.set()
                 await asyncio.sleep(interval)
                 continue
             now = time.monotonic()
             if due is None:  # just took the lease: continue the server's schedule
                 await self._fill_from_store()
+                self._begun.set()
                 now = time.monotonic()
                 due = self.history.next_due or now
                 if now - due > interval:
