@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import uvloop
 
+from fakeai.api.connections import DirectWriter
 from fakeai.api.paced_body import GIVE_WAY, PacedDriver, async_chunks
 from fakeai.api.pacing import TimerfdPacer, new_pacer
 
@@ -156,11 +157,10 @@ def test_a_cancelled_driver_stops_at_once_and_its_deadline_is_ignored() -> None:
         pacer = new_pacer(time.monotonic)
         try:
             writer = Writer()
-            deadline = time.monotonic() + 0.02
+            deadline = time.monotonic() + 0.05
             driver = PacedDriver(body(deadline), Exchange(None), writer, pacer, Stall())  # type: ignore[arg-type]
-            await asyncio.sleep(0.005)
-            driver.cancel()
-            await asyncio.sleep(0.04)  # past the deadline it was waiting for
+            driver.cancel()  # waiting for its deadline (its first step ran at once)
+            await pacer.wait_until(deadline + 0.001)  # the pacer has reached the driver's deadline
             return writer, driver.done.cancelled()
         finally:
             pacer.close()
@@ -171,6 +171,25 @@ def test_a_cancelled_driver_stops_at_once_and_its_deadline_is_ignored() -> None:
     assert advanced == [1], "the body did not go on after the cancellation"
 
 
+def test_a_wait_that_fails_fails_the_stream_as_awaiting_it_would() -> None:
+    async def scenario(driven: bool) -> None:
+        failed = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(failed.set_exception, RuntimeError("the engine failed"))
+
+        def body() -> Any:
+            yield b"part"
+            yield failed
+            yield b"never"
+
+        if driven:
+            await paced(Writer(), body())
+        else:
+            async for _ in async_chunks(body(), asyncio.sleep, time.monotonic):
+                pass
+
+    for driven in (True, False):
+        with pytest.raises(RuntimeError, match="the engine failed"):
+            run(scenario(driven))
 def test_what_the_body_raises_reaches_the_request() -> None:
     def body() -> Any:
         yield b"part"
@@ -208,3 +227,49 @@ def test_the_pacer_calls_back_at_the_deadline_never_before_and_survives_a_failin
     calls = run(scenario())
     assert [name for name, _, _ in calls] == ["early", "late"]
     assert all(called >= deadline for _, called, deadline in calls)
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.written = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+
+class Cycle:
+    """What ``DirectWriter`` reads of uvicorn's request cycle: a chunked response in progress."""
+
+    def __init__(self) -> None:
+        self.disconnected = False
+        self.flow = type("Flow", (), {"write_paused": False})()
+        self.chunked_encoding = True
+        self.response_complete = False
+        self.transport = Transport()
+
+
+def test_the_connection_gets_each_write_as_one_chunk_and_an_empty_write_as_nothing() -> None:
+    def body(start: float) -> Any:
+        yield b"first"
+        yield b""  # a batch that ended with nothing of its own (several choices, one done)
+        yield start + 0.005
+        yield b"second"
+
+    cycle = Cycle()
+
+    async def scenario() -> None:
+        await paced(DirectWriter(cycle), body(time.monotonic()))  # type: ignore[arg-type]
+
+    run(scenario())
+    assert bytes(cycle.transport.written) == b"5\r\nfirst\r\n6\r\nsecond\r\n", \
+        "no zero-length chunk (the end of a chunked body) before the response's end"
+
+
+def test_a_connection_that_cannot_take_a_write_now_leaves_it_to_send() -> None:
+    cycle = Cycle()
+    writer = DirectWriter(cycle)  # type: ignore[arg-type]
+    cycle.flow.write_paused = True  # the client's socket is full
+    assert writer.write(b"events") is False
+    cycle.flow.write_paused, cycle.disconnected = False, True
+    assert writer.write(b"events") is False
+    assert bytes(cycle.transport.written) == b""

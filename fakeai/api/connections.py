@@ -117,7 +117,8 @@ class DirectWriter:
     client has left, when its socket is full (uvicorn's flow control has paused writing), or
     when the response is not a chunked one in progress; the caller then sends that write
     through ``send``, which waits for the socket to drain (or drops it for a client that left),
-    exactly as before."""
+    exactly as before. An empty write sends nothing, as ``send`` does: a chunk of zero bytes is
+    the end of a chunked body."""
 
     __slots__ = ("_cycle",)
 
@@ -125,6 +126,8 @@ class DirectWriter:
         self._cycle = cycle
 
     def write(self, events: bytes) -> bool:
+        if not events:  # nothing to send (an empty chunk would end a chunked body)
+            return True
         cycle = self._cycle
         if cycle.disconnected or cycle.flow.write_paused or not cycle.chunked_encoding or cycle.response_complete:
             return False

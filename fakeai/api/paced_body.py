@@ -98,13 +98,22 @@ class PacedDriver:
         self._handle: asyncio.Handle | None = None
         self._step()  # the first writes at once (a zero-latency answer is all written here)
 
-    def _step(self, _: object = None) -> None:
+    def _step(self, awaited: asyncio.Future[Any] | None = None) -> None:
+        """One go of the body: from what it waited for (``awaited``: the future it waited for,
+        ``None`` for a deadline or a give-way) to its next wait."""
         if self.done.done():  # cancelled (a deadline or a future it no longer waits for)
             return
         self._handle = self._waiting = None
         try:
-            if self._pending is not None and not self._advance_send():
-                return
+            if self._pending is not None:
+                if not self._advance_send():
+                    return
+            elif awaited is not None:  # as ``await`` would: a failed wait fails the stream
+                if awaited.cancelled():
+                    raise asyncio.CancelledError
+                failure = awaited.exception()
+                if failure is not None:
+                    raise failure
             body = self._body
             writer = self._writer
             while True:
@@ -122,7 +131,7 @@ class PacedDriver:
                         return
                 elif type(step) is float:
                     if step > _monotonic():
-                        self._pacer.call_at(step, self._step)
+                        self._pacer.call_at(step, PacedDriver._step, self)  # (close() finds the driver)
                         return
                 elif step is None:
                     self._handle = self._loop.call_soon(self._step)
@@ -151,6 +160,9 @@ class PacedDriver:
             if self._pending_write and not self._exchange.first_body_at:
                 self._exchange.first_body_at = self._exchange.clock()
             return True
+        if waiting is None:  # a bare yield inside send: go on at the loop's next pass
+            self._handle = self._loop.call_soon(self._step)
+            return False
         waiting._asyncio_future_blocking = False
         self._waiting = waiting
         waiting.add_done_callback(self._step)
@@ -171,3 +183,5 @@ class PacedDriver:
             self._pending = None
         if not self.done.done():
             self.done.cancel()
+        # A deadline it waited for stays in the pacer's heap until it passes: hold nothing then.
+        self._body = self._exchange = self._writer = self._stall = None  # type: ignore[assignment]

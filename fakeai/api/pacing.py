@@ -165,12 +165,9 @@ class TimerfdPacer:
         self._loop.remove_reader(self._fd)
         os.close(self._fd)
         for _, _, call, argument in self._heap:
-            if call is _resolve:
-                argument.cancel()
-            else:
-                cancel = getattr(argument, "cancel", None)
-                if cancel is not None:
-                    cancel()
+            cancel = getattr(argument, "cancel", None)  # a future, or a driver (``PacedDriver``)
+            if cancel is not None:
+                cancel()
         self._heap.clear()
 
 
