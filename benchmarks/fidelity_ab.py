@@ -21,11 +21,12 @@ starts (wrk, the monitoring clients), is pinned to core 1.
    requests (``stream: true``, ``max_tokens: 100``, ``ignore_eos: true``: exactly 100 content
    chunks) ``--start-interval-ms`` apart (default 1 ms: 1,000 new streams a second, within
    what one worker admits; a faster burst queues at admission and the TTFT then measures the
-   queue, the same quiet and scraped), and timestamps every content chunk as it is read. It
-   waits for each write on the loop's timers (a write goes out up to a millisecond late, libuv's
-   timers counting whole milliseconds; the TTFT counts from the write itself), never in a
-   busy-wait: a client that stopped reading while it waited would stamp the first chunks late,
-   and one that spun would starve the monitoring load, which yields the core to it. Per stream,
+   queue, the same quiet and scraped), and timestamps every content chunk as it is read. The
+   client is the compiled one (``benchmarks/sse_client.c``: nanosecond timers for the writes,
+   a few microseconds a read); ``--client python`` uses the asyncio one, which waits for each
+   write on the loop's timers (up to a millisecond late) and itself lagged up to 10 ms at 300
+   streams. Neither busy-waits: one that spun would starve the monitoring load, which yields
+   the core to it. Per stream,
    the TTFT error is the first content chunk's arrival - its request's write - 20 ms; per gap,
    the error is the gap between two content chunks - 10 ms (two chunks read together make a
    gap of 0: -10 ms).
@@ -143,16 +144,27 @@ def fill(url: str, target: int) -> dict:
 # -- paced streams ---------------------------------------------------------------------------
 
 
-async def _paced_streams(host: str, port: int, concurrency: int, interval: float,
-                         monitor: subprocess.Popen | None) -> dict:
-    async def start_monitoring() -> None:
-        if monitor is not None:
-            monitor.stdin.write(b"go\n")  # type: ignore[union-attr]
-            monitor.stdin.flush()  # type: ignore[union-attr]
-            await asyncio.sleep(0.05)  # its first scrape and dashboard refresh are under way
+def _paced_streams(host: str, port: int, concurrency: int, interval: float, monitor: subprocess.Popen | None,
+                   client: str) -> dict:
+    if client == "python":
+        import uvloop
 
-    return await harness.paced_streams(host, port, STREAM_BODY, concurrency, interval, TOKENS, TTFT, ITL,
-                                       before_start=start_monitoring)
+        async def start_monitoring() -> None:
+            if monitor is not None:
+                _go(monitor)
+                await asyncio.sleep(0.05)  # its first scrape and dashboard refresh are under way
+
+        return uvloop.run(harness.paced_streams(host, port, STREAM_BODY, concurrency, interval, TOKENS, TTFT, ITL,
+                                                before_start=start_monitoring))
+    if monitor is not None:
+        _go(monitor)  # (the compiled client connects, then waits 50 ms before its first write)
+    return harness.compiled_paced_streams(host, port, STREAM_BODY, [index * interval for index in range(concurrency)],
+                                          TOKENS, TTFT, ITL)
+
+
+def _go(monitor: subprocess.Popen) -> None:
+    monitor.stdin.write(b"go\n")  # type: ignore[union-attr]
+    monitor.stdin.flush()  # type: ignore[union-attr]
 
 
 def _start_monitor(url: str, refresh: float, hz: float) -> subprocess.Popen:
@@ -169,17 +181,15 @@ def _start_monitor(url: str, refresh: float, hz: float) -> subprocess.Popen:
 
 
 def run(url: str, concurrency: int, scraped: bool, refresh: float, interval: float = START_INTERVAL,
-        hz: float = 10.0) -> dict:
+        hz: float = 10.0, client: str = "compiled") -> dict:
     """One run of ``concurrency`` paced streams, with or without monitoring load; its figures."""
-    import uvloop
-
     host, port = url.removeprefix("http://").split(":")
     monitor = _start_monitor(url, refresh, hz) if scraped else None
     server_cpu = url.cpu_seconds()  # type: ignore[attr-defined]
     pressure = cpu_pressure_total()
     started = time.perf_counter()
     try:
-        raw = uvloop.run(_paced_streams(host, int(port), concurrency, interval, monitor))
+        raw = _paced_streams(host, int(port), concurrency, interval, monitor, client)
     finally:
         scrapes: dict = {}
         if monitor is not None:
@@ -280,6 +290,8 @@ def main() -> None:
                         help="Prometheus scrapes a second in the scraped runs (0: no scraper)")
     parser.add_argument("--start-interval-ms", type=float, default=START_INTERVAL * 1000,
                         help="ms between two streams' requests (default 1)")
+    parser.add_argument("--client", choices=("compiled", "python"), default="compiled",
+                        help="the stream client: benchmarks/sse_client.c (default) or the asyncio one")
     parser.add_argument("--json", type=Path, default=Path(__file__).with_name("results") / "fidelity_ab.json",
                         help="where the figures (every run's included) are written")
     args = parser.parse_args()
@@ -288,7 +300,7 @@ def main() -> None:
     pairs = args.pairs or (1 if args.quick else 3)
     started = time.perf_counter()
     os.sched_setaffinity(0, {int(harness.LOAD_CPU)})
-    results: dict = {"ttft_ms": TTFT * 1000, "itl_ms": ITL * 1000, "tokens": TOKENS, "pairs": pairs,
+    results: dict = {"client": args.client, "ttft_ms": TTFT * 1000, "itl_ms": ITL * 1000, "tokens": TOKENS, "pairs": pairs,
                      "dashboard_refresh_seconds": args.dashboard_refresh, "scrape_hz": args.scrape_hz, "start_interval_ms": args.start_interval_ms,
                      "load_average_before": os.getloadavg(), "fills": [], "cases": []}
     room = max(sizes) + max(sizes) // 10 + 2 * pairs * sum(concurrencies) * len(sizes) + 10_000
@@ -296,7 +308,7 @@ def main() -> None:
              "--prefill-ms-per-token", "0", "--window-seconds", "3600", "--max-window-samples", str(room))
     results["server_flags"] = list(flags)
     with harness.server(harness.fakeai_command(*flags)) as url:
-        run(url, 10, scraped=False, refresh=args.dashboard_refresh)  # warm-up
+        run(url, 10, scraped=False, refresh=args.dashboard_refresh, client=args.client)  # warm-up
         for size in sizes:
             print(f"filling the window to {size:.0e} samples ...", flush=True)
             results["fills"].append(fill(url, size))
@@ -306,7 +318,7 @@ def main() -> None:
                 for pair in range(pairs):
                     for scraped in ((False, True) if pair % 2 == 0 else (True, False)):
                         runs.append(run(url, concurrency, scraped, args.dashboard_refresh, args.start_interval_ms / 1000,
-                                        args.scrape_hz))
+                                        args.scrape_hz, args.client))
                         time.sleep(0.3)  # the server closes the last connections
                         latest = runs[-1]
                         print(f"  {size:.0e} samples, {concurrency} streams, {'scraped' if scraped else 'quiet':>7}: "
