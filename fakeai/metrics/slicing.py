@@ -20,7 +20,7 @@ __all__ = ("SLICE_SECONDS", "STEP_SECONDS", "no_deadline", "run", "run_in_slices
 
 T = TypeVar("T")
 
-SLICE_SECONDS = 0.002
+SLICE_SECONDS = 0.001
 """How long a read works before it lets the event loop run when no paced deadline is near.
 
 Paced work (tokens, the deadline of a plain answer, the engine model's steps) is protected by
@@ -28,8 +28,10 @@ the deadline check, step by step; this bounds how long a read holds everything e
 that has just arrived, an unpaced answer). Each give-way lets every ready request run first,
 so under a saturating load a give-way costs a whole pass of the loop: with 0.2 ms slices a
 Prometheus scrape of a window of 1e5 samples took 345 ms at the median while wrk saturated the
-server with zero-latency requests (64 connections), 27 ms with 1 ms slices, 18 ms with 2 ms
-(17 ms at 3.8e5 samples: ``benchmarks/compare.py``'s scrape under load)."""
+server with zero-latency requests (64 connections), 27 ms with 1 ms slices (36 ms at 4.1e5
+samples: ``benchmarks/compare.py``'s scrape under load), 18 ms with 2 ms. Not 2 ms: under 300
+paced streams a traced server showed reads holding the loop for whole 2 ms slices between
+two deadlines the check did not catch, and a token waits for what holds the loop."""
 STEP_SECONDS = 0.0001
 """About the longest a read's step holds the loop under load: a paced deadline this close
 makes a read give way before its next step."""
