@@ -29,9 +29,9 @@ that has just arrived, an unpaced answer). Each give-way lets every ready reques
 so under a saturating load a give-way costs a whole pass of the loop: with 0.2 ms slices a
 Prometheus scrape of a window of 1e5 samples took 345 ms at the median while wrk saturated the
 server with zero-latency requests (64 connections), 27 ms with 1 ms slices (36 ms at 4.1e5
-samples: ``benchmarks/compare.py``'s scrape under load), 18 ms with 2 ms. Not 2 ms: under 300
-paced streams a traced server showed reads holding the loop for whole 2 ms slices between
-two deadlines the check did not catch, and a token waits for what holds the loop."""
+samples: ``benchmarks/compare.py``'s scrape under load), 18 ms with 2 ms. Not 2 ms: what the
+deadline check cannot see waits for a whole slice -- a request that has just arrived, whose
+first token's deadline is not planned yet (its TTFT counts from its arrival)."""
 STEP_SECONDS = 0.0001
 """About the longest a read's step holds the loop under load: a paced deadline this close
 makes a read give way before its next step."""
