@@ -135,6 +135,14 @@ def wrk(url: str, body: str, *, seconds: int = 10, connections: int = 64, path: 
             "socket_errors": socket_errors.group(1) if socket_errors else "", "output": output}
 
 
+def chat_request(host: str, body: bytes, close: bool = True) -> bytes:
+    """A raw HTTP/1.1 chat completions request carrying ``body`` (``Connection: close`` unless
+    ``close`` is false)."""
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n%s\r\n%s" % (host.encode(), len(body), b"Connection: close\r\n" if close else b"",
+                                                    body))
+
+
 # -- a raw SSE client for timing fidelity ----------------------------------------------------
 
 
@@ -166,10 +174,7 @@ class _Stream(asyncio.Protocol):
 
 async def _streams(host: str, port: int, body: bytes, concurrency: int, stagger: float) -> list[_Stream]:
     loop = asyncio.get_running_loop()
-    request = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (host.encode(), len(body), body)
-    )
+    request = chat_request(host, body)
 
     async def one(delay: float) -> _Stream:
         await asyncio.sleep(delay)
@@ -267,8 +272,7 @@ async def paced_streams(host: str, port: int, body: bytes, concurrency: int, int
     stream's end. The client waits for each write on the loop's timers, never in a busy-wait:
     a client that spun would stamp its reads late."""
     loop = asyncio.get_running_loop()
-    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-               b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (host.encode(), len(body), body))
+    request = chat_request(host, body)
     streams: list[PacedStream] = []
     for _ in range(concurrency):
         _, stream = await loop.create_connection(lambda: PacedStream(request, loop.create_future()), host, port)
@@ -298,17 +302,23 @@ async def paced_streams(host: str, port: int, body: bytes, concurrency: int, int
     stop.set()
     await probe
     cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+    timed = [(stream.sent_at, stream.arrivals()) for stream in streams]
+    return {**_stream_errors(timed, tokens, ttft, itl), "client_lag": lags, "client_cpu_share": cpu / wall,
+            "seconds": wall}
+
+
+def _stream_errors(timed: list[tuple[float, list[float]]], tokens: int, ttft: float, itl: float) -> dict:
+    """From each stream's write and content chunks' arrivals: the TTFT errors, the gap errors,
+    the streams that did not get ``tokens`` chunks and the chunks received."""
     ttft_errors, gap_errors, short, received = [], [], 0, 0
-    for stream in streams:
-        arrivals = stream.arrivals()
+    for sent_at, arrivals in timed:
         received += len(arrivals)
         if len(arrivals) != tokens:
             short += 1
         if arrivals:
-            ttft_errors.append(arrivals[0] - stream.sent_at - ttft)
+            ttft_errors.append(arrivals[0] - sent_at - ttft)
             gap_errors.extend(b - a - itl for a, b in zip(arrivals, arrivals[1:]))
-    return {"ttft_errors": ttft_errors, "gap_errors": gap_errors, "streams_short": short, "tokens": received,
-            "client_lag": lags, "client_cpu_share": cpu / wall, "seconds": wall}
+    return {"ttft_errors": ttft_errors, "gap_errors": gap_errors, "streams_short": short, "tokens": received}
 
 
 SSE_CLIENT_SOURCE = Path(__file__).with_name("sse_client.c")
@@ -333,8 +343,7 @@ def compiled_paced_streams(host: str, port: int, body: bytes, starts: Sequence[f
     start (seconds after the first write, ascending), with ``paced_streams``' figures, at a few
     microseconds of the client's CPU a read. Its lag is how late each request was written
     behind its start (its timers are nanosecond timerfds)."""
-    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-               b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (host.encode(), len(body), body))
+    request = chat_request(host, body)
     with tempfile.TemporaryDirectory() as scratch:
         starts_file, request_file, output_file = Path(scratch, "starts"), Path(scratch, "request"), Path(scratch, "output")
         starts_file.write_text("".join(f"{start!r}\n" for start in starts))
@@ -345,18 +354,12 @@ def compiled_paced_streams(host: str, port: int, body: bytes, starts: Sequence[f
         lines = output_file.read_text().splitlines()
     _, cpu, _, wall = lines[0].split()
     lags = [float(late) for late in lines[1].split()[1:]]
-    ttft_errors, gap_errors, short, received = [], [], 0, 0
+    timed = []
     for line in lines[2:]:
-        sent_at, count, *times = line.split()
-        arrivals = [float(at) for at in times]
-        received += int(count)
-        if int(count) != tokens:
-            short += 1
-        if arrivals:
-            ttft_errors.append(arrivals[0] - float(sent_at) - ttft)
-            gap_errors.extend(b - a - itl for a, b in zip(arrivals, arrivals[1:]))
-    return {"ttft_errors": ttft_errors, "gap_errors": gap_errors, "streams_short": short, "tokens": received,
-            "client_lag": lags, "client_cpu_share": float(cpu) / float(wall), "seconds": float(wall)}
+        sent_at, _, *times = line.split()  # (the count is the number of times)
+        timed.append((float(sent_at), [float(at) for at in times]))
+    return {**_stream_errors(timed, tokens, ttft, itl), "client_lag": lags,
+            "client_cpu_share": float(cpu) / float(wall), "seconds": float(wall)}
 
 
 # -- an open-loop, fixed-rate load generator -------------------------------------------------

@@ -110,8 +110,7 @@ class _User(asyncio.Protocol):
 
 async def _phase(host: str, port: int, concurrency: int, warmup: float, seconds: float) -> dict:
     loop = asyncio.get_running_loop()
-    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-               b"Content-Length: %d\r\n\r\n%s" % (host.encode(), len(BODY), BODY))
+    request = harness.chat_request(host, BODY, close=False)
     start = time.perf_counter()
     measure_from, measure_to = start + warmup, start + warmup + seconds
     finished: list[_Request] = []
