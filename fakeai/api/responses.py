@@ -139,7 +139,6 @@ async def _send_body(exchange: Exchange, receive: Receive, headers: list[tuple[b
         if not cut.made():
             raise
     finally:
-        sender.stop()
         stall.close()
         cut.close()
         await sender.close()
@@ -164,9 +163,6 @@ class _ChunksSender:
             if not exchange.first_body_at and chunk:
                 exchange.first_body_at = exchange.clock()
 
-    def stop(self) -> None:
-        pass
-
     async def close(self) -> None:
         await self.chunks.aclose()
 
@@ -187,11 +183,10 @@ class _PacedSender:
         self.driver = PacedDriver(self.body, self.exchange, self.exchange.direct_writer, self.pacer, stall)
         await self.driver.done
 
-    def stop(self) -> None:
+    async def close(self) -> None:
+        """Stop the driver (nothing more is sent or waited for), then close the body."""
         if self.driver is not None:
             self.driver.cancel()
-
-    async def close(self) -> None:
         self.body.close()
 
 
