@@ -15,7 +15,7 @@ cdef enum:
 
 cdef struct Entry:
     double value          # a leaf's first value since it was last empty
-    int link              # a split entry's child node; a leaf's newest sample's ring slot
+    int link              # a split entry's child node; a leaf's newest sample's slot
     unsigned char split   # split into a child node (0: a leaf)
     unsigned char mixed   # a leaf's values are not all equal to ``value``
 
@@ -23,8 +23,8 @@ cdef struct Entry:
 cdef struct Node:
     # One level of the value index (see ``_window.pyx``). Entry ``e`` counts the samples
     # whose order key has this node's prefix and ``e`` as the next 8 bits; it is either
-    # split further into a child node or a leaf: the ring slot of its newest sample, from
-    # which ``SlidingWindow._previous`` chains back through the older ones. The counts are
+    # split further into a child node or a leaf: the slot of its newest sample, from which
+    # the slots' ``previous`` links chain back through the older ones. The counts are
     # apart (a read adds them up, level by level); the rest of an entry is in one place
     # (recording and expiry touch it).
     int count[FANOUT]
@@ -33,8 +33,21 @@ cdef struct Node:
 
 @cython.final
 cdef class SlidingWindow:
-    cdef Sample* _ring
-    cdef int* _previous       # per ring slot: the slot of the previous sample of its leaf
+    # The samples in time order: chunks of ``1 << _shift`` slots, linked in a circle. A slot
+    # is ``chunk << _shift | offset``; it never moves, so growing copies nothing.
+    cdef Sample** _chunk_samples      # per chunk: its samples
+    cdef int** _chunk_previous        # per chunk, per slot: the slot of the previous sample of its leaf
+    cdef int* _next_chunk             # per chunk: the chunk after it in the circle
+    cdef long long* _chunk_sequence   # per chunk: when the tail last entered it (orders slots by age)
+    cdef int _chunks                  # chunks allocated
+    cdef int _chunk_room              # length of the per-chunk arrays
+    cdef int _shift
+    cdef int _mask
+    cdef long long _sequence          # chunks entered so far
+    cdef int _head_chunk              # the oldest sample is at (_head_chunk, _head_offset)
+    cdef int _head_offset
+    cdef int _tail_chunk              # the next one goes to (_tail_chunk, _tail_offset); -1: no chunk yet
+    cdef int _tail_offset
     cdef Py_ssize_t _top_count[TOPS]  # the value index: samples under each top entry,
     cdef int _top_node[TOPS]          # and its node (-1 until first used)
     cdef Node* _nodes                 # the pool of nodes, grown by doubling
@@ -44,15 +57,17 @@ cdef class SlidingWindow:
     cdef int _live_nodes
     cdef double _partials[PARTIALS]
     cdef int _partial_count
-    cdef Py_ssize_t _capacity
-    cdef Py_ssize_t _head
     cdef Py_ssize_t _size
     cdef Py_ssize_t _max_samples
     cdef double _window_seconds
     cdef double _newest
     cdef unsigned long long _dropped
 
-    cdef int _grow(self) except -1
+    cdef double _value_of(self, int slot) noexcept
+    cdef int _previous_of(self, int slot) noexcept
+    cdef int _add_chunk(self) except -1
+    cdef void _enter(self, int chunk) noexcept
+    cdef int _tail_slot(self) except -1
     cdef int _push(self, double timestamp, double value) except -1
     cdef int _expire(self, double now) except -1
     cdef void _drop_older_than(self, double horizon) noexcept
@@ -62,4 +77,3 @@ cdef class SlidingWindow:
     cdef int _split(self, int node, int entry, int shift) except -1
     cdef void _merge(self, int node, int entry) noexcept
     cdef void _collect(self, int node, int* slots, int* found) noexcept
-    cdef void _remap(self, int node, Py_ssize_t old_head, Py_ssize_t old_capacity) noexcept

@@ -6,15 +6,21 @@
 (count, sum, extremes, exact quantiles) cost the same whatever the number of samples in the
 window; recording and expiry cost a few counter updates along one path of an index.
 
-* **Time order.** The samples live in one contiguous ring of ``(timestamp, value)`` pairs
-  that grows by doubling up to ``max_samples``; expiry pops the oldest, first in first out.
+* **Time order.** The samples live in chunks of ``(timestamp, value)`` pairs (up to 1024
+  a chunk, fewer for a small ``max_samples``), linked in a circle that the newest samples
+  fill and expiry empties, first in first out. A sample's *slot* (its chunk and offset)
+  never moves: when the next chunk still holds live samples, a new chunk is spliced in
+  before it, so the window grows without copying anything (a doubling ring's copy held a
+  read replaying a journal for milliseconds at 1e5 samples). A window holds at most
+  ``max_samples`` samples in at most ``max_samples / chunk + 2`` chunks, allocated as they
+  are first needed.
 * **Value order.** The same samples are indexed in a trie over the 64-bit order key of the
   value (``_order_key``: integers that order like the doubles): a top level of 16 entries
   (the key's top 4 bits: sign and top of the exponent), then nodes of 256 entries, 8 bits
   a level (the rest of the exponent, i.e. the binade, then the mantissa; the last level
   overlaps the one above so that it ends at bit 0). Each entry counts the samples under it
-  and is either split into a child node or a *leaf*: the ring slot of its newest sample,
-  each slot holding the slot of the previous sample of its leaf (``_previous``, one ``int``
+  and is either split into a child node or a *leaf*: the slot of its newest sample, each
+  slot holding the slot of the previous sample of its leaf (``_chunk_previous``, one ``int``
   per slot, written with the sample). As expiry is in time order, a leaf's live samples
   are always the newest ``count`` of its chain, so expiry only decrements counts. A leaf
   whose values are not all equal splits when it holds more than ``SPLIT`` samples; a split
@@ -42,7 +48,8 @@ from libcpp.vector cimport vector
 DEFAULT_MAX_SAMPLES = 1_000_000
 MAX_SAMPLES_LIMIT = 2**31 - 1
 
-cdef Py_ssize_t _INITIAL_CAPACITY = 64
+cdef int _LARGEST_CHUNK_SHIFT = 10  # 1024 slots: 20 KB with their links
+cdef int _SMALLEST_CHUNK_SHIFT = 3
 
 cdef enum:
     SPLIT = 256  # a leaf of unequal values holding more samples than this is split
@@ -58,6 +65,14 @@ cdef inline int _below(int shift) noexcept nogil:
 
 # ``Sample``, ``Entry``, ``Node``, ``TOPS``, ``FANOUT``, ``PARTIALS`` and the fields of ``SlidingWindow`` are
 # declared in ``_window.pxd``.
+
+
+cdef inline Sample* _sample_at(Sample** chunks, int shift, int mask, int slot) noexcept nogil:
+    return &chunks[slot >> shift][slot & mask]
+
+
+cdef inline int* _previous_at(int** chunks, int shift, int mask, int slot) noexcept nogil:
+    return &chunks[slot >> shift][slot & mask]
 
 
 # ---------------------------------------------------------------------------------------
@@ -137,8 +152,10 @@ cdef double _rounded_sum(double* partials, int n) noexcept nogil:
 cdef struct View:
     # One window as a read sees it.
     Node* nodes
-    Sample* ring
-    int* previous
+    Sample** samples
+    int** previous
+    int shift
+    int mask
     Py_ssize_t* top_count
     int* top_node
     Py_ssize_t size
@@ -158,6 +175,7 @@ cdef double _select(View* views, Py_ssize_t count, Py_ssize_t rank, int* cursors
     cdef Py_ssize_t table[FANOUT]
     cdef Py_ssize_t w, i, kept
     cdef int shift = FIRST_SHIFT, entry, node, slot, live = 0, bottom = 0
+    cdef double value
     cdef Node* n
     runs.clear()
     keys.clear()
@@ -213,9 +231,10 @@ cdef double _select(View* views, Py_ssize_t count, Py_ssize_t rank, int* cursors
                 continue
             slot = n.entries[entry].link
             for i in range(n.count[entry]):
-                runs.push_back(pair[double, Py_ssize_t](views[w].ring[slot].value, 1))
-                keys.push_back(_order_key(views[w].ring[slot].value))
-                slot = views[w].previous[slot]
+                value = _sample_at(views[w].samples, views[w].shift, views[w].mask, slot).value
+                runs.push_back(pair[double, Py_ssize_t](value, 1))
+                keys.push_back(_order_key(value))
+                slot = _previous_at(views[w].previous, views[w].shift, views[w].mask, slot)[0]
         if shift == 0:
             bottom = 1
         shift = _below(shift)
@@ -239,7 +258,7 @@ cdef class SlidingWindow:
     # Fields: see ``_window.pxd``.
 
     def __cinit__(self, double window_seconds, Py_ssize_t max_samples=DEFAULT_MAX_SAMPLES):
-        cdef int i
+        cdef int i, shift = _SMALLEST_CHUNK_SHIFT
         if not isfinite(window_seconds):
             raise ValueError(f"window_seconds must be a finite number, got {window_seconds!r}")
         if window_seconds <= 0.0:
@@ -248,28 +267,45 @@ cdef class SlidingWindow:
             raise ValueError(f"max_samples must be at least 1 and below 2**31 - 1, got {max_samples!r}")
         self._window_seconds = window_seconds
         self._max_samples = max_samples
-        self._capacity = min(_INITIAL_CAPACITY, max_samples)
-        self._ring = <Sample*>PyMem_Malloc(self._capacity * sizeof(Sample))
-        self._previous = <int*>PyMem_Malloc(self._capacity * sizeof(int))
+        # A chunk of about a sixteenth of the largest window, within 8 to 1024 slots: a small
+        # window's chunks stay small, a large one's few.
+        while shift < _LARGEST_CHUNK_SHIFT and (<Py_ssize_t>1 << (shift + 4)) < max_samples:
+            shift += 1
+        self._shift = shift
+        self._mask = (1 << shift) - 1
+        self._chunk_samples = NULL
+        self._chunk_previous = NULL
+        self._next_chunk = NULL
+        self._chunk_sequence = NULL
+        self._chunks = 0
+        self._chunk_room = 0
+        self._sequence = 0
+        self._head_chunk = -1
+        self._head_offset = 0
+        self._tail_chunk = -1
+        self._tail_offset = 0
         self._nodes = NULL
         self._node_capacity = 0
         self._node_count = 0
         self._free_node = -1
         self._live_nodes = 0
-        if self._ring == NULL or self._previous == NULL:
-            raise MemoryError()
         for i in range(TOPS):
             self._top_count[i] = 0
             self._top_node[i] = -1
         self._partial_count = 0
-        self._head = 0
         self._size = 0
         self._newest = -INFINITY
         self._dropped = 0
 
     def __dealloc__(self):
-        PyMem_Free(self._ring)
-        PyMem_Free(self._previous)
+        cdef int chunk
+        for chunk in range(self._chunks):
+            PyMem_Free(self._chunk_samples[chunk])
+            PyMem_Free(self._chunk_previous[chunk])
+        PyMem_Free(self._chunk_samples)
+        PyMem_Free(self._chunk_previous)
+        PyMem_Free(self._next_chunk)
+        PyMem_Free(self._chunk_sequence)
         PyMem_Free(self._nodes)
 
     @property
@@ -287,8 +323,9 @@ cdef class SlidingWindow:
 
     @property
     def memory_bytes(self):
-        """Bytes held: the ring and its links (per slot of capacity) and the index's nodes."""
-        return self._capacity * (sizeof(Sample) + sizeof(int)) + self._node_capacity * sizeof(Node)
+        """Bytes held: the chunks (a sample and a link per slot) and the index's nodes."""
+        return ((<Py_ssize_t>self._chunks << self._shift) * (sizeof(Sample) + sizeof(int))
+                + self._node_capacity * sizeof(Node))
 
     @property
     def index_nodes(self):
@@ -320,15 +357,16 @@ cdef class SlidingWindow:
         return node
 
     cdef void _append(self, int node, int entry, int slot) noexcept:
-        """Add ring slot ``slot`` to the leaf ``entry`` of ``node`` as its newest sample."""
+        """Add slot ``slot`` to the leaf ``entry`` of ``node`` as its newest sample."""
         cdef Node* n = &self._nodes[node]
-        cdef double value = self._ring[slot].value
+        cdef double value = _sample_at(self._chunk_samples, self._shift, self._mask, slot).value
+        cdef int* previous = _previous_at(self._chunk_previous, self._shift, self._mask, slot)
         if n.count[entry] == 0:
-            self._previous[slot] = -1
+            previous[0] = -1
             n.entries[entry].value = value
             n.entries[entry].mixed = 0
         else:
-            self._previous[slot] = n.entries[entry].link
+            previous[0] = n.entries[entry].link
             if value != n.entries[entry].value:
                 n.entries[entry].mixed = 1
         n.entries[entry].link = slot
@@ -348,17 +386,17 @@ cdef class SlidingWindow:
             c = &self._nodes[child]
             sub = (_order_key(self._nodes[node].entries[entry].value) >> child_shift) & (FANOUT - 1)
             c.count[sub] = count - 1
-            c.entries[sub].link = self._previous[slot]
+            c.entries[sub].link = self._previous_of(slot)
             c.entries[sub].value = self._nodes[node].entries[entry].value
             c.entries[sub].mixed = 0
-            self._append(child, (_order_key(self._ring[slot].value) >> child_shift) & (FANOUT - 1), slot)
+            self._append(child, (_order_key(self._value_of(slot)) >> child_shift) & (FANOUT - 1), slot)
         else:
             for i in range(count):  # newest first
                 slots[i] = slot
-                slot = self._previous[slot]
+                slot = self._previous_of(slot)
             for i in range(count - 1, -1, -1):  # oldest first, so every chain of the child is in time order
                 slot = slots[i]
-                self._append(child, (_order_key(self._ring[slot].value) >> child_shift) & (FANOUT - 1), slot)
+                self._append(child, (_order_key(self._value_of(slot)) >> child_shift) & (FANOUT - 1), slot)
         self._nodes[node].entries[entry].link = child
         self._nodes[node].entries[entry].split = 1
         if child_shift > 0:  # a leaf at shift 0 holds one order key: never mixed
@@ -368,7 +406,7 @@ cdef class SlidingWindow:
         return 0
 
     cdef void _collect(self, int node, int* slots, int* found) noexcept:
-        """Gather the ring slots below ``node`` into ``slots`` and free its nodes."""
+        """Gather the slots below ``node`` into ``slots`` and free its nodes."""
         cdef int entry, slot, i
         cdef Node* n = &self._nodes[node]
         for entry in range(FANOUT):
@@ -381,7 +419,7 @@ cdef class SlidingWindow:
             for i in range(n.count[entry]):
                 slots[found[0]] = slot
                 found[0] += 1
-                slot = self._previous[slot]
+                slot = self._previous_of(slot)
         n.entries[0].link = self._free_node
         self._free_node = node
         self._live_nodes -= 1
@@ -389,17 +427,15 @@ cdef class SlidingWindow:
     cdef void _merge(self, int node, int entry) noexcept:
         """Make the split ``entry`` of ``node`` (at most ``MERGE`` samples) one leaf again."""
         cdef int slots[MERGE]
-        cdef Py_ssize_t ages[MERGE]
+        cdef long long ages[MERGE]
         cdef int found = 0, i, j, slot
-        cdef Py_ssize_t age
+        cdef long long age
         self._collect(self._nodes[node].entries[entry].link, slots, &found)
         self._nodes[node].entries[entry].split = 0
         self._nodes[node].count[entry] = 0
         for i in range(found):  # insertion sort by age: the chain is appended oldest first
             slot = slots[i]
-            age = slot - self._head
-            if age < 0:
-                age += self._capacity
+            age = (self._chunk_sequence[slot >> self._shift] << self._shift) + (slot & self._mask)
             j = i
             while j > 0 and ages[j - 1] > age:
                 slots[j] = slots[j - 1]
@@ -410,48 +446,71 @@ cdef class SlidingWindow:
         for i in range(found):
             self._append(node, entry, slots[i])
 
-    cdef void _remap(self, int node, Py_ssize_t old_head, Py_ssize_t old_capacity) noexcept:
-        """After the ring was unrolled by ``_grow``: move every leaf's head and tail along."""
-        cdef int entry
-        cdef Node* n = &self._nodes[node]
-        for entry in range(FANOUT):
-            if n.count[entry] == 0:
-                continue
-            if n.entries[entry].split:
-                self._remap(n.entries[entry].link, old_head, old_capacity)
-                continue
-            n.entries[entry].link = <int>((n.entries[entry].link - old_head + old_capacity) % old_capacity)
-
     # -- recording ---------------------------------------------------------------------
 
-    cdef int _grow(self) except -1:
-        cdef Py_ssize_t capacity = min(self._capacity * 2, self._max_samples)
-        cdef Py_ssize_t old_capacity = self._capacity, old_head = self._head, i, old, previous
-        cdef Sample* ring = <Sample*>PyMem_Malloc(capacity * sizeof(Sample))
-        cdef int* links = <int*>PyMem_Malloc(capacity * sizeof(int))
-        if ring == NULL or links == NULL:
-            PyMem_Free(ring)
-            PyMem_Free(links)
+    cdef double _value_of(self, int slot) noexcept:
+        return _sample_at(self._chunk_samples, self._shift, self._mask, slot).value
+
+    cdef int _previous_of(self, int slot) noexcept:
+        return _previous_at(self._chunk_previous, self._shift, self._mask, slot)[0]
+
+    cdef int _add_chunk(self) except -1:
+        """Allocate one more chunk (not yet in the circle) and return it."""
+        cdef int chunk = self._chunks, room = max(4, 2 * self._chunk_room)
+        cdef void* grown
+        if chunk == self._chunk_room:
+            grown = PyMem_Realloc(self._chunk_samples, room * sizeof(Sample*))
+            if grown == NULL:
+                raise MemoryError()
+            self._chunk_samples = <Sample**>grown
+            grown = PyMem_Realloc(self._chunk_previous, room * sizeof(int*))
+            if grown == NULL:
+                raise MemoryError()
+            self._chunk_previous = <int**>grown
+            grown = PyMem_Realloc(self._next_chunk, room * sizeof(int))
+            if grown == NULL:
+                raise MemoryError()
+            self._next_chunk = <int*>grown
+            grown = PyMem_Realloc(self._chunk_sequence, room * sizeof(long long))
+            if grown == NULL:
+                raise MemoryError()
+            self._chunk_sequence = <long long*>grown
+            self._chunk_room = room
+        self._chunk_samples[chunk] = <Sample*>PyMem_Malloc((<size_t>1 << self._shift) * sizeof(Sample))
+        self._chunk_previous[chunk] = <int*>PyMem_Malloc((<size_t>1 << self._shift) * sizeof(int))
+        if self._chunk_samples[chunk] == NULL or self._chunk_previous[chunk] == NULL:
+            PyMem_Free(self._chunk_samples[chunk])
+            PyMem_Free(self._chunk_previous[chunk])
             raise MemoryError()
-        # Unroll the ring: the slot ``old`` moves to ``(old - old_head) % old_capacity``.
-        for i in range(self._size):
-            old = old_head + i
-            if old >= old_capacity:
-                old -= old_capacity
-            ring[i] = self._ring[old]
-            # A link past a leaf's live samples may be stale: it is never followed.
-            previous = self._previous[old]
-            links[i] = -1 if previous < 0 else <int>((previous - old_head + old_capacity) % old_capacity)
-        PyMem_Free(self._ring)
-        PyMem_Free(self._previous)
-        self._ring = ring
-        self._previous = links
-        self._capacity = capacity
-        self._head = 0
-        for i in range(TOPS):
-            if self._top_node[i] >= 0:
-                self._remap(self._top_node[i], old_head, old_capacity)
-        return 0
+        self._chunks += 1
+        return chunk
+
+    cdef void _enter(self, int chunk) noexcept:
+        self._tail_chunk = chunk
+        self._tail_offset = 0
+        self._sequence += 1
+        self._chunk_sequence[chunk] = self._sequence
+
+    cdef int _tail_slot(self) except -1:
+        """The slot the next sample goes to, entering (or splicing in) the next chunk when
+        the tail's is full. The tail never enters a chunk that still holds live samples: its
+        slots keep their time order, so expiry stays first in, first out."""
+        cdef int chunk, following
+        if self._tail_chunk < 0:  # the first sample
+            chunk = self._add_chunk()
+            self._next_chunk[chunk] = chunk
+            self._head_chunk = chunk
+            self._head_offset = 0
+            self._enter(chunk)
+        elif self._tail_offset > self._mask:
+            following = self._next_chunk[self._tail_chunk]
+            if following == self._head_chunk and self._size:
+                chunk = self._add_chunk()
+                self._next_chunk[chunk] = following
+                self._next_chunk[self._tail_chunk] = chunk
+                following = chunk
+            self._enter(following)
+        return (self._tail_chunk << self._shift) | self._tail_offset
 
     def record(self, double timestamp, double value):
         if not isfinite(timestamp):
@@ -466,18 +525,14 @@ cdef class SlidingWindow:
             timestamp = self._newest
         self._newest = timestamp
         self._drop_older_than(timestamp - self._window_seconds)
-        if self._size == self._capacity:
-            if self._capacity < self._max_samples:
-                self._grow()
-            else:
-                self._pop_oldest()
-                self._dropped += 1
-        cdef Py_ssize_t tail = self._head + self._size
-        if tail >= self._capacity:
-            tail -= self._capacity
-        cdef int slot = <int>tail
-        self._ring[slot].timestamp = timestamp
-        self._ring[slot].value = value
+        if self._size == self._max_samples:
+            self._pop_oldest()
+            self._dropped += 1
+        cdef int slot = self._tail_slot()
+        cdef Sample* sample = _sample_at(self._chunk_samples, self._shift, self._mask, slot)
+        sample.timestamp = timestamp
+        sample.value = value
+        self._tail_offset += 1
         self._size += 1
         _add_exactly(self._partials, &self._partial_count, value)
         # Index it: count it on the way down, append it to the leaf it reaches.
@@ -503,8 +558,7 @@ cdef class SlidingWindow:
 
     cdef void _pop_oldest(self) noexcept:
         """Remove the oldest sample: the oldest of its leaf, so only counts change."""
-        cdef int slot = <int>self._head
-        cdef double value = self._ring[slot].value
+        cdef double value = self._chunk_samples[self._head_chunk][self._head_offset].value
         cdef unsigned long long key = _order_key(value)
         cdef int top = key >> TOP_SHIFT, node = self._top_node[top], shift = FIRST_SHIFT, entry
         cdef int merge_node = -1, merge_entry = 0
@@ -523,9 +577,10 @@ cdef class SlidingWindow:
                 continue
             break
         _add_exactly(self._partials, &self._partial_count, -value)
-        self._head += 1
-        if self._head == self._capacity:
-            self._head = 0
+        self._head_offset += 1
+        if self._head_offset > self._mask:
+            self._head_chunk = self._next_chunk[self._head_chunk]
+            self._head_offset = 0
         self._size -= 1
         if merge_node >= 0:
             self._merge(merge_node, merge_entry)
@@ -537,7 +592,7 @@ cdef class SlidingWindow:
         return 0
 
     cdef void _drop_older_than(self, double horizon) noexcept:
-        while self._size and self._ring[self._head].timestamp <= horizon:
+        while self._size and self._chunk_samples[self._head_chunk][self._head_offset].timestamp <= horizon:
             self._pop_oldest()
 
     def expire(self, double now):
@@ -608,8 +663,10 @@ def summarize(windows, double now, qs):
         window = <SlidingWindow>parts[w]
         window._expire(now)
         views[w].nodes = window._nodes
-        views[w].ring = window._ring
-        views[w].previous = window._previous
+        views[w].samples = window._chunk_samples
+        views[w].previous = window._chunk_previous
+        views[w].shift = window._shift
+        views[w].mask = window._mask
         views[w].top_count = window._top_count
         views[w].top_node = window._top_node
         views[w].size = window._size
@@ -654,27 +711,32 @@ def union(windows, double now):
         window._expire(now)
         total += window._size
     merged = SlidingWindow(seconds, max(1, total))
-    cdef vector[Py_ssize_t] cursors = vector[Py_ssize_t](count, 0)
-    cdef Py_ssize_t remaining = total, slot
+    # Per window: how many of its samples are taken, and the chunk and offset of the next.
+    cdef vector[Py_ssize_t] taken = vector[Py_ssize_t](count, 0)
+    cdef vector[int] chunks = vector[int](count, 0)
+    cdef vector[int] offsets = vector[int](count, 0)
+    cdef Py_ssize_t remaining = total
+    for index in range(count):
+        window = <SlidingWindow>parts[index]
+        chunks[index] = window._head_chunk
+        offsets[index] = window._head_offset
     while remaining:
         best = -1
         best_timestamp = 0.0
         for index in range(count):
             window = <SlidingWindow>parts[index]
-            if cursors[index] == window._size:
+            if taken[index] == window._size:
                 continue
-            slot = window._head + cursors[index]
-            if slot >= window._capacity:
-                slot -= window._capacity
-            timestamp = window._ring[slot].timestamp
+            timestamp = window._chunk_samples[chunks[index]][offsets[index]].timestamp
             if best < 0 or timestamp < best_timestamp:
                 best, best_timestamp = index, timestamp
         window = <SlidingWindow>parts[best]
-        slot = window._head + cursors[best]
-        if slot >= window._capacity:
-            slot -= window._capacity
-        sample = &window._ring[slot]
+        sample = &window._chunk_samples[chunks[best]][offsets[best]]
         merged._push(sample.timestamp, sample.value)
-        cursors[best] += 1
+        taken[best] += 1
+        offsets[best] += 1
+        if offsets[best] > window._mask:
+            chunks[best] = window._next_chunk[chunks[best]]
+            offsets[best] = 0
         remaining -= 1
     return merged

@@ -109,8 +109,8 @@ def test_cap_drops_the_oldest_and_counts_exactly(window_kernel) -> None:
     assert window.summary(250.0, (0.0, 1.0))[2:] == (150.0, 249.0, (150.0, 249.0))
 
 
-def test_growth_keeps_order_across_the_ring_seam(window_kernel) -> None:
-    # Expire from the front while recording at the back so the ring wraps, then grow it.
+def test_growth_keeps_time_order_when_the_window_wraps_around(window_kernel) -> None:
+    # Expire from the front while recording at the back so the storage wraps, then grow it.
     window = window_kernel.SlidingWindow(10.0)
     samples = [(i * 0.01, float(i % 97)) for i in range(5000)]  # about 1000 live at once
     for i, (t, value) in enumerate(samples):
@@ -273,6 +273,28 @@ def test_compiled_kernel_matches_the_reference(seconds: float, cap: int, ops: li
         clock_c, seen_c = _apply(compiled, clock_c, op)
         clock_r, seen_r = _apply(reference, clock_r, op)
         assert _same(seen_c, seen_r), (op, seen_c, seen_r)
+
+
+@pytest.mark.compiled_vs_twin
+@pytest.mark.parametrize("cap", [50, 5000, 1_000_000])
+def test_compiled_kernel_matches_the_reference_while_the_window_swells_and_shrinks(cap: int) -> None:
+    # A rate that rises and falls: the live samples spread over more storage, then less, so
+    # the compiled window's storage grows while its oldest part is still live, wraps, and
+    # (with a small cap) drops the oldest; every read is compared with the twin's.
+    from fakeai import _window
+
+    compiled, reference = _window.SlidingWindow(1.0, cap), _window_py.SlidingWindow(1.0, cap)
+    now, qs = 0.0, (0.0, 0.01, 0.5, 0.99, 1.0)
+    for tick in range(400):
+        now += 0.01
+        for i in range(int(40 * (1.0 + math.sin(tick / 20.0)))):
+            value = ((tick * 7919 + i * 104729) % 1009) / 1009.0
+            compiled.record(now, value)
+            reference.record(now, value)
+        if tick % 7 == 0:
+            seen_c = (compiled.summary(now, qs), compiled.dropped, len(compiled))
+            seen_r = (reference.summary(now, qs), reference.dropped, len(reference))
+            assert _same(seen_c, seen_r), (tick, seen_c, seen_r)
 
 
 @settings(max_examples=200, deadline=None)
