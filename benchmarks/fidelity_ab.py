@@ -45,7 +45,10 @@ TTFT and gap errors and share of gaps more than 2 ms late, quiet and scraped, an
 scraped - quiet difference of the p99s (the target: within 0.3 ms); the scrapes' latency as
 the scraper saw it (p50/p99 over every scrape of the size); how contended the machine was (the
 share of the run some task waited for a CPU, Linux's PSI: 0 % on an otherwise idle machine,
-as other processes share the cores it grows and the figures mean less); and the load client's
+as other processes share the cores it grows and the figures mean less) and the most time
+the host took from the server's core in any run of the case (the virtual machine's steal: a
+host busy with other tenants delays the server by milliseconds that no change to fakeai can
+win back; a pair with steal compares two different machines); and the load client's
 own health: its event loop's lag (a task asking to wake every 1 ms; libuv's timers have 1 ms
 granularity, so up to about 1 ms is the probe's resolution) and its CPU use. Results go to
 ``benchmarks/results/fidelity_ab.json`` (``--json`` elsewhere) and a table to stdout.
@@ -90,6 +93,21 @@ def cpu_pressure_total() -> float:
             return int(pressure.readline().rsplit("total=", 1)[1]) / 1e6
     except (OSError, IndexError, ValueError):
         return float("nan")
+
+
+def steal_seconds(cpu: str) -> float:
+    """Seconds CPU ``cpu`` of this virtual machine was ready to run but the host ran something
+    else (``/proc/stat``'s steal; NaN without it): the server's core losing time to other
+    tenants, which no change to fakeai can win back. PSI does not see it."""
+    try:
+        with open("/proc/stat") as stat:
+            for line in stat:
+                fields = line.split()
+                if fields[0] == f"cpu{cpu}":
+                    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        pass
+    return float("nan")
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -187,6 +205,7 @@ def run(url: str, concurrency: int, scraped: bool, refresh: float, interval: flo
     monitor = _start_monitor(url, refresh, hz) if scraped else None
     server_cpu = url.cpu_seconds()  # type: ignore[attr-defined]
     pressure = cpu_pressure_total()
+    steal = steal_seconds(harness.SERVER_CPU)
     started = time.perf_counter()
     try:
         raw = _paced_streams(host, int(port), concurrency, interval, monitor, client)
@@ -198,6 +217,7 @@ def run(url: str, concurrency: int, scraped: bool, refresh: float, interval: flo
     elapsed = time.perf_counter() - started
     server_share = (url.cpu_seconds() - server_cpu) / elapsed  # type: ignore[attr-defined]
     pressure_share = (cpu_pressure_total() - pressure) / elapsed
+    steal_share = (steal_seconds(harness.SERVER_CPU) - steal) / elapsed
     ttft, gaps, lags = raw["ttft_errors"], raw["gap_errors"], raw["client_lag"]
     ms = 1000.0
     figures = {
@@ -208,7 +228,7 @@ def run(url: str, concurrency: int, scraped: bool, refresh: float, interval: flo
         "gaps_late_share": sum(gap > LATE for gap in gaps) / len(gaps),
         "client_lag_ms": {"p99": quantile(lags, 0.99) * ms, "max": max(lags, default=0.0) * ms},
         "client_cpu_share": raw["client_cpu_share"], "server_cpu_share": server_share,
-        "machine_cpu_pressure": pressure_share,
+        "machine_cpu_pressure": pressure_share, "server_core_steal": steal_share,
     }
     if monitor is not None:
         figures["scrape_seconds"] = scrapes["scrape_seconds"]
@@ -233,6 +253,7 @@ def summarize(runs: list[dict]) -> dict:
         summary[kind]["client_lag_max_ms"] = max(run["client_lag_ms"]["max"] for run in chosen)
         summary[kind]["client_cpu_share_max"] = max(run["client_cpu_share"] for run in chosen)
         summary[kind]["machine_cpu_pressure"] = statistics.median(run["machine_cpu_pressure"] for run in chosen)
+        summary[kind]["server_core_steal_max"] = max(run["server_core_steal"] for run in chosen)
         summary[kind]["streams_not_100_chunks"] = sum(run["streams_not_100_chunks"] for run in chosen)
     for figure in ("gap_error_p99_ms", "ttft_error_p99_ms"):
         summary[f"{figure}_scraped_minus_quiet"] = summary["scraped"][figure] - summary["quiet"][figure]
@@ -248,7 +269,7 @@ def print_table(results: dict) -> None:
     print()
     print("fidelity A/B (errors in ms: client-observed minus TTFT 20 ms / ITL 10 ms; medians over pairs)")
     header = ("samples", "streams", "run", "gap p50", "gap p99", "gap max", ">2ms late", "TTFT p50", "TTFT p99",
-              "TTFT max", "client lag max", "CPU pressure")
+              "TTFT max", "client lag max", "CPU pressure", "steal max")
     print(" | ".join(f"{cell:>10}" for cell in header))
     for case in results["cases"]:
         summary = case["summary"]
@@ -260,6 +281,7 @@ def print_table(results: dict) -> None:
                 f"{figures['gaps_late_share'] * 100:>9.2f}%",
                 *(f"{figures[f'ttft_error_{q}_ms']:>10.3f}" for q in ("p50", "p99", "max")),
                 f"{figures['client_lag_max_ms']:>10.2f}", f"{figures['machine_cpu_pressure'] * 100:>9.0f}%",
+                f"{figures['server_core_steal_max'] * 100:>9.1f}%",
             ]))
         print(f"{'':>10}   {'':>10}   {'difference':>10}   {'':>10}   "
               f"{summary['gap_error_p99_ms_scraped_minus_quiet']:>+10.3f}   {'':>10}   {'':>10}   {'':>10}   "
