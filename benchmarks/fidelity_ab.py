@@ -42,7 +42,9 @@ starts (wrk, the monitoring clients), is pinned to core 1.
 
 Reported per (window size, concurrency): the median over pairs of each run's p50/p99/max
 TTFT and gap errors and share of gaps more than 2 ms late, quiet and scraped, and the
-scraped - quiet difference of the p99s (the target: within 0.3 ms); the scrapes' latency as
+scraped - quiet difference of the p99s (the target: within 0.3 ms) beside the same difference
+between two quiet runs (the median over consecutive pairs of |p99 - the next pair's p99|:
+what the machine's own noise makes of two runs with nothing changed); the scrapes' latency as
 the scraper saw it (p50/p99 over every scrape of the size); how contended the machine was (the
 share of the run some task waited for a CPU, Linux's PSI: 0 % on an otherwise idle machine,
 as other processes share the cores it grows and the figures mean less) and the most time
@@ -255,8 +257,15 @@ def summarize(runs: list[dict]) -> dict:
         summary[kind]["machine_cpu_pressure"] = statistics.median(run["machine_cpu_pressure"] for run in chosen)
         summary[kind]["server_core_steal_max"] = max(run["server_core_steal"] for run in chosen)
         summary[kind]["streams_not_100_chunks"] = sum(run["streams_not_100_chunks"] for run in chosen)
-    for figure in ("gap_error_p99_ms", "ttft_error_p99_ms"):
-        summary[f"{figure}_scraped_minus_quiet"] = summary["scraped"][figure] - summary["quiet"][figure]
+    quiet = [run for run in runs if not run["scraped"]]
+    for figure in ("gap_error", "ttft_error"):
+        summary[f"{figure}_p99_ms_scraped_minus_quiet"] = (summary["scraped"][f"{figure}_p99_ms"]
+                                                            - summary["quiet"][f"{figure}_p99_ms"])
+        # The same comparison between two quiet runs (each pair's and the next pair's): what
+        # this machine's own noise makes of a difference with nothing changed between the runs.
+        summary[f"{figure}_p99_ms_quiet_vs_quiet"] = statistics.median(
+            [abs(later[f"{figure}_ms"]["p99"] - earlier[f"{figure}_ms"]["p99"])
+             for earlier, later in zip(quiet, quiet[1:])] or [float("nan")])
     scrapes = [seconds for run in runs if run["scraped"] for seconds in run["scrape_seconds"]]
     summary["scrapes"] = len(scrapes)
     summary["scrape_ms"] = {"p50": quantile(scrapes, 0.5) * 1000, "p99": quantile(scrapes, 0.99) * 1000,
@@ -288,6 +297,10 @@ def print_table(results: dict) -> None:
               f"{summary['ttft_error_p99_ms_scraped_minus_quiet']:>+10.3f}   "
               f"(target: within 0.3 ms)   scrape p50 {summary['scrape_ms']['p50']:.2f} ms, "
               f"p99 {summary['scrape_ms']['p99']:.2f} ms over {summary['scrapes']} scrapes")
+        print(f"{'':>10}   {'':>10}   {'quiet/quiet':>10}   {'':>10}   "
+              f"{summary['gap_error_p99_ms_quiet_vs_quiet']:>10.3f}   {'':>10}   {'':>10}   {'':>10}   "
+              f"{summary['ttft_error_p99_ms_quiet_vs_quiet']:>10.3f}   "
+              f"(median |difference| between one pair's quiet run and the next's: this machine's noise)")
     for fill_result in results["fills"]:
         print(f"fill to {fill_result['target']:.0e}: {fill_result['latency_window']:,} samples in the latency window, "
               f"{fill_result['requests']:,} requests in {fill_result['seconds']:.0f} s "
