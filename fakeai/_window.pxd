@@ -11,6 +11,8 @@ cdef enum:
     TOPS = 16            # the index's first level: the top 4 bits of the order key
     FANOUT = 256         # entries of a node of the value index: the next 8 bits
     PARTIALS = 64        # room for the non-overlapping partials of an exact sum (at most ~40)
+    NODE_BLOCK_SHIFT = 2
+    NODE_BLOCK = 4       # nodes allocated together (20 kB): a node never moves once made
 
 
 cdef struct Entry:
@@ -50,8 +52,8 @@ cdef class SlidingWindow:
     cdef int _tail_offset
     cdef Py_ssize_t _top_count[TOPS]  # the value index: samples under each top entry,
     cdef int _top_node[TOPS]          # and its node (-1 until first used)
-    cdef Node* _nodes                 # the pool of nodes, grown by doubling
-    cdef int _node_capacity
+    cdef Node** _node_blocks          # the pool of nodes, in blocks of NODE_BLOCK: node ``i`` is
+    cdef int _node_block_room         # ``_node_blocks[i >> NODE_BLOCK_SHIFT][i & (NODE_BLOCK - 1)]``
     cdef int _node_count      # nodes ever taken from the pool (live or on the free list)
     cdef int _free_node       # first free node (linked through ``child[0]``), or -1
     cdef int _live_nodes

@@ -67,6 +67,10 @@ cdef inline int _below(int shift) noexcept nogil:
 # declared in ``_window.pxd``.
 
 
+cdef inline Node* _node_at(Node** blocks, int node) noexcept nogil:
+    return &blocks[node >> NODE_BLOCK_SHIFT][node & (NODE_BLOCK - 1)]
+
+
 cdef inline Sample* _sample_at(Sample** chunks, int shift, int mask, int slot) noexcept nogil:
     return &chunks[slot >> shift][slot & mask]
 
@@ -151,7 +155,7 @@ cdef double _rounded_sum(double* partials, int n) noexcept nogil:
 
 cdef struct View:
     # One window as a read sees it.
-    Node* nodes
+    Node** nodes
     Sample** samples
     int** previous
     int shift
@@ -197,7 +201,7 @@ cdef double _select(View* views, Py_ssize_t count, Py_ssize_t rank, int* cursors
         memset(table, 0, sizeof(table))
         for w in range(count):
             if cursors[w] >= 0:
-                n = &views[w].nodes[cursors[w]]
+                n = _node_at(views[w].nodes, cursors[w])
                 for i in range(FANOUT):
                     table[i] += n.count[i]
         for i in range(<Py_ssize_t>runs.size()):
@@ -217,7 +221,7 @@ cdef double _select(View* views, Py_ssize_t count, Py_ssize_t rank, int* cursors
         for w in range(count):
             if cursors[w] < 0:
                 continue
-            n = &views[w].nodes[cursors[w]]
+            n = _node_at(views[w].nodes, cursors[w])
             if n.count[entry] and n.entries[entry].split:
                 cursors[w] = n.entries[entry].link
                 continue
@@ -284,8 +288,8 @@ cdef class SlidingWindow:
         self._head_offset = 0
         self._tail_chunk = -1
         self._tail_offset = 0
-        self._nodes = NULL
-        self._node_capacity = 0
+        self._node_blocks = NULL
+        self._node_block_room = 0
         self._node_count = 0
         self._free_node = -1
         self._live_nodes = 0
@@ -306,7 +310,9 @@ cdef class SlidingWindow:
         PyMem_Free(self._chunk_previous)
         PyMem_Free(self._next_chunk)
         PyMem_Free(self._chunk_sequence)
-        PyMem_Free(self._nodes)
+        for chunk in range((self._node_count + NODE_BLOCK - 1) >> NODE_BLOCK_SHIFT):
+            PyMem_Free(self._node_blocks[chunk])
+        PyMem_Free(self._node_blocks)
 
     @property
     def window_seconds(self):
@@ -325,7 +331,7 @@ cdef class SlidingWindow:
     def memory_bytes(self):
         """Bytes held: the chunks (a sample and a link per slot) and the index's nodes."""
         return ((<Py_ssize_t>self._chunks << self._shift) * (sizeof(Sample) + sizeof(int))
-                + self._node_capacity * sizeof(Node))
+                + (((self._node_count + NODE_BLOCK - 1) >> NODE_BLOCK_SHIFT) << NODE_BLOCK_SHIFT) * sizeof(Node))
 
     @property
     def index_nodes(self):
@@ -338,27 +344,35 @@ cdef class SlidingWindow:
     # -- the value index -------------------------------------------------------------
 
     cdef int _new_node(self) except -1:
-        cdef int node
-        cdef Node* nodes
+        """A node from the free list, or a new one (in a new block of ``NODE_BLOCK`` when the
+        last is full: nodes never move, so growing copies nothing)."""
+        cdef int node, block, room
+        cdef void* grown
         if self._free_node >= 0:
             node = self._free_node
-            self._free_node = self._nodes[node].entries[0].link
+            self._free_node = _node_at(self._node_blocks, node).entries[0].link
         else:
-            if self._node_count == self._node_capacity:
-                nodes = <Node*>PyMem_Realloc(self._nodes, max(4, 2 * self._node_capacity) * sizeof(Node))
-                if nodes == NULL:
-                    raise MemoryError()
-                self._nodes = nodes
-                self._node_capacity = max(4, 2 * self._node_capacity)
             node = self._node_count
+            if node & (NODE_BLOCK - 1) == 0:
+                block = node >> NODE_BLOCK_SHIFT
+                if block == self._node_block_room:
+                    room = max(4, 2 * self._node_block_room)
+                    grown = PyMem_Realloc(self._node_blocks, room * sizeof(Node*))
+                    if grown == NULL:
+                        raise MemoryError()
+                    self._node_blocks = <Node**>grown
+                    self._node_block_room = room
+                self._node_blocks[block] = <Node*>PyMem_Malloc(NODE_BLOCK * sizeof(Node))
+                if self._node_blocks[block] == NULL:
+                    raise MemoryError()
             self._node_count += 1
-        memset(&self._nodes[node], 0, sizeof(Node))  # every entry an empty leaf
+        memset(_node_at(self._node_blocks, node), 0, sizeof(Node))  # every entry an empty leaf
         self._live_nodes += 1
         return node
 
     cdef void _append(self, int node, int entry, int slot) noexcept:
         """Add slot ``slot`` to the leaf ``entry`` of ``node`` as its newest sample."""
-        cdef Node* n = &self._nodes[node]
+        cdef Node* n = _node_at(self._node_blocks, node)
         cdef double value = _sample_at(self._chunk_samples, self._shift, self._mask, slot).value
         cdef int* previous = _previous_at(self._chunk_previous, self._shift, self._mask, slot)
         if n.count[entry] == 0:
@@ -375,19 +389,19 @@ cdef class SlidingWindow:
     cdef int _split(self, int node, int entry, int shift) except -1:
         """Turn the leaf ``entry`` of ``node`` (at ``shift``) into a child node over the next 8 bits."""
         cdef int slots[SPLIT + 1]
-        cdef int child = self._new_node()  # may move the pool: pointers are taken after
-        cdef int count = self._nodes[node].count[entry], slot = self._nodes[node].entries[entry].link, i, sub
+        cdef int child = self._new_node()
+        cdef int count = _node_at(self._node_blocks, node).count[entry], slot = _node_at(self._node_blocks, node).entries[entry].link, i, sub
         cdef int child_shift = _below(shift)
         cdef Node* c
         if count > SPLIT + 1:
             # Only a leaf of one repeated value splits this large, on receiving another value
             # (a mixed leaf splits as soon as it holds more than SPLIT): the older samples move
             # as one block, chain and all, and the newest joins its own entry.
-            c = &self._nodes[child]
-            sub = (_order_key(self._nodes[node].entries[entry].value) >> child_shift) & (FANOUT - 1)
+            c = _node_at(self._node_blocks, child)
+            sub = (_order_key(_node_at(self._node_blocks, node).entries[entry].value) >> child_shift) & (FANOUT - 1)
             c.count[sub] = count - 1
             c.entries[sub].link = self._previous_of(slot)
-            c.entries[sub].value = self._nodes[node].entries[entry].value
+            c.entries[sub].value = _node_at(self._node_blocks, node).entries[entry].value
             c.entries[sub].mixed = 0
             self._append(child, (_order_key(self._value_of(slot)) >> child_shift) & (FANOUT - 1), slot)
         else:
@@ -397,18 +411,18 @@ cdef class SlidingWindow:
             for i in range(count - 1, -1, -1):  # oldest first, so every chain of the child is in time order
                 slot = slots[i]
                 self._append(child, (_order_key(self._value_of(slot)) >> child_shift) & (FANOUT - 1), slot)
-        self._nodes[node].entries[entry].link = child
-        self._nodes[node].entries[entry].split = 1
+        _node_at(self._node_blocks, node).entries[entry].link = child
+        _node_at(self._node_blocks, node).entries[entry].split = 1
         if child_shift > 0:  # a leaf at shift 0 holds one order key: never mixed
             for sub in range(FANOUT):
-                if self._nodes[child].count[sub] > SPLIT and self._nodes[child].entries[sub].mixed:
+                if _node_at(self._node_blocks, child).count[sub] > SPLIT and _node_at(self._node_blocks, child).entries[sub].mixed:
                     self._split(child, sub, child_shift)
         return 0
 
     cdef void _collect(self, int node, int* slots, int* found) noexcept:
         """Gather the slots below ``node`` into ``slots`` and free its nodes."""
         cdef int entry, slot, i
-        cdef Node* n = &self._nodes[node]
+        cdef Node* n = _node_at(self._node_blocks, node)
         for entry in range(FANOUT):
             if n.count[entry] == 0:
                 continue
@@ -430,9 +444,9 @@ cdef class SlidingWindow:
         cdef long long ages[MERGE]
         cdef int found = 0, i, j, slot
         cdef long long age
-        self._collect(self._nodes[node].entries[entry].link, slots, &found)
-        self._nodes[node].entries[entry].split = 0
-        self._nodes[node].count[entry] = 0
+        self._collect(_node_at(self._node_blocks, node).entries[entry].link, slots, &found)
+        _node_at(self._node_blocks, node).entries[entry].split = 0
+        _node_at(self._node_blocks, node).count[entry] = 0
         for i in range(found):  # insertion sort by age: the chain is appended oldest first
             slot = slots[i]
             age = (self._chunk_sequence[slot >> self._shift] << self._shift) + (slot & self._mask)
@@ -544,7 +558,7 @@ cdef class SlidingWindow:
             self._top_node[top] = node
         self._top_count[top] += 1
         while True:
-            n = &self._nodes[node]
+            n = _node_at(self._node_blocks, node)
             entry = (key >> shift) & (FANOUT - 1)
             if n.entries[entry].split:
                 n.count[entry] += 1
@@ -565,7 +579,7 @@ cdef class SlidingWindow:
         cdef Node* n
         self._top_count[top] -= 1
         while True:
-            n = &self._nodes[node]
+            n = _node_at(self._node_blocks, node)
             entry = (key >> shift) & (FANOUT - 1)
             n.count[entry] -= 1
             if n.entries[entry].split:
@@ -662,7 +676,7 @@ def summarize(windows, double now, qs):
     for w in range(count):
         window = <SlidingWindow>parts[w]
         window._expire(now)
-        views[w].nodes = window._nodes
+        views[w].nodes = window._node_blocks
         views[w].samples = window._chunk_samples
         views[w].previous = window._chunk_previous
         views[w].shift = window._shift
