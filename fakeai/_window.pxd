@@ -55,7 +55,7 @@ cdef class SlidingWindow:
     cdef Node** _node_blocks          # the pool of nodes, in blocks of NODE_BLOCK: node ``i`` is
     cdef int _node_block_room         # ``_node_blocks[i >> NODE_BLOCK_SHIFT][i & (NODE_BLOCK - 1)]``
     cdef int _node_count      # nodes ever taken from the pool (live or on the free list)
-    cdef int _free_node       # first free node (linked through ``child[0]``), or -1
+    cdef int _free_node       # first free node (linked through ``entries[0].link``), or -1
     cdef int _live_nodes
     cdef double _partials[PARTIALS]
     cdef int _partial_count

@@ -46,7 +46,7 @@ from libcpp.pair cimport pair
 from libcpp.vector cimport vector
 
 DEFAULT_MAX_SAMPLES = 1_000_000
-MAX_SAMPLES_LIMIT = 2**31 - 1
+MAX_SAMPLES_LIMIT = 2**31 - 2048
 
 cdef int _LARGEST_CHUNK_SHIFT = 10  # 1024 slots: 20 KB with their links
 cdef int _SMALLEST_CHUNK_SHIFT = 3
@@ -268,7 +268,7 @@ cdef class SlidingWindow:
         if window_seconds <= 0.0:
             raise ValueError(f"window_seconds must be positive, got {window_seconds!r}")
         if not 1 <= max_samples < MAX_SAMPLES_LIMIT:
-            raise ValueError(f"max_samples must be at least 1 and below 2**31 - 1, got {max_samples!r}")
+            raise ValueError(f"max_samples must be at least 1 and below 2**31 - 2048, got {max_samples!r}")
         self._window_seconds = window_seconds
         self._max_samples = max_samples
         # A chunk of about a sixteenth of the largest window, within 8 to 1024 slots: a small
@@ -539,10 +539,10 @@ cdef class SlidingWindow:
             timestamp = self._newest
         self._newest = timestamp
         self._drop_older_than(timestamp - self._window_seconds)
+        cdef int slot = self._tail_slot()  # first: a failed allocation leaves the window as it was
         if self._size == self._max_samples:
             self._pop_oldest()
             self._dropped += 1
-        cdef int slot = self._tail_slot()
         cdef Sample* sample = _sample_at(self._chunk_samples, self._shift, self._mask, slot)
         sample.timestamp = timestamp
         sample.value = value

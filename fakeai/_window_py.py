@@ -16,7 +16,7 @@ Semantics
 * Timestamps are kept in order. A timestamp earlier than the newest recorded one (a clock
   that went backwards) is recorded as the newest one.
 * NaN or infinite timestamps and values are rejected with ``ValueError``.
-* At most ``max_samples`` samples are held (``max_samples`` below 2**31); recording into a
+* At most ``max_samples`` samples are held (``max_samples`` below 2**31 - 2048); recording into a
   full window drops the oldest sample and counts it in ``dropped``.
 * The sum is the correctly rounded sum of the live values, equal to ``math.fsum`` of them.
   A sum beyond the largest double is undefined (inf or NaN).
@@ -53,8 +53,9 @@ __all__ = ("DEFAULT_MAX_SAMPLES", "MAX_SAMPLES_LIMIT", "SlidingWindow", "summari
 #: Enough for 100k samples per second over the default 5 s window, with headroom.
 DEFAULT_MAX_SAMPLES = 1_000_000
 
-#: ``max_samples`` must be below this (the compiled kernel links samples with 32-bit indices).
-MAX_SAMPLES_LIMIT = 2**31 - 1
+#: ``max_samples`` must be below this: the compiled kernel names a sample's place by a 32-bit
+#: slot, and its storage holds up to two chunks (of at most 1,024 slots) beyond ``max_samples``.
+MAX_SAMPLES_LIMIT = 2**31 - 2048
 
 _NAN = math.nan
 
@@ -99,7 +100,7 @@ class SlidingWindow:
         if window_seconds <= 0.0:
             raise ValueError(f"window_seconds must be positive, got {window_seconds!r}")
         if not 1 <= int(max_samples) < MAX_SAMPLES_LIMIT:
-            raise ValueError(f"max_samples must be at least 1 and below 2**31 - 1, got {max_samples!r}")
+            raise ValueError(f"max_samples must be at least 1 and below 2**31 - 2048, got {max_samples!r}")
         self._window_seconds = window_seconds
         self._max_samples = int(max_samples)
         self._samples: deque[tuple[float, float]] = deque()  # time order: expiry is first in, first out

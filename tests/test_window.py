@@ -100,6 +100,12 @@ def test_bad_construction_is_rejected(window_kernel, seconds: float, cap: int) -
         window_kernel.SlidingWindow(seconds, cap)
 
 
+def test_max_samples_stops_short_of_what_32_bit_slots_can_name(window_kernel) -> None:
+    window_kernel.SlidingWindow(5.0, window_kernel.MAX_SAMPLES_LIMIT - 1)  # storage comes as samples do
+    with pytest.raises(ValueError):
+        window_kernel.SlidingWindow(5.0, window_kernel.MAX_SAMPLES_LIMIT)
+
+
 def test_cap_drops_the_oldest_and_counts_exactly(window_kernel) -> None:
     window = window_kernel.SlidingWindow(1000.0, max_samples=100)
     for i in range(250):
@@ -295,6 +301,108 @@ def test_compiled_kernel_matches_the_reference_while_the_window_swells_and_shrin
             seen_c = (compiled.summary(now, qs), compiled.dropped, len(compiled))
             seen_r = (reference.summary(now, qs), reference.dropped, len(reference))
             assert _same(seen_c, seen_r), (tick, seen_c, seen_r)
+
+
+def _chunk(cap: int) -> int:
+    """The compiled window's chunk: the smallest power of two of at least cap / 16, 8 to 1024."""
+    shift = 3
+    while shift < 10 and (1 << (shift + 4)) < cap:
+        shift += 1
+    return 1 << shift
+
+
+@pytest.mark.compiled_vs_twin
+def test_a_merge_keeps_time_order_across_a_chunk_the_storage_wrapped_into() -> None:
+    # cap 1000: chunks of 64. Filler (5.0) fills chunks 0-1, then 300 values in [1, 1.5) at 0.5
+    # (chunks 2-6: their binade splits), then at 1.0 the filler expires and 50 values in
+    # [1.5, 2) fill chunk 6 and wrap into chunk 0, whose slots are lower than chunk 6's but
+    # newer. At 1.5 the split entry falls to MERGE: the merged leaf's chain must follow age,
+    # not slot numbers, or the next expiries drop the wrong samples.
+    from fakeai import _window
+
+    windows = [_window.SlidingWindow(1.0, 1000), _window_py.SlidingWindow(1.0, 1000)]
+    for window in windows:
+        for _ in range(128):
+            window.record(0.0, 5.0)
+        for i in range(300):
+            window.record(0.5, 1.0 + i / 600.0)
+        for i in range(50):
+            window.record(1.0, 1.5 + i / 100.0)
+    qs = (0.0, 0.1, 0.5, 0.9, 1.0)
+    for now in (1.0, 1.5, 1.7):
+        compiled, reference = (window.summary(now, qs) for window in windows)
+        assert compiled == reference, (now, compiled, reference)
+    assert windows[0].summary(1.5, qs)[:4] == (50, math.fsum(1.5 + i / 100.0 for i in range(50)), 1.5, 1.99)
+
+
+@pytest.mark.compiled_vs_twin
+@pytest.mark.parametrize("cap", [1, 2, 7, 8, 9, 16, 17, 100, 129, 1000, 5000])
+@pytest.mark.parametrize("pattern", ["full", "empties", "swells"])
+def test_storage_stays_within_its_bound(cap: int, pattern: str) -> None:
+    # One repeated value: the index is one node (one block of 4), so the rest of memory_bytes
+    # is the chunks: at most cap / chunk + 2 of them (20 bytes a slot), however long the window
+    # runs, whether it stays full, empties by expiry and refills, or swells and shrinks.
+    from fakeai import _window
+
+    window, chunk = _window.SlidingWindow(1.0, cap), _chunk(cap)
+    now = 0.0
+    for tick in range(3000):
+        now += 0.01
+        if pattern == "full":
+            burst = 3
+        elif pattern == "empties":
+            now += 1.0  # everything expires: the tail is often at the end of a chunk then
+            burst = chunk if tick % 2 else 3
+        else:
+            burst = int(cap / 25 * (1.0 + math.sin(tick / 30.0))) + 1
+        for _ in range(burst):
+            window.record(now, 7.0)
+        assert len(window) <= cap
+        chunk_bytes = window.memory_bytes - 4 * 5120
+        assert chunk_bytes % (20 * chunk) == 0
+        assert chunk_bytes // (20 * chunk) <= cap // chunk + 2, (tick, chunk_bytes // (20 * chunk))
+
+
+def test_summarize_and_union_over_windows_with_different_chunk_sizes(window_kernel) -> None:
+    # Caps 100, 3000 and 1e6 give the compiled window chunks of 8, 256 and 1024 slots: a read
+    # that walks a window's leaves must use that window's chunk size, not another's.
+    windows, live = [], []
+    for index, cap in enumerate((100, 3000, 1_000_000)):
+        window = window_kernel.SlidingWindow(5.0, cap)
+        values = [1.0 + ((i * 7919 + index) % 1009) / 1009.0 for i in range(min(cap, 2000))]
+        for value in values:
+            window.record(0.0, value)
+        windows.append(window)
+        live += values
+    qs = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+    expected = (len(live), math.fsum(live), min(live), max(live),
+                tuple(float(x) for x in np.quantile(live, qs, method="linear")))
+    assert window_kernel.summarize(windows, 1.0, qs) == expected
+    assert window_kernel.union(windows, 1.0).summary(1.0, qs) == expected
+
+
+@pytest.mark.compiled_vs_twin
+def test_union_follows_the_circle_where_a_chunk_was_spliced_in() -> None:
+    # cap 100: chunks of 8. Chunk 1 is spliced in after 0; 0 is re-entered once its samples
+    # expire; then chunk 2 is spliced in between 0 and 1: the circle is 0 -> 2 -> 1 -> 0, not
+    # in the chunks' order. A union must take the samples along the circle.
+    from fakeai import _window
+
+    def fill(module):
+        window, other = module.SlidingWindow(1.0, 100), module.SlidingWindow(1.0, 100)
+        for timestamp, base, count in ((0.0, 0.0, 8), (0.5, 10.0, 8), (1.0, 20.0, 8), (1.2, 30.0, 12)):
+            for i in range(count):
+                window.record(timestamp, base + i)
+        other.record(1.1, -1.0)
+        return window, other
+
+    qs = (0.0, 0.25, 0.5, 0.75, 1.0)
+    compiled, reference = fill(_window), fill(_window_py)
+    for now in (1.2, 1.45, 2.05):
+        expected = _window_py.union(reference, now).summary(now, qs)
+        assert _window.union(compiled, now).summary(now, qs) == expected, now
+        assert _window.union(compiled[:1], now).summary(now, qs) == _window_py.union(reference[:1], now).summary(now, qs)
+        assert _window.summarize(compiled, now, qs) == expected
 
 
 @settings(max_examples=200, deadline=None)
