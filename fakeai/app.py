@@ -122,6 +122,8 @@ def create_app(
     control = RuntimeControl(engine, settings, shared, registry.kv_publish, wall_clock)
     engine.poll_control = control.poll
     registry.next_deadline = engine.next_deadline  # reads give way to paced tokens
+    if settings.record_metrics:
+        engine.observe_lateness = registry.observer("fakeai_paced_lateness_seconds")
     kv_cache = engine.kv_cache
     registry.kv_cache.attach(
         model_name=settings.models[0] if settings.models else "",

@@ -69,6 +69,29 @@ def test_waiters_wake_in_deadline_order_and_never_early() -> None:
     assert [deadline for deadline, _ in order] == sorted(deadline for deadline, _ in woke)
 
 
+def test_the_pacer_tells_how_late_it_served_each_waiter() -> None:
+    """``fakeai_paced_lateness_seconds``' source: one reading per waiter served, its time after
+    the deadline, taken as the waiter is served (never before it: never negative)."""
+
+    async def run() -> tuple[list[float], list[tuple[float, float]]]:
+        lateness: list[float] = []
+        pacer = new_pacer(time.monotonic, lateness.append)
+        start = time.monotonic()
+        served: list[tuple[float, float]] = []
+        for offset in (0.004, 0.002, 0.006):
+            pacer.call_at(start + offset, lambda deadline: served.append((deadline, time.monotonic())),
+                          start + offset)
+        await pacer.wait_until(start + 0.008)
+        pacer.close()
+        return lateness, served
+
+    lateness, served = uvloop.run(run())
+    assert len(lateness) == 4  # three calls and the future
+    assert all(late >= 0.0 for late in lateness)
+    for (deadline, at), late in zip(sorted(served), lateness):  # served in deadline order
+        assert late <= at - deadline  # read just before the call
+
+
 def test_a_cancelled_waiter_does_not_disturb_the_others() -> None:
     async def run() -> bool:
         pacer = new_pacer(time.monotonic)

@@ -136,6 +136,8 @@ class Engine:
         """How much one request may ask for (checked by the handlers before anything else)."""
         self.readiness = Readiness(clock, -math.inf)
         """Whether the simulated model has loaded (``--startup-seconds``; the app sets it)."""
+        self.observe_lateness: Callable[[float], None] | None = None
+        """Told how late the pacer served each waiter, in seconds (the app sets it)."""
         self.poll_control: Callable[[], None] = _nothing
         """Applies a runtime change another process made (``RuntimeControl.poll``; the app sets it)."""
         self._rng = random.Random(settings.seed)
@@ -144,7 +146,7 @@ class Engine:
 
     def start(self) -> None:
         """Called on the running event loop at start-up."""
-        self.pacer = new_pacer(self.clock)
+        self.pacer = new_pacer(self.clock, self.observe_lateness)
 
     def stop(self) -> None:
         self.pacer.close()

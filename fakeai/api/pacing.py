@@ -99,8 +99,15 @@ class TimerfdPacer:
     A waiter is a future (``wait_until``) or a callback (``call_at``): a paced stream's driver
     is called from the timer itself, without a future or a task's wake-up in between."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timerfd: OsTimerfd | CtypesTimerfd) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        timerfd: OsTimerfd | CtypesTimerfd,
+        observe_lateness: Callable[[float], None] | None = None,
+    ) -> None:
         self._loop = loop
+        self._observe_lateness = observe_lateness
+        """Given how many seconds after its deadline each waiter was served (None: not measured)."""
         self.timerfd = timerfd
         self._fd = timerfd.fd
         self._heap: list[tuple[float, int, Callable[[Any], None], Any]] = []
@@ -140,6 +147,7 @@ class TimerfdPacer:
         heap = self._heap
         started = now = time.monotonic()
         pop = heapq.heappop
+        observe = self._observe_lateness
         while heap:
             if heap[0][0] > now:
                 # Waiters that fell due while the ones before them were served are served in the
@@ -147,7 +155,9 @@ class TimerfdPacer:
                 now = time.monotonic()
                 if heap[0][0] > now or now - started > FIRE_SECONDS:
                     break
-            _, _, call, argument = pop(heap)
+            deadline, _, call, argument = pop(heap)
+            if observe is not None:
+                observe(time.monotonic() - deadline)
             try:
                 call(argument)
             except Exception:  # one waiter's failure must not strand the others
@@ -183,11 +193,14 @@ def new_timerfd() -> OsTimerfd | CtypesTimerfd:
     return CtypesTimerfd(ctypes.CDLL(None, use_errno=True))
 
 
-def new_pacer(clock: Callable[[], float]) -> TimerfdPacer | SleepPacer:
-    """The precise pacer where it works (Linux, deadlines on ``time.monotonic``)."""
+def new_pacer(
+    clock: Callable[[], float], observe_lateness: Callable[[float], None] | None = None
+) -> TimerfdPacer | SleepPacer:
+    """The precise pacer where it works (Linux, deadlines on ``time.monotonic``), telling
+    ``observe_lateness`` how late it served each waiter; the other does not measure it."""
     if sys.platform == "linux" and clock is time.monotonic:
         try:
-            return TimerfdPacer(asyncio.get_running_loop(), new_timerfd())
+            return TimerfdPacer(asyncio.get_running_loop(), new_timerfd(), observe_lateness)
         except (OSError, AttributeError, NotImplementedError):
             pass
     return SleepPacer(clock)

@@ -12,6 +12,7 @@ import msgspec
 __all__ = (
     "DURATION_BUCKETS",
     "INTER_TOKEN_BUCKETS",
+    "LATENESS_BUCKETS",
     "TOKEN_COUNT_BUCKETS",
     "VLLM_INTER_TOKEN_BUCKETS",
     "VLLM_N_BUCKETS",
@@ -34,6 +35,9 @@ INTER_TOKEN_BUCKETS = (
     0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0,
 )
 """Inter-token latency, in seconds: dense around the usual 5-50 ms, down to 100 us."""
+
+LATENESS_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1)
+"""How late paced work was served, in seconds: 50 us (on time) to 100 ms (a stalled loop)."""
 
 TOKEN_COUNT_BUCKETS = (
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0,

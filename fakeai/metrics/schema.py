@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from fakeai.metrics.instruments import (
     DURATION_BUCKETS,
     INTER_TOKEN_BUCKETS,
+    LATENESS_BUCKETS,
     TOKEN_COUNT_BUCKETS,
     VLLM_INTER_TOKEN_BUCKETS,
     VLLM_N_BUCKETS,
@@ -130,6 +131,7 @@ BUCKETS: dict[str, tuple[float, ...]] = {
     "duration": DURATION_BUCKETS,
     "tokens": TOKEN_COUNT_BUCKETS,
     "inter_token": INTER_TOKEN_BUCKETS,
+    "lateness": LATENESS_BUCKETS,
     "vllm_ttft": VLLM_TTFT_BUCKETS,
     "vllm_inter_token": VLLM_INTER_TOKEN_BUCKETS,
     "vllm_latency": VLLM_REQUEST_LATENCY_BUCKETS,
@@ -466,6 +468,10 @@ METRICS: tuple[Metric, ...] = (
     Metric(name="fakeai_inter_token_latency_seconds", kind="histogram", unit="seconds",
            help="Every gap between two consecutive streamed tokens of a choice (0 between tokens sent in one write).",
            buckets=INTER_TOKEN_BUCKETS, read=_one(lambda s: s.streaming.itl_gaps_histogram)),
+    Metric(name="fakeai_paced_lateness_seconds", kind="histogram", unit="seconds",
+           help="How long after its deadline the timer served each piece of paced work: a stream's token "
+                "(written then), a plain answer's end, a step of the engine model (Linux's timerfd pacer).",
+           buckets=LATENESS_BUCKETS, cell=Cell("h|paced_lateness", bounds="lateness")),
     Metric(name="fakeai_stream_mean_inter_token_latency_seconds", kind="histogram", unit="seconds",
            help="Mean inter-token latency of each finished stream of two or more tokens.",
            buckets=INTER_TOKEN_BUCKETS, read=_one(lambda s: s.streaming.itl_histogram)),
