@@ -50,7 +50,10 @@ share of the run some task waited for a CPU, Linux's PSI: 0 % on an otherwise id
 as other processes share the cores it grows and the figures mean less) and the most time
 the host took from the server's core in any run of the case (the virtual machine's steal: a
 host busy with other tenants delays the server by milliseconds that no change to fakeai can
-win back; a pair with steal compares two different machines); and the load client's
+win back; a pair with steal compares two different machines); the server's own view: the share of
+its paced waiters (tokens, answers' ends) its timer served more than 1 ms after their deadlines,
+from ``fakeai_paced_lateness_seconds`` read before and after each run (the client's core and
+its lag do not enter it); and the load client's
 own health: its event loop's lag (a task asking to wake every 1 ms; libuv's timers have 1 ms
 granularity, so up to about 1 ms is the probe's resolution) and its CPU use. Results go to
 ``benchmarks/results/fidelity_ab.json`` (``--json`` elsewhere) and a table to stdout.
@@ -139,6 +142,17 @@ def window_counts(url: str) -> dict[str, int]:
             "every_window": every, "dropped": metrics["dropped_samples"]}
 
 
+def paced_lateness(url: str) -> tuple[float, float]:
+    """The server's own count of paced waiters served (``fakeai_paced_lateness_seconds``), and
+    how many of them more than 1 ms after their deadlines."""
+    text = httpx.get(url + "/metrics/prometheus", timeout=60).text
+    family = "fakeai_paced_lateness_seconds"
+    served = float(next(line for line in text.splitlines() if line.startswith(family + "_count ")).split()[1])
+    on_time = float(next(line for line in text.splitlines()
+                         if line.startswith(family + '_bucket{le="0.001"}')).split()[1])
+    return served, served - on_time
+
+
 def fill(url: str, target: int) -> dict:
     """wrk rounds of cheap requests until the fill endpoint's latency window holds ``target``."""
     before = window_counts(url)
@@ -208,6 +222,7 @@ def run(url: str, concurrency: int, scraped: bool, refresh: float, interval: flo
     server_cpu = url.cpu_seconds()  # type: ignore[attr-defined]
     pressure = cpu_pressure_total()
     steal = steal_seconds(harness.SERVER_CPU)
+    served, late = paced_lateness(url)
     started = time.perf_counter()
     try:
         raw = _paced_streams(host, int(port), concurrency, interval, monitor, client)
@@ -220,6 +235,7 @@ def run(url: str, concurrency: int, scraped: bool, refresh: float, interval: flo
     server_share = (url.cpu_seconds() - server_cpu) / elapsed  # type: ignore[attr-defined]
     pressure_share = (cpu_pressure_total() - pressure) / elapsed
     steal_share = (steal_seconds(harness.SERVER_CPU) - steal) / elapsed
+    served_after, late_after = paced_lateness(url)
     ttft, gaps, lags = raw["ttft_errors"], raw["gap_errors"], raw["client_lag"]
     ms = 1000.0
     figures = {
@@ -231,6 +247,7 @@ def run(url: str, concurrency: int, scraped: bool, refresh: float, interval: flo
         "client_lag_ms": {"p99": quantile(lags, 0.99) * ms, "max": max(lags, default=0.0) * ms},
         "client_cpu_share": raw["client_cpu_share"], "server_cpu_share": server_share,
         "machine_cpu_pressure": pressure_share, "server_core_steal": steal_share,
+        "server_late_share": (late_after - late) / max(served_after - served, 1.0),
     }
     if monitor is not None:
         figures["scrape_seconds"] = scrapes["scrape_seconds"]
@@ -256,6 +273,7 @@ def summarize(runs: list[dict]) -> dict:
         summary[kind]["client_cpu_share_max"] = max(run["client_cpu_share"] for run in chosen)
         summary[kind]["machine_cpu_pressure"] = statistics.median(run["machine_cpu_pressure"] for run in chosen)
         summary[kind]["server_core_steal_max"] = max(run["server_core_steal"] for run in chosen)
+        summary[kind]["server_late_share"] = statistics.median(run["server_late_share"] for run in chosen)
         summary[kind]["streams_not_100_chunks"] = sum(run["streams_not_100_chunks"] for run in chosen)
     quiet = [run for run in runs if not run["scraped"]]
     for figure in ("gap_error", "ttft_error"):
@@ -278,7 +296,7 @@ def print_table(results: dict) -> None:
     print()
     print("fidelity A/B (errors in ms: client-observed minus TTFT 20 ms / ITL 10 ms; medians over pairs)")
     header = ("samples", "streams", "run", "gap p50", "gap p99", "gap max", ">2ms late", "TTFT p50", "TTFT p99",
-              "TTFT max", "client lag max", "CPU pressure", "steal max")
+              "TTFT max", "client lag max", "CPU pressure", "steal max", "srv >1ms")
     print(" | ".join(f"{cell:>10}" for cell in header))
     for case in results["cases"]:
         summary = case["summary"]
@@ -291,6 +309,7 @@ def print_table(results: dict) -> None:
                 *(f"{figures[f'ttft_error_{q}_ms']:>10.3f}" for q in ("p50", "p99", "max")),
                 f"{figures['client_lag_max_ms']:>10.2f}", f"{figures['machine_cpu_pressure'] * 100:>9.0f}%",
                 f"{figures['server_core_steal_max'] * 100:>9.1f}%",
+                f"{figures['server_late_share'] * 100:>9.2f}%",
             ]))
         print(f"{'':>10}   {'':>10}   {'difference':>10}   {'':>10}   "
               f"{summary['gap_error_p99_ms_scraped_minus_quiet']:>+10.3f}   {'':>10}   {'':>10}   {'':>10}   "
