@@ -413,7 +413,7 @@ class MetricsRegistry:
 
     def observe(self, name: str, value: float, label: str | None = None) -> None:
         """Count ``value`` in the declared histogram ``name`` (``label`` as for ``add``)."""
-        self.writer.region.observe(self._declared_cell(name, label), self._declared[name].buckets, value)
+        self.observer(name, label)(value)
 
     def observer(self, name: str, label: str | None = None) -> Callable[[float], None]:
         """``observe`` for one declared histogram, its cell found once: for a caller on a hot path."""
