@@ -4,8 +4,10 @@ docs/ leads to a file and heading that exist (with GitHub's anchors)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
+import subprocess
 from pathlib import Path
 
 from fakeai.config import settings_table
@@ -125,3 +127,31 @@ def test_the_readme_main_settings_are_the_settings() -> None:
     shown = dict(re.findall(row.format(""), "\n".join(table), re.M))
     assert len(shown) == len(table) >= 10, "a row of the README's main settings is not `--flag` | default"
     assert {flag: defaults.get(flag) for flag in shown} == shown
+
+
+def test_every_fakeai_name_the_docs_and_docstrings_quote_exists() -> None:
+    """A dotted fakeai name quoted in a code span (Markdown or reST) names a module or an
+    attribute that exists: no stale reference such as the fakeai.api.prompts that once was."""
+    files = subprocess.run(["git", "ls-files", "*.py", "*.md", "*.pyx", "*.pxd"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()
+    quoted = re.compile(r"`+(fakeai(?:\.\w+)+)(?:\(\))?`")
+    seen, stale = 0, []
+    for name in files:
+        for match in quoted.finditer((ROOT / name).read_text()):
+            seen += 1
+            parts = match[1].split(".")
+            for end in range(len(parts), 0, -1):
+                try:
+                    found: object = importlib.import_module(".".join(parts[:end]))
+                except ImportError:
+                    continue
+                try:
+                    for attribute in parts[end:]:
+                        found = getattr(found, attribute)
+                except AttributeError:
+                    stale.append(f"{name}: {match[1]}")
+                break
+            else:
+                stale.append(f"{name}: {match[1]}")
+    assert seen > 50, "the pattern found next to nothing: is it still right?"
+    assert stale == []

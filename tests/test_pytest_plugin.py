@@ -235,3 +235,32 @@ def test_a_test_changes_the_running_server_and_waits_for_it_to_load(pytester: py
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=4)
+
+
+def test_each_server_binds_its_port_once_and_serves_on_that_socket(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import socket
+
+        import httpx
+        import pytest
+
+
+        @pytest.mark.parametrize("subprocess", [False, True])
+        def test_one_bind(fakeai_server_factory, monkeypatch, subprocess):
+            binds = []
+            real = socket.socket.bind
+
+            def bind(self, address):
+                binds.append(address)
+                return real(self, address)
+
+            monkeypatch.setattr(socket.socket, "bind", bind)
+            server = fakeai_server_factory(subprocess=subprocess)
+            assert binds == [("127.0.0.1", 0)], "no port picked, released and bound again"
+            monkeypatch.undo()
+            httpx.get(server.base_url + "/health/live").raise_for_status()
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
