@@ -137,3 +137,10 @@ def test_a_change_reaches_every_worker_process():
         assert statuses == {500}
         httpx.post(base_url + "/admin/reset-prefix-cache", headers=ADMIN).raise_for_status()
         assert all(control["prefix_cache_resets"] == 1 for control in every_worker_control().values())
+        pids = set(seen)
+    # every change is in the server's log: by the process that made it, and as each process applied it
+    assert "runtime settings changed (generation 1, by admin in process" in base_url.output
+    assert "'error_rate': '0.0 -> 1.0'" in base_url.output
+    applied = {pid for pid in pids if f"runtime settings generation 1 applied in process {pid}:" in base_url.output}
+    assert applied == pids
+    assert "prefix caches reset (generation 2, by admin in process" in base_url.output

@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 
 __all__ = ("CONTROL_FILE", "RUNTIME_SETTINGS", "RuntimeControl")
 
-_log = logging.getLogger("fakeai")
+_log = logging.getLogger("uvicorn.error")
+"""Where changes are logged: uvicorn's server log, which ``fakeai serve`` prints at INFO (nothing
+configures a handler for the ``fakeai`` logger, so its INFO lines were dropped)."""
 
 CONTROL_FILE = "control"
 CONTROL_BYTES = 256 * 1024
