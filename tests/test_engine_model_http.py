@@ -129,25 +129,38 @@ def test_a_request_beyond_max_num_seqs_waits_and_the_servers_queue_time_is_the_c
         # prefill (scheduling to first token) took no time; inference is each one's 4 steps
         assert change["vllm:request_prefill_time_seconds_sum"] == pytest.approx(0.0, abs=0.002)
         assert change["vllm:request_inference_time_seconds_sum"] == pytest.approx(0.160, abs=0.010)
+        assert change["vllm:request_decode_time_seconds_sum"] == pytest.approx(0.160, abs=0.010)
 
 
 def test_the_waiting_gauge_shows_the_queue_while_it_is_there():
     with _serving(max_num_seqs=2, itl_ms=5.0) as base_url:
         seen: list[tuple[int, int]] = []
+        detailed: list[tuple[int, int]] = []  # /health/detailed's engine block, the one worker's
+        exposed: list[tuple[float, float]] = []  # vLLM's gauges, engine="0"
+
+        def gauge(text: str, family: str) -> float:
+            line = next(line for line in text.splitlines() if line.startswith(family + "{") and 'engine="0"' in line)
+            return float(line.rsplit(" ", 1)[1])
 
         async def load():
             async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-                streams = asyncio.gather(*(_stream(client, 40) for _ in range(5)))
+                streams = asyncio.gather(*(_stream(client, 60) for _ in range(5)))
                 async with httpx.AsyncClient(base_url=base_url, timeout=30) as probe:
                     while not streams.done():
                         summary = (await probe.get("/metrics", headers={"Accept": "application/json"})).json()
                         seen.append((summary["summary"]["requests_running"], summary["summary"]["requests_waiting"]))
+                        engine = (await probe.get("/health/detailed")).json()["engine"]
+                        detailed.append((engine["running_by_worker"][0], engine["waiting_by_worker"][0]))
+                        text = (await probe.get("/metrics/prometheus")).text
+                        exposed.append((gauge(text, "vllm:num_requests_running"),
+                                        gauge(text, "vllm:num_requests_waiting")))
                         await asyncio.sleep(0.02)
                 await streams
 
         asyncio.run(load())
-        # 5 requests of 40 tokens, 2 at a time: 2 run while 3 wait, then 2 and 1, then 1 and 0
-        assert (2, 3) in seen
+        # 5 requests of 60 tokens, 2 at a time: 2 run while 3 wait (0.3 s), then 2 and 1, then 1 and 0;
+        # every view of the queue shows it (each read at its own instant)
+        assert (2, 3) in seen and (2, 3) in detailed and (2.0, 3.0) in exposed
         assert all(running <= 2 for running, _ in seen)
         assert {waiting for _, waiting in seen} >= {3, 1}
         eventually(lambda: _metrics(base_url)["summary"]["requests_running"] == 0, "the engine emptied")

@@ -151,7 +151,7 @@ def test_each_observation_means_what_it_means_in_vllm(exposition) -> None:
     assert _sums(f["vllm:request_params_max_tokens"], "_sum") == 4 * MAX_TOKENS + 4000
     assert _sums(f["vllm:request_max_num_generation_tokens"], "_sum") == generated - 3 * MAX_TOKENS  # the longest
     assert _sums(f["vllm:request_generation_tokens"], "_sum") == generated
-    assert _sums(f["vllm:request_queue_time_seconds"], "_sum") == 0.0  # fakeai never queues (yet)
+    assert _sums(f["vllm:request_queue_time_seconds"], "_sum") == 0.0  # no engine model here: nothing queues
     # TPOT per request: ITL 5 ms, so about 5 ms each (the one that left may have had 1 token: 0)
     tpot = f["vllm:request_time_per_output_token_seconds"]
     assert 0.003 * (requests - 1) < _sums(tpot, "_sum") < 0.012 * requests
