@@ -33,16 +33,21 @@ cdef struct Node:
     Entry entries[FANOUT]
 
 
+cdef struct Chunk:
+    # Slots of the time order (see ``_window.pyx``): ``1 << SlidingWindow._shift`` of them.
+    Sample* samples
+    int* previous         # per slot: the slot of the previous sample of its leaf
+    int next              # the chunk after this one in the circle
+    long long sequence    # when the tail last entered it (orders slots by age)
+
+
 @cython.final
 cdef class SlidingWindow:
     # The samples in time order: chunks of ``1 << _shift`` slots, linked in a circle. A slot
     # is ``chunk << _shift | offset``; it never moves, so growing copies nothing.
-    cdef Sample** _chunk_samples      # per chunk: its samples
-    cdef int** _chunk_previous        # per chunk, per slot: the slot of the previous sample of its leaf
-    cdef int* _next_chunk             # per chunk: the chunk after it in the circle
-    cdef long long* _chunk_sequence   # per chunk: when the tail last entered it (orders slots by age)
+    cdef Chunk* _chunk                # the chunks, by number
     cdef int _chunks                  # chunks allocated
-    cdef int _chunk_room              # length of the per-chunk arrays
+    cdef int _chunk_room              # room in ``_chunk``
     cdef int _shift
     cdef int _mask
     cdef long long _sequence          # chunks entered so far
@@ -67,6 +72,7 @@ cdef class SlidingWindow:
 
     cdef double _value_of(self, int slot) noexcept
     cdef int _previous_of(self, int slot) noexcept
+    cdef int _node_blocks_made(self) noexcept
     cdef int _add_chunk(self) except -1
     cdef void _enter(self, int chunk) noexcept
     cdef int _tail_slot(self) except -1

@@ -20,7 +20,7 @@ window; recording and expiry cost a few counter updates along one path of an ind
   a level (the rest of the exponent, i.e. the binade, then the mantissa; the last level
   overlaps the one above so that it ends at bit 0). Each entry counts the samples under it
   and is either split into a child node or a *leaf*: the slot of its newest sample, each
-  slot holding the slot of the previous sample of its leaf (``_chunk_previous``, one ``int``
+  slot holding the slot of the previous sample of its leaf (``Chunk.previous``, one ``int``
   per slot, written with the sample). As expiry is in time order, a leaf's live samples
   are always the newest ``count`` of its chain, so expiry only decrements counts. A leaf
   whose values are not all equal splits when it holds more than ``SPLIT`` samples; a split
@@ -71,12 +71,12 @@ cdef inline Node* _node_at(Node** blocks, int node) noexcept nogil:
     return &blocks[node >> NODE_BLOCK_SHIFT][node & (NODE_BLOCK - 1)]
 
 
-cdef inline Sample* _sample_at(Sample** chunks, int shift, int mask, int slot) noexcept nogil:
-    return &chunks[slot >> shift][slot & mask]
+cdef inline Sample* _sample_at(Chunk* chunks, int shift, int mask, int slot) noexcept nogil:
+    return &chunks[slot >> shift].samples[slot & mask]
 
 
-cdef inline int* _previous_at(int** chunks, int shift, int mask, int slot) noexcept nogil:
-    return &chunks[slot >> shift][slot & mask]
+cdef inline int* _previous_at(Chunk* chunks, int shift, int mask, int slot) noexcept nogil:
+    return &chunks[slot >> shift].previous[slot & mask]
 
 
 # ---------------------------------------------------------------------------------------
@@ -156,8 +156,7 @@ cdef double _rounded_sum(double* partials, int n) noexcept nogil:
 cdef struct View:
     # One window as a read sees it.
     Node** nodes
-    Sample** samples
-    int** previous
+    Chunk* chunks
     int shift
     int mask
     Py_ssize_t* top_count
@@ -235,10 +234,10 @@ cdef double _select(View* views, Py_ssize_t count, Py_ssize_t rank, int* cursors
                 continue
             slot = n.entries[entry].link
             for i in range(n.count[entry]):
-                value = _sample_at(views[w].samples, views[w].shift, views[w].mask, slot).value
+                value = _sample_at(views[w].chunks, views[w].shift, views[w].mask, slot).value
                 runs.push_back(pair[double, Py_ssize_t](value, 1))
                 keys.push_back(_order_key(value))
-                slot = _previous_at(views[w].previous, views[w].shift, views[w].mask, slot)[0]
+                slot = _previous_at(views[w].chunks, views[w].shift, views[w].mask, slot)[0]
         if shift == 0:
             bottom = 1
         shift = _below(shift)
@@ -277,10 +276,7 @@ cdef class SlidingWindow:
             shift += 1
         self._shift = shift
         self._mask = (1 << shift) - 1
-        self._chunk_samples = NULL
-        self._chunk_previous = NULL
-        self._next_chunk = NULL
-        self._chunk_sequence = NULL
+        self._chunk = NULL
         self._chunks = 0
         self._chunk_room = 0
         self._sequence = 0
@@ -302,16 +298,13 @@ cdef class SlidingWindow:
         self._dropped = 0
 
     def __dealloc__(self):
-        cdef int chunk
+        cdef int chunk, block
         for chunk in range(self._chunks):
-            PyMem_Free(self._chunk_samples[chunk])
-            PyMem_Free(self._chunk_previous[chunk])
-        PyMem_Free(self._chunk_samples)
-        PyMem_Free(self._chunk_previous)
-        PyMem_Free(self._next_chunk)
-        PyMem_Free(self._chunk_sequence)
-        for chunk in range((self._node_count + NODE_BLOCK - 1) >> NODE_BLOCK_SHIFT):
-            PyMem_Free(self._node_blocks[chunk])
+            PyMem_Free(self._chunk[chunk].samples)
+            PyMem_Free(self._chunk[chunk].previous)
+        PyMem_Free(self._chunk)
+        for block in range(self._node_blocks_made()):
+            PyMem_Free(self._node_blocks[block])
         PyMem_Free(self._node_blocks)
 
     @property
@@ -331,7 +324,7 @@ cdef class SlidingWindow:
     def memory_bytes(self):
         """Bytes held: the chunks (a sample and a link per slot) and the index's nodes."""
         return ((<Py_ssize_t>self._chunks << self._shift) * (sizeof(Sample) + sizeof(int))
-                + (((self._node_count + NODE_BLOCK - 1) >> NODE_BLOCK_SHIFT) << NODE_BLOCK_SHIFT) * sizeof(Node))
+                + (<Py_ssize_t>self._node_blocks_made() << NODE_BLOCK_SHIFT) * sizeof(Node))
 
     @property
     def index_nodes(self):
@@ -342,6 +335,9 @@ cdef class SlidingWindow:
         return self._size
 
     # -- the value index -------------------------------------------------------------
+
+    cdef int _node_blocks_made(self) noexcept:
+        return (self._node_count + NODE_BLOCK - 1) >> NODE_BLOCK_SHIFT
 
     cdef int _new_node(self) except -1:
         """A node from the free list, or a new one (in a new block of ``NODE_BLOCK`` when the
@@ -373,8 +369,8 @@ cdef class SlidingWindow:
     cdef void _append(self, int node, int entry, int slot) noexcept:
         """Add slot ``slot`` to the leaf ``entry`` of ``node`` as its newest sample."""
         cdef Node* n = _node_at(self._node_blocks, node)
-        cdef double value = _sample_at(self._chunk_samples, self._shift, self._mask, slot).value
-        cdef int* previous = _previous_at(self._chunk_previous, self._shift, self._mask, slot)
+        cdef double value = _sample_at(self._chunk, self._shift, self._mask, slot).value
+        cdef int* previous = _previous_at(self._chunk, self._shift, self._mask, slot)
         if n.count[entry] == 0:
             previous[0] = -1
             n.entries[entry].value = value
@@ -390,18 +386,18 @@ cdef class SlidingWindow:
         """Turn the leaf ``entry`` of ``node`` (at ``shift``) into a child node over the next 8 bits."""
         cdef int slots[SPLIT + 1]
         cdef int child = self._new_node()
-        cdef int count = _node_at(self._node_blocks, node).count[entry], slot = _node_at(self._node_blocks, node).entries[entry].link, i, sub
+        cdef Node* parent = _node_at(self._node_blocks, node)  # (nodes never move)
+        cdef Node* c = _node_at(self._node_blocks, child)
+        cdef int count = parent.count[entry], slot = parent.entries[entry].link, i, sub
         cdef int child_shift = _below(shift)
-        cdef Node* c
         if count > SPLIT + 1:
             # Only a leaf of one repeated value splits this large, on receiving another value
             # (a mixed leaf splits as soon as it holds more than SPLIT): the older samples move
             # as one block, chain and all, and the newest joins its own entry.
-            c = _node_at(self._node_blocks, child)
-            sub = (_order_key(_node_at(self._node_blocks, node).entries[entry].value) >> child_shift) & (FANOUT - 1)
+            sub = (_order_key(parent.entries[entry].value) >> child_shift) & (FANOUT - 1)
             c.count[sub] = count - 1
             c.entries[sub].link = self._previous_of(slot)
-            c.entries[sub].value = _node_at(self._node_blocks, node).entries[entry].value
+            c.entries[sub].value = parent.entries[entry].value
             c.entries[sub].mixed = 0
             self._append(child, (_order_key(self._value_of(slot)) >> child_shift) & (FANOUT - 1), slot)
         else:
@@ -411,11 +407,11 @@ cdef class SlidingWindow:
             for i in range(count - 1, -1, -1):  # oldest first, so every chain of the child is in time order
                 slot = slots[i]
                 self._append(child, (_order_key(self._value_of(slot)) >> child_shift) & (FANOUT - 1), slot)
-        _node_at(self._node_blocks, node).entries[entry].link = child
-        _node_at(self._node_blocks, node).entries[entry].split = 1
+        parent.entries[entry].link = child
+        parent.entries[entry].split = 1
         if child_shift > 0:  # a leaf at shift 0 holds one order key: never mixed
             for sub in range(FANOUT):
-                if _node_at(self._node_blocks, child).count[sub] > SPLIT and _node_at(self._node_blocks, child).entries[sub].mixed:
+                if c.count[sub] > SPLIT and c.entries[sub].mixed:
                     self._split(child, sub, child_shift)
         return 0
 
@@ -444,12 +440,13 @@ cdef class SlidingWindow:
         cdef long long ages[MERGE]
         cdef int found = 0, i, j, slot
         cdef long long age
-        self._collect(_node_at(self._node_blocks, node).entries[entry].link, slots, &found)
-        _node_at(self._node_blocks, node).entries[entry].split = 0
-        _node_at(self._node_blocks, node).count[entry] = 0
+        cdef Node* parent = _node_at(self._node_blocks, node)
+        self._collect(parent.entries[entry].link, slots, &found)
+        parent.entries[entry].split = 0
+        parent.count[entry] = 0
         for i in range(found):  # insertion sort by age: the chain is appended oldest first
             slot = slots[i]
-            age = (self._chunk_sequence[slot >> self._shift] << self._shift) + (slot & self._mask)
+            age = (self._chunk[slot >> self._shift].sequence << self._shift) + (slot & self._mask)
             j = i
             while j > 0 and ages[j - 1] > age:
                 slots[j] = slots[j - 1]
@@ -463,38 +460,27 @@ cdef class SlidingWindow:
     # -- recording ---------------------------------------------------------------------
 
     cdef double _value_of(self, int slot) noexcept:
-        return _sample_at(self._chunk_samples, self._shift, self._mask, slot).value
+        return _sample_at(self._chunk, self._shift, self._mask, slot).value
 
     cdef int _previous_of(self, int slot) noexcept:
-        return _previous_at(self._chunk_previous, self._shift, self._mask, slot)[0]
+        return _previous_at(self._chunk, self._shift, self._mask, slot)[0]
 
     cdef int _add_chunk(self) except -1:
         """Allocate one more chunk (not yet in the circle) and return it."""
         cdef int chunk = self._chunks, room = max(4, 2 * self._chunk_room)
-        cdef void* grown
+        cdef Chunk* grown
         if chunk == self._chunk_room:
-            grown = PyMem_Realloc(self._chunk_samples, room * sizeof(Sample*))
+            grown = <Chunk*>PyMem_Realloc(self._chunk, room * sizeof(Chunk))
             if grown == NULL:
                 raise MemoryError()
-            self._chunk_samples = <Sample**>grown
-            grown = PyMem_Realloc(self._chunk_previous, room * sizeof(int*))
-            if grown == NULL:
-                raise MemoryError()
-            self._chunk_previous = <int**>grown
-            grown = PyMem_Realloc(self._next_chunk, room * sizeof(int))
-            if grown == NULL:
-                raise MemoryError()
-            self._next_chunk = <int*>grown
-            grown = PyMem_Realloc(self._chunk_sequence, room * sizeof(long long))
-            if grown == NULL:
-                raise MemoryError()
-            self._chunk_sequence = <long long*>grown
+            self._chunk = grown
             self._chunk_room = room
-        self._chunk_samples[chunk] = <Sample*>PyMem_Malloc((<size_t>1 << self._shift) * sizeof(Sample))
-        self._chunk_previous[chunk] = <int*>PyMem_Malloc((<size_t>1 << self._shift) * sizeof(int))
-        if self._chunk_samples[chunk] == NULL or self._chunk_previous[chunk] == NULL:
-            PyMem_Free(self._chunk_samples[chunk])
-            PyMem_Free(self._chunk_previous[chunk])
+        cdef Chunk* made = &self._chunk[chunk]
+        made.samples = <Sample*>PyMem_Malloc((<size_t>1 << self._shift) * sizeof(Sample))
+        made.previous = <int*>PyMem_Malloc((<size_t>1 << self._shift) * sizeof(int))
+        if made.samples == NULL or made.previous == NULL:
+            PyMem_Free(made.samples)
+            PyMem_Free(made.previous)
             raise MemoryError()
         self._chunks += 1
         return chunk
@@ -503,7 +489,7 @@ cdef class SlidingWindow:
         self._tail_chunk = chunk
         self._tail_offset = 0
         self._sequence += 1
-        self._chunk_sequence[chunk] = self._sequence
+        self._chunk[chunk].sequence = self._sequence
 
     cdef int _tail_slot(self) except -1:
         """The slot the next sample goes to, entering (or splicing in) the next chunk when
@@ -512,16 +498,16 @@ cdef class SlidingWindow:
         cdef int chunk, following
         if self._tail_chunk < 0:  # the first sample
             chunk = self._add_chunk()
-            self._next_chunk[chunk] = chunk
+            self._chunk[chunk].next = chunk
             self._head_chunk = chunk
             self._head_offset = 0
             self._enter(chunk)
         elif self._tail_offset > self._mask:
-            following = self._next_chunk[self._tail_chunk]
+            following = self._chunk[self._tail_chunk].next
             if following == self._head_chunk and self._size:
                 chunk = self._add_chunk()
-                self._next_chunk[chunk] = following
-                self._next_chunk[self._tail_chunk] = chunk
+                self._chunk[chunk].next = following
+                self._chunk[self._tail_chunk].next = chunk
                 following = chunk
             self._enter(following)
         return (self._tail_chunk << self._shift) | self._tail_offset
@@ -543,7 +529,7 @@ cdef class SlidingWindow:
         if self._size == self._max_samples:
             self._pop_oldest()
             self._dropped += 1
-        cdef Sample* sample = _sample_at(self._chunk_samples, self._shift, self._mask, slot)
+        cdef Sample* sample = _sample_at(self._chunk, self._shift, self._mask, slot)
         sample.timestamp = timestamp
         sample.value = value
         self._tail_offset += 1
@@ -572,7 +558,7 @@ cdef class SlidingWindow:
 
     cdef void _pop_oldest(self) noexcept:
         """Remove the oldest sample: the oldest of its leaf, so only counts change."""
-        cdef double value = self._chunk_samples[self._head_chunk][self._head_offset].value
+        cdef double value = self._chunk[self._head_chunk].samples[self._head_offset].value
         cdef unsigned long long key = _order_key(value)
         cdef int top = key >> TOP_SHIFT, node = self._top_node[top], shift = FIRST_SHIFT, entry
         cdef int merge_node = -1, merge_entry = 0
@@ -593,7 +579,7 @@ cdef class SlidingWindow:
         _add_exactly(self._partials, &self._partial_count, -value)
         self._head_offset += 1
         if self._head_offset > self._mask:
-            self._head_chunk = self._next_chunk[self._head_chunk]
+            self._head_chunk = self._chunk[self._head_chunk].next
             self._head_offset = 0
         self._size -= 1
         if merge_node >= 0:
@@ -606,7 +592,7 @@ cdef class SlidingWindow:
         return 0
 
     cdef void _drop_older_than(self, double horizon) noexcept:
-        while self._size and self._chunk_samples[self._head_chunk][self._head_offset].timestamp <= horizon:
+        while self._size and self._chunk[self._head_chunk].samples[self._head_offset].timestamp <= horizon:
             self._pop_oldest()
 
     def expire(self, double now):
@@ -677,8 +663,7 @@ def summarize(windows, double now, qs):
         window = <SlidingWindow>parts[w]
         window._expire(now)
         views[w].nodes = window._node_blocks
-        views[w].samples = window._chunk_samples
-        views[w].previous = window._chunk_previous
+        views[w].chunks = window._chunk
         views[w].shift = window._shift
         views[w].mask = window._mask
         views[w].top_count = window._top_count
@@ -741,16 +726,16 @@ def union(windows, double now):
             window = <SlidingWindow>parts[index]
             if taken[index] == window._size:
                 continue
-            timestamp = window._chunk_samples[chunks[index]][offsets[index]].timestamp
+            timestamp = window._chunk[chunks[index]].samples[offsets[index]].timestamp
             if best < 0 or timestamp < best_timestamp:
                 best, best_timestamp = index, timestamp
         window = <SlidingWindow>parts[best]
-        sample = &window._chunk_samples[chunks[best]][offsets[best]]
+        sample = &window._chunk[chunks[best]].samples[offsets[best]]
         merged._push(sample.timestamp, sample.value)
         taken[best] += 1
         offsets[best] += 1
         if offsets[best] > window._mask:
-            chunks[best] = window._next_chunk[chunks[best]]
+            chunks[best] = window._chunk[chunks[best]].next
             offsets[best] = 0
         remaining -= 1
     return merged
