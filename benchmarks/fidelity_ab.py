@@ -145,11 +145,10 @@ def window_counts(url: str) -> dict[str, int]:
 def paced_lateness(url: str) -> tuple[float, float]:
     """The server's own count of paced waiters served (``fakeai_paced_lateness_seconds``), and
     how many of them more than 1 ms after their deadlines."""
-    text = httpx.get(url + "/metrics/prometheus", timeout=60).text
+    lines = httpx.get(url + "/metrics/prometheus", timeout=60).text.splitlines()
     family = "fakeai_paced_lateness_seconds"
-    served = float(next(line for line in text.splitlines() if line.startswith(family + "_count ")).split()[1])
-    on_time = float(next(line for line in text.splitlines()
-                         if line.startswith(family + '_bucket{le="0.001"}')).split()[1])
+    served = float(next(line for line in lines if line.startswith(family + "_count ")).split()[1])
+    on_time = float(next(line for line in lines if line.startswith(family + '_bucket{le="0.001"}')).split()[1])
     return served, served - on_time
 
 

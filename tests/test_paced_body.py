@@ -4,15 +4,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
+import httpx
 import pytest
 import uvloop
+from litestar.testing import TestClient
 
 from fakeai.api.connections import DirectWriter
 from fakeai.api.paced_body import GIVE_WAY, PacedDriver, async_chunks
 from fakeai.api.pacing import TimerfdPacer, new_pacer
+from fakeai.app import create_app
+from fakeai.config import Settings
+from tests.servers import running_app
 
 
 class Writer:
@@ -278,8 +284,6 @@ def test_a_connection_that_cannot_take_a_write_now_leaves_it_to_send() -> None:
 def events_of(text: str) -> list[tuple[int, str | None, str | None]]:
     """(choice, content, finish reason) of each chat chunk's choices, in the order sent; then
     the usage chunk's usage, and the end."""
-    import json
-
     events: list[Any] = []
     for line in text.splitlines():
         if not line.startswith("data: "):
@@ -298,18 +302,10 @@ def events_of(text: str) -> list[tuple[int, str | None, str | None]]:
 def test_a_stream_through_the_server_is_the_stream_the_in_process_client_gets() -> None:
     """The paced driver (fakeai's server) and the request's task (the in-process client) send
     the same events: several choices of different lengths, the usage, the end."""
-    from litestar.testing import TestClient
-
-    from fakeai.app import create_app
-    from fakeai.config import Settings
-    from tests.servers import running_app
-
     settings = Settings(ttft_ms=2, itl_ms=1, ttft_jitter=0, itl_jitter=0, prefill_ms_per_token=0)
     body = {"model": "openai/gpt-oss-120b", "messages": [{"role": "user", "content": "Tell me a story."}],
             "max_tokens": 40, "n": 3, "seed": 11, "stream": True, "stream_options": {"include_usage": True}}
     with running_app(settings) as (base_url, _):
-        import httpx
-
         served = httpx.post(base_url + "/v1/chat/completions", json=body, timeout=30)
     with TestClient(create_app(settings)) as client:
         in_process = client.post("/v1/chat/completions", json=body)
